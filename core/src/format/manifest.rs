@@ -1,0 +1,154 @@
+//! The backup manifest: what a backup holds and where, written last.
+//!
+//! ```text
+//! BACKUP_MANIFEST          = magic "STRATAMF" | version: u16 LE | postcard(Manifest)
+//! BACKUP_MANIFEST-CHECKSUM = hex SHA-256 of BACKUP_MANIFEST, then "\n"
+//! ```
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Catalog, DescId, Descriptor};
+use crate::error::{Error, Result};
+use crate::kv::MvccFilter;
+use crate::span::Span;
+use crate::timestamp::Timestamp;
+
+/// Name of the manifest file in a backup directory.
+pub const MANIFEST_NAME: &str = "BACKUP_MANIFEST";
+/// Name of the manifest's checksum file.
+pub const MANIFEST_CHECKSUM_NAME: &str = "BACKUP_MANIFEST-CHECKSUM";
+/// The manifest's magic.
+pub const MANIFEST_MAGIC: &[u8; 8] = b"STRATAMF";
+/// The manifest format version this build writes.
+pub const MANIFEST_VERSION: u16 = 1;
+
+/// What a backup was asked to cover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackupScope {
+    /// Every database and table, and the system span.
+    Cluster,
+    /// These databases (ids at backup time) with all their tables.
+    Databases(Vec<DescId>),
+    /// These tables (ids at backup time).
+    Tables(Vec<DescId>),
+}
+
+/// One data file of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Path relative to the backup directory, e.g. `data/000001-0000.sst`.
+    pub path: String,
+    /// The keys the file covers (its work unit's span).
+    pub span: Span,
+    /// Stored size in bytes.
+    pub size: u64,
+    /// SHA-256 of the stored bytes.
+    pub sha256: [u8; 32],
+    /// MVCC entries in the file.
+    pub entries: u64,
+    /// Entries with a value (rows).
+    pub rows: u64,
+    /// Key and value bytes before encoding.
+    pub logical_bytes: u64,
+    /// The locality the file was written to (`None`: the default location).
+    pub locality: Option<String>,
+}
+
+/// A descriptor's change inside a backup's time window (revision history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescriptorRevision {
+    /// When the change happened.
+    pub ts: Timestamp,
+    /// The descriptor's id.
+    pub id: DescId,
+    /// The new descriptor, or `None` when it was dropped.
+    pub descriptor: Option<Descriptor>,
+}
+
+/// Everything a restore needs to know about one backup layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The strata version that wrote it, e.g. `strata 0.1.0`.
+    pub created_by: String,
+    /// Exclusive start of the layer's time window (zero for a full backup).
+    pub start_time: Timestamp,
+    /// Inclusive end of the window: the time the backup is as of.
+    pub end_time: Timestamp,
+    /// Whether every revision in the window is kept.
+    pub mvcc_filter: MvccFilter,
+    /// What was targeted.
+    pub scope: BackupScope,
+    /// Whether this is a full-cluster backup.
+    pub is_full_cluster: bool,
+    /// The key spans the backup covers.
+    pub spans: Vec<Span>,
+    /// Spans new in this layer, exported from time zero.
+    pub introduced_spans: Vec<Span>,
+    /// Descriptors of the targets (and their databases) at `end_time`.
+    pub descriptors: Vec<Descriptor>,
+    /// Descriptor changes in the window (with revision history).
+    pub descriptor_changes: Vec<DescriptorRevision>,
+    /// The data files.
+    pub files: Vec<FileInfo>,
+    /// Paths of the earlier layers this one extends, oldest first (empty for a full backup).
+    pub dependencies: Vec<String>,
+    /// The statement that made it, secrets redacted.
+    pub statement: String,
+}
+
+impl Manifest {
+    /// The catalog the backup holds.
+    pub fn catalog(&self) -> Catalog {
+        Catalog::from_descriptors(self.descriptors.iter().cloned())
+    }
+
+    /// Whether this layer is a full backup.
+    pub fn is_full(&self) -> bool {
+        self.start_time.is_zero()
+    }
+
+    /// Encodes the manifest: magic, version, postcard body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(MANIFEST_MAGIC);
+        out.extend_from_slice(&MANIFEST_VERSION.to_le_bytes());
+        out.extend(postcard::to_allocvec(self).expect("manifests always serialize"));
+        out
+    }
+
+    /// Decodes a manifest read from `path`, accepting every version this build knows.
+    pub fn decode(bytes: &[u8], path: &str) -> Result<Manifest> {
+        if bytes.len() < 10 || &bytes[..8] != MANIFEST_MAGIC {
+            return Err(Error::corrupt(path, "not a strata backup manifest (bad magic)"));
+        }
+        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        match version {
+            1 => postcard::from_bytes(&bytes[10..])
+                .map_err(|e| Error::corrupt(path, format!("manifest does not decode: {e}"))),
+            v => Err(Error::corrupt(
+                path,
+                format!("manifest format version {v} is not readable by this build (reads up to {MANIFEST_VERSION})"),
+            )),
+        }
+    }
+}
+
+/// SHA-256 of bytes.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// The contents of `BACKUP_MANIFEST-CHECKSUM` for manifest bytes.
+pub fn manifest_checksum(manifest_bytes: &[u8]) -> String {
+    format!("{}\n", hex::encode(sha256(manifest_bytes)))
+}
+
+/// Checks manifest bytes against the checksum file's contents.
+pub fn verify_manifest_checksum(manifest_bytes: &[u8], checksum_file: &[u8], path: &str) -> Result<()> {
+    let expected = std::str::from_utf8(checksum_file).map(str::trim).unwrap_or("");
+    if expected != hex::encode(sha256(manifest_bytes)) {
+        return Err(Error::corrupt(path, "manifest does not match BACKUP_MANIFEST-CHECKSUM"));
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! The traits a key-value engine implements to be backed up ([`KvSource`]) and restored into
+//! ([`KvSink`]), and the values they exchange.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, DescId, Descriptor, DescriptorChange, TableDescriptor};
+use crate::error::Result;
+use crate::keys;
+use crate::span::Span;
+use crate::timestamp::Timestamp;
+
+/// `Send + Sync` natively; nothing on wasm32, where JavaScript objects are neither.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSendSync: Send + Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
+/// `Send + Sync` natively; nothing on wasm32, where JavaScript objects are neither.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSendSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSendSync for T {}
+
+/// One MVCC version: a key's value (or deletion) written at a timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The full key (table prefix included).
+    pub key: Vec<u8>,
+    /// When this version was written.
+    pub ts: Timestamp,
+    /// The value, or `None` for a deletion (tombstone).
+    pub value: Option<Vec<u8>>,
+}
+
+/// Which versions a scan returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MvccFilter {
+    /// For each key, only its newest version in the time window.
+    Latest,
+    /// Every version in the time window (revision history).
+    AllRevisions,
+}
+
+/// A request for one page of a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanRequest {
+    /// The keys to read. On later pages, `span.start` is the previous page's `resume_key`.
+    pub span: Span,
+    /// Exclusive lower bound of the time window: versions at or below it are not returned.
+    pub start: Timestamp,
+    /// Inclusive upper bound of the time window.
+    pub end: Timestamp,
+    /// Which versions to return.
+    pub filter: MvccFilter,
+    /// Stop after about this many bytes of keys and values (at a key boundary).
+    pub target_bytes: u64,
+}
+
+impl ScanRequest {
+    /// A scan of `span` for versions in `(start, end]`, in pages of about 1 MiB.
+    pub fn new(span: Span, start: Timestamp, end: Timestamp, filter: MvccFilter) -> Self {
+        ScanRequest { span, start, end, filter, target_bytes: 1 << 20 }
+    }
+}
+
+/// One page of a scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// Versions sorted by key ascending, then timestamp descending (newest first).
+    pub entries: Vec<Entry>,
+    /// Where the next page starts, or `None` when the span is exhausted.
+    pub resume_key: Option<Vec<u8>>,
+}
+
+/// A unit of backup work: a span, and where its data lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkUnit {
+    /// The keys of this unit.
+    pub span: Span,
+    /// The locality of the node holding the data (e.g. `region=us-west`), if known.
+    pub locality: Option<String>,
+}
+
+/// What a backup reads: a versioned key-value engine.
+///
+/// # Contract
+/// - Timestamps come from the engine's own hybrid logical clock; [`KvSource::now`] returns a
+///   timestamp at or above every committed write, so a read at `now()` is stable.
+/// - [`KvSource::scan`] returns versions with `start < ts <= end` of keys in `span`, sorted by key
+///   ascending and, within a key, newest first. With [`MvccFilter::Latest`] it returns only each
+///   key's newest version in that window, tombstones included. A page ends at a key boundary (all
+///   versions of one key are in one page) after about `target_bytes`; `resume_key` is then the
+///   first key not returned. Reading a span whose data is below [`KvSource::gc_threshold`] at
+///   `start` or `end` must be an error, never a silently incomplete answer.
+/// - Descriptors live as versioned entries in [`keys::descriptor_span`], encoded by
+///   [`Descriptor::encode`]; the default [`KvSource::catalog_at`] reads them there.
+/// - Errors say whether retrying can help ([`crate::Error::status`]).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait KvSource: MaybeSendSync {
+    /// The engine's current timestamp.
+    async fn now(&self) -> Result<Timestamp>;
+
+    /// One page of versions; see the trait's contract.
+    async fn scan(&self, request: ScanRequest) -> Result<ScanPage>;
+
+    /// The oldest timestamp at which `span` can still be read in full.
+    async fn gc_threshold(&self, _span: &Span) -> Result<Timestamp> {
+        Ok(Timestamp::ZERO)
+    }
+
+    /// Splits a span into units of work that can be exported in parallel, each with the locality
+    /// of the node holding it. The default is the whole span, locality unknown.
+    async fn split(&self, span: &Span) -> Result<Vec<WorkUnit>> {
+        Ok(vec![WorkUnit { span: span.clone(), locality: None }])
+    }
+
+    /// The catalog as of `ts`.
+    async fn catalog_at(&self, ts: Timestamp) -> Result<Catalog> {
+        let mut catalog = Catalog::default();
+        let mut request = ScanRequest::new(keys::descriptor_span(), Timestamp::ZERO, ts, MvccFilter::Latest);
+        loop {
+            let page = self.scan(request.clone()).await?;
+            for e in page.entries {
+                if let Some(v) = e.value {
+                    catalog.insert(Descriptor::decode(&v)?);
+                }
+            }
+            match page.resume_key {
+                Some(k) => request.span.start = k,
+                None => return Ok(catalog),
+            }
+        }
+    }
+}
+
+/// What a restore writes into: a key-value engine that can take bulk ingestion and publish new
+/// descriptors atomically.
+///
+/// # Contract
+/// - [`KvSink::allocate_ids`] hands out `count` consecutive ids never handed out before.
+/// - [`KvSink::ingest`] writes key/value pairs (sorted by key, all in spans of descriptors not yet
+///   published) at a timestamp of the sink's choosing. They must stay invisible to users until the
+///   descriptors owning them are published; calls may come concurrently for disjoint spans.
+/// - [`KvSink::publish`] applies all changes in one atomic step and returns its commit timestamp:
+///   either every restored object appears, or none does.
+/// - [`KvSink::discard`] removes everything ingested into the spans: the cleanup of a failed
+///   restore. It must succeed on spans that hold nothing.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait KvSink: MaybeSendSync {
+    /// The current, committed catalog of the sink.
+    async fn catalog(&self) -> Result<Catalog>;
+
+    /// Reserves `count` fresh descriptor ids; returns the first.
+    async fn allocate_ids(&self, count: u32) -> Result<DescId>;
+
+    /// Writes sorted key/value pairs into unpublished spans.
+    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
+
+    /// Applies descriptor changes atomically; returns the commit timestamp.
+    async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp>;
+
+    /// Removes everything in these spans (cleanup after a failed restore).
+    async fn discard(&self, spans: &[Span]) -> Result<()>;
+
+    /// Re-validates a restored table's indexes before it is published. The default accepts.
+    async fn validate_indexes(&self, _table: &TableDescriptor) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether the sink holds no user database or table (required by a full-cluster restore).
+    async fn is_empty(&self) -> Result<bool> {
+        Ok(self.catalog().await?.has_no_user_objects())
+    }
+}
+
+/// An engine that is both a source and a sink and takes ordinary writes: what the CLI and the
+/// `sql` executor run against.
+///
+/// # Contract
+/// [`KvStore::write`] applies the batch atomically at one fresh timestamp above every earlier
+/// write, and returns it. `None` deletes the key (writes a tombstone).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait KvStore: KvSource + KvSink {
+    /// Writes a batch atomically; returns its commit timestamp.
+    async fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Timestamp>;
+}
+
+/// Reads a whole span at `ts` (newest version of each key, deletions dropped) by paging through
+/// [`KvSource::scan`].
+pub async fn read_span<S: KvSource + ?Sized>(source: &S, span: Span, ts: Timestamp) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut request = ScanRequest::new(span, Timestamp::ZERO, ts, MvccFilter::Latest);
+    loop {
+        let page = source.scan(request.clone()).await?;
+        out.extend(page.entries.into_iter().filter_map(|e| e.value.map(|v| (e.key, v))));
+        match page.resume_key {
+            Some(k) => request.span.start = k,
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Checks a scan request against a GC threshold, for implementors: reading the newest version at
+/// `end` needs `end >= threshold`; reading changes or revisions after `start` needs
+/// `start >= threshold` as well.
+pub fn check_gc_threshold(request: &ScanRequest, threshold: Timestamp) -> Result<()> {
+    let needs_start = !request.start.is_zero() || request.filter == MvccFilter::AllRevisions;
+    let t = if needs_start { request.start } else { request.end };
+    if t < threshold {
+        return Err(crate::Error::InvalidTime(format!(
+            "cannot read {} at {t}: it is below the GC threshold {threshold} (data that old has been garbage collected); \
+             take a full backup, or read at a later time",
+            request.span
+        )));
+    }
+    Ok(())
+}

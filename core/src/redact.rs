@@ -1,0 +1,77 @@
+//! Removing secrets from URIs and statements before they are shown anywhere.
+
+/// Query parameters whose values are secrets (compared case-insensitively).
+pub const SECRET_PARAMS: &[&str] = &[
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_ACCOUNT_KEY",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "CREDENTIALS",
+    "BEARER_TOKEN",
+    "ASSUME_ROLE_CREDENTIALS",
+    "PASSWORD",
+    "KEY",
+    "TOKEN",
+    "SECRET",
+];
+
+/// The placeholder shown instead of a secret.
+pub const REDACTED: &str = "redacted";
+
+/// Whether a query parameter's value is secret.
+pub fn is_secret_param(name: &str) -> bool {
+    SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name))
+}
+
+/// The URI with every secret query parameter's value, and any `user:password@` password,
+/// replaced by `redacted`.
+pub fn redact_uri(uri: &str) -> String {
+    let (base, query) = match uri.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (uri, None),
+    };
+    let mut out = redact_userinfo(base);
+    if let Some(q) = query {
+        out.push('?');
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if is_secret_param(k) => format!("{k}={REDACTED}"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+fn redact_userinfo(base: &str) -> String {
+    if let Some(scheme_end) = base.find("://") {
+        let rest = &base[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        if let Some(at) = authority.rfind('@') {
+            if let Some(colon) = authority[..at].find(':') {
+                return format!("{}{}:{REDACTED}{}", &base[..scheme_end + 3], &authority[..colon], &rest[at..]);
+            }
+        }
+    }
+    base.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_secret_params_only() {
+        assert_eq!(
+            redact_uri("s3://b/p?AWS_ACCESS_KEY_ID=AKIA&AWS_SECRET_ACCESS_KEY=s3cr3t&AWS_REGION=us-east-1"),
+            "s3://b/p?AWS_ACCESS_KEY_ID=AKIA&AWS_SECRET_ACCESS_KEY=redacted&AWS_REGION=us-east-1"
+        );
+        assert_eq!(redact_uri("azure://c/p?azure_account_key=abc"), "azure://c/p?azure_account_key=redacted");
+        assert_eq!(redact_uri("https://user:pw@host/x"), "https://user:redacted@host/x");
+        assert_eq!(redact_uri("nodelocal://1/backups"), "nodelocal://1/backups");
+    }
+}

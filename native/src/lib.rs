@@ -1,0 +1,1 @@
+//! strata on native platforms.
