@@ -35,6 +35,8 @@
 
 mod backup;
 mod catalog;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod error;
 mod exec;
 mod format;

@@ -1,0 +1,1 @@
+//! KV conformance suite (placeholder).
