@@ -138,8 +138,12 @@ pub fn expand_table_name(catalog: &Catalog, name: &TableName) -> Result<Vec<Desc
         ));
     };
     if name.table == "*" {
-        let db = catalog.require_database(db)?;
-        return Ok(catalog.tables_in(db.id).map(|t| t.id).collect());
+        let db_desc = catalog.require_database(db)?;
+        let ids: Vec<DescId> = catalog.tables_in(db_desc.id).map(|t| t.id).collect();
+        if ids.is_empty() {
+            return Err(Error::not_found("table", format!("{db}.* (database {db} has no tables)")));
+        }
+        return Ok(ids);
     }
     Ok(vec![catalog.require_table(db, &name.table)?.id])
 }

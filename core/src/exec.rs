@@ -11,7 +11,7 @@ use crate::format::manifest::{verify_manifest_checksum, Manifest, MANIFEST_CHECK
 use crate::keys;
 use crate::kv::KvStore;
 use crate::redact::redact_uri;
-use crate::restore::{plan_restore, run_restore, RestoreRunOptions};
+use crate::restore::{prepare_restore, run_restore, RestoreRunOptions};
 use crate::result::{QueryResult, Value};
 use crate::sql::{self, BackupDestination, BackupSource, BackupStmt, RestoreStmt, Statement, Subdir, TableName};
 use crate::storage::{subdir, ExternalStorage, StorageOpener};
@@ -208,16 +208,13 @@ impl Executor {
             }
         }
         let catalog = self.store.catalog().await?;
-        // Ids are allocated inside planning, only once every check has passed.
-        let mut first = None;
-        let mut plan = plan_restore(&opened.manifest, &catalog, &r.targets, &r.options, &mut |n| {
-            first = Some(n);
-            0
-        })?;
-        if let Some(n) = first {
-            let base = self.store.allocate_ids(n).await?;
-            plan = plan_restore(&opened.manifest, &catalog, &r.targets, &r.options, &mut |_| base)?;
-        }
+        // Ids are allocated only once every check has passed.
+        let selection = prepare_restore(&opened.manifest, &catalog, &r.targets, &r.options)?;
+        let first = match selection.ids_needed() {
+            0 => 0,
+            n => self.store.allocate_ids(n).await?,
+        };
+        let plan = selection.plan(first)?;
         let summary = run_restore(self.store.as_ref(), opened.storage.clone(), &plan, &self.restore_options).await?;
         let mut out = QueryResult::new(&["status", "databases", "tables", "rows", "bytes"]);
         out.push(vec![

@@ -73,7 +73,8 @@ pub use kv::{
 pub use memkv::{Clock, MemKv};
 pub use redact::{is_secret_param, redact_uri, REDACTED};
 pub use restore::{
-    plan_restore, run_restore, DatabaseRestore, RestorePlan, RestoreRunOptions, RestoreSummary, TableRestore,
+    prepare_restore, run_restore, DatabaseRestore, RestorePlan, RestoreRunOptions, RestoreSelection, RestoreSummary,
+    TableRestore,
 };
 pub use result::{QueryResult, Value};
 pub use span::{prefix_end, Span, SpanSet};

@@ -11,7 +11,7 @@ use crate::backup::expand_table_name;
 use crate::catalog::{Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, TableDescriptor};
 use crate::error::{Error, Result};
 use crate::format::datafile::{decode_block, decode_footer, decode_index, BlockHandle, FOOTER_LEN};
-use crate::format::manifest::{sha256, FileInfo, Manifest};
+use crate::format::manifest::{sha256, FileInfo, Manifest, MANIFEST_NAME};
 use crate::keys;
 use crate::kv::KvSink;
 use crate::span::{Span, SpanSet};
@@ -80,14 +80,23 @@ enum Parent {
     Existing(DescId),
 }
 
-/// Chooses what to restore and checks it against the target's catalog; pure.
-pub fn plan_restore(
-    manifest: &Manifest,
+/// What a restore will bring back, checked against the target but not yet given ids:
+/// [`RestoreSelection::ids_needed`] fresh ids turn it into a [`RestorePlan`].
+pub struct RestoreSelection<'a> {
+    manifest: &'a Manifest,
+    dbs: Vec<(DatabaseDescriptor, String)>,
+    tables: Vec<(TableDescriptor, Parent)>,
+    restore_system: bool,
+}
+
+/// Chooses what to restore and checks it against the target's catalog (names that already
+/// exist, a non-empty cluster, objects missing from the backup); pure.
+pub fn prepare_restore<'a>(
+    manifest: &'a Manifest,
     target: &Catalog,
     targets: &Targets,
     options: &RestoreOptions,
-    ids: &mut dyn FnMut(u32) -> DescId,
-) -> Result<RestorePlan> {
+) -> Result<RestoreSelection<'a>> {
     let backup = manifest.catalog();
     let mut dbs: Vec<(&DatabaseDescriptor, String)> = Vec::new();
     let mut tables: Vec<(&TableDescriptor, Parent)> = Vec::new();
@@ -158,48 +167,64 @@ pub fn plan_restore(
             }
         }
     }
-    let count = (dbs.len() + tables.len()) as u32;
-    let first = if count > 0 { ids(count) } else { 0 };
-    let mut next = first;
-    let mut db_map = BTreeMap::new();
-    let mut plan = RestorePlan {
-        as_of: manifest.end_time,
-        databases: Vec::new(),
-        tables: Vec::new(),
+    Ok(RestoreSelection {
+        manifest,
+        dbs: dbs.into_iter().map(|(d, n)| (d.clone(), n)).collect(),
+        tables: tables.into_iter().map(|(t, p)| (t.clone(), p)).collect(),
         restore_system,
-        files: Vec::new(),
-    };
-    for (db, name) in dbs {
-        db_map.insert(db.id, next);
-        plan.databases.push(DatabaseRestore {
-            old_id: db.id,
-            descriptor: DatabaseDescriptor { id: next, name, version: 1, modification_time: manifest.end_time },
-        });
-        next += 1;
+    })
+}
+
+impl RestoreSelection<'_> {
+    /// How many fresh descriptor ids the restore needs.
+    pub fn ids_needed(&self) -> u32 {
+        (self.dbs.len() + self.tables.len()) as u32
     }
-    for (t, parent) in tables {
-        let parent_id = match parent {
-            Parent::Restored(old) => *db_map.get(&old).ok_or_else(|| {
-                Error::corrupt("BACKUP_MANIFEST", format!("table {} has no database in the backup", t.name))
-            })?,
-            Parent::Existing(id) => id,
+
+    /// The plan, giving the restored objects ids `first_id..first_id + ids_needed()`.
+    pub fn plan(self, first_id: DescId) -> Result<RestorePlan> {
+        let manifest = self.manifest;
+        let mut next = first_id;
+        let mut db_map = BTreeMap::new();
+        let mut plan = RestorePlan {
+            as_of: manifest.end_time,
+            databases: Vec::new(),
+            tables: Vec::new(),
+            restore_system: self.restore_system,
+            files: Vec::new(),
         };
-        plan.tables.push(TableRestore {
-            old_id: t.id,
-            descriptor: TableDescriptor {
-                id: next,
-                parent_id,
-                version: 1,
-                modification_time: manifest.end_time,
-                ..t.clone()
-            },
-        });
-        next += 1;
+        for (db, name) in self.dbs {
+            db_map.insert(db.id, next);
+            plan.databases.push(DatabaseRestore {
+                old_id: db.id,
+                descriptor: DatabaseDescriptor { id: next, name, version: 1, modification_time: manifest.end_time },
+            });
+            next += 1;
+        }
+        for (t, parent) in self.tables {
+            let parent_id = match parent {
+                Parent::Restored(old) => *db_map.get(&old).ok_or_else(|| {
+                    Error::corrupt(MANIFEST_NAME, format!("table {} has no database in the backup", t.name))
+                })?,
+                Parent::Existing(id) => id,
+            };
+            plan.tables.push(TableRestore {
+                old_id: t.id,
+                descriptor: TableDescriptor {
+                    id: next,
+                    parent_id,
+                    version: 1,
+                    modification_time: manifest.end_time,
+                    ..t
+                },
+            });
+            next += 1;
+        }
+        let needed = plan.source_spans();
+        plan.files =
+            manifest.files.iter().filter(|f| needed.spans().iter().any(|s| s.overlaps(&f.span))).cloned().collect();
+        Ok(plan)
     }
-    let needed = plan.source_spans();
-    plan.files =
-        manifest.files.iter().filter(|f| needed.spans().iter().any(|s| s.overlaps(&f.span))).cloned().collect();
-    Ok(plan)
 }
 
 /// How a restore runs.
