@@ -331,13 +331,18 @@ impl Executor {
         }
     }
 
-    /// Resolves `db.table` to its key prefix for row operations (`put`, `get`, `scan`).
-    pub async fn table_prefix(&self, db: &str, table: &str, at: Option<Timestamp>) -> Result<[u8; 5]> {
+    /// Resolves `db.table` (as of `at`, or now) to its descriptor id, for row operations.
+    pub async fn table_id(&self, db: &str, table: &str, at: Option<Timestamp>) -> Result<crate::catalog::DescId> {
         let catalog = match at {
             Some(ts) => self.store.catalog_at(ts).await?,
             None => self.store.catalog().await?,
         };
-        Ok(keys::table_prefix(catalog.require_table(db, table)?.id))
+        Ok(catalog.require_table(db, table)?.id)
+    }
+
+    /// Resolves `db.table` to its key prefix for row operations (`put`, `get`, `scan`).
+    pub async fn table_prefix(&self, db: &str, table: &str, at: Option<Timestamp>) -> Result<[u8; 5]> {
+        Ok(keys::table_prefix(self.table_id(db, table, at).await?))
     }
 }
 

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod embedded;
+pub mod workload;
 mod storage;
 
 pub use embedded::EmbeddedStore;

@@ -1,0 +1,251 @@
+//! `strata`: run CockroachDB-style BACKUP and RESTORE statements against the embedded store.
+
+mod demo;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use strata_core::{keys, Executor, KvSource, QueryResult, ScanRequest, Timestamp, Value};
+use strata_native::{workload, EmbeddedStore, NativeOpener};
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "Full and incremental backups of MVCC key-value data, CockroachDB style")]
+struct Cli {
+    /// Directory of the embedded store (created if missing). `nodelocal://1/…` URIs resolve to
+    /// DIR/extern/….
+    #[arg(long, global = true, env = "STRATA_STORE")]
+    store: Option<PathBuf>,
+    /// How results are printed.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// An aligned table.
+    Table,
+    /// A JSON array of row objects.
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one statement: BACKUP, RESTORE, SHOW BACKUP(S), CREATE/DROP DATABASE|TABLE, SHOW DATABASES, SHOW TABLES.
+    Sql {
+        /// The statement.
+        statement: String,
+    },
+    /// Write KEY = VALUE into table db.t.
+    Put { table: String, key: String, value: String },
+    /// Print the value of KEY in table db.t.
+    Get {
+        table: String,
+        key: String,
+        /// Read as of this time (decimal, '-10s', or 'YYYY-MM-DD HH:MM:SS').
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Delete KEY from table db.t.
+    Delete { table: String, key: String },
+    /// Print every KEY<TAB>VALUE of table db.t in key order.
+    Scan {
+        table: String,
+        /// Read as of this time.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Print the store's current timestamp, in the decimal form AS OF SYSTEM TIME accepts.
+    Now,
+    /// Sample workloads.
+    Workload {
+        #[command(subcommand)]
+        command: WorkloadCommand,
+    },
+    /// The main job: build a bank store, back it up, restore a table and the database into fresh stores, compare.
+    Demo {
+        /// Accounts in the bank workload.
+        #[arg(long, default_value_t = 20_000)]
+        rows: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkloadCommand {
+    /// Create and fill a workload's database.
+    Init {
+        /// The workload: `bank` (tables customers and accounts).
+        name: String,
+        /// Accounts to create (customers: one per ten accounts).
+        #[arg(long, default_value_t = 1000)]
+        rows: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens the store at `dir` with an executor whose `nodelocal://` root is `dir/extern`.
+pub fn open(dir: &Path) -> anyhow::Result<Executor> {
+    let store =
+        EmbeddedStore::open(dir).with_context(|| format!("cannot open the store at {}", dir.display()))?;
+    Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern")))))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Demo { rows } = cli.command {
+        return demo::run(rows).await;
+    }
+    let dir = cli.store.ok_or_else(|| anyhow!("--store DIR is required (or set STRATA_STORE)"))?;
+    let exec = open(&dir)?;
+    match cli.command {
+        Command::Sql { statement } => {
+            let result = exec.execute(&statement).await?;
+            print_result(&result, cli.format);
+        }
+        Command::Put { table, key, value } => {
+            let (db, t) = split_table(&table)?;
+            let id = exec.table_id(db, t, None).await?;
+            exec.store().write(vec![(keys::table_key(id, key.as_bytes()), Some(value.into_bytes()))]).await?;
+        }
+        Command::Delete { table, key } => {
+            let (db, t) = split_table(&table)?;
+            let id = exec.table_id(db, t, None).await?;
+            exec.store().write(vec![(keys::table_key(id, key.as_bytes()), None)]).await?;
+        }
+        Command::Get { table, key, as_of } => {
+            let (db, t) = split_table(&table)?;
+            let ts = read_time(&exec, as_of.as_deref()).await?;
+            let id = exec.table_id(db, t, Some(ts)).await?;
+            let k = keys::table_key(id, key.as_bytes());
+            let page = exec
+                .store()
+                .scan(ScanRequest::new(strata_core::Span::new(k.clone(), key_successor(&k)), Timestamp::ZERO, ts, strata_core::MvccFilter::Latest))
+                .await?;
+            match page.entries.into_iter().next().and_then(|e| e.value) {
+                Some(v) => println!("{}", show_bytes(&v)),
+                None => bail!("key not found: {key} in {table} at {ts}"),
+            }
+        }
+        Command::Scan { table, as_of } => {
+            let (db, t) = split_table(&table)?;
+            let ts = read_time(&exec, as_of.as_deref()).await?;
+            let id = exec.table_id(db, t, Some(ts)).await?;
+            let mut request = ScanRequest::new(keys::table_span(id), Timestamp::ZERO, ts, strata_core::MvccFilter::Latest);
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            loop {
+                let page = exec.store().scan(request.clone()).await?;
+                for e in page.entries {
+                    if let Some(v) = e.value {
+                        let user_key = keys::decode_table_key(&e.key).map_or(&e.key[..], |(_, k)| k);
+                        use std::io::Write;
+                        writeln!(out, "{}\t{}", show_bytes(user_key), show_bytes(&v))?;
+                    }
+                }
+                match page.resume_key {
+                    Some(k) => request.span.start = k,
+                    None => break,
+                }
+            }
+        }
+        Command::Now => println!("{}", exec.store().now().await?),
+        Command::Workload { command: WorkloadCommand::Init { name, rows } } => {
+            if name != "bank" {
+                bail!("unknown workload '{name}'; available: bank");
+            }
+            let started = std::time::Instant::now();
+            let s = workload::init_bank(&exec, rows, |_| {}).await?;
+            eprintln!(
+                "workload bank: {} accounts, {} customers, {} bytes in {:.1}s",
+                s.accounts,
+                s.customers,
+                s.logical_bytes,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Command::Demo { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+/// Splits `db.table`.
+fn split_table(name: &str) -> anyhow::Result<(&str, &str)> {
+    name.split_once('.')
+        .filter(|(d, t)| !d.is_empty() && !t.is_empty())
+        .ok_or_else(|| anyhow!("table name '{name}' must be qualified with its database, as db.table"))
+}
+
+async fn read_time(exec: &Executor, as_of: Option<&str>) -> anyhow::Result<Timestamp> {
+    let now = exec.store().now().await?;
+    Ok(match as_of {
+        Some(text) => Timestamp::parse_as_of(text, now)?,
+        None => now,
+    })
+}
+
+fn key_successor(k: &[u8]) -> Vec<u8> {
+    let mut v = k.to_vec();
+    v.push(0);
+    v
+}
+
+/// Bytes as text: UTF-8 as is, other bytes as `\xNN`.
+fn show_bytes(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(_) => b
+            .iter()
+            .map(|&c| if c.is_ascii_graphic() || c == b' ' { (c as char).to_string() } else { format!("\\x{c:02x}") })
+            .collect(),
+    }
+}
+
+/// Prints a statement's result in the chosen format.
+pub fn print_result(result: &QueryResult, format: Format) {
+    match format {
+        Format::Table => {
+            if !result.columns.is_empty() {
+                println!("{result}");
+            }
+        }
+        Format::Json => {
+            let rows: Vec<serde_json::Map<String, serde_json::Value>> = result
+                .to_objects()
+                .into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                Value::Null => serde_json::Value::Null,
+                                Value::Bool(b) => b.into(),
+                                Value::Int(i) => i.into(),
+                                Value::Text(s) => s.into(),
+                            };
+                            (k, v)
+                        })
+                        .collect()
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
+        }
+    }
+}
