@@ -15,7 +15,7 @@ use crate::format::manifest::{
 };
 use crate::keys;
 use crate::kv::{KvSource, MvccFilter, ScanRequest, WorkUnit};
-use crate::span::{Span, SpanSet};
+use crate::span::Span;
 use crate::sql::{TableName, Targets};
 use crate::storage::ExternalStorage;
 use crate::timestamp::Timestamp;
@@ -80,6 +80,11 @@ impl BackupOptions {
     /// Sets the size at which a data file is closed.
     pub fn with_target_file_size(mut self, bytes: usize) -> Self {
         self.target_file_size = bytes.max(1);
+        self
+    }
+    /// Sets the bytes a scan page holds (files are closed at page boundaries).
+    pub fn with_page_bytes(mut self, bytes: u64) -> Self {
+        self.page_bytes = bytes.max(1);
         self
     }
     /// Sets the data file encoding.
@@ -167,7 +172,10 @@ pub fn plan_full_backup(
     if is_full_cluster {
         spans.push(keys::system_span());
     }
-    let spans = SpanSet::from_spans(spans).spans().to_vec();
+    // One span per table (adjacent tables are not merged), so each data file belongs to one table:
+    // a restore of one table reads only its files, and SHOW BACKUP sizes are exact.
+    spans.sort();
+    spans.dedup();
     Ok(BackupPlan {
         scope,
         is_full_cluster,
@@ -213,20 +221,47 @@ pub async fn run_backup(
         units.extend(source.split(span).await?);
     }
     let written: futures::lock::Mutex<Vec<String>> = futures::lock::Mutex::new(Vec::new());
-    let result: Result<Vec<Vec<FileInfo>>> = stream::iter(units.iter().enumerate())
-        .map(|(i, unit)| export_unit(source, &storage, plan, options, i, unit, &written))
-        .buffer_unordered(options.concurrency.max(1))
-        .try_collect()
-        .await;
-    let mut files: Vec<FileInfo> = match result {
-        Ok(files) => files.into_iter().flatten().collect(),
+    let file_prefix = plan_file_prefix(plan);
+    let result = write_backup(source, &storage, plan, options, &units, &file_prefix, &written).await;
+    match result {
+        Ok(manifest) => Ok(manifest),
+        // Another backup of the same plan finished first: its manifest names files of the same
+        // names and contents, so nothing of ours may be removed.
+        Err(e @ Error::AlreadyExists { .. }) => Err(e),
         Err(e) => {
+            // Best effort: without a manifest these files are not a backup either way.
             for path in written.lock().await.iter() {
                 let _ = storage.delete(path).await;
             }
-            return Err(e);
+            let _ = storage.delete(MANIFEST_CHECKSUM_NAME).await;
+            Err(e)
         }
-    };
+    }
+}
+
+/// A prefix for data file names unique to the plan (its time window and statement), so two
+/// backups racing into one directory never overwrite each other's files, while a re-run of the
+/// same plan names its files the same way.
+fn plan_file_prefix(plan: &BackupPlan) -> String {
+    let encoded = postcard::to_allocvec(plan).expect("plans always serialize");
+    hex::encode(&sha256(&encoded)[..4])
+}
+
+async fn write_backup(
+    source: &dyn KvSource,
+    storage: &Arc<dyn ExternalStorage>,
+    plan: &BackupPlan,
+    options: &BackupOptions,
+    units: &[WorkUnit],
+    file_prefix: &str,
+    written: &futures::lock::Mutex<Vec<String>>,
+) -> Result<Manifest> {
+    let files: Vec<Vec<FileInfo>> = stream::iter(units.iter().enumerate())
+        .map(|(i, unit)| export_unit(source, storage, plan, options, file_prefix, i, unit, written))
+        .buffer_unordered(options.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut files: Vec<FileInfo> = files.into_iter().flatten().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let manifest = Manifest {
         created_by: format!("strata {}", env!("CARGO_PKG_VERSION")),
@@ -244,16 +279,25 @@ pub async fn run_backup(
         statement: plan.statement.clone(),
     };
     let bytes = manifest.encode();
-    storage.put(MANIFEST_CHECKSUM_NAME, Bytes::from(manifest_checksum(&bytes))).await?;
+    let checksum = manifest_checksum(&bytes);
+    // The manifest is the commit point: written once, only if no other backup wrote one first.
+    // Its checksum follows (CockroachDB's order); a reader refuses a manifest without one.
     storage.put_if_absent(MANIFEST_NAME, Bytes::from(bytes)).await?;
+    if let Err(e) = storage.put(MANIFEST_CHECKSUM_NAME, Bytes::from(checksum)).await {
+        // Take the commit back: a manifest without its checksum is refused by readers anyway.
+        let _ = storage.delete(MANIFEST_NAME).await;
+        return Err(e);
+    }
     Ok(manifest)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn export_unit(
     source: &dyn KvSource,
     storage: &Arc<dyn ExternalStorage>,
     plan: &BackupPlan,
     options: &BackupOptions,
+    file_prefix: &str,
     unit_index: usize,
     unit: &WorkUnit,
     written: &futures::lock::Mutex<Vec<String>>,
@@ -277,7 +321,7 @@ async fn export_unit(
         let last = page.resume_key.is_none();
         if writer.entries() > 0 && (last || writer.estimated_size() >= options.target_file_size) {
             let full = std::mem::replace(&mut writer, DataFileWriter::new(options.data_file.clone()));
-            let path = format!("data/{unit_index:06}-{:04}.sst", files.len());
+            let path = format!("data/{file_prefix}-{unit_index:06}-{:04}.sst", files.len());
             let span = Span::new(std::mem::replace(&mut file_start, file_end.clone()), file_end);
             let (bytes, stats) = full.finish();
             let info = FileInfo {

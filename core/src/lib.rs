@@ -47,7 +47,6 @@ mod redact;
 mod restore;
 mod result;
 mod span;
-#[path = "sql_stub.rs"]
 pub mod sql;
 mod storage;
 mod timestamp;
