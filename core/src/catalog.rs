@@ -219,6 +219,8 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn sample() -> Catalog {
         Catalog::from_descriptors([

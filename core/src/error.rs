@@ -159,6 +159,8 @@ fn render_parse_error(message: &str, statement: &str, position: usize) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn parse_error_points_at_token() {

@@ -77,7 +77,7 @@ pub fn decode_table_key(key: &[u8]) -> Option<(DescId, &[u8])> {
 }
 
 /// Replaces the table id of a table key, keeping the user's key (restore's key rewriting).
-pub fn rewrite_table_key(key: &mut Vec<u8>, new_id: DescId) {
+pub fn rewrite_table_key(key: &mut [u8], new_id: DescId) {
     debug_assert!(key.len() >= 5 && key[0] == TABLE_PREFIX);
     key[1..5].copy_from_slice(&new_id.to_be_bytes());
 }
@@ -114,6 +114,8 @@ fn escape(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn table_keys_round_trip() {

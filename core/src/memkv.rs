@@ -229,6 +229,8 @@ impl KvStore for MemKv {
 mod tests {
     use super::*;
     use futures::executor::block_on;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn k(s: &str) -> Vec<u8> {
         keys::table_key(200, s.as_bytes())

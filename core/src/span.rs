@@ -184,6 +184,8 @@ impl FromIterator<Span> for SpanSet {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn s(a: u8, b: u8) -> Span {
         Span::new(vec![a], vec![b])

@@ -286,6 +286,8 @@ impl ExternalStorage for Prefixed {
 mod tests {
     use super::*;
     use futures::executor::block_on;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn memory_contract_basics() {

@@ -309,6 +309,8 @@ fn parse_civil(s: &str) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const NOW: Timestamp = Timestamp::from_nanos(1_800_000_000_000_000_000);
 

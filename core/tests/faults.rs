@@ -12,6 +12,8 @@ use strata_core::{
     keys, Error, Executor, ExternalStorage, KvSink, KvSource, MemKv, MemoryOpener, MemoryStorage, ObjectMeta, Result,
     Status, StorageOpener, Timestamp, MANIFEST_NAME,
 };
+#[cfg(all(target_family = "wasm", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// Wraps a storage; the `fail_at`-th call (counting every method) fails with a temporary error.
 struct Flaky {
@@ -23,13 +25,18 @@ struct Flaky {
 impl Flaky {
     fn tick(&self, path: &str) -> Result<()> {
         if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
-            return Err(Error::Storage { path: path.into(), message: "injected fault".into(), status: Status::Temporary });
+            return Err(Error::Storage {
+                path: path.into(),
+                message: "injected fault".into(),
+                status: Status::Temporary,
+            });
         }
         Ok(())
     }
 }
 
-#[async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl ExternalStorage for Flaky {
     fn describe(&self) -> String {
         self.inner.describe()
@@ -91,8 +98,9 @@ fn a_failed_backup_leaves_no_backup_and_no_files() {
         let mut failures = 0;
         for fail_at in 1..40 {
             let flaky = Arc::new(Flaky { inner: MemoryStorage::new("f"), calls: AtomicUsize::new(0), fail_at });
-            let exec = Executor::new(Arc::new(kv.clone()), Arc::new(FlakyOpener(flaky.clone())))
-                .with_backup_options(strata_core::BackupOptions::default().with_target_file_size(1024).with_page_bytes(1024));
+            let exec = Executor::new(Arc::new(kv.clone()), Arc::new(FlakyOpener(flaky.clone()))).with_backup_options(
+                strata_core::BackupOptions::default().with_target_file_size(1024).with_page_bytes(1024),
+            );
             match exec.execute("BACKUP DATABASE d TO 'memory://f'").await {
                 Ok(_) => {
                     assert!(flaky.inner.size(MANIFEST_NAME).await.is_ok());
@@ -116,11 +124,10 @@ fn a_failed_restore_leaves_nothing_visible() {
     block_on(async {
         let kv = source_with_data().await;
         let backup = MemoryStorage::new("r");
-        let exec = Executor::new(Arc::new(kv.clone()), Arc::new(FlakyOpener(Arc::new(Flaky {
-            inner: backup.clone(),
-            calls: AtomicUsize::new(0),
-            fail_at: 0,
-        }))));
+        let exec = Executor::new(
+            Arc::new(kv.clone()),
+            Arc::new(FlakyOpener(Arc::new(Flaky { inner: backup.clone(), calls: AtomicUsize::new(0), fail_at: 0 }))),
+        );
         exec.execute("BACKUP DATABASE d TO 'memory://r'").await.unwrap();
         let mut failures = 0;
         for fail_at in 1..20 {

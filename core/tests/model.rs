@@ -13,6 +13,8 @@ use strata_core::{
     DatabaseDescriptor, Descriptor, DescriptorChange, ExternalStorage, IndexDescriptor, IndexState, KvSink, KvSource,
     MemKv, MemoryStorage, RestoreRunOptions, TableDescriptor, Timestamp,
 };
+#[cfg(all(target_family = "wasm", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 #[derive(Debug, Clone)]
 enum Op {

@@ -439,6 +439,8 @@ pub fn read_span(bytes: &[u8], path: &str, span: Option<&Span>) -> Result<Vec<En
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn entries(n: u32) -> Vec<Entry> {
         (0..n)

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Runs every test of strata: the one command for a new machine, and what CI runs (.ci/run).
+#
+#   scripts/test-all.sh              every step, in order
+#   scripts/test-all.sh clippy test  only the named steps (after the installs); --list names them
+#
+# First it installs what it needs, idempotently (quick when everything is there): the
+# wasm32-unknown-unknown target, rustfmt and clippy, and wasm-bindgen-cli at exactly the
+# wasm-bindgen version in Cargo.lock. Node.js (>= 19) must already be on the machine.
+#
+# Every step runs even when an earlier one failed, so one run shows every failure; the exit
+# status is non-zero if any step failed. STRATA_FAIL_FAST=1 stops at the first failure.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [[ -d "$HOME/.cargo/bin" && ":$PATH:" != *":$HOME/.cargo/bin:"* ]]; then
+    PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+# A CI run builds once from scratch: incremental compilation would only add work.
+if [[ "${CI:-}" == true ]]; then
+    export CARGO_INCREMENTAL=0
+fi
+
+WASM_TARGET=wasm32-unknown-unknown
+# Crates the core must never depend on, on any target: it does no IO and names no runtime.
+FORBIDDEN_IN_CORE='tokio|object_store|reqwest|mio|hyper'
+
+# The steps, in order. Later steps (a headless Chromium run of the wasm tests, node:test
+# suites of the JS package, real storage servers) are added in the marked spot below.
+STEPS=(fmt clippy architecture test wasm-build wasm-parity wasm-test-core wasm-test-wasm)
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+header() { printf '\n==== %s\n' "$*"; }
+
+# ---------------------------------------------------------------------------------------------
+# Installs
+# ---------------------------------------------------------------------------------------------
+
+install_rust_parts() {
+    if ! rustup target list --installed | grep -qx "$WASM_TARGET"; then
+        rustup target add "$WASM_TARGET"
+    fi
+    local c
+    for c in rustfmt clippy; do
+        if ! rustup component list --installed | grep -q "^$c"; then
+            rustup component add "$c"
+        fi
+    done
+    echo "rust: $(rustc --version); targets: $(rustup target list --installed | tr '\n' ' ')"
+}
+
+# The wasm-bindgen version Cargo.lock resolves: wasm-bindgen-cli must match it exactly.
+locked_wasm_bindgen_version() {
+    [[ -f Cargo.lock ]] || cargo generate-lockfile >/dev/null
+    awk '/^\[\[package\]\]/ { name = "" }
+         /^name = / { name = $3 }
+         /^version = / && name == "\"wasm-bindgen\"" { gsub(/"/, "", $3); print $3; exit }' Cargo.lock
+}
+
+install_wasm_bindgen_cli() {
+    local want have=""
+    want=$(locked_wasm_bindgen_version)
+    if [[ -z "$want" ]]; then
+        echo "error: no wasm-bindgen package in Cargo.lock" >&2
+        return 1
+    fi
+    if command -v wasm-bindgen >/dev/null && command -v wasm-bindgen-test-runner >/dev/null; then
+        have=$(wasm-bindgen --version | awk '{ print $2 }')
+    fi
+    if [[ "$have" == "$want" ]]; then
+        echo "wasm-bindgen-cli $have (matches Cargo.lock)"
+        return 0
+    fi
+    echo "installing wasm-bindgen-cli $want (found: ${have:-none})"
+    # --locked first; its lock file can name a dependency version the registry no longer
+    # serves (a yanked release), in which case resolve afresh within the same CLI version.
+    if ! cargo install wasm-bindgen-cli --version "$want" --locked; then
+        echo "cargo install --locked failed; retrying with a fresh dependency resolution"
+        cargo install wasm-bindgen-cli --version "$want"
+    fi
+    wasm-bindgen --version
+}
+
+check_node() {
+    if ! command -v node >/dev/null; then
+        echo "error: Node.js is not installed; the wasm tests run under it (wasm-bindgen-test-runner)." >&2
+        echo "       Install Node.js 19 or newer (e.g. apt-get install nodejs) and run this again." >&2
+        return 1
+    fi
+    local v major
+    v=$(node --version)
+    major=${v#v}
+    major=${major%%.*}
+    if ((major < 19)); then
+        echo "error: Node.js $v is too old: the wasm tests need 19 or newer (global crypto.getRandomValues)." >&2
+        return 1
+    fi
+    echo "node $v"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------------------------
+
+step_fmt() { cargo fmt --all -- --check; }
+
+step_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
+
+# The core's normal dependency tree, for the host and for wasm32, names no runtime, HTTP client
+# or object store.
+step_architecture() {
+    local target tree bad status=0
+    for target in host "$WASM_TARGET"; do
+        local args=(-p strata-core -e normal)
+        [[ "$target" == host ]] || args+=(--target "$target")
+        tree=$(cargo tree "${args[@]}") || return 1
+        bad=$(grep -E "(^|[^A-Za-z0-9_-])($FORBIDDEN_IN_CORE)(-[A-Za-z0-9_-]+)? v[0-9]" <<<"$tree" || true)
+        if [[ -n "$bad" ]]; then
+            echo "error: strata-core ($target) depends on crates it must not use:" >&2
+            echo "$bad" >&2
+            echo "  (see why: cargo tree ${args[*]} -i <crate>)" >&2
+            status=1
+        else
+            echo "strata-core ($target): $(wc -l <<<"$tree") dependency lines, none of: ${FORBIDDEN_IN_CORE//|/, }"
+        fi
+    done
+    return "$status"
+}
+
+step_test() { cargo test --workspace; }
+
+step_wasm-build() { cargo build --target "$WASM_TARGET" -p strata-core -p strata-wasm; }
+
+# Keeps the core's tests running on wasm32 too (STYLE.md: "the same tests on wasm32"):
+# - every core file with tests imports quinn's alias, so its #[test]s are wasm-bindgen tests:
+#       #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+#       use wasm_bindgen_test::wasm_bindgen_test as test;
+# - every #[should_panic] test is ignored on wasm32, where a panic aborts without unwinding and
+#   leaves futures' block_on guard set, failing every later test of the same binary:
+#       #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
+step_wasm-parity() {
+    local files missing bad
+    files=$(find core/src core/tests -name '*.rs' | sort)
+    # shellcheck disable=SC2086
+    missing=$(grep -lE '#\[test\]|proptest!' $files | xargs -r grep -L 'wasm_bindgen_test::wasm_bindgen_test as test' || true)
+    # shellcheck disable=SC2086
+    bad=$(awk 'FNR == 1 { p1 = p2 = p3 = "" }
+               /#\[should_panic/ && (p1 p2 p3) !~ /target_family = "wasm".*ignore/ { print FILENAME ":" FNR }
+               { p3 = p2; p2 = p1; p1 = $0 }' $files)
+    if [[ -n "$missing" ]]; then
+        echo "error: these core files have tests but not the wasm alias line (add it in each test module):" >&2
+        echo "$missing" | sed 's/^/    /' >&2
+    fi
+    if [[ -n "$bad" ]]; then
+        echo "error: these #[should_panic] tests are not ignored on wasm32 (add the cfg_attr line above):" >&2
+        echo "$bad" | sed 's/^/    /' >&2
+    fi
+    [[ -z "$missing$bad" ]] && echo "every core test file runs under wasm-bindgen-test; should_panic tests are native-only"
+}
+
+# The core's unit and integration tests, compiled for wasm32 and run under Node.
+step_wasm-test-core() {
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+        cargo test -p strata-core --target "$WASM_TARGET"
+}
+
+# The wasm crate's own tests (wasm/tests/node.rs and its unit tests), under Node.
+step_wasm-test-wasm() {
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+        cargo test -p strata-wasm --target "$WASM_TARGET"
+}
+
+# ---- LATER STEPS GO HERE ---------------------------------------------------------------------
+# Add a function step_<name> and append <name> to STEPS above. Planned:
+#   wasm-test-chromium  the same wasm tests in headless Chromium (Debian's chromium and
+#                       chromium-driver; installs go in the install section above)
+#   js                  node:test suites of the npm package built from wasm/
+#   storage-servers     the storage conformance suite against real local servers
+# ----------------------------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+
+main() {
+    local selected=("${STEPS[@]}")
+    if (($# > 0)); then
+        if [[ "$1" == --list ]]; then
+            printf '%s\n' "${STEPS[@]}"
+            return 0
+        fi
+        local s
+        for s in "$@"; do
+            if ! declare -F "step_$s" >/dev/null; then
+                echo "error: unknown step '$s'; steps: ${STEPS[*]}" >&2
+                return 2
+            fi
+        done
+        selected=("$@")
+    fi
+
+    local start t0 name
+    start=$(now)
+    header "install: rust target and components"
+    t0=$(now)
+    install_rust_parts
+    echo "---- install rust parts: $(elapsed "$t0")"
+    header "install: wasm-bindgen-cli"
+    t0=$(now)
+    install_wasm_bindgen_cli
+    echo "---- install wasm-bindgen-cli: $(elapsed "$t0")"
+    header "check: node"
+    check_node
+
+    local summary=() failed=()
+    for name in "${selected[@]}"; do
+        header "step: $name"
+        t0=$(now)
+        if "step_$name"; then
+            summary+=("$(printf '  %-18s ok      %s' "$name" "$(elapsed "$t0")")")
+            echo "---- $name: ok ($(elapsed "$t0"))"
+        else
+            summary+=("$(printf '  %-18s FAILED  %s' "$name" "$(elapsed "$t0")")")
+            failed+=("$name")
+            echo "---- $name: FAILED ($(elapsed "$t0"))"
+            if [[ "${STRATA_FAIL_FAST:-0}" == 1 ]]; then
+                break
+            fi
+        fi
+    done
+
+    header "summary ($(elapsed "$start") in all)"
+    printf '%s\n' "${summary[@]}"
+    if ((${#failed[@]} > 0)); then
+        echo "FAILED steps: ${failed[*]}"
+        return 1
+    fi
+    echo "all steps passed"
+}
+
+main "$@"
