@@ -23,7 +23,11 @@ async fn compare(source: &Executor, at: Timestamp, target: &Executor, table: &st
     let expected = rows(source, table, Some(at)).await?;
     let got = rows(target, table, None).await?;
     if expected != got {
-        bail!("restored bank.{table} differs from the source: {} rows expected, {} restored", expected.len(), got.len());
+        bail!(
+            "restored bank.{table} differs from the source: {} rows expected, {} restored",
+            expected.len(),
+            got.len()
+        );
     }
     Ok(got.len())
 }
@@ -47,7 +51,8 @@ pub async fn run(rows_n: u64) -> anyhow::Result<()> {
     step("workload init bank", workload::init_bank(&source, rows_n, |_| {}).map_err_anyhow()).await?;
 
     println!("\n2. BACKUP INTO '{uri}'");
-    let result = step("full cluster backup", async { Ok(source.execute(&format!("BACKUP INTO '{uri}'")).await?) }).await?;
+    let result =
+        step("full cluster backup", async { Ok(source.execute(&format!("BACKUP INTO '{uri}'")).await?) }).await?;
     println!("{result}");
     let end_time: Timestamp = match result.get(0, "end_time") {
         Some(Value::Text(t)) => t.parse()?,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use strata_core::{keys, Executor, KvSource, QueryResult, ScanRequest, Timestamp, Value};
+use strata_core::{keys, Executor, QueryResult, ScanRequest, Timestamp, Value};
 use strata_native::{workload, EmbeddedStore, NativeOpener};
 
 #[derive(Parser)]
@@ -105,9 +105,8 @@ fn main() -> ExitCode {
 }
 
 /// Opens the store at `dir` with an executor whose `nodelocal://` root is `dir/extern`.
-pub fn open(dir: &Path) -> anyhow::Result<Executor> {
-    let store =
-        EmbeddedStore::open(dir).with_context(|| format!("cannot open the store at {}", dir.display()))?;
+pub(crate) fn open(dir: &Path) -> anyhow::Result<Executor> {
+    let store = EmbeddedStore::open(dir).with_context(|| format!("cannot open the store at {}", dir.display()))?;
     Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern")))))
 }
 
@@ -139,7 +138,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let k = keys::table_key(id, key.as_bytes());
             let page = exec
                 .store()
-                .scan(ScanRequest::new(strata_core::Span::new(k.clone(), key_successor(&k)), Timestamp::ZERO, ts, strata_core::MvccFilter::Latest))
+                .scan(ScanRequest::new(
+                    strata_core::Span::new(k.clone(), key_successor(&k)),
+                    Timestamp::ZERO,
+                    ts,
+                    strata_core::MvccFilter::Latest,
+                ))
                 .await?;
             match page.entries.into_iter().next().and_then(|e| e.value) {
                 Some(v) => println!("{}", show_bytes(&v)),
@@ -150,7 +154,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (db, t) = split_table(&table)?;
             let ts = read_time(&exec, as_of.as_deref()).await?;
             let id = exec.table_id(db, t, Some(ts)).await?;
-            let mut request = ScanRequest::new(keys::table_span(id), Timestamp::ZERO, ts, strata_core::MvccFilter::Latest);
+            let mut request =
+                ScanRequest::new(keys::table_span(id), Timestamp::ZERO, ts, strata_core::MvccFilter::Latest);
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             loop {
                 let page = exec.store().scan(request.clone()).await?;
@@ -220,7 +225,7 @@ fn show_bytes(b: &[u8]) -> String {
 }
 
 /// Prints a statement's result in the chosen format.
-pub fn print_result(result: &QueryResult, format: Format) {
+fn print_result(result: &QueryResult, format: Format) {
     match format {
         Format::Table => {
             if !result.columns.is_empty() {
