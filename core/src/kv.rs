@@ -52,7 +52,7 @@ pub struct ScanRequest {
     pub end: Timestamp,
     /// Which versions to return.
     pub filter: MvccFilter,
-    /// Stop after about this many bytes of keys and values (at a key boundary).
+    /// Stop after about this many bytes of keys and values (at a key boundary). Must be > 0.
     pub target_bytes: u64,
 }
 

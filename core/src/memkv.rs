@@ -139,6 +139,9 @@ impl KvSource for MemKv {
         let st = self.lock();
         check_gc_threshold(&request, st.gc_threshold)?;
         let mut page = ScanPage::default();
+        if request.span.is_empty() || request.end <= request.start {
+            return Ok(page);
+        }
         let mut bytes = 0u64;
         let range = st.data.range::<[u8], _>((
             Bound::Included(request.span.start.as_slice()),

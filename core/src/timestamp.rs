@@ -81,8 +81,8 @@ impl Timestamp {
         if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') && s.bytes().filter(|b| *b == b'.').count() <= 1 {
             return s.parse::<Timestamp>().map_err(|_| err("expected a decimal timestamp"));
         }
-        if let Some(ts) = parse_civil(s) {
-            return Ok(ts);
+        if let Some(civil) = parse_civil(s) {
+            return civil.to_nanos().map(Timestamp::from_nanos).ok_or_else(|| err("out of range (1970 to 2554)"));
         }
         Err(err("expected a decimal timestamp, a negative interval like '-10s', or 'YYYY-MM-DD HH:MM:SS'"))
     }
@@ -266,7 +266,7 @@ pub fn parse_interval(s: &str) -> Option<u64> {
     }
 }
 
-fn parse_civil(s: &str) -> Option<Timestamp> {
+fn parse_civil(s: &str) -> Option<Civil> {
     let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00")).or_else(|| s.strip_suffix("+00")).unwrap_or(s);
     let (date, time) = match s.find([' ', 'T']) {
         Some(i) => (&s[..i], Some(s[i + 1..].trim())),
@@ -302,8 +302,7 @@ fn parse_civil(s: &str) -> Option<Timestamp> {
             nanos = format!("{frac:0<9}").parse().ok()?;
         }
     }
-    let civil = Civil { year, month, day, hour, minute, second, nanos };
-    civil.to_nanos().map(Timestamp::from_nanos)
+    Some(Civil { year, month, day, hour, minute, second, nanos })
 }
 
 #[cfg(test)]
@@ -344,6 +343,8 @@ mod tests {
         assert_eq!(Timestamp::parse_as_of("2026-11-23", NOW).unwrap().wall, ts.wall - 36_000_000_000_000);
         assert!(Timestamp::parse_as_of("2026-02-30 00:00:00", NOW).is_err());
         assert!(Timestamp::parse_as_of("2026-11-23 25:00:00", NOW).is_err());
+        let far = Timestamp::parse_as_of("2999-01-01 00:00:00", NOW).unwrap_err();
+        assert!(far.to_string().contains("out of range"), "{far}");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 #![warn(missing_docs)]
 
 mod embedded;
-pub mod workload;
 mod storage;
+pub mod workload;
 
 pub use embedded::EmbeddedStore;
 pub use storage::{NativeOpener, ObjectStorage};
