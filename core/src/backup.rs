@@ -1,5 +1,10 @@
-//! Planning and running a backup: targets become spans, spans become data files, and the
-//! manifest is written last.
+//! Planning and running a backup: targets become spans, spans become export tasks, tasks
+//! become data files, and the manifest is written last.
+//!
+//! A full backup exports each span from time zero. An incremental layer extends a chain: it
+//! exports what changed in `(previous end, end]` — tombstones included, so deletions restore —
+//! and exports spans that are new since the previous layer (tables created since) from zero.
+//! With revision history every version in the window is kept, and so is every descriptor change.
 
 use std::sync::Arc;
 
@@ -11,14 +16,30 @@ use crate::catalog::{Catalog, DescId, Descriptor};
 use crate::error::{Error, Result};
 use crate::format::datafile::{DataFileOptions, DataFileWriter};
 use crate::format::manifest::{
-    manifest_checksum, sha256, BackupScope, FileInfo, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
+    manifest_checksum, sha256, BackupScope, DescriptorRevision, FileInfo, Manifest, MANIFEST_CHECKSUM_NAME,
+    MANIFEST_NAME,
 };
 use crate::keys;
-use crate::kv::{KvSource, MvccFilter, ScanRequest, WorkUnit};
-use crate::span::Span;
+use crate::kv::{KvSource, MvccFilter, ScanPage, ScanRequest, WorkUnit};
+use crate::span::{Span, SpanSet};
 use crate::sql::{TableName, Targets};
 use crate::storage::ExternalStorage;
 use crate::timestamp::Timestamp;
+
+/// One export: the versions of `span` in `(start, end]` that `filter` selects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportTask {
+    /// The keys.
+    pub span: Span,
+    /// Exclusive start of the time window.
+    pub start: Timestamp,
+    /// Inclusive end of the time window.
+    pub end: Timestamp,
+    /// Latest version per key, or every version.
+    pub filter: MvccFilter,
+    /// Whether deletions are left out (a state exported from time zero needs none).
+    pub drop_tombstones: bool,
+}
 
 /// What a backup will do, as plain data: computed from the catalog, printable, serializable, and
 /// executable by [`run_backup`] on any machine.
@@ -34,16 +55,53 @@ pub struct BackupPlan {
     pub end_time: Timestamp,
     /// Latest values only, or every revision.
     pub mvcc_filter: MvccFilter,
-    /// The spans to export.
+    /// Earliest restorable time of the layer (see [`Manifest::revision_start_time`]).
+    pub revision_start_time: Timestamp,
+    /// The spans the layer covers.
     pub spans: Vec<Span>,
     /// Spans exported from time zero because they are new in this layer.
     pub introduced_spans: Vec<Span>,
+    /// The exports, in order.
+    pub tasks: Vec<ExportTask>,
     /// Descriptors of the targets and their databases at `end_time`.
     pub descriptors: Vec<Descriptor>,
+    /// Descriptor changes in the window (with revision history).
+    pub descriptor_changes: Vec<DescriptorRevision>,
     /// Earlier layers this one extends, oldest first.
     pub dependencies: Vec<String>,
     /// The statement, secrets redacted.
     pub statement: String,
+}
+
+/// What a backup is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackupSpec {
+    /// What to back up.
+    pub targets: Targets,
+    /// The time the backup is as of.
+    pub end_time: Timestamp,
+    /// Whether to keep every revision (`WITH revision_history`).
+    pub revision_history: bool,
+    /// The statement, secrets redacted (recorded in the manifest).
+    pub statement: String,
+}
+
+impl BackupSpec {
+    /// A backup of `targets` as of `end_time`, latest values only.
+    pub fn new(targets: Targets, end_time: Timestamp) -> BackupSpec {
+        BackupSpec { targets, end_time, revision_history: false, statement: String::new() }
+    }
+    /// Sets revision history.
+    pub fn with_revision_history(mut self, on: bool) -> Self {
+        self.revision_history = on;
+        self
+    }
+    /// Sets the recorded statement.
+    pub fn with_statement(mut self, statement: impl Into<String>) -> Self {
+        self.statement = statement.into();
+        self
+    }
 }
 
 /// How a backup runs.
@@ -153,15 +211,9 @@ pub fn expand_table_name(catalog: &Catalog, name: &TableName) -> Result<Vec<Desc
     Ok(vec![catalog.require_table(db, &name.table)?.id])
 }
 
-/// Plans a full backup of `targets` as of `end_time`.
-pub fn plan_full_backup(
-    catalog: &Catalog,
-    targets: &Targets,
-    end_time: Timestamp,
-    statement: String,
-) -> Result<BackupPlan> {
-    let (scope, descriptors) = resolve_targets(catalog, targets)?;
-    let is_full_cluster = scope == BackupScope::Cluster;
+/// The spans of a set of descriptors: one per table (adjacent tables are not merged, so each
+/// data file belongs to one table), plus the system span for a full-cluster backup.
+fn spans_of(descriptors: &[Descriptor], is_full_cluster: bool) -> Vec<Span> {
     let mut spans: Vec<Span> = descriptors
         .iter()
         .filter_map(|d| match d {
@@ -172,22 +224,213 @@ pub fn plan_full_backup(
     if is_full_cluster {
         spans.push(keys::system_span());
     }
-    // One span per table (adjacent tables are not merged), so each data file belongs to one table:
-    // a restore of one table reads only its files, and SHOW BACKUP sizes are exact.
     spans.sort();
     spans.dedup();
+    spans
+}
+
+/// The tasks exporting `span`'s state as of `base` from time zero, then (with revision history)
+/// every version in `(base, end]`.
+fn tasks_from_zero(span: &Span, base: Timestamp, end: Timestamp, filter: MvccFilter) -> Vec<ExportTask> {
+    let task =
+        |start, end, filter, drop_tombstones| ExportTask { span: span.clone(), start, end, filter, drop_tombstones };
+    match filter {
+        MvccFilter::Latest => vec![task(Timestamp::ZERO, end, MvccFilter::Latest, true)],
+        MvccFilter::AllRevisions if base.is_zero() => vec![task(Timestamp::ZERO, end, MvccFilter::AllRevisions, false)],
+        MvccFilter::AllRevisions => {
+            vec![
+                task(Timestamp::ZERO, base, MvccFilter::Latest, true),
+                task(base, end, MvccFilter::AllRevisions, false),
+            ]
+        }
+    }
+}
+
+/// Keeps the descriptor revisions that belong to the scope: its databases and tables, and the
+/// deletions of descriptors that were in it (`known` holds ids already in scope).
+fn revisions_in_scope(
+    scope: &BackupScope,
+    history: &[DescriptorRevision],
+    known: &[Descriptor],
+) -> Vec<DescriptorRevision> {
+    let mut ids: Vec<DescId> = known.iter().map(Descriptor::id).collect();
+    let table_parents: Vec<DescId> = known
+        .iter()
+        .filter_map(|d| match d {
+            Descriptor::Table(t) => Some(t.parent_id),
+            Descriptor::Database(_) => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for r in history {
+        let keep = match (&r.descriptor, scope) {
+            (_, BackupScope::Cluster) => true,
+            (Some(Descriptor::Database(d)), BackupScope::Databases(dbs)) => dbs.contains(&d.id),
+            (Some(Descriptor::Table(t)), BackupScope::Databases(dbs)) => dbs.contains(&t.parent_id),
+            (Some(Descriptor::Table(t)), BackupScope::Tables(tables)) => tables.contains(&t.id),
+            (Some(Descriptor::Database(d)), BackupScope::Tables(_)) => table_parents.contains(&d.id),
+            (None, _) => ids.contains(&r.id),
+        };
+        if keep {
+            ids.push(r.id);
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
+/// Plans a backup. Without `previous` it is a full backup; with it, an incremental layer
+/// extending the chain whose newest layer is `previous` (checked: same targets, same
+/// revision-history setting, a later end time).
+///
+/// `catalog` is the source's catalog at `spec.end_time`. `history` holds the descriptor
+/// revisions of the window, for revision history (see [`read_descriptor_history`]).
+/// `gc_threshold` is the source's GC threshold: a full backup with revision history can restore
+/// only from there on.
+pub fn plan_backup(
+    catalog: &Catalog,
+    spec: &BackupSpec,
+    previous: Option<&Manifest>,
+    history: &[DescriptorRevision],
+    gc_threshold: Timestamp,
+    dependencies: Vec<String>,
+) -> Result<BackupPlan> {
+    let (scope, descriptors) = resolve_targets(catalog, &spec.targets)?;
+    let is_full_cluster = scope == BackupScope::Cluster;
+    let filter = if spec.revision_history { MvccFilter::AllRevisions } else { MvccFilter::Latest };
+    let spans = spans_of(&descriptors, is_full_cluster);
+    let end = spec.end_time;
+    let mut introduced = Vec::new();
+    let mut tasks = Vec::new();
+    let (start, revision_start, known) = match previous {
+        None => {
+            let base = if spec.revision_history { gc_threshold } else { end };
+            for span in &spans {
+                tasks.extend(tasks_from_zero(span, base, end, filter));
+            }
+            (Timestamp::ZERO, base, Vec::new())
+        }
+        Some(prev) => {
+            check_extends(prev, &scope, filter, end)?;
+            let start = prev.end_time;
+            let covered = SpanSet::from_spans(prev.spans.iter().cloned());
+            for span in &spans {
+                if covered.covers(&SpanSet::from_spans([span.clone()])) {
+                    tasks.push(ExportTask { span: span.clone(), start, end, filter, drop_tombstones: false });
+                } else {
+                    introduced.push(span.clone());
+                    tasks.extend(tasks_from_zero(span, start, end, filter));
+                }
+            }
+            (start, if spec.revision_history { start } else { end }, prev.descriptors.clone())
+        }
+    };
+    let descriptor_changes =
+        if spec.revision_history { revisions_in_scope(&scope, history, &known) } else { Vec::new() };
     Ok(BackupPlan {
         scope,
         is_full_cluster,
-        start_time: Timestamp::ZERO,
-        end_time,
-        mvcc_filter: MvccFilter::Latest,
-        introduced_spans: Vec::new(),
+        start_time: start,
+        end_time: end,
+        mvcc_filter: filter,
+        revision_start_time: revision_start,
         spans,
+        introduced_spans: introduced,
+        tasks,
         descriptors,
-        dependencies: Vec::new(),
-        statement,
+        descriptor_changes,
+        dependencies,
+        statement: spec.statement.clone(),
     })
+}
+
+/// Plans a full backup of `targets` as of `end_time`, latest values only.
+pub fn plan_full_backup(
+    catalog: &Catalog,
+    targets: &Targets,
+    end_time: Timestamp,
+    statement: String,
+) -> Result<BackupPlan> {
+    let spec = BackupSpec::new(targets.clone(), end_time).with_statement(statement);
+    plan_backup(catalog, &spec, None, &[], Timestamp::ZERO, Vec::new())
+}
+
+fn check_extends(prev: &Manifest, scope: &BackupScope, filter: MvccFilter, end: Timestamp) -> Result<()> {
+    if &prev.scope != scope {
+        return Err(Error::Precondition(format!(
+            "an incremental backup must have the same targets as the backup it extends: that one covers {}, this one {}",
+            describe_scope(&prev.scope, &prev.catalog()),
+            describe_scope(scope, &prev.catalog())
+        )));
+    }
+    if prev.mvcc_filter != filter {
+        let with = |f: MvccFilter| if f == MvccFilter::AllRevisions { "with" } else { "without" };
+        return Err(Error::Precondition(format!(
+            "the backup being extended was taken {} revision_history; an incremental must be taken {} it too",
+            with(prev.mvcc_filter),
+            with(prev.mvcc_filter),
+        )));
+    }
+    if end <= prev.end_time {
+        return Err(Error::InvalidTime(format!(
+            "an incremental backup must end after the backup it extends (which ends at {}), not at {end}",
+            prev.end_time
+        )));
+    }
+    Ok(())
+}
+
+/// A scope in words: `the whole cluster`, `database bank`, `tables bank.accounts, …`.
+pub fn describe_scope(scope: &BackupScope, catalog: &Catalog) -> String {
+    let name = |id: &DescId| {
+        catalog
+            .databases
+            .get(id)
+            .map(|d| d.name.clone())
+            .or_else(|| catalog.tables.get(id).map(|t| format!("{}.{}", catalog.database_name(t.parent_id), t.name)))
+            .unwrap_or_else(|| format!("#{id}"))
+    };
+    match scope {
+        BackupScope::Cluster => "the whole cluster".into(),
+        BackupScope::Databases(ids) => format!("database {}", ids.iter().map(name).collect::<Vec<_>>().join(", ")),
+        BackupScope::Tables(ids) => format!("tables {}", ids.iter().map(name).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Reads the descriptor revisions a revision-history layer records: with `base` set, the state
+/// as of `base` (each descriptor's newest version at or below it), then every change in
+/// `(start, end]`.
+pub async fn read_descriptor_history(
+    source: &dyn KvSource,
+    base: Option<Timestamp>,
+    start: Timestamp,
+    end: Timestamp,
+) -> Result<Vec<DescriptorRevision>> {
+    let mut out = Vec::new();
+    let mut requests = Vec::new();
+    if let Some(base) = base {
+        requests.push(ScanRequest::new(keys::descriptor_span(), Timestamp::ZERO, base, MvccFilter::Latest));
+    }
+    requests.push(ScanRequest::new(keys::descriptor_span(), start, end, MvccFilter::AllRevisions));
+    for (i, mut request) in requests.into_iter().enumerate() {
+        loop {
+            let page = source.scan(request.clone()).await?;
+            for e in page.entries {
+                let Some(id) = keys::decode_descriptor_key(&e.key) else { continue };
+                let descriptor = e.value.as_deref().map(Descriptor::decode).transpose()?;
+                if i == 0 && base.is_some() && descriptor.is_none() {
+                    continue;
+                }
+                out.push(DescriptorRevision { ts: e.ts, id, descriptor });
+            }
+            match page.resume_key {
+                Some(k) => request.span.start = k,
+                None => break,
+            }
+        }
+    }
+    out.sort_by_key(|r| r.ts);
+    Ok(out)
 }
 
 /// Exports a planned backup into `storage` (a backup directory): data files under `data/`, then
@@ -202,23 +445,22 @@ pub async fn run_backup(
     if storage.size(MANIFEST_NAME).await.is_ok() {
         return Err(Error::exists("backup", storage.describe()));
     }
-    for span in &plan.spans {
-        let threshold = source.gc_threshold(span).await?;
-        let needed = if plan.start_time.is_zero() && plan.mvcc_filter == MvccFilter::Latest {
-            plan.end_time
-        } else {
-            plan.start_time
-        };
+    for task in &plan.tasks {
+        let threshold = source.gc_threshold(&task.span).await?;
+        let from_zero = task.start.is_zero() && task.filter == MvccFilter::Latest;
+        let needed = if from_zero { task.end } else { task.start };
         if needed < threshold {
+            let what = if plan.start_time.is_zero() { "this backup" } else { "an incremental backup" };
             return Err(Error::InvalidTime(format!(
-                "cannot back up {span} as of {needed}: it is below the GC threshold {threshold}; \
-                 take a full backup at a later time"
+                "cannot run {what}: it reads {} as of {needed}, below the GC threshold {threshold} \
+                 (older versions were garbage collected); take a full backup instead",
+                task.span
             )));
         }
     }
-    let mut units: Vec<WorkUnit> = Vec::new();
-    for span in &plan.spans {
-        units.extend(source.split(span).await?);
+    let mut units: Vec<(&ExportTask, WorkUnit)> = Vec::new();
+    for task in &plan.tasks {
+        units.extend(source.split(&task.span).await?.into_iter().map(|u| (task, u)));
     }
     let written: futures::lock::Mutex<Vec<String>> = futures::lock::Mutex::new(Vec::new());
     let file_prefix = plan_file_prefix(plan);
@@ -252,12 +494,12 @@ async fn write_backup(
     storage: &Arc<dyn ExternalStorage>,
     plan: &BackupPlan,
     options: &BackupOptions,
-    units: &[WorkUnit],
+    units: &[(&ExportTask, WorkUnit)],
     file_prefix: &str,
     written: &futures::lock::Mutex<Vec<String>>,
 ) -> Result<Manifest> {
     let files: Vec<Vec<FileInfo>> = stream::iter(units.iter().enumerate())
-        .map(|(i, unit)| export_unit(source, storage, plan, options, file_prefix, i, unit, written))
+        .map(|(i, (task, unit))| export_unit(source, storage, task, options, file_prefix, i, unit, written))
         .buffer_unordered(options.concurrency.max(1))
         .try_collect()
         .await?;
@@ -273,10 +515,11 @@ async fn write_backup(
         spans: plan.spans.clone(),
         introduced_spans: plan.introduced_spans.clone(),
         descriptors: plan.descriptors.clone(),
-        descriptor_changes: Vec::new(),
+        descriptor_changes: plan.descriptor_changes.clone(),
         files,
         dependencies: plan.dependencies.clone(),
         statement: plan.statement.clone(),
+        revision_start_time: plan.revision_start_time,
     };
     let bytes = manifest.encode();
     let checksum = manifest_checksum(&bytes);
@@ -295,24 +538,24 @@ async fn write_backup(
 async fn export_unit(
     source: &dyn KvSource,
     storage: &Arc<dyn ExternalStorage>,
-    plan: &BackupPlan,
+    task: &ExportTask,
     options: &BackupOptions,
     file_prefix: &str,
     unit_index: usize,
     unit: &WorkUnit,
     written: &futures::lock::Mutex<Vec<String>>,
 ) -> Result<Vec<FileInfo>> {
-    // A full backup of latest values needs no tombstones: nothing older is restored with it.
-    let drop_tombstones = plan.start_time.is_zero() && plan.mvcc_filter == MvccFilter::Latest;
-    let mut request = ScanRequest::new(unit.span.clone(), plan.start_time, plan.end_time, plan.mvcc_filter);
+    let mut request = ScanRequest::new(unit.span.clone(), task.start, task.end, task.filter);
     request.target_bytes = options.page_bytes;
     let mut files = Vec::new();
     let mut writer = DataFileWriter::new(options.data_file.clone());
     let mut file_start = unit.span.start.clone();
+    // Changes since a previous layer come from the source's change index when it has one.
+    let mut use_changes = !task.start.is_zero();
     loop {
-        let page = source.scan(request.clone()).await?;
+        let page = next_page(source, &request, &mut use_changes).await?;
         for e in &page.entries {
-            if drop_tombstones && e.value.is_none() {
+            if task.drop_tombstones && e.value.is_none() {
                 continue;
             }
             writer.add(&e.key, e.ts, e.value.as_deref());
@@ -332,7 +575,7 @@ async fn export_unit(
                 entries: stats.entries,
                 rows: stats.rows,
                 logical_bytes: stats.logical_bytes,
-                locality: None,
+                locality: unit.locality.clone(),
             };
             written.lock().await.push(path.clone());
             storage.put(&path, Bytes::from(bytes)).await?;
@@ -343,6 +586,16 @@ async fn export_unit(
             None => return Ok(files),
         }
     }
+}
+
+async fn next_page(source: &dyn KvSource, request: &ScanRequest, use_changes: &mut bool) -> Result<ScanPage> {
+    if *use_changes {
+        match source.scan_changes(request.clone()).await? {
+            Some(page) => return Ok(page),
+            None => *use_changes = false,
+        }
+    }
+    source.scan(request.clone()).await
 }
 
 /// The dated subdirectory a `BACKUP INTO` collection gives a full backup ending at `ts`:

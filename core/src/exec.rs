@@ -4,15 +4,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::backup::{dated_subdir, is_dated_subdir, plan_full_backup, run_backup, BackupOptions};
+use crate::backup::{
+    dated_subdir, is_dated_subdir, plan_backup, read_descriptor_history, run_backup, BackupOptions, BackupSpec,
+};
 use crate::catalog::{DatabaseDescriptor, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor};
 use crate::error::{Error, Result};
 use crate::format::manifest::{verify_manifest_checksum, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME};
 use crate::keys;
 use crate::kv::KvStore;
 use crate::redact::redact_uri;
-use crate::restore::{prepare_restore, run_restore, RestoreRunOptions};
+use crate::restore::{prepare_restore, run_restore, validate_chain, RestoreRunOptions};
 use crate::result::{QueryResult, Value};
+use crate::span::Span;
 use crate::sql::{self, BackupDestination, BackupSource, BackupStmt, RestoreStmt, Statement, Subdir, TableName};
 use crate::storage::{subdir, ExternalStorage, StorageOpener};
 use crate::timestamp::Timestamp;
@@ -26,14 +29,6 @@ pub struct Executor {
     opener: Arc<dyn StorageOpener>,
     backup_options: BackupOptions,
     restore_options: RestoreRunOptions,
-}
-
-/// A backup directory found from a statement's source, with its manifest.
-pub struct OpenedBackup {
-    /// The backup directory.
-    pub storage: Arc<dyn ExternalStorage>,
-    /// Its manifest.
-    pub manifest: Manifest,
 }
 
 impl Executor {
@@ -80,8 +75,8 @@ impl Executor {
                 if s.options.check_files {
                     return Err(Error::unsupported("SHOW BACKUP … WITH check_files"));
                 }
-                let opened = self.open_backup(&s.source).await?;
-                Ok(show_backup(&opened.manifest))
+                let chain = self.open_chain(&s.source).await?;
+                Ok(show_backup(&chain.manifests))
             }
             Statement::ShowBackups { collection } => self.show_backups(collection).await,
             Statement::CreateDatabase { name, if_not_exists } => self.create_database(name, *if_not_exists).await,
@@ -133,54 +128,95 @@ impl Executor {
     }
 
     async fn backup(&self, b: &BackupStmt, stmt: &Statement) -> Result<QueryResult> {
-        if b.options.revision_history {
-            return Err(Error::unsupported("revision_history"));
-        }
         reject_encryption(b.options.encryption_passphrase.is_some(), !b.options.kms.is_empty())?;
         if b.options.detached {
             return Err(Error::unsupported("detached backup jobs"));
-        }
-        if !b.incremental_from.is_empty() {
-            return Err(Error::unsupported("incremental backups (INCREMENTAL FROM)"));
         }
         let now = self.store.now().await?;
         let end_time = match &b.as_of {
             Some(a) => resolve_as_of(&a.0, now)?,
             None => now,
         };
-        let (storage, collection) = match &b.destination {
-            BackupDestination::To(uris) => {
-                let storage = self.opener.open(single_uri(uris)?)?;
-                if storage.size(MANIFEST_NAME).await.is_ok() {
-                    return Err(Error::unsupported(format!(
-                        "incremental backups (BACKUP TO {}, which already holds a backup)",
-                        storage.describe()
-                    )));
+        // Where the new layer goes, the chain it extends (if any), and a LATEST to update.
+        let mut latest: Option<(Arc<dyn ExternalStorage>, String)> = None;
+        let (storage, chain, shown_path) = match &b.destination {
+            BackupDestination::To(uris) if !b.incremental_from.is_empty() => {
+                let dest = self.opener.open(single_uri(uris)?)?;
+                if dest.size(MANIFEST_NAME).await.is_ok() {
+                    return Err(Error::exists("backup", dest.describe()));
                 }
-                (storage, None)
+                let mut chain = Chain::default();
+                for uri in &b.incremental_from {
+                    let layer = self.opener.open(uri)?;
+                    chain.push(layer.clone(), read_manifest(layer.as_ref()).await?, redact_uri(uri));
+                }
+                validate_chain(&chain.manifests, &chain.names)?;
+                let shown = dest.describe();
+                (dest, Some(chain), shown)
+            }
+            BackupDestination::To(uris) => {
+                let dest = self.opener.open(single_uri(uris)?)?;
+                if dest.size(MANIFEST_NAME).await.is_ok() {
+                    // BACKUP TO a location holding a backup appends an incremental layer.
+                    let chain = read_chain(&dest).await?;
+                    let dir = format!("{INCREMENTALS_DIR}/{}", dated_subdir(end_time));
+                    let shown = format!("{}/{dir}", dest.describe());
+                    (new_layer_dir(&dest, &dir).await?, Some(chain), shown)
+                } else {
+                    let shown = dest.describe();
+                    (dest, None, shown)
+                }
             }
             BackupDestination::Into { subdir: None, uris } => {
+                if !b.incremental_from.is_empty() {
+                    return Err(Error::invalid("BACKUP INTO", "INCREMENTAL FROM goes with BACKUP TO"));
+                }
                 let root = self.opener.open(single_uri(uris)?)?;
                 let dir = dated_subdir(end_time);
-                if !root.list(&format!("{dir}/")).await?.is_empty() {
-                    return Err(Error::exists("backup", format!("{}/{dir}", root.describe())));
-                }
-                (subdir(&root, &dir), Some((root, dir)))
+                let storage = new_layer_dir(&root, &dir).await?;
+                latest = Some((root, format!("/{dir}")));
+                (storage, None, format!("/{dir}"))
             }
-            BackupDestination::Into { subdir: Some(_), .. } => {
-                return Err(Error::unsupported("incremental backups (BACKUP INTO … IN)"));
+            BackupDestination::Into { subdir: Some(sub), uris } => {
+                if !b.incremental_from.is_empty() {
+                    return Err(Error::invalid("BACKUP INTO", "INCREMENTAL FROM goes with BACKUP TO"));
+                }
+                let root = self.opener.open(single_uri(uris)?)?;
+                let full_dir = resolve_subdir(&root, sub).await?;
+                let full = subdir(&root, &full_dir);
+                let chain = read_chain(&full).await?;
+                let dir = format!("{INCREMENTALS_DIR}/{}", dated_subdir(end_time));
+                let shown = format!("/{}/{dir}", full_dir.trim_matches('/'));
+                (new_layer_dir(&full, &dir).await?, Some(chain), shown)
             }
         };
         let catalog = self.store.catalog_at(end_time).await?;
-        let plan = plan_full_backup(&catalog, &b.targets, end_time, stmt.to_string())?;
+        let previous = chain.as_ref().map(|c| c.manifests.last().expect("chains are never empty"));
+        let everything = Span::new(vec![0u8], vec![0xff]);
+        let gc_threshold = self.store.gc_threshold(&everything).await?;
+        let history = if b.options.revision_history {
+            let (base, start) = match previous {
+                Some(p) => (None, p.end_time),
+                None => (Some(gc_threshold), gc_threshold),
+            };
+            read_descriptor_history(self.store.as_ref(), base.filter(|b| !b.is_zero()), start, end_time).await?
+        } else {
+            Vec::new()
+        };
+        let spec = BackupSpec::new(b.targets.clone(), end_time)
+            .with_revision_history(b.options.revision_history)
+            .with_statement(stmt.to_string());
+        let dependencies = chain.as_ref().map(|c| c.names.clone()).unwrap_or_default();
+        let plan = plan_backup(&catalog, &spec, previous, &history, gc_threshold, dependencies)?;
         let manifest = run_backup(self.store.as_ref(), storage.clone(), &plan, &self.backup_options).await?;
-        if let Some((root, dir)) = &collection {
-            root.put(LATEST_NAME, Bytes::from(format!("/{dir}"))).await?;
+        if let Some((root, dir)) = latest {
+            root.put(LATEST_NAME, Bytes::from(dir)).await?;
         }
-        let mut r = QueryResult::new(&["status", "path", "end_time", "files", "rows", "bytes"]);
+        let mut r = QueryResult::new(&["status", "backup_type", "path", "end_time", "files", "rows", "bytes"]);
         r.push(vec![
             "succeeded".into(),
-            collection.map_or_else(|| storage.describe(), |(_, dir)| format!("/{dir}")).into(),
+            if manifest.is_full() { "full" } else { "incremental" }.into(),
+            shown_path.into(),
             end_time.to_string().into(),
             (manifest.files.len() as u64).into(),
             manifest.files.iter().map(|f| f.rows).sum::<u64>().into(),
@@ -194,31 +230,24 @@ impl Executor {
         if r.options.detached {
             return Err(Error::unsupported("detached restore jobs"));
         }
-        let opened = self.open_backup(&r.source).await?;
-        if let Some(a) = &r.as_of {
-            let now = self.store.now().await?;
-            let t = resolve_as_of(&a.0, now)?;
-            if t != opened.manifest.end_time {
-                return Err(Error::InvalidTime(format!(
-                    "cannot restore as of {t}: the backup at {} holds only its end time {} \
-                     (restoring other times needs a backup taken WITH revision_history)",
-                    opened.storage.describe(),
-                    opened.manifest.end_time
-                )));
-            }
-        }
+        let chain = self.open_chain(&r.source).await?;
+        let as_of = match &r.as_of {
+            Some(a) => Some(resolve_as_of(&a.0, self.store.now().await?)?),
+            None => None,
+        };
         let catalog = self.store.catalog().await?;
         // Ids are allocated only once every check has passed.
-        let selection = prepare_restore(&opened.manifest, &catalog, &r.targets, &r.options)?;
+        let selection = prepare_restore(&chain.manifests, as_of, &catalog, &r.targets, &r.options)?;
         let first = match selection.ids_needed() {
             0 => 0,
             n => self.store.allocate_ids(n).await?,
         };
         let plan = selection.plan(first)?;
-        let summary = run_restore(self.store.as_ref(), opened.storage.clone(), &plan, &self.restore_options).await?;
-        let mut out = QueryResult::new(&["status", "databases", "tables", "rows", "bytes"]);
+        let summary = run_restore(self.store.as_ref(), &chain.storages, &plan, &self.restore_options).await?;
+        let mut out = QueryResult::new(&["status", "as_of", "databases", "tables", "rows", "bytes"]);
         out.push(vec![
             "succeeded".into(),
+            plan.as_of.to_string().into(),
             (plan.databases.len() as u64).into(),
             (plan.tables.len() as u64).into(),
             summary.rows.into(),
@@ -227,27 +256,32 @@ impl Executor {
         Ok(out)
     }
 
-    /// Finds the backup directory a source names and reads its manifest.
-    pub async fn open_backup(&self, source: &BackupSource) -> Result<OpenedBackup> {
-        if source.layers.len() != 1 {
-            return Err(Error::unsupported("restoring from a list of incremental layers"));
+    /// Finds the chain of layers a statement's source names, reads and validates it: a list of
+    /// layers given one by one, or a backup directory (with `LATEST IN` / `'subdir' IN` for a
+    /// collection) holding a full backup and the incrementals appended to it.
+    pub async fn open_chain(&self, source: &BackupSource) -> Result<Chain> {
+        if source.layers.len() > 1 {
+            if source.subdir.is_some() {
+                return Err(Error::invalid("backup source", "a list of layers cannot be combined with IN"));
+            }
+            let mut chain = Chain::default();
+            for layer in &source.layers {
+                let storage = self.opener.open(single_uri(layer)?)?;
+                let manifest = read_manifest(storage.as_ref()).await?;
+                chain.push(storage, manifest, redact_uri(&layer[0]));
+            }
+            validate_chain(&chain.manifests, &chain.names)?;
+            return Ok(chain);
         }
-        let uri = single_uri(&source.layers[0])?;
-        let root = self.opener.open(uri)?;
-        let storage = match &source.subdir {
+        let root = self.opener.open(single_uri(source.layers.first().map_or(&[][..], |l| &l[..]))?)?;
+        let dir = match &source.subdir {
             None => root,
-            Some(Subdir::Latest) => {
-                let latest = root.get(LATEST_NAME).await.map_err(|e| match e {
-                    Error::NotFound { .. } => Error::not_found("backup collection (no LATEST file)", root.describe()),
-                    e => e,
-                })?;
-                let dir = String::from_utf8_lossy(&latest).trim().to_string();
+            Some(sub) => {
+                let dir = resolve_subdir(&root, sub).await?;
                 subdir(&root, &dir)
             }
-            Some(Subdir::Path(p)) => subdir(&root, p),
         };
-        let manifest = read_manifest(storage.as_ref()).await?;
-        Ok(OpenedBackup { storage, manifest })
+        read_chain(&dir).await
     }
 
     async fn show_backups(&self, collection: &[String]) -> Result<QueryResult> {
@@ -361,38 +395,109 @@ pub async fn read_manifest(storage: &dyn ExternalStorage) -> Result<Manifest> {
     Manifest::decode(&bytes, &where_)
 }
 
-/// The rows of `SHOW BACKUP`: one per database, one per table.
-pub fn show_backup(m: &Manifest) -> QueryResult {
-    let catalog = m.catalog();
+/// The rows of `SHOW BACKUP`: for each layer of the chain, one per database and one per table.
+pub fn show_backup(chain: &[Manifest]) -> QueryResult {
     let mut r = QueryResult::new(&[
         "database_name",
         "table_name",
+        "backup_type",
         "start_time",
         "end_time",
         "size_bytes",
         "rows",
         "is_full_cluster",
+        "revision_history",
     ]);
-    let times = |r: &mut Vec<Value>| {
-        r.push(m.start_time.to_string().into());
-        r.push(m.end_time.to_string().into());
-    };
-    for db in catalog.databases.values() {
-        let mut row = vec![db.name.clone().into(), Value::Null];
-        times(&mut row);
-        row.extend([Value::Null, Value::Null, m.is_full_cluster.into()]);
-        r.push(row);
-        for t in catalog.tables_in(db.id) {
-            let span = t.span();
-            let files = m.files.iter().filter(|f| span.overlaps(&f.span));
-            let (size, rows) = files.fold((0u64, 0u64), |(s, n), f| (s + f.size, n + f.rows));
-            let mut row = vec![db.name.clone().into(), t.name.clone().into()];
-            times(&mut row);
-            row.extend([size.into(), rows.into(), m.is_full_cluster.into()]);
+    for m in chain {
+        let catalog = m.catalog();
+        let kind: Value = if m.is_full() { "full" } else { "incremental" }.into();
+        let head = |db: &str, table: Value| {
+            vec![db.into(), table, kind.clone(), m.start_time.to_string().into(), m.end_time.to_string().into()]
+        };
+        let tail = [m.is_full_cluster.into(), m.has_revision_history().into()];
+        for db in catalog.databases.values() {
+            let mut row = head(&db.name, Value::Null);
+            row.extend([Value::Null, Value::Null]);
+            row.extend(tail.clone());
             r.push(row);
+            for t in catalog.tables_in(db.id) {
+                let span = t.span();
+                let files = m.files.iter().filter(|f| span.overlaps(&f.span));
+                let (size, rows) = files.fold((0u64, 0u64), |(s, n), f| (s + f.size, n + f.rows));
+                let mut row = head(&db.name, t.name.clone().into());
+                row.extend([size.into(), rows.into()]);
+                row.extend(tail.clone());
+                r.push(row);
+            }
         }
     }
     r
+}
+
+/// The layers of a backup chain: manifests with the storage of each layer's directory.
+#[derive(Default)]
+pub struct Chain {
+    /// Manifests, the full backup first.
+    pub manifests: Vec<Manifest>,
+    /// Each layer's directory.
+    pub storages: Vec<Arc<dyn ExternalStorage>>,
+    /// Each layer's location, redacted, for messages and `dependencies`.
+    pub names: Vec<String>,
+}
+
+impl Chain {
+    fn push(&mut self, storage: Arc<dyn ExternalStorage>, manifest: Manifest, name: String) {
+        self.storages.push(storage);
+        self.manifests.push(manifest);
+        self.names.push(name);
+    }
+}
+
+/// Where incremental layers appended to a backup directory live, below it.
+pub const INCREMENTALS_DIR: &str = "incrementals";
+
+/// Reads the chain rooted at a backup directory: its full backup, then every incremental layer
+/// appended under `incrementals/`, in time order; validated.
+pub async fn read_chain(dir: &Arc<dyn ExternalStorage>) -> Result<Chain> {
+    let mut chain = Chain::default();
+    chain.push(dir.clone(), read_manifest(dir.as_ref()).await?, dir.describe());
+    let suffix = format!("/{MANIFEST_NAME}");
+    let mut layers = Vec::new();
+    for o in dir.list(&format!("{INCREMENTALS_DIR}/")).await? {
+        if let Some(layer_dir) = o.path.strip_suffix(&suffix) {
+            let storage = subdir(dir, layer_dir);
+            let manifest = read_manifest(storage.as_ref()).await?;
+            layers.push((manifest, storage, format!("{}/{layer_dir}", dir.describe())));
+        }
+    }
+    layers.sort_by_key(|(m, _, _)| (m.end_time, m.start_time));
+    for (m, storage, name) in layers {
+        chain.push(storage, m, name);
+    }
+    validate_chain(&chain.manifests, &chain.names)?;
+    Ok(chain)
+}
+
+/// A new, empty layer directory `dir` below `root` (an error if something is already there).
+async fn new_layer_dir(root: &Arc<dyn ExternalStorage>, dir: &str) -> Result<Arc<dyn ExternalStorage>> {
+    if !root.list(&format!("{dir}/")).await?.is_empty() {
+        return Err(Error::exists("backup", format!("{}/{dir}", root.describe())));
+    }
+    Ok(subdir(root, dir))
+}
+
+/// The subdirectory a collection's `LATEST` or `'subdir'` names.
+async fn resolve_subdir(root: &Arc<dyn ExternalStorage>, sub: &Subdir) -> Result<String> {
+    match sub {
+        Subdir::Latest => {
+            let latest = root.get(LATEST_NAME).await.map_err(|e| match e {
+                Error::NotFound { .. } => Error::not_found("backup collection (no LATEST file)", root.describe()),
+                e => e,
+            })?;
+            Ok(String::from_utf8_lossy(&latest).trim().to_string())
+        }
+        Subdir::Path(p) => Ok(p.clone()),
+    }
 }
 
 fn resolve_as_of(text: &str, now: Timestamp) -> Result<Timestamp> {

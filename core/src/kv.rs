@@ -115,6 +115,14 @@ pub trait KvSource: MaybeSendSync {
         Ok(vec![WorkUnit { span: span.clone(), locality: None }])
     }
 
+    /// Optional fast path for incremental backups: the same page [`KvSource::scan`] returns for a
+    /// request with `start > ZERO`, computed from an index of changes so that its cost follows
+    /// what changed in `(start, end]`, not what exists. `Ok(None)` means the source keeps no such
+    /// index, and the caller falls back to `scan` (a time-filtered full scan).
+    async fn scan_changes(&self, _request: ScanRequest) -> Result<Option<ScanPage>> {
+        Ok(None)
+    }
+
     /// The catalog as of `ts`.
     async fn catalog_at(&self, ts: Timestamp) -> Result<Catalog> {
         let mut catalog = Catalog::default();

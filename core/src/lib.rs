@@ -52,15 +52,15 @@ mod storage;
 mod timestamp;
 
 pub use backup::{
-    dated_subdir, expand_table_name, is_dated_subdir, plan_full_backup, resolve_targets, run_backup, BackupOptions,
-    BackupPlan,
+    dated_subdir, describe_scope, expand_table_name, is_dated_subdir, plan_backup, plan_full_backup,
+    read_descriptor_history, resolve_targets, run_backup, BackupOptions, BackupPlan, BackupSpec, ExportTask,
 };
 pub use catalog::{
     Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor,
     FIRST_USER_ID,
 };
 pub use error::{Error, Result, Status};
-pub use exec::{read_manifest, show_backup, Executor, OpenedBackup, LATEST_NAME};
+pub use exec::{read_chain, read_manifest, show_backup, Chain, Executor, INCREMENTALS_DIR, LATEST_NAME};
 pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
 pub use format::manifest::{
     self, BackupScope, DescriptorRevision, FileInfo, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
@@ -72,8 +72,8 @@ pub use kv::{
 pub use memkv::{Clock, MemKv};
 pub use redact::{is_secret_param, redact_uri, REDACTED};
 pub use restore::{
-    prepare_restore, run_restore, DatabaseRestore, RestorePlan, RestoreRunOptions, RestoreSelection, RestoreSummary,
-    TableRestore,
+    catalog_at, layers_for, prepare_restore, run_restore, validate_chain, DatabaseRestore, LayerFile, RestorePlan,
+    RestoreRunOptions, RestoreSelection, RestoreSummary, TableRestore,
 };
 pub use result::{QueryResult, Value};
 pub use span::{prefix_end, Span, SpanSet};

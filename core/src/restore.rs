@@ -1,9 +1,13 @@
-//! Planning and running a restore: choose what to bring back, give it new ids, ingest only the
-//! blocks that hold it, and publish everything in one step at the end.
+//! Planning and running a restore: validate the chain of layers, find the catalog as of the
+//! restore time, choose what to bring back, give it new ids, merge the layers newest-first per
+//! key (honouring deletions) reading only the blocks that hold it, and publish everything in one
+//! step at the end.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::format::datafile::{decode_block, decode_footer, decode_index, BlockHandle, FOOTER_LEN};
 use crate::format::manifest::{sha256, FileInfo, Manifest, MANIFEST_NAME};
 use crate::keys;
-use crate::kv::KvSink;
+use crate::kv::{Entry, KvSink};
 use crate::span::{Span, SpanSet};
 use crate::sql::{RestoreOptions, Targets};
 use crate::storage::ExternalStorage;
@@ -37,30 +41,36 @@ pub struct TableRestore {
     pub descriptor: TableDescriptor,
 }
 
+/// A data file of one layer of the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerFile {
+    /// Index of the layer in the chain (0 = the full backup).
+    pub layer: u32,
+    /// The file, relative to that layer's directory.
+    pub file: FileInfo,
+}
+
 /// What a restore will do, as plain data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestorePlan {
     /// The time the restored data is as of.
     pub as_of: Timestamp,
+    /// How many layers of the chain are read (a prefix of it).
+    pub layers: u32,
     /// Databases to create.
     pub databases: Vec<DatabaseRestore>,
     /// Tables to create.
     pub tables: Vec<TableRestore>,
     /// Whether the system span's state is restored too (full-cluster restore).
     pub restore_system: bool,
-    /// The data files to read (paths relative to the backup directory).
-    pub files: Vec<FileInfo>,
+    /// The data files to read.
+    pub files: Vec<LayerFile>,
 }
 
 impl RestorePlan {
     /// The spans, in the target, the restore writes into.
     pub fn target_spans(&self) -> Vec<Span> {
         self.tables.iter().map(|t| t.descriptor.span()).collect()
-    }
-
-    /// Old table id → new table id.
-    pub fn rewrites(&self) -> BTreeMap<DescId, DescId> {
-        self.tables.iter().map(|t| (t.old_id, t.descriptor.id)).collect()
     }
 
     /// Backup spans to read.
@@ -73,6 +83,98 @@ impl RestorePlan {
     }
 }
 
+/// Checks that layers form one chain: a full backup first, then each layer starting where the
+/// previous one ends. `names` are the layers' locations, for messages.
+pub fn validate_chain(chain: &[Manifest], names: &[String]) -> Result<()> {
+    let Some(first) = chain.first() else {
+        return Err(Error::not_found("backup", "an empty list of layers"));
+    };
+    if !first.is_full() {
+        let deps =
+            if first.dependencies.is_empty() { String::new() } else { format!(": {}", first.dependencies.join(", ")) };
+        return Err(Error::Precondition(format!(
+            "{} is an incremental backup (from {} to {}); restore needs the whole chain, starting with its full backup{deps}",
+            names[0], first.start_time, first.end_time
+        )));
+    }
+    for (i, pair) in chain.windows(2).enumerate() {
+        let (prev, next) = (&pair[0], &pair[1]);
+        if next.is_full() {
+            return Err(Error::Precondition(format!(
+                "{} is a full backup, but it is listed as an incremental layer after {}",
+                names[i + 1],
+                names[i]
+            )));
+        }
+        if next.start_time != prev.end_time {
+            let missing =
+                next.dependencies.get(i + 1).map(|d| format!("; the missing layer is {d}")).unwrap_or_default();
+            return Err(Error::Precondition(format!(
+                "the chain has a gap: {} ends at {}, but the next layer {} starts at {}{missing}",
+                names[i],
+                prev.end_time,
+                names[i + 1],
+                next.start_time
+            )));
+        }
+        if next.scope != prev.scope || next.mvcc_filter != prev.mvcc_filter {
+            return Err(Error::Precondition(format!(
+                "{} does not extend {}: its targets or revision_history setting differ",
+                names[i + 1],
+                names[i]
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The restorable window of a chain, `[from, to]`, in words, for messages.
+fn window(chain: &[Manifest]) -> (Timestamp, Timestamp) {
+    let first = &chain[0];
+    let lo = if first.has_revision_history() { first.revision_start_time } else { first.end_time };
+    (lo, chain[chain.len() - 1].end_time)
+}
+
+/// Chooses how many layers a restore as of `t` reads, checking that `t` is restorable.
+pub fn layers_for(chain: &[Manifest], t: Timestamp) -> Result<usize> {
+    let (lo, hi) = window(chain);
+    if t < lo || t > hi {
+        return Err(Error::InvalidTime(format!(
+            "cannot restore as of {t}: it is outside the backup's window [{lo}, {hi}]"
+        )));
+    }
+    let j = chain.iter().position(|m| m.end_time >= t).expect("t <= last end time");
+    if !chain[j].can_restore_to(t) {
+        let ends: Vec<String> = chain.iter().map(|m| m.end_time.to_string()).collect();
+        return Err(Error::InvalidTime(format!(
+            "cannot restore as of {t}: restoring to a time between backups requires a backup taken WITH revision_history; \
+             this chain can restore only to its end times: {}",
+            ends.join(", ")
+        )));
+    }
+    Ok(j + 1)
+}
+
+/// The catalog as of `t` from the first `layers` layers of a chain.
+pub fn catalog_at(chain: &[Manifest], layers: usize, t: Timestamp) -> Catalog {
+    let last = &chain[layers - 1];
+    if t == last.end_time {
+        return last.catalog();
+    }
+    // Inside a revision-history window: the state at its start, then its changes up to t.
+    let mut catalog = if layers >= 2 { chain[layers - 2].catalog() } else { Catalog::default() };
+    for r in last.descriptor_changes.iter().filter(|r| r.ts <= t) {
+        match &r.descriptor {
+            Some(d) => catalog.insert(d.clone()),
+            None => {
+                catalog.databases.remove(&r.id);
+                catalog.tables.remove(&r.id);
+            }
+        }
+    }
+    catalog
+}
+
 enum Parent {
     /// A database restored alongside (its id in the backup).
     Restored(DescId),
@@ -83,27 +185,33 @@ enum Parent {
 /// What a restore will bring back, checked against the target but not yet given ids:
 /// [`RestoreSelection::ids_needed`] fresh ids turn it into a [`RestorePlan`].
 pub struct RestoreSelection<'a> {
-    manifest: &'a Manifest,
+    chain: &'a [Manifest],
+    layers: usize,
+    as_of: Timestamp,
     dbs: Vec<(DatabaseDescriptor, String)>,
     tables: Vec<(TableDescriptor, Parent)>,
     restore_system: bool,
 }
 
-/// Chooses what to restore and checks it against the target's catalog (names that already
-/// exist, a non-empty cluster, objects missing from the backup); pure.
+/// Chooses what to restore as of `as_of` (default: the chain's end) and checks it against the
+/// target's catalog: a restorable time, names that already exist, a non-empty cluster, objects
+/// missing from the backup. Pure; `chain` must be validated with [`validate_chain`].
 pub fn prepare_restore<'a>(
-    manifest: &'a Manifest,
+    chain: &'a [Manifest],
+    as_of: Option<Timestamp>,
     target: &Catalog,
     targets: &Targets,
     options: &RestoreOptions,
 ) -> Result<RestoreSelection<'a>> {
-    let backup = manifest.catalog();
+    let t = as_of.unwrap_or_else(|| chain[chain.len() - 1].end_time);
+    let layers = layers_for(chain, t)?;
+    let backup = catalog_at(chain, layers, t);
     let mut dbs: Vec<(&DatabaseDescriptor, String)> = Vec::new();
     let mut tables: Vec<(&TableDescriptor, Parent)> = Vec::new();
     let mut restore_system = false;
     match targets {
         Targets::Cluster => {
-            if !manifest.is_full_cluster {
+            if !chain[0].is_full_cluster {
                 return Err(Error::Precondition(
                     "the backup is not a full cluster backup; use RESTORE DATABASE or RESTORE TABLE".into(),
                 ));
@@ -168,7 +276,9 @@ pub fn prepare_restore<'a>(
         }
     }
     Ok(RestoreSelection {
-        manifest,
+        chain,
+        layers,
+        as_of: t,
         dbs: dbs.into_iter().map(|(d, n)| (d.clone(), n)).collect(),
         tables: tables.into_iter().map(|(t, p)| (t.clone(), p)).collect(),
         restore_system,
@@ -183,11 +293,11 @@ impl RestoreSelection<'_> {
 
     /// The plan, giving the restored objects ids `first_id..first_id + ids_needed()`.
     pub fn plan(self, first_id: DescId) -> Result<RestorePlan> {
-        let manifest = self.manifest;
         let mut next = first_id;
         let mut db_map = BTreeMap::new();
         let mut plan = RestorePlan {
-            as_of: manifest.end_time,
+            as_of: self.as_of,
+            layers: self.layers as u32,
             databases: Vec::new(),
             tables: Vec::new(),
             restore_system: self.restore_system,
@@ -197,7 +307,7 @@ impl RestoreSelection<'_> {
             db_map.insert(db.id, next);
             plan.databases.push(DatabaseRestore {
                 old_id: db.id,
-                descriptor: DatabaseDescriptor { id: next, name, version: 1, modification_time: manifest.end_time },
+                descriptor: DatabaseDescriptor { id: next, name, version: 1, modification_time: self.as_of },
             });
             next += 1;
         }
@@ -210,19 +320,19 @@ impl RestoreSelection<'_> {
             };
             plan.tables.push(TableRestore {
                 old_id: t.id,
-                descriptor: TableDescriptor {
-                    id: next,
-                    parent_id,
-                    version: 1,
-                    modification_time: manifest.end_time,
-                    ..t
-                },
+                descriptor: TableDescriptor { id: next, parent_id, version: 1, modification_time: self.as_of, ..t },
             });
             next += 1;
         }
         let needed = plan.source_spans();
-        plan.files =
-            manifest.files.iter().filter(|f| needed.spans().iter().any(|s| s.overlaps(&f.span))).cloned().collect();
+        for (layer, m) in self.chain[..self.layers].iter().enumerate() {
+            plan.files.extend(
+                m.files
+                    .iter()
+                    .filter(|f| needed.spans().iter().any(|s| s.overlaps(&f.span)))
+                    .map(|f| LayerFile { layer: layer as u32, file: f.clone() }),
+            );
+        }
         Ok(plan)
     }
 }
@@ -231,7 +341,7 @@ impl RestoreSelection<'_> {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RestoreRunOptions {
-    /// Files read at once.
+    /// Spans (tables) restored at once.
     pub concurrency: usize,
     /// Bytes of key/value pairs per ingest call.
     pub batch_bytes: usize,
@@ -255,15 +365,22 @@ pub struct RestoreSummary {
 }
 
 /// Runs a restore plan: ingests the data, validates, and publishes the new descriptors at once.
-/// On any failure everything ingested is discarded and nothing becomes visible.
+/// `layers[i]` is the directory of layer `i` of the chain. On any failure everything ingested is
+/// discarded and nothing becomes visible.
 pub async fn run_restore(
     sink: &dyn KvSink,
-    storage: Arc<dyn ExternalStorage>,
+    layers: &[Arc<dyn ExternalStorage>],
     plan: &RestorePlan,
     options: &RestoreRunOptions,
 ) -> Result<RestoreSummary> {
+    if layers.len() < plan.layers as usize {
+        return Err(Error::invalid(
+            "restore",
+            format!("the plan reads {} layers, {} given", plan.layers, layers.len()),
+        ));
+    }
     let spans = plan.target_spans();
-    match ingest_and_publish(sink, storage, plan, options).await {
+    match ingest_and_publish(sink, layers, plan, options).await {
         Ok(summary) => Ok(summary),
         Err(e) => {
             // Best effort: the data is invisible without its descriptors either way.
@@ -273,16 +390,28 @@ pub async fn run_restore(
     }
 }
 
+/// One span to restore: where it is in the backup, and its new table id (none: system span).
+struct SpanJob {
+    span: Span,
+    new_id: Option<DescId>,
+}
+
 async fn ingest_and_publish(
     sink: &dyn KvSink,
-    storage: Arc<dyn ExternalStorage>,
+    layers: &[Arc<dyn ExternalStorage>],
     plan: &RestorePlan,
     options: &RestoreRunOptions,
 ) -> Result<RestoreSummary> {
-    let needed = plan.source_spans();
-    let rewrites = plan.rewrites();
-    let totals: Vec<(u64, u64)> = stream::iter(plan.files.iter())
-        .map(|f| restore_file(sink, &storage, f, &needed, &rewrites, plan.restore_system, options))
+    let mut jobs: Vec<SpanJob> = plan
+        .tables
+        .iter()
+        .map(|t| SpanJob { span: keys::table_span(t.old_id), new_id: Some(t.descriptor.id) })
+        .collect();
+    if plan.restore_system {
+        jobs.push(SpanJob { span: keys::system_span(), new_id: None });
+    }
+    let totals: Vec<(u64, u64)> = stream::iter(jobs.iter())
+        .map(|job| restore_span(sink, layers, plan, job, options))
         .buffer_unordered(options.concurrency.max(1))
         .try_collect()
         .await?;
@@ -299,51 +428,61 @@ async fn ingest_and_publish(
     Ok(RestoreSummary { rows: totals.iter().map(|t| t.0).sum(), bytes: totals.iter().map(|t| t.1).sum(), published_at })
 }
 
-async fn restore_file(
+/// Restores one span: merges the versions of every layer's files, newest first per key, takes
+/// each key's newest version at or below the restore time, drops deletions, rewrites the keys
+/// and ingests them in sorted batches.
+async fn restore_span(
     sink: &dyn KvSink,
-    storage: &Arc<dyn ExternalStorage>,
-    file: &FileInfo,
-    needed: &SpanSet,
-    rewrites: &BTreeMap<DescId, DescId>,
-    restore_system: bool,
+    layers: &[Arc<dyn ExternalStorage>],
+    plan: &RestorePlan,
+    job: &SpanJob,
     options: &RestoreRunOptions,
 ) -> Result<(u64, u64)> {
-    let where_ = format!("{}/{}", storage.describe(), file.path);
-    let size = storage.size(&file.path).await.map_err(|e| match e {
-        Error::NotFound { .. } => Error::corrupt(&where_, "data file named by the manifest is missing"),
-        e => e,
-    })?;
-    if size != file.size {
-        return Err(Error::corrupt(&where_, format!("size is {size} bytes, the manifest says {}", file.size)));
+    let mut cursors = Vec::new();
+    for lf in plan.files.iter().filter(|lf| lf.file.span.overlaps(&job.span)) {
+        let storage = &layers[lf.layer as usize];
+        let span = job.span.intersect(&lf.file.span);
+        cursors.push(FileCursor::open(storage, &lf.file, span).await?);
     }
-    let spans: Vec<Span> = needed.spans().iter().map(|s| s.intersect(&file.span)).filter(|s| !s.is_empty()).collect();
+    // A min-heap of each cursor's next key, ordered by key ascending, then newest first; the
+    // entries themselves wait in `heads`.
+    let mut heap = BinaryHeap::new();
+    let mut heads: Vec<Option<Entry>> = Vec::with_capacity(cursors.len());
+    for (i, c) in cursors.iter_mut().enumerate() {
+        let head = c.next()?;
+        if let Some(e) = &head {
+            heap.push(Reverse((e.key.clone(), Reverse(e.ts), i)));
+        }
+        heads.push(head);
+    }
+    let mut decided: Option<Vec<u8>> = None;
     let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut batch_bytes = 0usize;
     let (mut rows, mut bytes) = (0u64, 0u64);
-    let blocks = read_blocks(storage, file, &where_, &spans).await?;
-    for (i, handle, data) in blocks {
-        let mut entries = Vec::with_capacity(handle.entries as usize);
-        decode_block(&data, &handle, i, &where_, |e| entries.push(e))?;
-        for e in entries {
-            let Some(value) = e.value else { continue };
-            if !spans.iter().any(|s| s.contains(&e.key)) {
-                continue;
-            }
-            let mut key = e.key;
-            if let Some((old, _)) = keys::decode_table_key(&key) {
-                let Some(new) = rewrites.get(&old) else { continue };
-                keys::rewrite_table_key(&mut key, *new);
-            } else if !(restore_system && is_restorable_system_key(&key)) {
-                continue;
-            }
-            rows += 1;
-            bytes += (key.len() + value.len()) as u64;
-            batch_bytes += key.len() + value.len();
-            batch.push((key, value));
-            if batch_bytes >= options.batch_bytes {
-                sink.ingest(std::mem::take(&mut batch)).await?;
-                batch_bytes = 0;
-            }
+    while let Some(Reverse((_, _, i))) = heap.pop() {
+        let e = heads[i].take().expect("a heap entry has its head");
+        if let Some(next) = cursors[i].next()? {
+            heap.push(Reverse((next.key.clone(), Reverse(next.ts), i)));
+            heads[i] = Some(next);
+        }
+        if e.ts > plan.as_of || decided.as_deref() == Some(e.key.as_slice()) {
+            continue;
+        }
+        decided = Some(e.key.clone());
+        let Some(value) = e.value else { continue };
+        let mut key = e.key;
+        match job.new_id {
+            Some(new_id) => keys::rewrite_table_key(&mut key, new_id),
+            None if is_restorable_system_key(&key) => {}
+            None => continue,
+        }
+        rows += 1;
+        bytes += (key.len() + value.len()) as u64;
+        batch_bytes += key.len() + value.len();
+        batch.push((key, value));
+        if batch_bytes >= options.batch_bytes {
+            sink.ingest(std::mem::take(&mut batch)).await?;
+            batch_bytes = 0;
         }
     }
     if !batch.is_empty() {
@@ -358,61 +497,85 @@ fn is_restorable_system_key(key: &[u8]) -> bool {
     keys::system_span().contains(key) && !keys::descriptor_span().contains(key) && key != keys::ID_COUNTER_KEY
 }
 
-/// Reads the blocks of a data file that may hold keys of `spans`. When every block is needed the
-/// whole file is fetched and its SHA-256 checked; otherwise the footer, the index and just the
-/// needed blocks are fetched with ranged reads (each block carries its own checksum).
-async fn read_blocks(
-    storage: &Arc<dyn ExternalStorage>,
-    file: &FileInfo,
-    where_: &str,
-    spans: &[Span],
-) -> Result<Vec<(usize, BlockHandle, bytes::Bytes)>> {
-    let whole = spans.iter().any(|s| s.start <= file.span.start && file.span.end <= s.end);
-    let size = file.size;
-    if size < FOOTER_LEN {
-        return Err(Error::corrupt(where_, "file is too short to hold a data file footer"));
-    }
-    if whole {
-        let data = storage.get(&file.path).await?;
-        if sha256(&data) != file.sha256 {
-            return Err(Error::corrupt(where_, "SHA-256 does not match the manifest"));
+/// Reads one data file's entries within a span, a block at a time.
+struct FileCursor {
+    path: String,
+    span: Span,
+    blocks: VecDeque<(usize, BlockHandle, Bytes)>,
+    current: VecDeque<Entry>,
+}
+
+impl FileCursor {
+    /// Fetches the blocks of `file` that may hold keys of `span`. When the span covers the whole
+    /// file, it is fetched at once and its SHA-256 checked; otherwise the footer, the index and
+    /// just the needed blocks are fetched with ranged reads (each block has its own checksum).
+    async fn open(storage: &Arc<dyn ExternalStorage>, file: &FileInfo, span: Span) -> Result<FileCursor> {
+        let path = format!("{}/{}", storage.describe(), file.path);
+        let size = storage.size(&file.path).await.map_err(|e| match e {
+            Error::NotFound { .. } => Error::corrupt(&path, "data file named by the manifest is missing"),
+            e => e,
+        })?;
+        if size != file.size {
+            return Err(Error::corrupt(&path, format!("size is {size} bytes, the manifest says {}", file.size)));
         }
-        let footer = decode_footer(&data[(size - FOOTER_LEN) as usize..], size, where_)?;
-        let start = footer.index_offset as usize;
-        let index = decode_index(&data[start..start + footer.index_len as usize], &footer, where_)?;
-        return Ok(index
-            .into_iter()
-            .enumerate()
-            .map(|(i, h)| {
+        if size < FOOTER_LEN {
+            return Err(Error::corrupt(&path, "file is too short to hold a data file footer"));
+        }
+        let whole = span.start <= file.span.start && file.span.end <= span.end;
+        let mut blocks = VecDeque::new();
+        if whole {
+            let data = storage.get(&file.path).await?;
+            if sha256(&data) != file.sha256 {
+                return Err(Error::corrupt(&path, "SHA-256 does not match the manifest"));
+            }
+            let footer = decode_footer(&data[(size - FOOTER_LEN) as usize..], size, &path)?;
+            let start = footer.index_offset as usize;
+            let index = decode_index(&data[start..start + footer.index_len as usize], &footer, &path)?;
+            for (i, h) in index.into_iter().enumerate() {
                 let r = h.range();
                 let block = data.slice(r.start as usize..r.end as usize);
-                (i, h, block)
-            })
-            .collect());
-    }
-    let footer_bytes = storage.get_range(&file.path, size - FOOTER_LEN..size).await?;
-    let footer = decode_footer(&footer_bytes, size, where_)?;
-    let index_bytes =
-        storage.get_range(&file.path, footer.index_offset..footer.index_offset + footer.index_len as u64).await?;
-    let index = decode_index(&index_bytes, &footer, where_)?;
-    let wanted: Vec<(usize, BlockHandle)> =
-        index.into_iter().enumerate().filter(|(_, h)| spans.iter().any(|s| h.overlaps(s))).collect();
-    // Coalesce adjacent blocks into one ranged read.
-    let mut out = Vec::with_capacity(wanted.len());
-    let mut i = 0;
-    while i < wanted.len() {
-        let mut j = i;
-        while j + 1 < wanted.len() && wanted[j + 1].0 == wanted[j].0 + 1 {
-            j += 1;
+                blocks.push_back((i, h, block));
+            }
+        } else {
+            let footer_bytes = storage.get_range(&file.path, size - FOOTER_LEN..size).await?;
+            let footer = decode_footer(&footer_bytes, size, &path)?;
+            let index_bytes = storage
+                .get_range(&file.path, footer.index_offset..footer.index_offset + footer.index_len as u64)
+                .await?;
+            let index = decode_index(&index_bytes, &footer, &path)?;
+            let wanted: Vec<(usize, BlockHandle)> =
+                index.into_iter().enumerate().filter(|(_, h)| h.overlaps(&span)).collect();
+            // Coalesce adjacent blocks into one ranged read.
+            let mut i = 0;
+            while i < wanted.len() {
+                let mut j = i;
+                while j + 1 < wanted.len() && wanted[j + 1].0 == wanted[j].0 + 1 {
+                    j += 1;
+                }
+                let start = wanted[i].1.offset;
+                let end = wanted[j].1.offset + wanted[j].1.len as u64;
+                let data = storage.get_range(&file.path, start..end).await?;
+                for (bi, h) in &wanted[i..=j] {
+                    let r = (h.offset - start) as usize..(h.offset - start + h.len as u64) as usize;
+                    blocks.push_back((*bi, h.clone(), data.slice(r)));
+                }
+                i = j + 1;
+            }
         }
-        let start = wanted[i].1.offset;
-        let end = wanted[j].1.offset + wanted[j].1.len as u64;
-        let data = storage.get_range(&file.path, start..end).await?;
-        for (bi, h) in &wanted[i..=j] {
-            let r = (h.offset - start) as usize..(h.offset - start + h.len as u64) as usize;
-            out.push((*bi, h.clone(), data.slice(r)));
-        }
-        i = j + 1;
+        Ok(FileCursor { path, span, blocks, current: VecDeque::new() })
     }
-    Ok(out)
+
+    /// The next entry inside the span, decoding the next block when needed.
+    fn next(&mut self) -> Result<Option<Entry>> {
+        loop {
+            while let Some(e) = self.current.pop_front() {
+                if self.span.contains(&e.key) {
+                    return Ok(Some(e));
+                }
+            }
+            let Some((i, handle, data)) = self.blocks.pop_front() else { return Ok(None) };
+            let current = &mut self.current;
+            decode_block(&data, &handle, i, &self.path, |e| current.push_back(e))?;
+        }
+    }
 }

@@ -72,7 +72,19 @@ fn v1_manifest(data_file: &[u8]) -> Manifest {
         }],
         dependencies: vec![],
         statement: "BACKUP DATABASE bank TO 'nodelocal://1/fixture'".into(),
+        // What a v1 manifest converts to: no revision history, so its end time.
+        revision_start_time: t(500),
     }
+}
+
+/// Version 2 added `revision_start_time`; this one has revision history.
+fn v2_manifest(data_file: &[u8]) -> Manifest {
+    let mut m = v1_manifest(data_file);
+    m.mvcc_filter = MvccFilter::AllRevisions;
+    m.start_time = Timestamp::new(1_795_428_000_000_000_000, 7);
+    m.revision_start_time = m.start_time;
+    m.dependencies = vec!["nodelocal://1/fixture".into()];
+    m
 }
 
 fn fixture(name: &str, bytes: &[u8], committed: &[u8]) {
@@ -92,12 +104,21 @@ fn data_file_v1_fixture_still_reads() {
 
 #[test]
 fn manifest_v1_fixture_still_reads() {
+    // Frozen: written by format version 1, never rewritten.
     let data: &[u8] = include_bytes!("fixtures/datafile-v1.sst");
     let committed: &[u8] = include_bytes!("fixtures/manifest-v1.bin");
-    fixture("manifest-v1.bin", &v1_manifest(data).encode(), committed);
     assert_eq!(&committed[..8], b"STRATAMF");
     assert_eq!(u16::from_le_bytes([committed[8], committed[9]]), 1);
     assert_eq!(Manifest::decode(committed, "manifest-v1.bin").unwrap(), v1_manifest(data));
+}
+
+#[test]
+fn manifest_v2_fixture_still_reads() {
+    let data: &[u8] = include_bytes!("fixtures/datafile-v1.sst");
+    let committed: &[u8] = include_bytes!("fixtures/manifest-v2.bin");
+    fixture("manifest-v2.bin", &v2_manifest(data).encode(), committed);
+    assert_eq!(u16::from_le_bytes([committed[8], committed[9]]), 2);
+    assert_eq!(Manifest::decode(committed, "manifest-v2.bin").unwrap(), v2_manifest(data));
 }
 
 #[test]
@@ -108,6 +129,6 @@ fn unknown_manifest_versions_are_refused_by_name() {
     let err = Manifest::decode(&bytes, "b/BACKUP_MANIFEST").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "corrupt b/BACKUP_MANIFEST: manifest format version 99 is not readable by this build (reads up to 1)"
+        "corrupt b/BACKUP_MANIFEST: manifest format version 99 is not readable by this build (reads up to 2)"
     );
 }

@@ -152,11 +152,18 @@ fn check(ops: Vec<Op>, at: prop::sample::Index, target: u8, block_size: usize) -
             target_kv.publish(vec![DescriptorChange::Put(Descriptor::Database(db))]).await.unwrap();
         }
         let target_catalog = target_kv.catalog().await.unwrap();
-        let selection = prepare_restore(&manifest, &target_catalog, &targets, &RestoreOptions::default()).unwrap();
+        let selection = prepare_restore(
+            std::slice::from_ref(&manifest),
+            None,
+            &target_catalog,
+            &targets,
+            &RestoreOptions::default(),
+        )
+        .unwrap();
         let first = target_kv.allocate_ids(selection.ids_needed()).await.unwrap();
         let plan = selection.plan(first).unwrap();
         let storage: Arc<dyn ExternalStorage> = storage;
-        run_restore(&target_kv, storage, &plan, &RestoreRunOptions::default()).await.unwrap();
+        run_restore(&target_kv, &[storage], &plan, &RestoreRunOptions::default()).await.unwrap();
 
         let now = target_kv.now().await.unwrap();
         let restored_catalog = target_kv.catalog_at(now).await.unwrap();
@@ -202,12 +209,18 @@ fn a_failed_restore_leaves_nothing_visible() {
 
         let target = MemKv::new();
         let target_catalog = target.catalog().await.unwrap();
-        let selection =
-            prepare_restore(&manifest, &target_catalog, &Targets::Cluster, &RestoreOptions::default()).unwrap();
+        let selection = prepare_restore(
+            std::slice::from_ref(&manifest),
+            None,
+            &target_catalog,
+            &Targets::Cluster,
+            &RestoreOptions::default(),
+        )
+        .unwrap();
         let first = target.allocate_ids(selection.ids_needed()).await.unwrap();
         let plan = selection.plan(first).unwrap();
         let storage: Arc<dyn ExternalStorage> = storage;
-        let err = run_restore(&target, storage, &plan, &RestoreRunOptions::default()).await.unwrap_err();
+        let err = run_restore(&target, &[storage], &plan, &RestoreRunOptions::default()).await.unwrap_err();
         assert!(err.to_string().contains(&file.path), "error should name the damaged file: {err}");
         assert!(target.catalog().await.unwrap().has_no_user_objects());
         for t in &plan.tables {

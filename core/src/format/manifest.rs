@@ -21,7 +21,7 @@ pub const MANIFEST_CHECKSUM_NAME: &str = "BACKUP_MANIFEST-CHECKSUM";
 /// The manifest's magic.
 pub const MANIFEST_MAGIC: &[u8; 8] = b"STRATAMF";
 /// The manifest format version this build writes.
-pub const MANIFEST_VERSION: u16 = 1;
+pub const MANIFEST_VERSION: u16 = 2;
 
 /// What a backup was asked to cover.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,12 +95,66 @@ pub struct Manifest {
     pub dependencies: Vec<String>,
     /// The statement that made it, secrets redacted.
     pub statement: String,
+    /// With revision history: the earliest time this layer can restore to (every version after it
+    /// is kept). For a full backup this is the source's GC threshold at backup time (or zero); for
+    /// an incremental, its `start_time`. Without revision history, equal to `end_time`.
+    pub revision_start_time: Timestamp,
+}
+
+/// Version 1 of the manifest, frozen: decoded and converted, never written.
+#[derive(Deserialize)]
+struct ManifestV1 {
+    created_by: String,
+    start_time: Timestamp,
+    end_time: Timestamp,
+    mvcc_filter: MvccFilter,
+    scope: BackupScope,
+    is_full_cluster: bool,
+    spans: Vec<Span>,
+    introduced_spans: Vec<Span>,
+    descriptors: Vec<Descriptor>,
+    descriptor_changes: Vec<DescriptorRevision>,
+    files: Vec<FileInfo>,
+    dependencies: Vec<String>,
+    statement: String,
+}
+
+impl From<ManifestV1> for Manifest {
+    fn from(m: ManifestV1) -> Manifest {
+        Manifest {
+            revision_start_time: if m.mvcc_filter == MvccFilter::AllRevisions { m.start_time } else { m.end_time },
+            created_by: m.created_by,
+            start_time: m.start_time,
+            end_time: m.end_time,
+            mvcc_filter: m.mvcc_filter,
+            scope: m.scope,
+            is_full_cluster: m.is_full_cluster,
+            spans: m.spans,
+            introduced_spans: m.introduced_spans,
+            descriptors: m.descriptors,
+            descriptor_changes: m.descriptor_changes,
+            files: m.files,
+            dependencies: m.dependencies,
+            statement: m.statement,
+        }
+    }
 }
 
 impl Manifest {
     /// The catalog the backup holds.
     pub fn catalog(&self) -> Catalog {
         Catalog::from_descriptors(self.descriptors.iter().cloned())
+    }
+
+    /// Whether this layer keeps every revision in its window.
+    pub fn has_revision_history(&self) -> bool {
+        self.mvcc_filter == MvccFilter::AllRevisions
+    }
+
+    /// Whether the data as of `t` can be read from this layer (given its predecessors): at its end
+    /// time, or anywhere in its revision-history window.
+    pub fn can_restore_to(&self, t: Timestamp) -> bool {
+        t == self.end_time || (self.has_revision_history() && self.revision_start_time <= t && t <= self.end_time)
     }
 
     /// Whether this layer is a full backup.
@@ -123,9 +177,10 @@ impl Manifest {
             return Err(Error::corrupt(path, "not a strata backup manifest (bad magic)"));
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        let undecodable = |e: postcard::Error| Error::corrupt(path, format!("manifest does not decode: {e}"));
         match version {
-            1 => postcard::from_bytes(&bytes[10..])
-                .map_err(|e| Error::corrupt(path, format!("manifest does not decode: {e}"))),
+            1 => postcard::from_bytes::<ManifestV1>(&bytes[10..]).map(Manifest::from).map_err(undecodable),
+            2 => postcard::from_bytes(&bytes[10..]).map_err(undecodable),
             v => Err(Error::corrupt(
                 path,
                 format!("manifest format version {v} is not readable by this build (reads up to {MANIFEST_VERSION})"),
