@@ -123,8 +123,10 @@ fn restore_errors_name_what_is_wrong() {
         .fails_with("a database named bank needs to exist");
     // A database-only backup is not a cluster backup.
     sql(&fresh, &format!("RESTORE FROM '{uri}'")).fails_with("not a full cluster backup");
-    // BACKUP TO onto an existing backup needs incremental backups.
-    sql(&source, &format!("BACKUP DATABASE bank TO '{uri}'")).fails_with("incremental backups");
+    // BACKUP TO onto an existing backup appends an incremental layer; other targets are refused.
+    let out = sql(&source, &format!("BACKUP DATABASE bank TO '{uri}'")).ok().stdout();
+    assert!(out.contains("incremental"), "{out}");
+    sql(&source, &format!("BACKUP TABLE bank.accounts TO '{uri}'")).fails_with("same targets");
 }
 
 #[test]
@@ -214,7 +216,8 @@ fn as_of_system_time_backups_and_reads() {
     let target = tmp.path().join("t");
     sql(&target, &format!("RESTORE DATABASE d FROM '{uri}'")).ok();
     assert_eq!(scan(&target, "d.t"), "k\told\n");
-    sql(&target, &format!("RESTORE DATABASE d FROM '{uri}' AS OF SYSTEM TIME '-1s'")).fails_with("revision_history");
+    sql(&target, &format!("RESTORE DATABASE d FROM '{uri}' AS OF SYSTEM TIME '-1h'"))
+        .fails_with("outside the backup's window");
     sql(&store, &format!("BACKUP TO '{uri}-future' AS OF SYSTEM TIME '2500-01-01 00:00:00'"))
         .fails_with("in the future");
 }
@@ -238,8 +241,7 @@ fn statements_of_later_features_say_what_is_missing() {
     sql(&store, "CREATE SCHEDULE s FOR BACKUP INTO 'nodelocal://1/x' RECURRING '@daily'")
         .fails_with("not supported yet");
     sql(&store, "SHOW JOBS").fails_with("jobs is not supported yet");
-    sql(&store, "BACKUP INTO 'nodelocal://1/x' WITH revision_history")
-        .fails_with("revision_history is not supported yet");
+    sql(&store, "BACKUP INTO 'nodelocal://1/x' WITH encryption_passphrase = 'pw'").fails_with("encrypted backups");
     sql(&store, "BACKUP INTO 's3://bucket/p?AWS_SECRET_ACCESS_KEY=topsecret'").fails_with("not supported");
     let err = sql(&store, "BACKUP INTO 's3://bucket/p?AWS_SECRET_ACCESS_KEY=topsecret'").stderr();
     assert!(!err.contains("topsecret"), "{err}");
@@ -267,4 +269,113 @@ fn json_output_and_ddl() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap(), serde_json::json!([]));
     strata(&store, &["put", "a.t1", "k", "v"]).fails_with("database not found: a");
     strata(&store, &["put", "t1", "k", "v"]).fails_with("must be qualified");
+}
+
+fn now(store: &Path) -> String {
+    strata(store, &["now"]).ok().stdout().trim().to_string()
+}
+
+#[test]
+fn incremental_chain_with_revision_history_restores_any_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = tmp.path().join("s");
+    let coll = format!("file://{}", tmp.path().join("coll").display());
+    sql(&s, "CREATE DATABASE d").ok();
+    sql(&s, "CREATE TABLE d.t").ok();
+    strata(&s, &["put", "d.t", "k1", "v1"]).ok();
+    strata(&s, &["put", "d.t", "k2", "v2"]).ok();
+    sql(&s, &format!("BACKUP DATABASE d INTO '{coll}' WITH revision_history")).ok();
+    let t1 = now(&s);
+    strata(&s, &["put", "d.t", "k1", "v1b"]).ok();
+    strata(&s, &["delete", "d.t", "k2"]).ok();
+    sql(&s, "CREATE TABLE d.u").ok();
+    strata(&s, &["put", "d.u", "x", "1"]).ok();
+    let t2 = now(&s);
+    let out = sql(&s, &format!("BACKUP DATABASE d INTO LATEST IN '{coll}' WITH revision_history")).ok().stdout();
+    assert!(out.contains("incremental"), "{out}");
+    strata(&s, &["put", "d.t", "k3", "v3"]).ok();
+    sql(&s, "DROP TABLE d.u").ok();
+    sql(&s, &format!("BACKUP DATABASE d INTO LATEST IN '{coll}' WITH revision_history")).ok();
+
+    let show = strata(&s, &["--format", "json", "sql", &format!("SHOW BACKUP LATEST IN '{coll}'")]).ok().stdout();
+    let show: serde_json::Value = serde_json::from_str(&show).unwrap();
+    let kinds: Vec<&str> = show
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["table_name"] == "t")
+        .map(|r| r["backup_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["full", "incremental", "incremental"]);
+
+    let restore = |name: &str, as_of: Option<&str>| {
+        let target = tmp.path().join(name);
+        let aost = as_of.map(|t| format!(" AS OF SYSTEM TIME {t}")).unwrap_or_default();
+        sql(&target, &format!("RESTORE DATABASE d FROM LATEST IN '{coll}'{aost}")).ok();
+        target
+    };
+    let end = restore("end", None);
+    assert_eq!(scan(&end, "d.t"), "k1\tv1b\nk3\tv3\n");
+    strata(&end, &["scan", "d.u"]).fails_with("table not found: d.u");
+    let at1 = restore("at1", Some(&t1));
+    assert_eq!(scan(&at1, "d.t"), "k1\tv1\nk2\tv2\n");
+    strata(&at1, &["scan", "d.u"]).fails_with("table not found: d.u");
+    let at2 = restore("at2", Some(&t2));
+    assert_eq!(scan(&at2, "d.t"), "k1\tv1b\n");
+    assert_eq!(scan(&at2, "d.u"), "x\t1\n");
+}
+
+#[test]
+fn incrementals_without_revision_history_restore_only_end_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = tmp.path().join("s");
+    let dest = format!("file://{}", tmp.path().join("dest").display());
+    sql(&s, "CREATE DATABASE d").ok();
+    sql(&s, "CREATE TABLE d.t").ok();
+    strata(&s, &["put", "d.t", "a", "1"]).ok();
+    sql(&s, &format!("BACKUP DATABASE d TO '{dest}'")).ok();
+    let between = now(&s);
+    strata(&s, &["put", "d.t", "a", "2"]).ok();
+    strata(&s, &["put", "d.t", "b", "2"]).ok();
+    let inc = sql(&s, &format!("BACKUP DATABASE d TO '{dest}'")).ok().stdout();
+    assert!(inc.contains("incremental") && inc.contains("/incrementals/"), "{inc}");
+    let target = tmp.path().join("t");
+    sql(&target, &format!("RESTORE DATABASE d FROM '{dest}' AS OF SYSTEM TIME {between}"))
+        .fails_with("requires a backup taken WITH revision_history");
+    sql(&target, &format!("RESTORE DATABASE d FROM '{dest}'")).ok();
+    assert_eq!(scan(&target, "d.t"), "a\t2\nb\t2\n");
+    // Appending with revision_history to a chain taken without it is refused.
+    sql(&s, &format!("BACKUP DATABASE d TO '{dest}' WITH revision_history")).fails_with("without revision_history");
+}
+
+#[test]
+fn explicit_incremental_from_chains_and_their_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = tmp.path().join("s");
+    let uri = |n: &str| format!("file://{}", tmp.path().join(n).display());
+    sql(&s, "CREATE DATABASE d").ok();
+    sql(&s, "CREATE TABLE d.t").ok();
+    strata(&s, &["put", "d.t", "a", "1"]).ok();
+    sql(&s, &format!("BACKUP DATABASE d TO '{}'", uri("full"))).ok();
+    strata(&s, &["put", "d.t", "b", "2"]).ok();
+    sql(&s, &format!("BACKUP DATABASE d TO '{}' INCREMENTAL FROM '{}'", uri("inc1"), uri("full"))).ok();
+    strata(&s, &["delete", "d.t", "a"]).ok();
+    sql(&s, &format!("BACKUP DATABASE d TO '{}' INCREMENTAL FROM '{}', '{}'", uri("inc2"), uri("full"), uri("inc1")))
+        .ok();
+
+    let target = tmp.path().join("t");
+    sql(&target, &format!("RESTORE DATABASE d FROM '{}', '{}', '{}'", uri("full"), uri("inc1"), uri("inc2"))).ok();
+    assert_eq!(scan(&target, "d.t"), "b\t2\n");
+    // A missing layer is named.
+    let gap = tmp.path().join("gap");
+    sql(&gap, &format!("RESTORE DATABASE d FROM '{}', '{}'", uri("full"), uri("inc2")))
+        .fails_with(&format!("the missing layer is {}", uri("inc1")));
+    // An incremental alone is not restorable, and says what it needs.
+    sql(&gap, &format!("RESTORE DATABASE d FROM '{}'", uri("inc2"))).fails_with("is an incremental backup");
+    // The chain must hold the same targets.
+    sql(&s, &format!("BACKUP TABLE d.t TO '{}' INCREMENTAL FROM '{}'", uri("inc3"), uri("full")))
+        .fails_with("same targets");
+    // Layers out of order.
+    sql(&s, &format!("BACKUP DATABASE d TO '{}' INCREMENTAL FROM '{}', '{}'", uri("inc4"), uri("inc1"), uri("full")))
+        .fails_with("is an incremental backup");
 }
