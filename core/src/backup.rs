@@ -254,11 +254,13 @@ fn revisions_in_scope(
     known: &[Descriptor],
 ) -> Vec<DescriptorRevision> {
     let mut ids: Vec<DescId> = known.iter().map(Descriptor::id).collect();
+    // The databases of the scope's tables, in any of their versions.
     let table_parents: Vec<DescId> = known
         .iter()
-        .filter_map(|d| match d {
-            Descriptor::Table(t) => Some(t.parent_id),
-            Descriptor::Database(_) => None,
+        .chain(history.iter().filter_map(|r| r.descriptor.as_ref()))
+        .filter_map(|d| match (d, scope) {
+            (Descriptor::Table(t), BackupScope::Tables(tables)) if tables.contains(&t.id) => Some(t.parent_id),
+            _ => None,
         })
         .collect();
     let mut out = Vec::new();
@@ -298,17 +300,28 @@ pub fn plan_backup(
     let (scope, descriptors) = resolve_targets(catalog, &spec.targets)?;
     let is_full_cluster = scope == BackupScope::Cluster;
     let filter = if spec.revision_history { MvccFilter::AllRevisions } else { MvccFilter::Latest };
-    let spans = spans_of(&descriptors, is_full_cluster);
+    let known = previous.map(|p| p.descriptors.clone()).unwrap_or_default();
+    let descriptor_changes =
+        if spec.revision_history { revisions_in_scope(&scope, history, &known) } else { Vec::new() };
+    // With revision history, every table in scope at any moment of the window is covered — those
+    // alive at its start, created in it, or dropped before its end — so that a restore to any time
+    // inside the window finds their data.
+    let mut covered: Vec<Descriptor> = descriptors.clone();
+    if spec.revision_history {
+        covered.extend(known.iter().cloned());
+        covered.extend(descriptor_changes.iter().filter_map(|r| r.descriptor.clone()));
+    }
+    let spans = spans_of(&covered, is_full_cluster);
     let end = spec.end_time;
     let mut introduced = Vec::new();
     let mut tasks = Vec::new();
-    let (start, revision_start, known) = match previous {
+    let (start, revision_start) = match previous {
         None => {
             let base = if spec.revision_history { gc_threshold } else { end };
             for span in &spans {
                 tasks.extend(tasks_from_zero(span, base, end, filter));
             }
-            (Timestamp::ZERO, base, Vec::new())
+            (Timestamp::ZERO, base)
         }
         Some(prev) => {
             check_extends(prev, &scope, filter, end)?;
@@ -322,11 +335,9 @@ pub fn plan_backup(
                     tasks.extend(tasks_from_zero(span, start, end, filter));
                 }
             }
-            (start, if spec.revision_history { start } else { end }, prev.descriptors.clone())
+            (start, if spec.revision_history { start } else { end })
         }
     };
-    let descriptor_changes =
-        if spec.revision_history { revisions_in_scope(&scope, history, &known) } else { Vec::new() };
     Ok(BackupPlan {
         scope,
         is_full_cluster,
@@ -614,6 +625,17 @@ pub fn dated_subdir(ts: Timestamp) -> String {
     )
 }
 
+/// The directory name of an incremental layer ending at `ts`, below a backup's `incrementals/`:
+/// the dated form with the full nanoseconds and logical counter, so that layers taken in quick
+/// succession never collide (`2026/11/23-101500.123456789-0`).
+pub fn layer_subdir(ts: Timestamp) -> String {
+    let c = ts.civil();
+    format!(
+        "{:04}/{:02}/{:02}-{:02}{:02}{:02}.{:09}-{}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.nanos, ts.logical
+    )
+}
+
 /// Whether `path` (without leading `/`) has the shape of a dated full-backup subdirectory.
 pub fn is_dated_subdir(path: &str) -> bool {
     let b = path.as_bytes();
@@ -639,5 +661,6 @@ mod tests {
         assert!(is_dated_subdir("2026/11/23-101500.12"));
         assert!(!is_dated_subdir("2026/11/23-101500.1"));
         assert!(!is_dated_subdir("incrementals/2026/11/23-101500.12"));
+        assert_eq!(layer_subdir(ts.next()), "2026/11/23-101500.127000000-1");
     }
 }

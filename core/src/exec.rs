@@ -5,7 +5,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::backup::{
-    dated_subdir, is_dated_subdir, plan_backup, read_descriptor_history, run_backup, BackupOptions, BackupSpec,
+    dated_subdir, is_dated_subdir, layer_subdir, plan_backup, read_descriptor_history, run_backup, BackupOptions,
+    BackupSpec,
 };
 use crate::catalog::{DatabaseDescriptor, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor};
 use crate::error::{Error, Result};
@@ -159,7 +160,7 @@ impl Executor {
                 if dest.size(MANIFEST_NAME).await.is_ok() {
                     // BACKUP TO a location holding a backup appends an incremental layer.
                     let chain = read_chain(&dest).await?;
-                    let dir = format!("{INCREMENTALS_DIR}/{}", dated_subdir(end_time));
+                    let dir = format!("{INCREMENTALS_DIR}/{}", layer_subdir(end_time));
                     let shown = format!("{}/{dir}", dest.describe());
                     (new_layer_dir(&dest, &dir).await?, Some(chain), shown)
                 } else {
@@ -185,7 +186,7 @@ impl Executor {
                 let full_dir = resolve_subdir(&root, sub).await?;
                 let full = subdir(&root, &full_dir);
                 let chain = read_chain(&full).await?;
-                let dir = format!("{INCREMENTALS_DIR}/{}", dated_subdir(end_time));
+                let dir = format!("{INCREMENTALS_DIR}/{}", layer_subdir(end_time));
                 let shown = format!("/{}/{dir}", full_dir.trim_matches('/'));
                 (new_layer_dir(&full, &dir).await?, Some(chain), shown)
             }
@@ -232,7 +233,9 @@ impl Executor {
         }
         let chain = self.open_chain(&r.source).await?;
         let as_of = match &r.as_of {
-            Some(a) => Some(resolve_as_of(&a.0, self.store.now().await?)?),
+            // Bounded by the chain's window, not by this store's clock: a restore may target
+            // another cluster whose clock is behind the source's.
+            Some(a) => Some(Timestamp::parse_as_of(&a.0, self.store.now().await?)?),
             None => None,
         };
         let catalog = self.store.catalog().await?;

@@ -52,7 +52,7 @@ mod storage;
 mod timestamp;
 
 pub use backup::{
-    dated_subdir, describe_scope, expand_table_name, is_dated_subdir, plan_backup, plan_full_backup,
+    dated_subdir, describe_scope, expand_table_name, is_dated_subdir, layer_subdir, plan_backup, plan_full_backup,
     read_descriptor_history, resolve_targets, run_backup, BackupOptions, BackupPlan, BackupSpec, ExportTask,
 };
 pub use catalog::{

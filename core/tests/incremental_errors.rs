@@ -1,0 +1,212 @@
+//! Each error of incremental backups and point-in-time restore: its kind, and that it names the
+//! right thing.
+
+use std::sync::Arc;
+
+use futures::executor::block_on;
+use strata_core::{keys, Error, Executor, KvSource, MemKv, MemoryOpener, Timestamp};
+#[cfg(all(target_family = "wasm", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+struct Env {
+    kv: MemKv,
+    opener: MemoryOpener,
+    exec: Executor,
+}
+
+fn env() -> Env {
+    let kv = MemKv::new();
+    let opener = MemoryOpener::default();
+    let exec = Executor::new(Arc::new(kv.clone()), Arc::new(opener.clone()));
+    Env { kv, opener, exec }
+}
+
+impl Env {
+    async fn run(&self, sql: &str) -> strata_core::QueryResult {
+        self.exec.execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+    async fn fail(&self, sql: &str) -> Error {
+        self.exec.execute(sql).await.expect_err(sql)
+    }
+    async fn put(&self, table: &str, key: &str, value: &str) -> Timestamp {
+        let id = self.exec.table_id("d", table, None).await.unwrap();
+        self.kv.write_sync(vec![(keys::table_key(id, key.as_bytes()), Some(value.as_bytes().to_vec()))])
+    }
+    async fn setup(&self) {
+        self.run("CREATE DATABASE d").await;
+        self.run("CREATE TABLE d.t").await;
+        self.put("t", "a", "1").await;
+    }
+}
+
+fn end_time(r: &strata_core::QueryResult) -> Timestamp {
+    r.get(0, "end_time").unwrap().to_string().parse().unwrap()
+}
+
+#[test]
+fn incremental_below_the_gc_threshold_suggests_a_full_backup() {
+    block_on(async {
+        let e = env();
+        e.setup().await;
+        e.run("BACKUP DATABASE d TO 'memory://b/full'").await;
+        e.put("t", "a", "2").await;
+        let now = e.kv.now().await.unwrap();
+        e.kv.gc(now);
+        let err = e.fail("BACKUP DATABASE d TO 'memory://b/full'").await;
+        assert!(matches!(err, Error::InvalidTime(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("below the GC threshold") && msg.contains("take a full backup"), "{msg}");
+        // No layer was left behind, and a full backup still works.
+        assert!(e
+            .exec
+            .execute("SHOW BACKUP 'memory://b/full'")
+            .await
+            .unwrap()
+            .rows
+            .iter()
+            .all(|r| r[2].to_string() == "full"));
+        e.run("BACKUP DATABASE d TO 'memory://b/full2'").await;
+    });
+}
+
+#[test]
+fn as_of_below_the_gc_threshold_is_refused() {
+    block_on(async {
+        let e = env();
+        e.setup().await;
+        let old = e.put("t", "a", "2").await;
+        e.put("t", "a", "3").await;
+        let now = e.kv.now().await.unwrap();
+        e.kv.gc(now);
+        let err = e.fail(&format!("BACKUP DATABASE d TO 'memory://b/x' AS OF SYSTEM TIME {old}")).await;
+        assert!(matches!(err, Error::InvalidTime(_)), "{err:?}");
+        assert!(err.to_string().contains("below the GC threshold"), "{err}");
+    });
+}
+
+#[test]
+fn revision_history_full_backup_starts_at_the_gc_threshold() {
+    block_on(async {
+        let e = env();
+        e.setup().await;
+        let before = e.put("t", "a", "2").await;
+        let now = e.kv.now().await.unwrap();
+        e.kv.gc(now);
+        let after = e.put("t", "a", "3").await;
+        let r = e.run("BACKUP DATABASE d TO 'memory://b/rh' WITH revision_history").await;
+        let end = end_time(&r);
+        // Restorable from the GC threshold on, not before it.
+        let t2 = Executor::new(Arc::new(MemKv::new()), Arc::new(e.opener.clone()));
+        t2.execute(&format!("RESTORE DATABASE d FROM 'memory://b/rh' AS OF SYSTEM TIME {now}")).await.unwrap();
+        let t3 = Executor::new(Arc::new(MemKv::new()), Arc::new(e.opener.clone()));
+        let err = t3
+            .execute(&format!("RESTORE DATABASE d FROM 'memory://b/rh' AS OF SYSTEM TIME {before}"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Error::InvalidTime(format!(
+                "cannot restore as of {before}: it is outside the backup's window [{now}, {end}]"
+            ))
+        );
+        assert!(after <= end);
+    });
+}
+
+#[test]
+fn restore_outside_the_window_names_it() {
+    block_on(async {
+        let e = env();
+        e.setup().await;
+        let full = end_time(&e.run("BACKUP DATABASE d TO 'memory://b/w'").await);
+        e.put("t", "a", "2").await;
+        let inc = end_time(&e.run("BACKUP DATABASE d TO 'memory://b/w'").await);
+        let target = Executor::new(Arc::new(MemKv::new()), Arc::new(e.opener.clone()));
+        let late = inc.next();
+        let err = target
+            .execute(&format!("RESTORE DATABASE d FROM 'memory://b/w' AS OF SYSTEM TIME {late}"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Error::InvalidTime(format!(
+                "cannot restore as of {late}: it is outside the backup's window [{full}, {inc}]"
+            ))
+        );
+        // Both end times are restorable, and differ.
+        for (t, want) in [(full, "1"), (inc, "2")] {
+            let kv = MemKv::new();
+            let x = Executor::new(Arc::new(kv.clone()), Arc::new(e.opener.clone()));
+            x.execute(&format!("RESTORE DATABASE d FROM 'memory://b/w' AS OF SYSTEM TIME {t}")).await.unwrap();
+            let id = x.table_id("d", "t", None).await.unwrap();
+            assert_eq!(kv.get_at(&keys::table_key(id, b"a"), Timestamp::MAX), Some(want.as_bytes().to_vec()));
+        }
+    });
+}
+
+#[test]
+fn explicit_chains_check_settings_and_order() {
+    block_on(async {
+        let e = env();
+        e.setup().await;
+        e.run("BACKUP DATABASE d TO 'memory://b/f'").await;
+        let err =
+            e.fail("BACKUP DATABASE d TO 'memory://b/i' INCREMENTAL FROM 'memory://b/f' WITH revision_history").await;
+        assert!(matches!(err, Error::Precondition(_)), "{err:?}");
+        assert!(err.to_string().contains("taken without revision_history"), "{err}");
+        let err = e.fail("BACKUP TO 'memory://b/i' INCREMENTAL FROM 'memory://b/f'").await;
+        assert!(err.to_string().contains("same targets") && err.to_string().contains("database d"), "{err}");
+        let err = e.fail("BACKUP DATABASE d TO 'memory://b/i' INCREMENTAL FROM 'memory://b/missing'").await;
+        assert!(matches!(err, Error::NotFound { .. }) && err.to_string().contains("memory://b/missing"), "{err}");
+        // The destination of an explicit incremental must be empty.
+        let err = e.fail("BACKUP DATABASE d TO 'memory://b/f' INCREMENTAL FROM 'memory://b/f'").await;
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+        // Two fulls are not a chain.
+        e.run("BACKUP DATABASE d TO 'memory://b/f2'").await;
+        let err = e.fail("RESTORE DATABASE d FROM 'memory://b/f', 'memory://b/f2'").await;
+        assert!(err.to_string().contains("is a full backup, but it is listed as an incremental layer"), "{err}");
+    });
+}
+
+#[test]
+fn a_missing_appended_layer_is_named() {
+    block_on(async {
+        let e = env();
+        e.setup().await;
+        e.run("BACKUP DATABASE d TO 'memory://b/c'").await;
+        e.put("t", "a", "2").await;
+        let first = e.run("BACKUP DATABASE d TO 'memory://b/c'").await.get(0, "path").unwrap().to_string();
+        e.put("t", "a", "3").await;
+        e.run("BACKUP DATABASE d TO 'memory://b/c'").await;
+        // Delete the first incremental's manifest: the chain now has a gap, and the error names it.
+        let storage = strata_core::StorageOpener::open(&e.opener, "memory://b").unwrap();
+        let rel = first.strip_prefix("memory://b/").unwrap();
+        storage.delete(&format!("{rel}/BACKUP_MANIFEST")).await.unwrap();
+        let err = e.fail("RESTORE DATABASE d FROM 'memory://b/c' WITH new_db_name = 'x'").await;
+        assert!(matches!(err, Error::Precondition(_)), "{err:?}");
+        assert!(err.to_string().contains("the chain has a gap") && err.to_string().contains(&first), "{err}");
+    });
+}
+
+#[test]
+fn dropped_and_recreated_tables_and_deletes_restore() {
+    block_on(async {
+        let e = env();
+        e.setup().await;
+        e.put("t", "b", "1").await;
+        e.run("BACKUP DATABASE d INTO 'memory://c'").await;
+        // Delete a key, drop the table, re-create it under the same name with other rows.
+        let id = e.exec.table_id("d", "t", None).await.unwrap();
+        e.kv.write_sync(vec![(keys::table_key(id, b"a"), None)]);
+        e.run("DROP TABLE d.t").await;
+        e.run("CREATE TABLE d.t").await;
+        e.put("t", "z", "new").await;
+        e.run("BACKUP DATABASE d INTO LATEST IN 'memory://c'").await;
+        let kv = MemKv::new();
+        let x = Executor::new(Arc::new(kv.clone()), Arc::new(e.opener.clone()));
+        x.execute("RESTORE DATABASE d FROM LATEST IN 'memory://c'").await.unwrap();
+        let id = x.table_id("d", "t", None).await.unwrap();
+        let rows = kv.view_at(&keys::table_span(id), Timestamp::MAX);
+        assert_eq!(rows, vec![(keys::table_key(id, b"z"), b"new".to_vec())]);
+    });
+}
