@@ -379,3 +379,12 @@ fn explicit_incremental_from_chains_and_their_errors() {
     sql(&s, &format!("BACKUP DATABASE d TO '{}' INCREMENTAL FROM '{}', '{}'", uri("inc4"), uri("inc1"), uri("full")))
         .fails_with("is an incremental backup");
 }
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(["demo", "--rows", "2000"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("demo passed: every restored row equals the source"), "{stdout}");
+    assert!(stdout.contains("bank.accounts: 1995 rows equal the source as of"), "{stdout}");
+}
