@@ -8,35 +8,16 @@
 //! Seeded and reproducible: `STRATA_SEED=<n> cargo test -p strata-core --test incremental_model`
 //! replays one seed; `STRATA_MODEL_STEPS` sets the steps per seed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use common::Rng;
 use futures::executor::block_on;
 use strata_core::{keys, Catalog, Error, Executor, KvSource, MemKv, MemoryOpener, Timestamp};
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
-
-/// splitmix64: small, fast, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 const DBS: [&str; 2] = ["a", "b"];
 const TABLES: [&str; 3] = ["t0", "t1", "t2"];
@@ -88,28 +69,13 @@ fn scope_ids(catalog: &Catalog, scope: &Scope) -> Option<Vec<u32>> {
     }
 }
 
-/// `db.table -> key -> value` of the objects of `scope` in `catalog`, read from `kv` at `ts`.
-fn view(kv: &MemKv, catalog: &Catalog, scope: &Scope, ts: Timestamp) -> BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>> {
-    catalog
-        .tables
-        .values()
-        .filter(|t| {
-            let db = catalog.database_name(t.parent_id);
-            match scope {
-                Scope::Cluster => true,
-                Scope::Database(d) => db == d,
-                Scope::Table(d, n) => db == d && &t.name == n,
-            }
-        })
-        .map(|t| {
-            let rows = kv
-                .view_at(&t.span(), ts)
-                .into_iter()
-                .map(|(k, v)| (keys::decode_table_key(&k).unwrap().1.to_vec(), v))
-                .collect();
-            (format!("{}.{}", catalog.database_name(t.parent_id), t.name), rows)
-        })
-        .collect()
+/// `db.table -> rows` of the objects of `scope` in `catalog`, read from `kv` at `ts`.
+fn view(kv: &MemKv, catalog: &Catalog, scope: &Scope, ts: Timestamp) -> BTreeMap<String, common::Rows> {
+    common::logical_view(kv, catalog, ts, |db, t| match scope {
+        Scope::Cluster => true,
+        Scope::Database(d) => db == d,
+        Scope::Table(d, n) => db == d && &t.name == n,
+    })
 }
 
 struct Model {
@@ -271,6 +237,19 @@ impl Model {
         }
     }
 
+    /// The RESTORE statement for `chain` as of `t`; a TABLE restore first creates its database.
+    async fn restore_sql(chain: &Chain, t: Timestamp, texec: &Executor) -> String {
+        let from = Self::source_sql(chain);
+        match &chain.scope {
+            Scope::Cluster => format!("RESTORE FROM {from} AS OF SYSTEM TIME {t}"),
+            Scope::Database(d) => format!("RESTORE DATABASE {d} FROM {from} AS OF SYSTEM TIME {t}"),
+            Scope::Table(d, n) => {
+                texec.execute(&format!("CREATE DATABASE {d}")).await.unwrap();
+                format!("RESTORE TABLE {d}.{n} FROM {from} AS OF SYSTEM TIME {t}")
+            }
+        }
+    }
+
     fn source_sql(chain: &Chain) -> String {
         match &chain.kind {
             Kind::Dir(d) => format!("'{d}'"),
@@ -284,15 +263,7 @@ impl Model {
         let target = MemKv::new();
         let texec = Executor::new(Arc::new(target.clone()), Arc::new(self.opener.clone()));
         let source_catalog = self.source.catalog_at(t).await.unwrap();
-        let from = Self::source_sql(chain);
-        let stmt = match &chain.scope {
-            Scope::Cluster => format!("RESTORE FROM {from} AS OF SYSTEM TIME {t}"),
-            Scope::Database(d) => format!("RESTORE DATABASE {d} FROM {from} AS OF SYSTEM TIME {t}"),
-            Scope::Table(d, n) => {
-                texec.execute(&format!("CREATE DATABASE {d}")).await.unwrap();
-                format!("RESTORE TABLE {d}.{n} FROM {from} AS OF SYSTEM TIME {t}")
-            }
-        };
+        let stmt = Self::restore_sql(chain, t, &texec).await;
         // A chain holds its targets by id: a same-named earlier or later incarnation is not in it.
         let resolves = scope_ids(&source_catalog, &chain.scope).as_ref() == Some(&chain.ids);
         match texec.execute(&stmt).await {
@@ -372,15 +343,7 @@ impl Model {
 
     async fn restore_error(&self, chain: &Chain, t: Timestamp) -> Error {
         let texec = Executor::new(Arc::new(MemKv::new()), Arc::new(self.opener.clone()));
-        let from = Self::source_sql(chain);
-        let stmt = match &chain.scope {
-            Scope::Cluster => format!("RESTORE FROM {from} AS OF SYSTEM TIME {t}"),
-            Scope::Database(d) => format!("RESTORE DATABASE {d} FROM {from} AS OF SYSTEM TIME {t}"),
-            Scope::Table(d, n) => {
-                texec.execute(&format!("CREATE DATABASE {d}")).await.unwrap();
-                format!("RESTORE TABLE {d}.{n} FROM {from} AS OF SYSTEM TIME {t}")
-            }
-        };
+        let stmt = Self::restore_sql(chain, t, &texec).await;
         texec.execute(&stmt).await.expect_err(&format!("{stmt} should fail"))
     }
 }

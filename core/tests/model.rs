@@ -2,6 +2,8 @@
 //! dropped) in the reference store, a full backup at a random time, a restore into an empty
 //! store — the restored data must equal the source's view at the backup time, key for key.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -96,20 +98,8 @@ async fn apply(kv: &MemKv, ops: &[Op]) -> Vec<Timestamp> {
     times
 }
 
-/// `db.table -> user key -> value` for every table of `catalog`, read from `kv` at `ts`.
-fn logical_view(kv: &MemKv, catalog: &Catalog, ts: Timestamp) -> BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>> {
-    catalog
-        .tables
-        .values()
-        .map(|t| {
-            let rows = kv
-                .view_at(&t.span(), ts)
-                .into_iter()
-                .map(|(k, v)| (keys::decode_table_key(&k).unwrap().1.to_vec(), v))
-                .collect();
-            (format!("{}.{}", catalog.database_name(t.parent_id), t.name), rows)
-        })
-        .collect()
+fn logical_view(kv: &MemKv, catalog: &Catalog, ts: Timestamp) -> BTreeMap<String, common::Rows> {
+    common::logical_view(kv, catalog, ts, |_, _| true)
 }
 
 fn check(ops: Vec<Op>, at: prop::sample::Index, target: u8, block_size: usize) -> Result<(), TestCaseError> {
