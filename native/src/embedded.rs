@@ -4,8 +4,10 @@
 //! The on-disk layout, the clock and how blocking calls are run are documented on
 //! [`EmbeddedStore`].
 
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,14 +20,24 @@ use strata_core::{
 
 /// `(key, u64::MAX - wall, u32::MAX - logical)`.
 type VersionKey = (&'static [u8], u64, u32);
+/// `(wall, logical, key)`: one row per version, in timestamp order.
+type ChangeKey = (u64, u32, &'static [u8]);
 
 const MVCC: TableDefinition<'static, VersionKey, &'static [u8]> = TableDefinition::new("mvcc");
+const CHANGES: TableDefinition<'static, ChangeKey, ()> = TableDefinition::new("changes");
 const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
 
 const LAYOUT_VERSION_KEY: &str = "layout_version";
 const LAST_TIMESTAMP_KEY: &str = "last_timestamp";
 const GC_THRESHOLD_KEY: &str = "gc_threshold";
-const LAYOUT_VERSION: u32 = 1;
+/// 1: `"mvcc"` and `"meta"`. 2: adds `"changes"` (built in one pass when a version 1 store opens).
+const LAYOUT_VERSION: u32 = 2;
+
+/// How many changed keys one pass over the change index collects at most (see
+/// [`EmbeddedStore::set_changed_keys_per_pass`]).
+const CHANGED_KEYS_PER_PASS: usize = 1 << 15;
+/// How many windows of changed keys are kept between pages.
+const CHANGED_KEYS_CACHED: usize = 8;
 
 const TAG_TOMBSTONE: u8 = 0;
 const TAG_VALUE: u8 = 1;
@@ -50,14 +62,17 @@ const TAG_VALUE: u8 = 1;
 ///
 /// # On-disk layout
 ///
-/// `dir/strata.redb` is a redb database holding two tables:
+/// `dir/strata.redb` is a redb database holding three tables:
 ///
 /// ```text
-/// table "mvcc"   key:   (key: &[u8], u64::MAX - wall: u64, u32::MAX - logical: u32)   (a redb tuple)
-///                value: tag: u8 (0 = tombstone, 1 = value) ++ value bytes              (&[u8])
+/// table "mvcc"    key:   (key: &[u8], u64::MAX - wall: u64, u32::MAX - logical: u32)   (a redb tuple)
+///                 value: tag: u8 (0 = tombstone, 1 = value) ++ value bytes              (&[u8])
+///
+/// table "changes" key:   (wall: u64, logical: u32, key: &[u8])                          (a redb tuple)
+///                 value: ()
 ///
 /// table "meta"   key: &str           value: &[u8]
-///                "layout_version"    u32 BE, currently 1
+///                "layout_version"    u32 BE, currently 2
 ///                "last_timestamp"    wall u64 BE ++ logical u32 BE: the last timestamp issued to a write
 ///                "gc_threshold"      wall u64 BE ++ logical u32 BE: reads below it are refused
 /// ```
@@ -68,6 +83,18 @@ const TAG_VALUE: u8 = 1;
 /// is one redb write transaction at one timestamp, and stores that timestamp as
 /// `"last_timestamp"` in the same transaction, so a reopened store never issues a timestamp at or
 /// below one it issued before.
+///
+/// `"changes"` is the change index: every version written to `"mvcc"` also gets a row here, in the
+/// same write transaction, keyed by timestamp first. [`KvSource::scan_changes`] reads the rows of
+/// its window `(start, end]`, collects the distinct keys among them, and reads only those keys'
+/// versions, so an incremental backup costs what changed, not what exists. `discard` removes the
+/// rows of the versions it removes; GC removes every row at or below its threshold (a read with
+/// `start` below the GC threshold is refused anyway). So for every version above the GC threshold
+/// there is a row, and there is no row without its version.
+///
+/// Layout version 1 had no `"changes"`: opening a version 1 store builds the index in one pass over
+/// `"mvcc"` and moves it to version 2, in one write transaction. A store of a newer layout is
+/// refused with [`Error::NotSupported`].
 ///
 /// # Timestamps
 ///
@@ -98,6 +125,79 @@ struct Inner {
     /// The database file, for error messages.
     path: PathBuf,
     clock: Mutex<ClockState>,
+    /// Windows of changed keys recently collected from the change index, newest last.
+    changed_keys: Mutex<Vec<Arc<ChangedKeys>>>,
+    changed_keys_per_pass: AtomicUsize,
+    mvcc_rows_read: AtomicU64,
+    change_rows_read: AtomicU64,
+}
+
+/// Rows a store has read from its tables since it was opened: what scans cost, counted rather
+/// than timed. See [`EmbeddedStore::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Rows of the MVCC table read by [`KvSource::scan`] and [`KvSource::scan_changes`] (so also
+    /// by `catalog_at` and everything else that scans).
+    pub mvcc_rows_read: u64,
+    /// Rows of the change index read by [`KvSource::scan_changes`].
+    pub change_rows_read: u64,
+}
+
+/// Adds the rows an operation read to a counter when it ends, whichever way it ends.
+struct RowCount<'a> {
+    counter: &'a AtomicU64,
+    rows: u64,
+}
+
+impl<'a> RowCount<'a> {
+    fn new(counter: &'a AtomicU64) -> Self {
+        RowCount { counter, rows: 0 }
+    }
+}
+
+impl Drop for RowCount<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_add(self.rows, Ordering::Relaxed);
+    }
+}
+
+/// The smallest distinct keys in `[lower, span_end)` with a version in `(start, end]`, collected
+/// from the change index for the pages of one `scan_changes`.
+///
+/// Valid while `generation` (the snapshot's `"last_timestamp"`) is unchanged: every write that
+/// adds versions moves it. `discard` does not, but only removes versions, so the keys are then a
+/// superset of the changed ones, and `scan_changes` skips a key without versions in the window;
+/// GC removes nothing above a `start` it accepts.
+struct ChangedKeys {
+    generation: Timestamp,
+    start: Timestamp,
+    end: Timestamp,
+    span_end: Vec<u8>,
+    lower: Vec<u8>,
+    /// Sorted ascending, distinct.
+    keys: Vec<Vec<u8>>,
+    /// Whether every changed key in `[lower, span_end)` is in `keys` (else `keys` holds the
+    /// smallest of them, and the rest are all above its last).
+    complete: bool,
+}
+
+impl ChangedKeys {
+    /// Whether these keys answer which keys at or after `lower` changed, up to the last of them.
+    fn covers(&self, generation: Timestamp, request: &ScanRequest, lower: &[u8]) -> bool {
+        self.generation == generation
+            && self.start == request.start
+            && self.end == request.end
+            && self.span_end == request.span.end
+            && self.lower.as_slice() <= lower
+            && (self.complete || self.keys.last().is_some_and(|k| k.as_slice() >= lower))
+    }
+}
+
+/// The tables a write transaction adds versions to.
+struct WriteTables<'t> {
+    mvcc: redb::Table<'t, VersionKey, &'static [u8]>,
+    changes: redb::Table<'t, ChangeKey, ()>,
 }
 
 /// The hybrid logical clock.
@@ -134,6 +234,25 @@ fn version_key(key: &[u8], ts: Timestamp) -> (&[u8], u64, u32) {
 
 fn version_ts(inverted_wall: u64, inverted_logical: u32) -> Timestamp {
     Timestamp::new(u64::MAX - inverted_wall, u32::MAX - inverted_logical)
+}
+
+/// The smallest key above `key`.
+fn successor(key: &[u8]) -> Vec<u8> {
+    [key, &[0]].concat()
+}
+
+/// Bounds of the change-index rows with a timestamp in `(start, end]`, for `start < end`.
+fn change_bounds(start: Timestamp, end: Timestamp) -> (Bound<ChangeKey>, Bound<ChangeKey>) {
+    // `start < end <= MAX`, so `start.next()` does not overflow.
+    let first = start.next();
+    let lower = Bound::Included((first.wall, first.logical, &[][..]));
+    let upper = if end == Timestamp::MAX {
+        Bound::Unbounded
+    } else {
+        let after = end.next();
+        Bound::Excluded((after.wall, after.logical, &[][..]))
+    };
+    (lower, upper)
 }
 
 fn encode_ts(ts: Timestamp) -> [u8; 12] {
@@ -223,19 +342,34 @@ impl Inner {
         clock.last
     }
 
+    /// Writes one version of `key` (`encoded`: tag and value) and its change-index row.
+    fn put_version(
+        &self,
+        op: &str,
+        tables: &mut WriteTables<'_>,
+        key: &[u8],
+        ts: Timestamp,
+        encoded: &[u8],
+    ) -> Result<()> {
+        tables.mvcc.insert(version_key(key, ts), encoded).map_err(|e| self.err(op, e))?;
+        tables.changes.insert((ts.wall, ts.logical, key), ()).map_err(|e| self.err(op, e))?;
+        Ok(())
+    }
+
     /// Runs `fill` in one write transaction at a fresh timestamp, which it also persists as the
-    /// last one issued.
+    /// last one issued. `fill` writes versions with [`Inner::put_version`].
     fn write_at_fresh_ts(
         &self,
         op: &str,
-        fill: impl FnOnce(&mut redb::Table<'_, VersionKey, &'static [u8]>, Timestamp) -> Result<()>,
+        fill: impl FnOnce(&mut WriteTables<'_>, Timestamp) -> Result<()>,
     ) -> Result<Timestamp> {
         let txn = self.db.begin_write().map_err(|e| self.err(op, e))?;
         let pending = self.issue();
         let ts = pending.ts;
         {
-            let mut mvcc = txn.open_table(MVCC).map_err(|e| self.err(op, e))?;
-            fill(&mut mvcc, ts)?;
+            let mvcc = txn.open_table(MVCC).map_err(|e| self.err(op, e))?;
+            let changes = txn.open_table(CHANGES).map_err(|e| self.err(op, e))?;
+            fill(&mut WriteTables { mvcc, changes }, ts)?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(op, e))?;
             meta.insert(LAST_TIMESTAMP_KEY, encode_ts(ts).as_slice()).map_err(|e| self.err(op, e))?;
         }
@@ -245,7 +379,7 @@ impl Inner {
     }
 
     fn write(&self, op: &str, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Timestamp> {
-        self.write_at_fresh_ts(op, |mvcc, ts| {
+        self.write_at_fresh_ts(op, |tables, ts| {
             let mut buf = Vec::new();
             for (key, value) in &batch {
                 buf.clear();
@@ -256,7 +390,7 @@ impl Inner {
                     }
                     None => buf.push(TAG_TOMBSTONE),
                 }
-                mvcc.insert(version_key(key, ts), buf.as_slice()).map_err(|e| self.err(op, e))?;
+                self.put_version(op, tables, key, ts, &buf)?;
             }
             Ok(())
         })
@@ -278,12 +412,14 @@ impl Inner {
         let range = mvcc
             .range::<(&[u8], u64, u32)>((Bound::Included(lower), Bound::Excluded(upper)))
             .map_err(|e| self.err(OP, e))?;
+        let mut rows = RowCount::new(&self.mvcc_rows_read);
         let mut bytes = 0u64;
         // The key whose versions are being read, and whether it needs no more of them.
         let mut current: Option<Vec<u8>> = None;
         let mut key_done = false;
         for row in range {
             let (k, v) = row.map_err(|e| self.err(OP, e))?;
+            rows.rows += 1;
             let (key, inverted_wall, inverted_logical) = k.value();
             if current.as_deref() != Some(key) {
                 if bytes >= request.target_bytes {
@@ -314,6 +450,140 @@ impl Inner {
         Ok(page)
     }
 
+    /// [`KvSource::scan_changes`]: the page [`Inner::scan`] returns, from the change index.
+    ///
+    /// `scan` visits every key of the span in order and, before each, ends the page with that key
+    /// as `resume_key` once the page holds `target_bytes`. Only keys with a version in the window
+    /// add bytes, so the page is their versions up to the first key that makes the page full, and
+    /// `resume_key` is the first key of the MVCC table after that one: one seek.
+    fn scan_changes(&self, request: &ScanRequest) -> Result<Option<ScanPage>> {
+        const OP: &str = "scan of changes";
+        if request.start.is_zero() {
+            // Everything changed since zero: a full scan is the right tool.
+            return Ok(None);
+        }
+        let txn = self.db.begin_read().map_err(|e| self.err(OP, e))?;
+        let meta = txn.open_table(META).map_err(|e| self.err(OP, e))?;
+        check_gc_threshold(request, self.read_meta_ts(&meta, GC_THRESHOLD_KEY)?)?;
+        let mut page = ScanPage::default();
+        if request.span.is_empty() || request.end <= request.start {
+            return Ok(Some(page));
+        }
+        let generation = self.read_meta_ts(&meta, LAST_TIMESTAMP_KEY)?;
+        let changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
+        let mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
+        let mut rows = RowCount::new(&self.mvcc_rows_read);
+        let mut bytes = 0u64;
+        let mut lower = request.span.start.clone();
+        'keys: loop {
+            let chunk = self.changed_keys(&changes, generation, request, &lower)?;
+            let first = chunk.keys.partition_point(|k| *k < lower);
+            for key in &chunk.keys[first..] {
+                if bytes >= request.target_bytes {
+                    break 'keys;
+                }
+                // The versions of `key` in `(start, end]`, newest first.
+                let versions = mvcc
+                    .range::<(&[u8], u64, u32)>(version_key(key, request.end)..version_key(key, request.start))
+                    .map_err(|e| self.err(OP, e))?;
+                for row in versions {
+                    let (k, v) = row.map_err(|e| self.err(OP, e))?;
+                    rows.rows += 1;
+                    let (_, inverted_wall, inverted_logical) = k.value();
+                    let value = self.decode_value(key, v.value())?;
+                    bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
+                    let ts = version_ts(inverted_wall, inverted_logical);
+                    page.entries.push(Entry { key: key.clone(), ts, value: value.map(<[u8]>::to_vec) });
+                    if request.filter == MvccFilter::Latest {
+                        break;
+                    }
+                }
+            }
+            match (chunk.complete, chunk.keys.last()) {
+                (false, Some(last)) => lower = successor(last),
+                _ => break,
+            }
+        }
+        if bytes >= request.target_bytes {
+            let after = page.entries.last().map_or_else(|| request.span.start.clone(), |e| successor(&e.key));
+            let next = mvcc
+                .range::<(&[u8], u64, u32)>((after.as_slice(), 0, 0)..(request.span.end.as_slice(), 0, 0))
+                .map_err(|e| self.err(OP, e))?
+                .next()
+                .transpose()
+                .map_err(|e| self.err(OP, e))?;
+            if let Some((k, _)) = next {
+                rows.rows += 1;
+                page.resume_key = Some(k.value().0.to_vec());
+            }
+        }
+        Ok(Some(page))
+    }
+
+    /// The changed keys of `request`'s window and span at or after `lower`, from the cache or
+    /// from one pass over the window's rows of the change index.
+    fn changed_keys(
+        &self,
+        changes: &redb::ReadOnlyTable<ChangeKey, ()>,
+        generation: Timestamp,
+        request: &ScanRequest,
+        lower: &[u8],
+    ) -> Result<Arc<ChangedKeys>> {
+        const OP: &str = "read of the change index";
+        {
+            let mut cache = self.lock_changed_keys();
+            if let Some(i) = cache.iter().position(|c| c.covers(generation, request, lower)) {
+                let hit = cache.remove(i);
+                cache.push(hit.clone());
+                return Ok(hit);
+            }
+        }
+        let max = self.changed_keys_per_pass.load(Ordering::Relaxed).max(1);
+        let span_end = request.span.end.as_slice();
+        let mut keys: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut complete = true;
+        let mut rows = RowCount::new(&self.change_rows_read);
+        let range =
+            changes.range::<ChangeKey>(change_bounds(request.start, request.end)).map_err(|e| self.err(OP, e))?;
+        for row in range {
+            let (k, _) = row.map_err(|e| self.err(OP, e))?;
+            rows.rows += 1;
+            let (_, _, key) = k.value();
+            if key < lower || key >= span_end || keys.contains(key) {
+                continue;
+            }
+            if keys.len() >= max && keys.last().is_some_and(|last| key > last.as_slice()) {
+                complete = false;
+                continue;
+            }
+            keys.insert(key.to_vec());
+            if keys.len() > max {
+                keys.pop_last();
+                complete = false;
+            }
+        }
+        let chunk = Arc::new(ChangedKeys {
+            generation,
+            start: request.start,
+            end: request.end,
+            span_end: span_end.to_vec(),
+            lower: lower.to_vec(),
+            keys: keys.into_iter().collect(),
+            complete,
+        });
+        let mut cache = self.lock_changed_keys();
+        cache.push(chunk.clone());
+        if cache.len() > CHANGED_KEYS_CACHED {
+            cache.remove(0);
+        }
+        Ok(chunk)
+    }
+
+    fn lock_changed_keys(&self) -> MutexGuard<'_, Vec<Arc<ChangedKeys>>> {
+        // A list of immutable entries, consistent after any panic.
+        self.changed_keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn get_at(&self, key: &[u8], ts: Timestamp) -> Result<Option<Vec<u8>>> {
         const OP: &str = "point read";
         let txn = self.db.begin_read().map_err(|e| self.err(OP, e))?;
@@ -338,10 +608,11 @@ impl Inner {
     fn allocate_ids(&self, count: u32) -> Result<DescId> {
         const OP: &str = "id allocation";
         let mut first = FIRST_USER_ID;
-        self.write_at_fresh_ts(OP, |mvcc, ts| {
+        self.write_at_fresh_ts(OP, |tables, ts| {
             // The newest version of the counter, whatever its timestamp.
             {
-                let newest = mvcc
+                let newest = tables
+                    .mvcc
                     .range::<(&[u8], u64, u32)>(
                         (keys::ID_COUNTER_KEY, 0, 0)..=(keys::ID_COUNTER_KEY, u64::MAX, u32::MAX),
                     )
@@ -363,8 +634,7 @@ impl Inner {
             })?;
             let mut value = vec![TAG_VALUE];
             value.extend_from_slice(&next.to_be_bytes());
-            mvcc.insert(version_key(keys::ID_COUNTER_KEY, ts), value.as_slice()).map_err(|e| self.err(OP, e))?;
-            Ok(())
+            self.put_version(OP, tables, keys::ID_COUNTER_KEY, ts, &value)
         })?;
         Ok(first)
     }
@@ -374,11 +644,22 @@ impl Inner {
         let txn = self.db.begin_write().map_err(|e| self.err(OP, e))?;
         {
             let mut mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
+            let mut changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
             for span in spans.iter().filter(|s| !s.is_empty()) {
                 let lower = (span.start.as_slice(), 0u64, 0u32);
                 let upper = (span.end.as_slice(), 0u64, 0u32);
-                mvcc.retain_in::<(&[u8], u64, u32), _>((Bound::Included(lower), Bound::Excluded(upper)), |_, _| false)
-                    .map_err(|e| self.err(OP, e))?;
+                let mut removed: Vec<(Vec<u8>, Timestamp)> = Vec::new();
+                mvcc.retain_in::<(&[u8], u64, u32), _>(
+                    (Bound::Included(lower), Bound::Excluded(upper)),
+                    |(key, inverted_wall, inverted_logical), _| {
+                        removed.push((key.to_vec(), version_ts(inverted_wall, inverted_logical)));
+                        false
+                    },
+                )
+                .map_err(|e| self.err(OP, e))?;
+                for (key, ts) in &removed {
+                    changes.remove((ts.wall, ts.logical, key.as_slice())).map_err(|e| self.err(OP, e))?;
+                }
             }
         }
         txn.commit().map_err(|e| self.err(OP, e))
@@ -415,6 +696,15 @@ impl Inner {
             for (key, inverted_wall, inverted_logical) in &doomed {
                 mvcc.remove((key.as_slice(), *inverted_wall, *inverted_logical)).map_err(|e| self.err(OP, e))?;
             }
+            // No scan of changes starts below the threshold: their index rows are never read.
+            let mut changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
+            let upper = if threshold == Timestamp::MAX {
+                Bound::Unbounded
+            } else {
+                let above = threshold.next();
+                Bound::Excluded((above.wall, above.logical, &[][..]))
+            };
+            changes.retain_in::<ChangeKey, _>((Bound::Unbounded, upper), |_, _| false).map_err(|e| self.err(OP, e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(OP, e))?;
             let old = self.read_meta_ts(&meta, GC_THRESHOLD_KEY)?;
             meta.insert(GC_THRESHOLD_KEY, encode_ts(old.max(threshold)).as_slice()).map_err(|e| self.err(OP, e))?;
@@ -453,7 +743,15 @@ impl EmbeddedStore {
             let e: redb::Error = e.into();
             Error::Kv { message: format!("cannot open {}: {e}{hint}", path.display()), status: status_of(&e) }
         })?;
-        let inner = Inner { db, path, clock: Mutex::new(ClockState { last: Timestamp::ZERO, pending: None }) };
+        let inner = Inner {
+            db,
+            path,
+            clock: Mutex::new(ClockState { last: Timestamp::ZERO, pending: None }),
+            changed_keys: Mutex::new(Vec::new()),
+            changed_keys_per_pass: AtomicUsize::new(CHANGED_KEYS_PER_PASS),
+            mvcc_rows_read: AtomicU64::new(0),
+            change_rows_read: AtomicU64::new(0),
+        };
         let last = inner.init()?;
         inner.lock_clock().last = last;
         Ok(EmbeddedStore { inner: Arc::new(inner) })
@@ -462,6 +760,23 @@ impl EmbeddedStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Rows read from the store's tables since it was opened (by this and every clone). The
+    /// difference between two calls is what the scans between them cost.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            mvcc_rows_read: self.inner.mvcc_rows_read.load(Ordering::Relaxed),
+            change_rows_read: self.inner.change_rows_read.load(Ordering::Relaxed),
+        }
+    }
+
+    /// For tests: how many changed keys one pass over the change index collects at most (default
+    /// 32,768). A window with more changed keys in the span is read in several passes.
+    #[doc(hidden)]
+    pub fn set_changed_keys_per_pass(&self, keys: usize) {
+        self.inner.changed_keys_per_pass.store(keys.max(1), Ordering::Relaxed);
+        self.inner.lock_changed_keys().clear();
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T>
@@ -508,13 +823,15 @@ impl EmbeddedStore {
 }
 
 impl Inner {
-    /// Creates the tables of a new store, checks the layout version of an existing one, and
-    /// returns the last timestamp issued.
+    /// Creates the tables of a new store, checks the layout version of an existing one (moving a
+    /// version 1 store to version 2 by building its change index), and returns the last
+    /// timestamp issued.
     fn init(&self) -> Result<Timestamp> {
         const OP: &str = "opening the store";
         let txn = self.db.begin_write().map_err(|e| self.err(OP, e))?;
         let last = {
-            txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
+            let mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
+            let mut changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(OP, e))?;
             let version = meta.get(LAYOUT_VERSION_KEY).map_err(|e| self.err(OP, e))?.map(|v| v.value().to_vec());
             match version {
@@ -523,6 +840,21 @@ impl Inner {
                         .map_err(|e| self.err(OP, e))?;
                 }
                 Some(v) if v == LAYOUT_VERSION.to_be_bytes() => {}
+                Some(v) if v == 1u32.to_be_bytes() => {
+                    const UPGRADE: &str = "building the change index (layout version 1 to 2)";
+                    // Rows at or below the GC threshold are never read (see `gc`).
+                    let threshold = self.read_meta_ts(&meta, GC_THRESHOLD_KEY)?;
+                    for row in mvcc.iter().map_err(|e| self.err(UPGRADE, e))? {
+                        let (k, _) = row.map_err(|e| self.err(UPGRADE, e))?;
+                        let (key, inverted_wall, inverted_logical) = k.value();
+                        let ts = version_ts(inverted_wall, inverted_logical);
+                        if ts > threshold {
+                            changes.insert((ts.wall, ts.logical, key), ()).map_err(|e| self.err(UPGRADE, e))?;
+                        }
+                    }
+                    meta.insert(LAYOUT_VERSION_KEY, LAYOUT_VERSION.to_be_bytes().as_slice())
+                        .map_err(|e| self.err(UPGRADE, e))?;
+                }
                 Some(v) => {
                     return Err(Error::NotSupported {
                         feature: format!(
@@ -551,6 +883,10 @@ impl KvSource for EmbeddedStore {
 
     async fn scan(&self, request: ScanRequest) -> Result<ScanPage> {
         self.blocking(move |inner| inner.scan(&request)).await
+    }
+
+    async fn scan_changes(&self, request: ScanRequest) -> Result<Option<ScanPage>> {
+        self.blocking(move |inner| inner.scan_changes(&request)).await
     }
 
     async fn gc_threshold(&self, _span: &Span) -> Result<Timestamp> {

@@ -3,8 +3,10 @@
 #![warn(missing_docs)]
 
 mod embedded;
+mod kms;
 mod storage;
 pub mod workload;
 
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedStore, StoreStats};
+pub use kms::{generate_key_file, os_entropy, FileKmsOpener, FILE_KMS_SCHEME};
 pub use storage::{NativeOpener, ObjectStorage};

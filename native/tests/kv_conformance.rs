@@ -1,13 +1,17 @@
 //! The KV conformance suite (`strata_core::conformance::kv`) run against [`EmbeddedStore`], plus
 //! what only a persistent store can get wrong: reopening keeps the data, the GC threshold and the
-//! id counter, and never issues a timestamp at or below one issued before.
+//! id counter, and never issues a timestamp at or below one issued before; and what its change
+//! index promises: `scan_changes` equals `scan`, costs what changed (counted in rows read), stays
+//! consistent through discards and GC, and is built when a layout version 1 store is opened.
 
 use std::cell::Cell;
 use std::path::Path;
 
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use strata_core::conformance::kv::{self, ModelOptions};
 use strata_core::{
-    keys, Descriptor, DescriptorChange, Error, KvSink, KvSource, KvStore, MvccFilter, ScanRequest, Timestamp,
+    keys, Descriptor, DescriptorChange, Error, KvSink, KvSource, KvStore, MvccFilter, ScanPage, ScanRequest, Span,
+    Timestamp,
 };
 use strata_native::EmbeddedStore;
 
@@ -187,4 +191,343 @@ async fn bulk_ingest_and_scan_of_a_million_rows() {
     }
     assert_eq!(seen, rows);
     eprintln!("ingest of {rows} rows: {ingested:?}; scan: {:?}", started.elapsed() - ingested);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The change index.
+
+/// The store's tables as the on-disk layout documents them, for the layout tests.
+const MVCC: TableDefinition<'static, (&'static [u8], u64, u32), &'static [u8]> = TableDefinition::new("mvcc");
+const CHANGES: TableDefinition<'static, (u64, u32, &'static [u8]), ()> = TableDefinition::new("changes");
+const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
+
+fn encode_ts(ts: Timestamp) -> Vec<u8> {
+    [ts.wall.to_be_bytes().as_slice(), ts.logical.to_be_bytes().as_slice()].concat()
+}
+
+/// Checks, in the closed store in `dir`, that the change index has exactly one row per version
+/// above the GC threshold and no other; returns the number of rows.
+fn assert_change_index_consistent(dir: &Path) -> usize {
+    let db = redb::Database::open(dir.join(EmbeddedStore::FILE_NAME)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    let threshold = meta.get("gc_threshold").unwrap().map_or(Timestamp::ZERO, |v| {
+        let b = v.value();
+        Timestamp::new(u64::from_be_bytes(b[..8].try_into().unwrap()), u32::from_be_bytes(b[8..].try_into().unwrap()))
+    });
+    assert_eq!(meta.get("layout_version").unwrap().unwrap().value(), 2u32.to_be_bytes(), "layout version");
+    let mut expected: Vec<(u64, u32, Vec<u8>)> = Vec::new();
+    for row in txn.open_table(MVCC).unwrap().iter().unwrap() {
+        let (k, _) = row.unwrap();
+        let (key, inverted_wall, inverted_logical) = k.value();
+        let ts = Timestamp::new(u64::MAX - inverted_wall, u32::MAX - inverted_logical);
+        if ts > threshold {
+            expected.push((ts.wall, ts.logical, key.to_vec()));
+        }
+    }
+    expected.sort();
+    let actual: Vec<(u64, u32, Vec<u8>)> = txn
+        .open_table(CHANGES)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|row| {
+            let (k, _) = row.unwrap();
+            let (wall, logical, key) = k.value();
+            (wall, logical, key.to_vec())
+        })
+        .collect();
+    assert_eq!(actual, expected, "change index rows (left) against versions above the GC threshold {threshold}");
+    actual.len()
+}
+
+/// Every page of a scan, through `scan` or through `scan_changes` (which must answer).
+async fn pages(store: &EmbeddedStore, mut request: ScanRequest, changes: bool) -> Vec<ScanPage> {
+    let mut out = Vec::new();
+    loop {
+        let page = if changes {
+            store.scan_changes(request.clone()).await.unwrap().expect("the embedded store answers scan_changes")
+        } else {
+            store.scan(request.clone()).await.unwrap()
+        };
+        let resume = page.resume_key.clone();
+        out.push(page);
+        match resume {
+            Some(k) => request.span.start = k,
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_changes_equals_scan() {
+    let root = tempfile::tempdir().unwrap();
+    let make = fresh_stores(root.path());
+    let store = make();
+    let answered = kv::scan_changes_matches_scan(&store).await;
+    assert!(answered > 100, "scan_changes answered only {answered} pages of the checks");
+    // Windows with more changed keys than one pass over the index collects.
+    let store = make();
+    store.set_changed_keys_per_pass(2);
+    assert!(kv::scan_changes_matches_scan(&store).await > 100);
+    // A start at zero is a full scan's job.
+    let request = ScanRequest::new(keys::table_span(200), Timestamp::ZERO, Timestamp::MAX, MvccFilter::Latest);
+    assert_eq!(store.scan_changes(request).await.unwrap(), None, "scan_changes from time zero");
+}
+
+/// The randomized model (writes, ingestions, publishes, id allocations, discards, GC) compares
+/// `scan_changes` with `scan` on every scan, with one pass over the index collecting at most 3
+/// keys (many passes) and with the default; afterwards the index holds exactly the versions above
+/// the GC threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_index_survives_the_model() {
+    let root = tempfile::tempdir().unwrap();
+    for (seed, keys_per_pass) in [(2000, 3), (2001, 1), (2002, 1 << 15)] {
+        let dir = root.path().join(format!("store-{seed}"));
+        {
+            let store = open(&dir);
+            store.set_changed_keys_per_pass(keys_per_pass);
+            let options = ModelOptions::default().with_seed(seed).with_steps(150);
+            kv::model_with_gc(&store, |t| store.gc(t), &options).await;
+        }
+        assert!(assert_change_index_consistent(&dir) > 0, "seed {seed}: an empty change index");
+    }
+}
+
+#[tokio::test]
+async fn discard_and_gc_keep_the_change_index_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let span = keys::table_span(200);
+    let (t0, t1) = {
+        let store = open(dir.path());
+        let t0 = store.now().await.unwrap();
+        for i in 0..20u32 {
+            let batch = (0..10u32)
+                .map(|j| (keys::table_key(200 + j % 2, &j.to_be_bytes()), (i % 5 != 4).then(|| vec![i as u8; 3])))
+                .collect();
+            store.write(batch).await.unwrap();
+        }
+        let t1 = store.now().await.unwrap();
+        store.discard(&[keys::table_span(201)]).await.unwrap();
+        let before = store.stats();
+        let request = ScanRequest::new(keys::table_span(201), t0, t1, MvccFilter::AllRevisions);
+        assert_eq!(store.scan_changes(request).await.unwrap(), Some(ScanPage::default()), "a discarded span");
+        let after = store.stats();
+        // The discarded versions left the index: only the 100 rows of table 200 are read.
+        assert_eq!(after.change_rows_read - before.change_rows_read, 100, "index rows read after a discard");
+        let middle = store.scan(ScanRequest::new(span.clone(), t0, t1, MvccFilter::AllRevisions)).await.unwrap();
+        let gc_at = middle.entries[middle.entries.len() / 2].ts;
+        store.gc(gc_at).await.unwrap();
+        let refused = store.scan_changes(ScanRequest::new(span.clone(), t0, t1, MvccFilter::Latest)).await;
+        assert!(matches!(refused, Err(Error::InvalidTime(_))), "scan_changes below the GC threshold: {refused:?}");
+        for filter in [MvccFilter::Latest, MvccFilter::AllRevisions] {
+            let request = ScanRequest::new(span.clone(), gc_at, t1, filter);
+            assert_eq!(pages(&store, request.clone(), true).await, pages(&store, request, false).await);
+        }
+        (gc_at, t1)
+    };
+    let rows = assert_change_index_consistent(dir.path());
+    assert!(rows > 0 && rows < 100, "index rows above the GC threshold {t0}: {rows}");
+    let store = open(dir.path());
+    let request = ScanRequest::new(span, t0, t1, MvccFilter::AllRevisions);
+    assert_eq!(pages(&store, request.clone(), true).await, pages(&store, request, false).await, "after reopening");
+}
+
+/// The cost claim, counted rather than timed: over a table of 200,000 keys of which 100 changed,
+/// `scan_changes` reads the window's 101 index rows (once: later pages and later scans of the same
+/// window reuse the keys collected) and the changed keys' versions; `scan` reads every row of the
+/// table. The pages are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_changes_costs_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let rows = 200_000u32;
+    for batch in 0..rows / 50_000 {
+        let pairs = (batch * 50_000..(batch + 1) * 50_000)
+            .map(|i| (keys::table_key(100, &i.to_be_bytes()), vec![b'v'; 16]))
+            .collect();
+        store.ingest(pairs).await.unwrap();
+    }
+    let t0 = store.now().await.unwrap();
+    // 100 keys spread over the table, changed in 10 writes, a fifth of them deleted, some twice.
+    for w in 0..10u32 {
+        let batch = (0..10u32)
+            .map(|j| {
+                let i = (j * 10 + w) * 1_999;
+                (keys::table_key(100, &i.to_be_bytes()), (i % 5 != 0).then(|| format!("w{w}").into_bytes()))
+            })
+            .collect();
+        store.write(batch).await.unwrap();
+    }
+    store.write(vec![(keys::table_key(100, &1_999u32.to_be_bytes()), Some(b"again".to_vec()))]).await.unwrap();
+    let t1 = store.now().await.unwrap();
+    let span = keys::table_span(100);
+    let mut index_rows = 101;
+    for filter in [MvccFilter::Latest, MvccFilter::AllRevisions] {
+        let request = ScanRequest::new(span.clone(), t0, t1, filter);
+        let before = store.stats();
+        let fast = pages(&store, request.clone(), true).await;
+        let cost = store.stats();
+        let slow = pages(&store, request.clone(), false).await;
+        let full = store.stats();
+        assert_eq!(fast, slow, "{filter:?}: scan_changes and scan");
+        let versions = if filter == MvccFilter::Latest { 100 } else { 101 };
+        assert_eq!(fast.iter().map(|p| p.entries.len()).sum::<usize>(), versions, "{filter:?}: versions");
+        assert_eq!(cost.change_rows_read - before.change_rows_read, index_rows, "{filter:?}: index rows read");
+        // The window's changed keys are now cached.
+        index_rows = 0;
+        assert_eq!(cost.mvcc_rows_read - before.mvcc_rows_read, versions as u64, "{filter:?}: MVCC rows read");
+        assert!(full.mvcc_rows_read - cost.mvcc_rows_read > u64::from(rows), "{filter:?}: scan reads every row");
+
+        // In pages of 100 bytes: the keys collected serve every page; each page costs its versions
+        // plus one seek for its resume key.
+        let mut small = request;
+        small.target_bytes = 100;
+        let before = store.stats();
+        let fast = pages(&store, small.clone(), true).await;
+        let cost = store.stats();
+        assert_eq!(fast, pages(&store, small, false).await, "{filter:?}: pages of 100 bytes");
+        assert!(fast.len() > 10, "{filter:?}: {} pages", fast.len());
+        assert_eq!(cost.change_rows_read - before.change_rows_read, 0, "{filter:?}: index rows, small pages");
+        assert!(
+            cost.mvcc_rows_read - before.mvcc_rows_read <= versions as u64 + fast.len() as u64,
+            "{filter:?}: MVCC rows read in small pages: {}",
+            cost.mvcc_rows_read - before.mvcc_rows_read
+        );
+    }
+    // A span not seen before (another end): one pass over the index serves all its small pages.
+    let mut request = ScanRequest::new(
+        Span::new(span.start.clone(), keys::table_key(100, &[0xff; 4])),
+        t0,
+        t1,
+        MvccFilter::AllRevisions,
+    );
+    request.target_bytes = 100;
+    let before = store.stats();
+    let fast = pages(&store, request.clone(), true).await;
+    let cost = store.stats();
+    assert!(fast.len() > 10);
+    assert_eq!(fast, pages(&store, request, false).await, "a new span in pages of 100 bytes");
+    assert_eq!(cost.change_rows_read - before.change_rows_read, 101, "index rows read for {} pages", fast.len());
+}
+
+/// A store written by layout version 1 (no change index) is moved to version 2 when opened: the
+/// index is built from its versions above the GC threshold, and `scan_changes` answers at once.
+#[tokio::test]
+async fn a_layout_version_1_store_gets_its_change_index_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(EmbeddedStore::FILE_NAME);
+    let ts = |wall: u64| Timestamp::new(1_700_000_000_000_000_000 + wall, 0);
+    let counter = 107u32.to_be_bytes();
+    // (key, timestamp, value or deletion)
+    type Version<'a> = (Vec<u8>, Timestamp, Option<&'a [u8]>);
+    let versions: Vec<Version<'_>> = vec![
+        (keys::table_key(100, b"a"), ts(10), Some(b"a1")),
+        (keys::table_key(100, b"a"), ts(30), Some(b"a2")),
+        (keys::table_key(100, b"b"), ts(20), Some(b"b1")),
+        (keys::table_key(100, b"b"), ts(40), None),
+        (keys::table_key(100, b"c"), ts(5), Some(b"c1")),
+        (keys::ID_COUNTER_KEY.to_vec(), ts(25), Some(&counter[..])),
+    ];
+    {
+        // What layout version 1 wrote: "mvcc" and "meta", no "changes".
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut mvcc = txn.open_table(MVCC).unwrap();
+            for (key, at, value) in &versions {
+                let stored = match value {
+                    Some(v) => [&[1u8][..], v].concat(),
+                    None => vec![0u8],
+                };
+                mvcc.insert((key.as_slice(), u64::MAX - at.wall, u32::MAX - at.logical), stored.as_slice()).unwrap();
+            }
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert("layout_version", 1u32.to_be_bytes().as_slice()).unwrap();
+            meta.insert("last_timestamp", encode_ts(ts(40)).as_slice()).unwrap();
+            meta.insert("gc_threshold", encode_ts(ts(10)).as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    {
+        let store = open(dir.path());
+        let span = Span::new(vec![], vec![0xff]);
+        for (start, end) in [(ts(10), ts(40)), (ts(20), ts(30)), (ts(25), ts(45)), (ts(10), Timestamp::MAX)] {
+            for filter in [MvccFilter::Latest, MvccFilter::AllRevisions] {
+                let mut request = ScanRequest::new(span.clone(), start, end, filter);
+                request.target_bytes = 1;
+                let fast = pages(&store, request.clone(), true).await;
+                assert_eq!(fast, pages(&store, request, false).await, "({start}, {end}] {filter:?}");
+            }
+        }
+        let all = ScanRequest::new(span, ts(10), ts(40), MvccFilter::AllRevisions);
+        let changed: Vec<_> = pages(&store, all, true).await.into_iter().flat_map(|p| p.entries).collect();
+        assert_eq!(changed.len(), 4, "versions above the GC threshold: {changed:?}");
+        assert_eq!(store.allocate_ids(1).await.unwrap(), 107, "the id counter of the old store");
+    }
+    assert_eq!(assert_change_index_consistent(dir.path()), 5, "index rows after the upgrade and one write");
+}
+
+#[tokio::test]
+async fn a_store_of_a_newer_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    {
+        let db = redb::Database::open(dir.path().join(EmbeddedStore::FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert("layout_version", 3u32.to_be_bytes().as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    let err = EmbeddedStore::open(dir.path()).expect_err("a store of layout version 3");
+    assert!(matches!(err, Error::NotSupported { .. }), "{err:?}");
+    assert!(err.to_string().contains("layout version 3"), "{err}");
+}
+
+/// `scan` against `scan_changes` over a million keys of which 1% changed, in a release build:
+/// `cargo test --release -p strata-native --test kv_conformance -- --ignored --nocapture incremental_scan`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: a million rows; a measurement, run in release"]
+async fn incremental_scan_of_a_million_keys_with_one_percent_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let rows = 1_000_000u32;
+    for batch in 0..rows / 50_000 {
+        let pairs = (batch * 50_000..(batch + 1) * 50_000)
+            .map(|i| (keys::table_key(100, &i.to_be_bytes()), vec![b'v'; 64]))
+            .collect();
+        store.ingest(pairs).await.unwrap();
+    }
+    let t0 = store.now().await.unwrap();
+    let changed = rows / 100;
+    for w in 0..changed / 1_000 {
+        let batch = (0..1_000u32)
+            .map(|j| (keys::table_key(100, &((w * 1_000 + j) * 100 + 37).to_be_bytes()), Some(vec![b'w'; 64])))
+            .collect();
+        store.write(batch).await.unwrap();
+    }
+    let t1 = store.now().await.unwrap();
+    for filter in [MvccFilter::Latest, MvccFilter::AllRevisions] {
+        let request = ScanRequest::new(keys::table_span(100), t0, t1, filter);
+        let s0 = store.stats();
+        let started = std::time::Instant::now();
+        let slow = pages(&store, request.clone(), false).await;
+        let scan_time = started.elapsed();
+        // Cold: forget the changed keys collected by earlier scans of this window.
+        store.set_changed_keys_per_pass(1 << 15);
+        let s1 = store.stats();
+        let started = std::time::Instant::now();
+        let fast = pages(&store, request, true).await;
+        let changes_time = started.elapsed();
+        let s2 = store.stats();
+        assert_eq!(fast, slow);
+        assert_eq!(fast.iter().map(|p| p.entries.len()).sum::<usize>(), changed as usize);
+        eprintln!(
+            "{filter:?}: {rows} keys, {changed} changed, {} pages of 1 MiB: scan {scan_time:?} ({} rows read), \
+             scan_changes {changes_time:?} ({} index rows + {} MVCC rows read)",
+            fast.len(),
+            s1.mvcc_rows_read - s0.mvcc_rows_read,
+            s2.change_rows_read - s1.change_rows_read,
+            s2.mvcc_rows_read - s1.mvcc_rows_read,
+        );
+    }
 }

@@ -8,7 +8,12 @@
 //!
 //! [`model`] is the randomized part: a seeded history of writes, deletes, ingestions, descriptor
 //! publishes, id allocations, discards (and GC) applied to the store under test and to [`MemKv`],
-//! with every scan (random spans, windows, filters, small pages) and catalog compared. The two
+//! with every scan (random spans, windows, filters, small pages) and catalog compared.
+//!
+//! [`KvSource::scan_changes`] is optional: wherever the suite scans a window, a store that answers
+//! it (`Some`) must answer exactly what [`KvSource::scan`] returns for the same request, page by
+//! page; one that answers `Ok(None)` (no change index, like [`MemKv`]) passes, since callers then
+//! fall back to `scan`. The two
 //! stores issue different timestamps, so results are compared modulo timestamps: after each step
 //! the suite reads `now()` on both, and a version's timestamp is mapped to the step that wrote it
 //! (the one step `i` with `now_{i-1} < ts <= now_i`, which the contract of [`KvSource::now`]
@@ -52,6 +57,7 @@ pub async fn run_all<S: KvStore>(make: impl Fn() -> S) {
     scan_latest_and_revisions(&make()).await;
     scan_span_bounds(&make()).await;
     paging(&make()).await;
+    scan_changes_matches_scan(&make()).await;
     now_is_stable(&make()).await;
     write_is_atomic(&make()).await;
     concurrent_writes(&make()).await;
@@ -152,6 +158,55 @@ async fn scan<S: KvSource + ?Sized>(
     let what = format!("scan of {span} in ({start}, {end}] {filter:?}");
     let pages = ok(scan_pages(store, ScanRequest::new(span, start, end, filter)).await, || what);
     pages.into_iter().flat_map(|p| p.entries).collect()
+}
+
+/// Pages through `request` the way an incremental backup does, asking both
+/// [`KvSource::scan_changes`] and [`KvSource::scan`] for each page: `Ok(None)` ends the check (the
+/// caller would fall back to `scan`), `Some` must equal `scan`'s page exactly, and an error must
+/// be of the same kind as `scan`'s. Returns how many pages `scan_changes` answered.
+async fn check_scan_changes<S: KvSource + ?Sized>(
+    store: &S,
+    mut request: ScanRequest,
+    what: &dyn Fn() -> String,
+) -> usize {
+    let mut answered = 0;
+    loop {
+        let fast = store.scan_changes(request.clone()).await;
+        let slow = store.scan(request.clone()).await;
+        let resume = match (fast, slow) {
+            (Ok(None), _) => return answered,
+            (Ok(Some(fast)), Ok(slow)) => {
+                assert_eq!(
+                    fast,
+                    slow,
+                    "{}: page {answered} of scan_changes (left) differs from scan's (right) for {request:?}",
+                    what()
+                );
+                slow.resume_key
+            }
+            (Err(fast), Err(slow)) => {
+                assert_eq!(
+                    fast.code(),
+                    slow.code(),
+                    "{}: page {answered}: scan_changes failed with {fast}, scan with {slow}",
+                    what()
+                );
+                return answered;
+            }
+            (Ok(Some(fast)), Err(slow)) => {
+                panic!("{}: page {answered}: scan_changes returned {fast:?}, scan failed: {slow}", what())
+            }
+            (Err(fast), Ok(slow)) => {
+                panic!("{}: page {answered}: scan_changes failed: {fast}; scan returned {slow:?}", what())
+            }
+        };
+        answered += 1;
+        match resume {
+            Some(k) => request.span.start = k,
+            None => return answered,
+        }
+        assert!(answered <= 100_000, "{}: scan_changes does not end", what());
+    }
 }
 
 fn assert_entries(what: &str, actual: &[Entry], expected: &[Entry]) {
@@ -360,6 +415,81 @@ pub async fn paging<S: KvStore + ?Sized>(store: &S) {
         Some(q),
         "resume_key is the first key not returned, even with no version in the window"
     );
+}
+
+/// Where the store answers [`KvSource::scan_changes`] (`Some`), every page equals the page
+/// [`KvSource::scan`] returns for the same request: over a history of writes (tombstones
+/// included), ingestions, publishes, id allocations and a discard, for windows between any two
+/// points of it (empty and reversed ones too), spans inside, across and outside the tables, both
+/// filters and pages from 1 byte to 1 MiB. A store without a change index answers `Ok(None)`
+/// and passes.
+///
+/// Returns how many pages `scan_changes` answered, so that the tests of a store with a change
+/// index can check that it was used.
+pub async fn scan_changes_matches_scan<S: KvStore + ?Sized>(store: &S) -> usize {
+    let mut rng = Rng(0x5ca7);
+    let users: Vec<String> = (0..24).map(|i| format!("k{i:02}")).collect();
+    let mut points = vec![Timestamp::ZERO, now(store).await];
+    for round in 0..12 {
+        let ts = match round % 4 {
+            0 | 1 => {
+                let mut batch = Vec::new();
+                for u in &users {
+                    if !rng.chance(30) {
+                        continue;
+                    }
+                    for k in [keys::table_key(T, u.as_bytes()), keys::table_key(T + 1, u.as_bytes())] {
+                        let value = if rng.chance(25) { None } else { Some(rng.bytes(20)) };
+                        batch.push((k, value));
+                    }
+                }
+                write(store, batch).await
+            }
+            2 => {
+                let mut pairs = Vec::new();
+                for u in &users {
+                    if !rng.chance(50) {
+                        continue;
+                    }
+                    pairs.push((keys::table_key(T + 2, u.as_bytes()), rng.bytes(20)));
+                }
+                ok(store.ingest(pairs).await, || format!("ingest in round {round}"));
+                now(store).await
+            }
+            _ => {
+                ok(store.allocate_ids(1).await, || "allocate_ids(1)".into());
+                let change = DescriptorChange::Put(database(FIRST_USER_ID + round, &format!("db{round}"), 1));
+                ok(store.publish(vec![change]).await, || format!("publish in round {round}"))
+            }
+        };
+        points.extend([ts.prev(), ts]);
+    }
+    let discarded = Span::new(keys::table_key(T + 1, b"k08"), keys::table_key(T + 1, b"k16"));
+    ok(store.discard(&[discarded]).await, || "discard".into());
+    points.push(now(store).await);
+    points.push(Timestamp::MAX);
+    let spans = [
+        keys::table_span(T),
+        keys::table_span(T + 1),
+        Span::new(key("k05"), key("k15")),
+        Span::new(key("k03"), key("k03\0")),
+        Span::new(key("k07"), key("k07")),
+        Span::new(keys::table_key(T, b"k20"), keys::table_key(T + 2, b"k04")),
+        Span::new(vec![], vec![0xff]),
+        keys::table_span(T + 3),
+    ];
+    let mut answered = 0;
+    for check in 0..240 {
+        let (start, end) = (*rng.pick(&points), *rng.pick(&points));
+        let (start, end) = if rng.chance(90) { (start.min(end), start.max(end)) } else { (start, end) };
+        let span = rng.pick(&spans).clone();
+        let filter = if rng.chance(50) { MvccFilter::Latest } else { MvccFilter::AllRevisions };
+        let target_bytes = *rng.pick(&[1u64, 7, 40, 200, 1 << 20]);
+        let request = ScanRequest { span, start, end, filter, target_bytes };
+        let what = || format!("scan_changes check {check}: {request:?}");
+        answered += check_scan_changes(store, request.clone(), &what).await;
+    }
+    answered
 }
 
 /// `now()` is at or above every committed write, never goes backwards, and is below every later
@@ -607,6 +737,11 @@ where
             }
             other => panic!("scan in ({start}, {end}] {filter:?} below the GC threshold {t3}: {other:?}"),
         }
+        // A change index must not answer below the threshold either.
+        match store.scan_changes(ScanRequest::new(span_ref.clone(), start, end, filter)).await {
+            Ok(None) | Err(Error::InvalidTime(_)) => {}
+            other => panic!("scan_changes in ({start}, {end}] {filter:?} below the GC threshold {t3}: {other:?}"),
+        }
     };
     refused(Timestamp::ZERO, t2, MvccFilter::Latest).await;
     refused(Timestamp::ZERO, t4, MvccFilter::AllRevisions).await;
@@ -620,6 +755,10 @@ where
     assert_entries("latest above the GC threshold", &latest, &[entry(&a, t4, Some("3")), entry(&c, t4, Some("1"))]);
     let since = scan(store, span.clone(), t3, t4, MvccFilter::AllRevisions).await;
     assert_entries("revisions since the GC threshold", &since, &[entry(&a, t4, Some("3")), entry(&c, t4, Some("1"))]);
+    for filter in [MvccFilter::Latest, MvccFilter::AllRevisions] {
+        let request = ScanRequest::new(span.clone(), t3, t4, filter);
+        check_scan_changes(store, request, &|| format!("changes since the GC threshold, {filter:?}")).await;
+    }
     ok(gc(t1).await, || format!("gc({t1})"));
     assert_eq!(threshold("after a lower gc(t1)").await, t3, "a lower GC must not lower the threshold");
     let t5 = write(store, vec![del(&a)]).await;
@@ -944,6 +1083,8 @@ where
             let rp = scan_pages(r.store, request(r.at(p0), r.at(p1))).await;
             let sp = scan_pages(s.store, request(s.at(p0), s.at(p1))).await;
             compare_pages(&what, &r, rp, &s, sp, options.exact_pages);
+            check_scan_changes(r.store, request(r.at(p0), r.at(p1)), &what).await;
+            check_scan_changes(s.store, request(s.at(p0), s.at(p1)), &what).await;
         }
 
         if rng.chance(30) {
@@ -1045,6 +1186,96 @@ mod tests {
                 model_with_gc(&kv, gc, &options).await;
             }
         });
+    }
+
+    /// A MemKv that answers `scan_changes` (for `start > ZERO`) with its own `scan` page, passed
+    /// through `alter`: a correct change index when `alter` is the identity.
+    struct WithChanges(MemKv, fn(ScanPage) -> ScanPage);
+
+    #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+    #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+    impl KvSource for WithChanges {
+        async fn now(&self) -> Result<Timestamp> {
+            self.0.now().await
+        }
+        async fn scan(&self, request: ScanRequest) -> Result<ScanPage> {
+            self.0.scan(request).await
+        }
+        async fn gc_threshold(&self, span: &Span) -> Result<Timestamp> {
+            self.0.gc_threshold(span).await
+        }
+        async fn scan_changes(&self, request: ScanRequest) -> Result<Option<ScanPage>> {
+            if request.start.is_zero() {
+                return Ok(None);
+            }
+            Ok(Some((self.1)(self.0.scan(request).await?)))
+        }
+    }
+    #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+    #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+    impl KvSink for WithChanges {
+        async fn catalog(&self) -> Result<Catalog> {
+            self.0.catalog().await
+        }
+        async fn allocate_ids(&self, count: u32) -> Result<DescId> {
+            self.0.allocate_ids(count).await
+        }
+        async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+            self.0.ingest(pairs).await
+        }
+        async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
+            self.0.publish(changes).await
+        }
+        async fn discard(&self, spans: &[Span]) -> Result<()> {
+            self.0.discard(spans).await
+        }
+    }
+    #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+    #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+    impl KvStore for WithChanges {
+        async fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Timestamp> {
+            self.0.write(batch).await
+        }
+    }
+
+    #[test]
+    fn a_store_whose_scan_changes_equals_scan_passes() {
+        block_on(async {
+            let store = WithChanges(MemKv::new(), |page| page);
+            assert!(scan_changes_matches_scan(&store).await > 100, "the fast path answers most checks");
+            for seed in 0..3 {
+                model(&WithChanges(MemKv::new(), |page| page), &ModelOptions::default().with_seed(seed)).await;
+            }
+            let kv = MemKv::new();
+            let store = WithChanges(kv.clone(), |page| page);
+            let gc = |t| {
+                kv.gc(t);
+                std::future::ready(Ok(()))
+            };
+            gc_threshold(&store, gc).await;
+        });
+    }
+
+    #[test]
+    #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
+    #[should_panic(expected = "differs from scan's")]
+    fn the_suite_catches_scan_changes_that_ends_a_page_without_resume_key() {
+        let store = WithChanges(MemKv::new(), |mut page| {
+            page.resume_key = None;
+            page
+        });
+        block_on(scan_changes_matches_scan(&store));
+    }
+
+    #[test]
+    #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
+    #[should_panic(expected = "differs from scan's")]
+    fn the_model_catches_scan_changes_that_drops_tombstones() {
+        let store = WithChanges(MemKv::new(), |mut page| {
+            page.entries.retain(|e| e.value.is_some());
+            page
+        });
+        block_on(model(&store, &ModelOptions::default()));
     }
 
     #[test]
