@@ -1,1 +1,10 @@
-//! strata-tests.
+//! strata-tests: end-to-end scenarios and benchmarks.
+//!
+//! - [`bench`]: the benchmark behind `cargo run --release -p strata-tests --bin bench`
+//!   (full and incremental backup, whole-database and one-table restore on the embedded store),
+//!   whose core [`bench::run`] a smoke test also runs on a tiny dataset.
+#![warn(missing_docs)]
+
+pub mod bench;
+
+pub use bench::{BenchOptions, BenchReport, Figures, Phase};

@@ -1,0 +1,59 @@
+//! `cargo run --release -p strata-tests --bin bench -- [--keys N] [--quick]`: strata's
+//! backup/restore benchmark on the embedded store. Progress goes to stderr; stdout gets an aligned
+//! table and, as its last line, one JSON object with the figures.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use strata_tests::bench::{self, BenchOptions};
+
+/// Full backup, incremental after changing 1% of keys, whole-database and one-table restore.
+#[derive(Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// Keys in the dataset (default 1,000,000; 20,000 with --quick).
+    #[arg(long)]
+    keys: Option<u64>,
+    /// A small run: 20,000 keys and shorter crypto measurements.
+    #[arg(long)]
+    quick: bool,
+    /// Seed of the changed keys' choice and values.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Directory to create the temporary working directory in.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let default_keys = if args.quick { bench::QUICK_KEYS } else { bench::DEFAULT_KEYS };
+    let mut options = BenchOptions::default()
+        .with_keys(args.keys.unwrap_or(default_keys))
+        .with_crypto_time(Duration::from_millis(if args.quick { 250 } else { 1000 }));
+    if let Some(seed) = args.seed {
+        options = options.with_seed(seed);
+    }
+    if let Some(dir) = args.dir {
+        options = options.with_dir(dir);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench::run(&options, |line| eprintln!("{line}"))) {
+        Ok(report) => {
+            print!("{}", report.render());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
