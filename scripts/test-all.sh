@@ -28,7 +28,7 @@ FORBIDDEN_IN_CORE='tokio|object_store|reqwest|mio|hyper'
 
 # The steps, in order. Later steps (a headless Chromium run of the wasm tests, node:test
 # suites of the JS package, real storage servers) are added in the marked spot below.
-STEPS=(fmt clippy architecture test wasm-build wasm-parity wasm-test-core wasm-test-wasm)
+STEPS=(fmt clippy architecture storage-servers test wasm-build wasm-parity wasm-test-core wasm-test-wasm)
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
@@ -179,6 +179,113 @@ step_wasm-test-wasm() {
 #   js                  node:test suites of the npm package built from wasm/
 #   storage-servers     the storage conformance suite against real local servers
 # ----------------------------------------------------------------------------------------------
+
+# ---- storage-servers: real S3, Azure and WebDAV servers on loopback for the `test` step ------
+# Installs (idempotently) and starts, on free 127.0.0.1 ports:
+#   S3      moto_server           PyPI moto[server]
+#   Azure   azurite-blob          npm azurite (tests/servers/package.json + lockfile, npm ci)
+#   WebDAV  rclone serve webdav   Debian's rclone, with a random basic-auth password
+# creates the buckets strata-a and strata-b and the container strata-test, and exports
+# STRATA_TEST_S3_ENDPOINT, STRATA_TEST_AZURE_ENDPOINT, STRATA_TEST_AZURE_ACCOUNT_KEY and
+# STRATA_TEST_WEBDAV_URL for the steps after it, with STRATA_REQUIRE_SERVERS=1: the server tests
+# (native/tests/storage_servers.rs, storage_backups.rs) then fail, not skip, if one is missing.
+# The step runs before `test`, which runs those tests; `scripts/test-all.sh storage-servers test`
+# runs just them. The servers stop when the script exits. (GCS has no emulator object_store's
+# client works with; see storage_servers.rs. gs:// is covered by URI tests.)
+STORAGE_SERVERS_DIR=""
+STORAGE_SERVER_PIDS=()
+
+install_storage_servers() {
+    if ! command -v moto_server >/dev/null || ! python3 -c 'import moto, flask_cors, azure.storage.blob' 2>/dev/null; then
+        python3 -m pip install --quiet 'moto[server]' azure-storage-blob
+    fi
+    if ! command -v rclone >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 rclone >/dev/null
+    fi
+    if [[ ! -x tests/servers/node_modules/.bin/azurite-blob ]]; then
+        (cd tests/servers && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+    echo "moto $(python3 -c 'import moto; print(moto.__version__)'), azurite $(tests/servers/node_modules/.bin/azurite-blob --version), $(rclone version | head -1)"
+}
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Waits until `curl` gets any HTTP answer from $1 (at most 60 s).
+wait_for_http() {
+    local i
+    for i in $(seq 1 120); do
+        if curl -s -o /dev/null "$1"; then return 0; fi
+        sleep 0.5
+    done
+    echo "error: no server answered at $1 within 60 s" >&2
+    return 1
+}
+
+stop_storage_servers() {
+    local pid
+    for pid in "${STORAGE_SERVER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    STORAGE_SERVER_PIDS=()
+    [[ -n "$STORAGE_SERVERS_DIR" ]] && rm -rf "$STORAGE_SERVERS_DIR"
+    STORAGE_SERVERS_DIR=""
+}
+
+start_storage_servers() {
+    stop_storage_servers
+    STORAGE_SERVERS_DIR=$(mktemp -d)
+    # Added to (not replacing) any EXIT trap an earlier step set.
+    local previous
+    previous=$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")
+    # shellcheck disable=SC2064
+    trap "stop_storage_servers${previous:+; $previous}" EXIT
+
+    local s3_port azure_port dav_port azure_key dav_password logs="$STORAGE_SERVERS_DIR/logs"
+    mkdir -p "$logs" "$STORAGE_SERVERS_DIR/azurite" "$STORAGE_SERVERS_DIR/webdav"
+    s3_port=$(free_port)
+    azure_port=$(free_port)
+    dav_port=$(free_port)
+    azure_key=$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')
+    dav_password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+
+    moto_server -H 127.0.0.1 -p "$s3_port" >"$logs/moto.log" 2>&1 &
+    STORAGE_SERVER_PIDS+=($!)
+    AZURITE_ACCOUNTS="strata:$azure_key" tests/servers/node_modules/.bin/azurite-blob \
+        --blobHost 127.0.0.1 --blobPort "$azure_port" --location "$STORAGE_SERVERS_DIR/azurite" \
+        --skipApiVersionCheck --loose --silent >"$logs/azurite.log" 2>&1 &
+    STORAGE_SERVER_PIDS+=($!)
+    rclone serve webdav "$STORAGE_SERVERS_DIR/webdav" --addr "127.0.0.1:$dav_port" \
+        --user strata --pass "$dav_password" --config /dev/null >"$logs/rclone.log" 2>&1 &
+    STORAGE_SERVER_PIDS+=($!)
+
+    wait_for_http "http://127.0.0.1:$s3_port/" &&
+        wait_for_http "http://127.0.0.1:$azure_port/" &&
+        wait_for_http "http://127.0.0.1:$dav_port/" || {
+        tail -n 20 "$logs"/*.log >&2
+        return 1
+    }
+    local bucket
+    for bucket in strata-a strata-b; do
+        curl -sf -o /dev/null -X PUT "http://127.0.0.1:$s3_port/$bucket" || { echo "error: cannot create bucket $bucket" >&2; return 1; }
+    done
+    python3 - "$azure_port" "$azure_key" <<'PY' || return 1
+import sys
+from azure.storage.blob import BlobServiceClient
+port, key = sys.argv[1], sys.argv[2]
+conn = f"DefaultEndpointsProtocol=http;AccountName=strata;AccountKey={key};BlobEndpoint=http://127.0.0.1:{port}/strata;"
+BlobServiceClient.from_connection_string(conn).create_container("strata-test")
+PY
+    export STRATA_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+    export STRATA_TEST_AZURE_ENDPOINT="http://127.0.0.1:$azure_port/strata"
+    export STRATA_TEST_AZURE_ACCOUNT_KEY="$azure_key"
+    export STRATA_TEST_WEBDAV_URL="http://strata:$dav_password@127.0.0.1:$dav_port"
+    export STRATA_REQUIRE_SERVERS=1
+    echo "S3 (moto) at $STRATA_TEST_S3_ENDPOINT, Azure (Azurite) at $STRATA_TEST_AZURE_ENDPOINT, WebDAV (rclone) at http://127.0.0.1:$dav_port"
+}
+
+step_storage-servers() {
+    install_storage_servers && start_storage_servers
+}
 
 # ---------------------------------------------------------------------------------------------
 # Driver

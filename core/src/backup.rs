@@ -13,6 +13,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, DescId, Descriptor};
+use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
 use crate::format::datafile::{DataFileOptions, DataFileWriter};
 use crate::format::manifest::{
@@ -116,6 +117,8 @@ pub struct BackupOptions {
     pub page_bytes: u64,
     /// Data file encoding.
     pub data_file: DataFileOptions,
+    /// How files are stored: plain, or encrypted with the chain's data key.
+    pub codec: FileCodec,
 }
 
 impl Default for BackupOptions {
@@ -125,6 +128,7 @@ impl Default for BackupOptions {
             target_file_size: 64 << 20,
             page_bytes: 4 << 20,
             data_file: DataFileOptions::default(),
+            codec: FileCodec::plain(),
         }
     }
 }
@@ -143,6 +147,11 @@ impl BackupOptions {
     /// Sets the bytes a scan page holds (files are closed at page boundaries).
     pub fn with_page_bytes(mut self, bytes: u64) -> Self {
         self.page_bytes = bytes.max(1);
+        self
+    }
+    /// Sets how files are stored (plain, or encrypted with a chain's data key).
+    pub fn with_codec(mut self, codec: FileCodec) -> Self {
+        self.codec = codec;
         self
     }
     /// Sets the data file encoding.
@@ -487,6 +496,9 @@ pub async fn run_backup(
                 let _ = storage.delete(path).await;
             }
             let _ = storage.delete(MANIFEST_CHECKSUM_NAME).await;
+            if options.codec.is_encrypted() {
+                let _ = storage.delete(crate::verify::FILES_LIST_NAME).await;
+            }
             Err(e)
         }
     }
@@ -532,7 +544,11 @@ async fn write_backup(
         statement: plan.statement.clone(),
         revision_start_time: plan.revision_start_time,
     };
-    let bytes = manifest.encode();
+    if options.codec.is_encrypted() {
+        // The data files' stored sizes and digests in plaintext, for checks without the key.
+        storage.put(crate::verify::FILES_LIST_NAME, Bytes::from(crate::verify::encode_files_list(&manifest))).await?;
+    }
+    let bytes = options.codec.seal(MANIFEST_NAME, manifest.encode());
     let checksum = manifest_checksum(&bytes);
     // The manifest is the commit point: written once, only if no other backup wrote one first.
     // Its checksum follows (CockroachDB's order); a reader refuses a manifest without one.
@@ -556,6 +572,8 @@ async fn export_unit(
     unit: &WorkUnit,
     written: &futures::lock::Mutex<Vec<String>>,
 ) -> Result<Vec<FileInfo>> {
+    // A locality-aware backup writes the unit's files to the location of its locality.
+    let (storage, locality) = crate::locality::route(storage, unit.locality.as_deref());
     let mut request = ScanRequest::new(unit.span.clone(), task.start, task.end, task.filter);
     request.target_bytes = options.page_bytes;
     let mut files = Vec::new();
@@ -578,6 +596,7 @@ async fn export_unit(
             let path = format!("data/{file_prefix}-{unit_index:06}-{:04}.sst", files.len());
             let span = Span::new(std::mem::replace(&mut file_start, file_end.clone()), file_end);
             let (bytes, stats) = full.finish();
+            let bytes = options.codec.seal(&path, bytes);
             let info = FileInfo {
                 path: path.clone(),
                 span,
@@ -586,7 +605,7 @@ async fn export_unit(
                 entries: stats.entries,
                 rows: stats.rows,
                 logical_bytes: stats.logical_bytes,
-                locality: unit.locality.clone(),
+                locality: locality.clone(),
             };
             written.lock().await.push(path.clone());
             storage.put(&path, Bytes::from(bytes)).await?;

@@ -70,6 +70,9 @@ pub enum Error {
         /// What check failed.
         message: String,
     },
+    /// A passphrase or KMS key does not open an encrypted backup (the message says which).
+    #[error("{0}")]
+    WrongKey(String),
     /// A timestamp is outside what can be read (below the GC threshold, outside a backup's window).
     #[error("{0}")]
     InvalidTime(String),
@@ -115,6 +118,7 @@ impl Error {
             Error::AlreadyExists { .. } => "ALREADY_EXISTS",
             Error::Precondition(_) => "PRECONDITION",
             Error::Corrupt { .. } => "CORRUPT",
+            Error::WrongKey(_) => "WRONG_KEY",
             Error::InvalidTime(_) => "INVALID_TIME",
             Error::Storage { .. } => "STORAGE",
             Error::Kv { .. } => "KV",

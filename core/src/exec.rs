@@ -9,6 +9,10 @@ use crate::backup::{
     BackupSpec,
 };
 use crate::catalog::{DatabaseDescriptor, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor};
+use crate::crypto::aead::is_sealed;
+use crate::crypto::info::ENCRYPTION_INFO_NAME;
+use crate::crypto::keys::{KeyRequest, Keyring};
+use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
 use crate::format::manifest::{verify_manifest_checksum, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME};
 use crate::keys;
@@ -17,7 +21,9 @@ use crate::redact::redact_uri;
 use crate::restore::{prepare_restore, run_restore, validate_chain, RestoreRunOptions};
 use crate::result::{QueryResult, Value};
 use crate::span::Span;
-use crate::sql::{self, BackupDestination, BackupSource, BackupStmt, RestoreStmt, Statement, Subdir, TableName};
+use crate::sql::{
+    self, BackupDestination, BackupSource, BackupStmt, RestoreStmt, Secret, Statement, Subdir, TableName,
+};
 use crate::storage::{subdir, ExternalStorage, StorageOpener};
 use crate::timestamp::Timestamp;
 
@@ -27,9 +33,11 @@ pub const LATEST_NAME: &str = "LATEST";
 /// Runs statements: DDL against the store, BACKUP/RESTORE/SHOW against storage.
 pub struct Executor {
     store: Arc<dyn KvStore>,
-    opener: Arc<dyn StorageOpener>,
+    pub(crate) opener: Arc<dyn StorageOpener>,
     backup_options: BackupOptions,
     restore_options: RestoreRunOptions,
+    /// Randomness, KMS and KDF settings for encrypted backups (see `exec_crypto.rs`).
+    pub(crate) keyring: Keyring,
 }
 
 impl Executor {
@@ -40,6 +48,7 @@ impl Executor {
             opener,
             backup_options: BackupOptions::default(),
             restore_options: RestoreRunOptions::default(),
+            keyring: Keyring::default(),
         }
     }
 
@@ -53,6 +62,12 @@ impl Executor {
     pub fn with_restore_options(mut self, options: RestoreRunOptions) -> Self {
         self.restore_options = options;
         self
+    }
+
+    /// The storage of a statement's URI, or of its list of locality URIs (see
+    /// [`crate::open_locations`]).
+    pub(crate) fn open_uris(&self, uris: &[String]) -> Result<Arc<dyn ExternalStorage>> {
+        crate::locality::open_locations(self.opener.as_ref(), uris)
     }
 
     /// The store statements run against.
@@ -72,11 +87,12 @@ impl Executor {
             Statement::Backup(b) => self.backup(b, stmt).await,
             Statement::Restore(r) => self.restore(r).await,
             Statement::ShowBackup(s) => {
-                reject_encryption(s.options.encryption_passphrase.is_some(), !s.options.kms.is_empty())?;
+                let keys =
+                    KeyRequest::new(s.options.encryption_passphrase.as_ref().map(Secret::expose), &s.options.kms);
                 if s.options.check_files {
-                    return Err(Error::unsupported("SHOW BACKUP … WITH check_files"));
+                    return Ok(self.check_files(&s.source, keys, true).await?.to_result());
                 }
-                let chain = self.open_chain(&s.source).await?;
+                let chain = self.open_chain_with_keys(&s.source, keys).await?;
                 Ok(show_backup(&chain.manifests))
             }
             Statement::ShowBackups { collection } => self.show_backups(collection).await,
@@ -114,7 +130,7 @@ impl Executor {
                 }
                 Ok(r)
             }
-            Statement::AlterBackup(_) => Err(Error::unsupported("ALTER BACKUP (key rotation)")),
+            Statement::AlterBackup(a) => self.alter_backup(a).await,
             Statement::CreateSchedule(_)
             | Statement::ShowSchedules
             | Statement::PauseSchedule(_)
@@ -129,10 +145,13 @@ impl Executor {
     }
 
     async fn backup(&self, b: &BackupStmt, stmt: &Statement) -> Result<QueryResult> {
-        reject_encryption(b.options.encryption_passphrase.is_some(), !b.options.kms.is_empty())?;
+        let keys = KeyRequest::new(b.options.encryption_passphrase.as_ref().map(Secret::expose), &b.options.kms);
         if b.options.detached {
             return Err(Error::unsupported("detached backup jobs"));
         }
+        // The chain's codec: found from the chain's ENCRYPTION-INFO when extending one; made
+        // (with a new ENCRYPTION-INFO) just before a new full backup runs.
+        let mut codec = FileCodec::plain();
         let now = self.store.now().await?;
         let end_time = match &b.as_of {
             Some(a) => resolve_as_of(&a.0, now)?,
@@ -142,24 +161,27 @@ impl Executor {
         let mut latest: Option<(Arc<dyn ExternalStorage>, String)> = None;
         let (storage, chain, shown_path) = match &b.destination {
             BackupDestination::To(uris) if !b.incremental_from.is_empty() => {
-                let dest = self.opener.open(single_uri(uris)?)?;
+                let dest = self.open_uris(uris)?;
                 if dest.size(MANIFEST_NAME).await.is_ok() {
                     return Err(Error::exists("backup", dest.describe()));
                 }
                 let mut chain = Chain::default();
+                codec = self.keyring.open_chain(self.opener.open(&b.incremental_from[0])?.as_ref(), keys).await?;
                 for uri in &b.incremental_from {
                     let layer = self.opener.open(uri)?;
-                    chain.push(layer.clone(), read_manifest(layer.as_ref()).await?, redact_uri(uri));
+                    chain.push(layer.clone(), read_manifest_with(layer.as_ref(), &codec).await?, redact_uri(uri));
                 }
+                chain.codec = codec.clone();
                 validate_chain(&chain.manifests, &chain.names)?;
                 let shown = dest.describe();
                 (dest, Some(chain), shown)
             }
             BackupDestination::To(uris) => {
-                let dest = self.opener.open(single_uri(uris)?)?;
+                let dest = self.open_uris(uris)?;
                 if dest.size(MANIFEST_NAME).await.is_ok() {
                     // BACKUP TO a location holding a backup appends an incremental layer.
-                    let chain = read_chain(&dest).await?;
+                    codec = self.keyring.open_chain(dest.as_ref(), keys).await?;
+                    let chain = read_chain_with(&dest, &codec).await?;
                     let dir = format!("{INCREMENTALS_DIR}/{}", layer_subdir(end_time));
                     let shown = format!("{}/{dir}", dest.describe());
                     (new_layer_dir(&dest, &dir).await?, Some(chain), shown)
@@ -172,7 +194,7 @@ impl Executor {
                 if !b.incremental_from.is_empty() {
                     return Err(Error::invalid("BACKUP INTO", "INCREMENTAL FROM goes with BACKUP TO"));
                 }
-                let root = self.opener.open(single_uri(uris)?)?;
+                let root = self.open_uris(uris)?;
                 let dir = dated_subdir(end_time);
                 let storage = new_layer_dir(&root, &dir).await?;
                 latest = Some((root, format!("/{dir}")));
@@ -182,10 +204,11 @@ impl Executor {
                 if !b.incremental_from.is_empty() {
                     return Err(Error::invalid("BACKUP INTO", "INCREMENTAL FROM goes with BACKUP TO"));
                 }
-                let root = self.opener.open(single_uri(uris)?)?;
+                let root = self.open_uris(uris)?;
                 let full_dir = resolve_subdir(&root, sub).await?;
                 let full = subdir(&root, &full_dir);
-                let chain = read_chain(&full).await?;
+                codec = self.keyring.open_chain(full.as_ref(), keys).await?;
+                let chain = read_chain_with(&full, &codec).await?;
                 let dir = format!("{INCREMENTALS_DIR}/{}", layer_subdir(end_time));
                 let shown = format!("/{}/{dir}", full_dir.trim_matches('/'));
                 (new_layer_dir(&full, &dir).await?, Some(chain), shown)
@@ -209,7 +232,21 @@ impl Executor {
             .with_statement(stmt.to_string());
         let dependencies = chain.as_ref().map(|c| c.names.clone()).unwrap_or_default();
         let plan = plan_backup(&catalog, &spec, previous, &history, gc_threshold, dependencies)?;
-        let manifest = run_backup(self.store.as_ref(), storage.clone(), &plan, &self.backup_options).await?;
+        let mut created_info = false;
+        if chain.is_none() {
+            (codec, created_info) = self.keyring.create_chain(storage.as_ref(), keys).await?;
+        }
+        let options = self.backup_options.clone().with_codec(codec);
+        let manifest = match run_backup(self.store.as_ref(), storage.clone(), &plan, &options).await {
+            Ok(m) => m,
+            Err(e) => {
+                if created_info && !matches!(e, Error::AlreadyExists { .. }) {
+                    // Best effort, like the data files: without a manifest this is no backup.
+                    let _ = storage.delete(ENCRYPTION_INFO_NAME).await;
+                }
+                return Err(e);
+            }
+        };
         if let Some((root, dir)) = latest {
             root.put(LATEST_NAME, Bytes::from(dir)).await?;
         }
@@ -227,11 +264,11 @@ impl Executor {
     }
 
     async fn restore(&self, r: &RestoreStmt) -> Result<QueryResult> {
-        reject_encryption(r.options.encryption_passphrase.is_some(), !r.options.kms.is_empty())?;
+        let keys = KeyRequest::new(r.options.encryption_passphrase.as_ref().map(Secret::expose), &r.options.kms);
         if r.options.detached {
             return Err(Error::unsupported("detached restore jobs"));
         }
-        let chain = self.open_chain(&r.source).await?;
+        let chain = self.open_chain_with_keys(&r.source, keys).await?;
         let as_of = match &r.as_of {
             // Bounded by the chain's window, not by this store's clock: a restore may target
             // another cluster whose clock is behind the source's.
@@ -246,7 +283,8 @@ impl Executor {
             n => self.store.allocate_ids(n).await?,
         };
         let plan = selection.plan(first)?;
-        let summary = run_restore(self.store.as_ref(), &chain.storages, &plan, &self.restore_options).await?;
+        let options = self.restore_options.clone().with_codec(chain.codec.clone());
+        let summary = run_restore(self.store.as_ref(), &chain.storages, &plan, &options).await?;
         let mut out = QueryResult::new(&["status", "as_of", "databases", "tables", "rows", "bytes"]);
         out.push(vec![
             "succeeded".into(),
@@ -263,20 +301,29 @@ impl Executor {
     /// layers given one by one, or a backup directory (with `LATEST IN` / `'subdir' IN` for a
     /// collection) holding a full backup and the incrementals appended to it.
     pub async fn open_chain(&self, source: &BackupSource) -> Result<Chain> {
+        self.open_chain_with_keys(source, KeyRequest::default()).await
+    }
+
+    /// [`Executor::open_chain`] of a chain that may be encrypted: `keys` must open it if it is,
+    /// and be empty if it is not. The chain's codec is in [`Chain::codec`].
+    pub async fn open_chain_with_keys(&self, source: &BackupSource, keys: KeyRequest<'_>) -> Result<Chain> {
         if source.layers.len() > 1 {
             if source.subdir.is_some() {
                 return Err(Error::invalid("backup source", "a list of layers cannot be combined with IN"));
             }
             let mut chain = Chain::default();
             for layer in &source.layers {
-                let storage = self.opener.open(single_uri(layer)?)?;
-                let manifest = read_manifest(storage.as_ref()).await?;
+                let storage = self.open_uris(layer)?;
+                if chain.storages.is_empty() {
+                    chain.codec = self.keyring.open_chain(storage.as_ref(), keys).await?;
+                }
+                let manifest = read_manifest_with(storage.as_ref(), &chain.codec).await?;
                 chain.push(storage, manifest, redact_uri(&layer[0]));
             }
             validate_chain(&chain.manifests, &chain.names)?;
             return Ok(chain);
         }
-        let root = self.opener.open(single_uri(source.layers.first().map_or(&[][..], |l| &l[..]))?)?;
+        let root = self.open_uris(source.layers.first().map_or(&[][..], |l| &l[..]))?;
         let dir = match &source.subdir {
             None => root,
             Some(sub) => {
@@ -284,11 +331,12 @@ impl Executor {
                 subdir(&root, &dir)
             }
         };
-        read_chain(&dir).await
+        let codec = self.keyring.open_chain(dir.as_ref(), keys).await?;
+        read_chain_with(&dir, &codec).await
     }
 
     async fn show_backups(&self, collection: &[String]) -> Result<QueryResult> {
-        let root = self.opener.open(single_uri(collection)?)?;
+        let root = self.open_uris(collection)?;
         let mut r = QueryResult::new(&["path"]);
         let suffix = format!("/{MANIFEST_NAME}");
         for o in root.list("").await? {
@@ -383,8 +431,15 @@ impl Executor {
     }
 }
 
-/// Reads and checks a backup directory's manifest.
+/// Reads and checks a backup directory's manifest (of a plain backup).
 pub async fn read_manifest(storage: &dyn ExternalStorage) -> Result<Manifest> {
+    read_manifest_with(storage, &FileCodec::plain()).await
+}
+
+/// Reads and checks a backup directory's manifest, decrypting it with the chain's `codec`. The
+/// checksum covers the stored bytes. A plain manifest in an encrypted chain, and an encrypted
+/// one read without a key, are errors.
+pub async fn read_manifest_with(storage: &dyn ExternalStorage, codec: &FileCodec) -> Result<Manifest> {
     let where_ = format!("{}/{MANIFEST_NAME}", storage.describe());
     let bytes = storage.get(MANIFEST_NAME).await.map_err(|e| match e {
         Error::NotFound { .. } => Error::not_found("backup", format!("{} (no {MANIFEST_NAME})", storage.describe())),
@@ -394,7 +449,20 @@ pub async fn read_manifest(storage: &dyn ExternalStorage) -> Result<Manifest> {
         Error::NotFound { .. } => Error::corrupt(&where_, format!("{MANIFEST_CHECKSUM_NAME} is missing")),
         e => e,
     })?;
-    verify_manifest_checksum(&bytes, &checksum, &where_)?;
+    if let Err(e) = verify_manifest_checksum(&bytes, &checksum, &where_) {
+        return Err(crate::verify::blame_checksum_mismatch(storage, codec, &bytes).unwrap_or(e));
+    }
+    let bytes = match (codec.is_encrypted(), is_sealed(&bytes)) {
+        (true, true) => codec.open(MANIFEST_NAME, bytes, &where_)?,
+        (true, false) => return Err(Error::corrupt(&where_, "is not encrypted, but the backup chain is")),
+        (false, true) => {
+            return Err(Error::Precondition(format!(
+                "the backup at {} is encrypted: give encryption_passphrase = '…' or kms = '…'",
+                storage.describe()
+            )))
+        }
+        (false, false) => bytes,
+    };
     Manifest::decode(&bytes, &where_)
 }
 
@@ -446,6 +514,8 @@ pub struct Chain {
     pub storages: Vec<Arc<dyn ExternalStorage>>,
     /// Each layer's location, redacted, for messages and `dependencies`.
     pub names: Vec<String>,
+    /// How the chain's files are stored (plain, or encrypted with the chain's data key).
+    pub codec: FileCodec,
 }
 
 impl Chain {
@@ -460,16 +530,21 @@ impl Chain {
 pub const INCREMENTALS_DIR: &str = "incrementals";
 
 /// Reads the chain rooted at a backup directory: its full backup, then every incremental layer
-/// appended under `incrementals/`, in time order; validated.
+/// appended under `incrementals/`, in time order; validated. (A plain chain; see [`read_chain_with`].)
 pub async fn read_chain(dir: &Arc<dyn ExternalStorage>) -> Result<Chain> {
-    let mut chain = Chain::default();
-    chain.push(dir.clone(), read_manifest(dir.as_ref()).await?, dir.describe());
+    read_chain_with(dir, &FileCodec::plain()).await
+}
+
+/// [`read_chain`] of a chain whose files are stored with `codec`.
+pub async fn read_chain_with(dir: &Arc<dyn ExternalStorage>, codec: &FileCodec) -> Result<Chain> {
+    let mut chain = Chain { codec: codec.clone(), ..Chain::default() };
+    chain.push(dir.clone(), read_manifest_with(dir.as_ref(), codec).await?, dir.describe());
     let suffix = format!("/{MANIFEST_NAME}");
     let mut layers = Vec::new();
     for o in dir.list(&format!("{INCREMENTALS_DIR}/")).await? {
         if let Some(layer_dir) = o.path.strip_suffix(&suffix) {
             let storage = subdir(dir, layer_dir);
-            let manifest = read_manifest(storage.as_ref()).await?;
+            let manifest = read_manifest_with(storage.as_ref(), codec).await?;
             layers.push((manifest, storage, format!("{}/{layer_dir}", dir.describe())));
         }
     }
@@ -490,7 +565,7 @@ async fn new_layer_dir(root: &Arc<dyn ExternalStorage>, dir: &str) -> Result<Arc
 }
 
 /// The subdirectory a collection's `LATEST` or `'subdir'` names.
-async fn resolve_subdir(root: &Arc<dyn ExternalStorage>, sub: &Subdir) -> Result<String> {
+pub(crate) async fn resolve_subdir(root: &Arc<dyn ExternalStorage>, sub: &Subdir) -> Result<String> {
     match sub {
         Subdir::Latest => {
             let latest = root.get(LATEST_NAME).await.map_err(|e| match e {
@@ -511,18 +586,6 @@ fn resolve_as_of(text: &str, now: Timestamp) -> Result<Timestamp> {
     Ok(t)
 }
 
-fn single_uri(uris: &[String]) -> Result<&str> {
-    match uris {
-        [one] => Ok(one),
-        [] => Err(Error::invalid("backup location", "no URI given")),
-        many => Err(Error::unsupported(format!(
-            "locality-aware backups (a list of {} URIs: {})",
-            many.len(),
-            many.iter().map(|u| redact_uri(u)).collect::<Vec<_>>().join(", ")
-        ))),
-    }
-}
-
 fn qualified(name: &TableName) -> Result<&str> {
     name.database.as_deref().ok_or_else(|| {
         Error::invalid(
@@ -530,14 +593,4 @@ fn qualified(name: &TableName) -> Result<&str> {
             format!("'{}' must be qualified with its database, as db.{}", name.table, name.table),
         )
     })
-}
-
-fn reject_encryption(passphrase: bool, kms: bool) -> Result<()> {
-    if passphrase {
-        return Err(Error::unsupported("encrypted backups (encryption_passphrase)"));
-    }
-    if kms {
-        return Err(Error::unsupported("encrypted backups (kms)"));
-    }
-    Ok(())
 }

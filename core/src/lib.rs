@@ -37,11 +37,14 @@ mod backup;
 mod catalog;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod crypto;
 mod error;
 mod exec;
+mod exec_crypto;
 mod format;
 pub mod keys;
 mod kv;
+mod locality;
 mod memkv;
 mod redact;
 mod restore;
@@ -50,6 +53,7 @@ mod span;
 pub mod sql;
 mod storage;
 mod timestamp;
+pub mod verify;
 
 pub use backup::{
     dated_subdir, describe_scope, expand_table_name, is_dated_subdir, layer_subdir, plan_backup, plan_full_backup,
@@ -59,8 +63,15 @@ pub use catalog::{
     Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor,
     FIRST_USER_ID,
 };
+pub use crypto::info::ENCRYPTION_INFO_NAME;
+pub use crypto::kdf::KdfParams;
+pub use crypto::keys::{KeyProvider, KeyRequest, Keyring, KmsOpener};
+pub use crypto::{DataKey, Entropy, FileCodec};
 pub use error::{Error, Result, Status};
-pub use exec::{read_chain, read_manifest, show_backup, Chain, Executor, INCREMENTALS_DIR, LATEST_NAME};
+pub use exec::{
+    read_chain, read_chain_with, read_manifest, read_manifest_with, show_backup, Chain, Executor, INCREMENTALS_DIR,
+    LATEST_NAME,
+};
 pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
 pub use format::manifest::{
     self, BackupScope, DescriptorRevision, FileInfo, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
@@ -68,6 +79,9 @@ pub use format::manifest::{
 pub use kv::{
     check_gc_threshold, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync, MvccFilter, ScanPage, ScanRequest,
     WorkUnit,
+};
+pub use locality::{
+    locality_of, open_locations, route, storage_for_file, LocalityStorage, DEFAULT_LOCALITY, LOCALITY_PARAM,
 };
 pub use memkv::{Clock, MemKv};
 pub use redact::{is_secret_param, redact_uri, REDACTED};
@@ -82,3 +96,4 @@ pub use storage::{
     StorageOpener,
 };
 pub use timestamp::{Civil, Timestamp};
+pub use verify::{FileProblem, VerifyReport, FILES_LIST_NAME};

@@ -37,7 +37,7 @@ pub fn redact_uri(uri: &str) -> String {
         let params: Vec<String> = q
             .split('&')
             .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if is_secret_param(k) => format!("{k}={REDACTED}"),
+                Some((k, _)) if is_secret_param(k) || is_secret_param(&percent_decode(k)) => format!("{k}={REDACTED}"),
                 _ => kv.to_string(),
             })
             .collect();
@@ -51,13 +51,36 @@ fn redact_userinfo(base: &str) -> String {
         let rest = &base[scheme_end + 3..];
         let authority_end = rest.find('/').unwrap_or(rest.len());
         let authority = &rest[..authority_end];
-        if let Some(at) = authority.rfind('@') {
-            if let Some(colon) = authority[..at].find(':') {
-                return format!("{}{}:{REDACTED}{}", &base[..scheme_end + 3], &authority[..colon], &rest[at..]);
+        // The password of well-formed user info; failing that, anything up to a later '@' with
+        // a ':' before it (a password holding an unencoded '/').
+        let at = authority.rfind('@').or_else(|| rest.rfind('@').filter(|at| rest[..*at].contains(':')));
+        if let Some(at) = at {
+            if let Some(colon) = rest[..at].find(':') {
+                return format!("{}{}:{REDACTED}{}", &base[..scheme_end + 3], &rest[..colon], &rest[at..]);
             }
         }
     }
     base.to_string()
+}
+
+/// Decodes `%XX` escapes of a parameter name (invalid ones are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
 }
 
 #[cfg(test)]
@@ -75,5 +98,13 @@ mod tests {
         assert_eq!(redact_uri("azure://c/p?azure_account_key=abc"), "azure://c/p?azure_account_key=redacted");
         assert_eq!(redact_uri("https://user:pw@host/x"), "https://user:redacted@host/x");
         assert_eq!(redact_uri("nodelocal://1/backups"), "nodelocal://1/backups");
+        // A password with an unencoded '/' is still hidden; '@' in a path is left alone.
+        assert_eq!(redact_uri("https://u:pa/ss@host/x?a=b"), "https://u:redacted@host/x?a=b");
+        assert_eq!(redact_uri("s3://bucket/a@b"), "s3://bucket/a@b");
+        // Percent-encoded parameter names are secret names too.
+        assert_eq!(
+            redact_uri("s3://b/p?AWS%5FSECRET%5FACCESS%5FKEY=s3cr3t"),
+            "s3://b/p?AWS%5FSECRET%5FACCESS%5FKEY=redacted"
+        );
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::expand_table_name;
 use crate::catalog::{Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, TableDescriptor};
+use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
 use crate::format::datafile::{decode_block, decode_footer, decode_index, BlockHandle, FOOTER_LEN};
 use crate::format::manifest::{sha256, FileInfo, Manifest, MANIFEST_NAME};
@@ -345,11 +346,21 @@ pub struct RestoreRunOptions {
     pub concurrency: usize,
     /// Bytes of key/value pairs per ingest call.
     pub batch_bytes: usize,
+    /// How the chain's files are stored: plain, or encrypted with its data key.
+    pub codec: FileCodec,
 }
 
 impl Default for RestoreRunOptions {
     fn default() -> Self {
-        RestoreRunOptions { concurrency: 4, batch_bytes: 4 << 20 }
+        RestoreRunOptions { concurrency: 4, batch_bytes: 4 << 20, codec: FileCodec::plain() }
+    }
+}
+
+impl RestoreRunOptions {
+    /// Sets how the chain's files are stored (see [`crate::Chain::codec`]).
+    pub fn with_codec(mut self, codec: FileCodec) -> Self {
+        self.codec = codec;
+        self
     }
 }
 
@@ -440,9 +451,9 @@ async fn restore_span(
 ) -> Result<(u64, u64)> {
     let mut cursors = Vec::new();
     for lf in plan.files.iter().filter(|lf| lf.file.span.overlaps(&job.span)) {
-        let storage = &layers[lf.layer as usize];
+        let storage = &crate::locality::storage_for_file(&layers[lf.layer as usize], &lf.file)?;
         let span = job.span.intersect(&lf.file.span);
-        cursors.push(FileCursor::open(storage, &lf.file, span).await?);
+        cursors.push(FileCursor::open(storage, &lf.file, span, &options.codec).await?);
     }
     // A min-heap of each cursor's next key, ordered by key ascending, then newest first; the
     // entries themselves wait in `heads`.
@@ -509,7 +520,15 @@ impl FileCursor {
     /// Fetches the blocks of `file` that may hold keys of `span`. When the span covers the whole
     /// file, it is fetched at once and its SHA-256 checked; otherwise the footer, the index and
     /// just the needed blocks are fetched with ranged reads (each block has its own checksum).
-    async fn open(storage: &Arc<dyn ExternalStorage>, file: &FileInfo, span: Span) -> Result<FileCursor> {
+    ///
+    /// Encrypted files are opened with `codec`: whole, the SHA-256 is of the stored bytes and the
+    /// contents are decrypted after; ranged, only the chunks covering the wanted bytes are read.
+    async fn open(
+        storage: &Arc<dyn ExternalStorage>,
+        file: &FileInfo,
+        span: Span,
+        codec: &FileCodec,
+    ) -> Result<FileCursor> {
         let path = format!("{}/{}", storage.describe(), file.path);
         let size = storage.size(&file.path).await.map_err(|e| match e {
             Error::NotFound { .. } => Error::corrupt(&path, "data file named by the manifest is missing"),
@@ -518,15 +537,22 @@ impl FileCursor {
         if size != file.size {
             return Err(Error::corrupt(&path, format!("size is {size} bytes, the manifest says {}", file.size)));
         }
-        if size < FOOTER_LEN {
+        if !codec.is_encrypted() && size < FOOTER_LEN {
             return Err(Error::corrupt(&path, "file is too short to hold a data file footer"));
         }
         let whole = span.start <= file.span.start && file.span.end <= span.end;
+        let reader = if whole { None } else { Some(codec.reader(storage.as_ref(), &file.path, size, &path).await?) };
+        let size = reader.as_ref().map_or(size, |r| r.plain_size());
         let mut blocks = VecDeque::new();
         if whole {
             let data = storage.get(&file.path).await?;
             if sha256(&data) != file.sha256 {
                 return Err(Error::corrupt(&path, "SHA-256 does not match the manifest"));
+            }
+            let data = codec.open(&file.path, data, &path)?;
+            let size = data.len() as u64;
+            if size < FOOTER_LEN {
+                return Err(Error::corrupt(&path, "file is too short to hold a data file footer"));
             }
             let footer = decode_footer(&data[(size - FOOTER_LEN) as usize..], size, &path)?;
             let start = footer.index_offset as usize;
@@ -537,11 +563,14 @@ impl FileCursor {
                 blocks.push_back((i, h, block));
             }
         } else {
-            let footer_bytes = storage.get_range(&file.path, size - FOOTER_LEN..size).await?;
+            let reader = reader.as_ref().expect("a ranged read has a reader");
+            if size < FOOTER_LEN {
+                return Err(Error::corrupt(&path, "file is too short to hold a data file footer"));
+            }
+            let footer_bytes = reader.read_range(size - FOOTER_LEN..size).await?;
             let footer = decode_footer(&footer_bytes, size, &path)?;
-            let index_bytes = storage
-                .get_range(&file.path, footer.index_offset..footer.index_offset + footer.index_len as u64)
-                .await?;
+            let index_bytes =
+                reader.read_range(footer.index_offset..footer.index_offset + footer.index_len as u64).await?;
             let index = decode_index(&index_bytes, &footer, &path)?;
             let wanted: Vec<(usize, BlockHandle)> =
                 index.into_iter().enumerate().filter(|(_, h)| h.overlaps(&span)).collect();
@@ -554,7 +583,7 @@ impl FileCursor {
                 }
                 let start = wanted[i].1.offset;
                 let end = wanted[j].1.offset + wanted[j].1.len as u64;
-                let data = storage.get_range(&file.path, start..end).await?;
+                let data = reader.read_range(start..end).await?;
                 for (bi, h) in &wanted[i..=j] {
                     let r = (h.offset - start) as usize..(h.offset - start + h.len as u64) as usize;
                     blocks.push_back((*bi, h.clone(), data.slice(r)));

@@ -77,6 +77,14 @@ pub trait ExternalStorage: MaybeSendSync {
     async fn put_multipart<'a>(&'a self, path: &str) -> Result<Box<dyn MultipartUpload + 'a>> {
         Ok(Box::new(BufferedUpload { storage: self, path: path.to_string(), buf: Vec::new() }))
     }
+
+    /// For the locations of a locality-aware backup (see [`crate::LocalityStorage`]): the
+    /// location of locality tier `tier` (`region=us-west`), at the same directory as this one.
+    /// Ordinary storages have none; the default returns `None`, and views of a storage (such
+    /// as [`Prefixed`]) pass the question on.
+    fn locality(&self, _tier: &str) -> Option<Arc<dyn ExternalStorage>> {
+        None
+    }
 }
 
 struct BufferedUpload<'a, S: ?Sized> {
@@ -279,6 +287,10 @@ impl ExternalStorage for Prefixed {
     }
     async fn put_multipart<'a>(&'a self, path: &str) -> Result<Box<dyn MultipartUpload + 'a>> {
         self.inner.put_multipart(&self.full(path)).await
+    }
+    fn locality(&self, tier: &str) -> Option<Arc<dyn ExternalStorage>> {
+        let location = self.inner.locality(tier)?;
+        Some(Arc::new(Prefixed { inner: location, prefix: self.prefix.clone() }))
     }
 }
 

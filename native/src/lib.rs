@@ -9,4 +9,4 @@ pub mod workload;
 
 pub use embedded::{EmbeddedStore, StoreStats};
 pub use kms::{generate_key_file, os_entropy, FileKmsOpener, FILE_KMS_SCHEME};
-pub use storage::{NativeOpener, ObjectStorage};
+pub use storage::{NativeOpener, ObjectStorage, WebDavStorage};

@@ -1,15 +1,23 @@
 //! Where backups live on native platforms: [`ObjectStorage`], strata's `ExternalStorage` over
-//! any `object_store` backend, and [`NativeOpener`], which turns `nodelocal://`, `file://` and
-//! `memory://` URIs into one.
+//! any `object_store` backend, [`WebDavStorage`] for `http(s)://` servers, and
+//! [`NativeOpener`], which turns CockroachDB-style URIs into one.
 //!
 //! ```text
 //!   "nodelocal://1/backups" ──NativeOpener::open──▶ ObjectStorage ──▶ LocalFileSystem (<root>/backups)
 //!   "file:///var/backups"   ──────────────────────▶ ObjectStorage ──▶ LocalFileSystem (/var/backups)
 //!   "memory://name/path"    ──────────────────────▶ ObjectStorage ──▶ InMemory "name", under path/
+//!   "s3://bucket/path?…"    ──────────────────────▶ ObjectStorage ──▶ AmazonS3 (bucket), under path/
+//!   "gs://bucket/path?…"    ──────────────────────▶ ObjectStorage ──▶ GoogleCloudStorage, under path/
+//!   "azure://container/p?…" ──────────────────────▶ ObjectStorage ──▶ MicrosoftAzure, under p/
+//!   "https://host/path"     ──────────────────────▶ WebDavStorage ──▶ HttpStore (reads) + PUT/MOVE (writes)
 //! ```
 
+mod cloud;
 mod object;
 mod opener;
+mod uri;
+mod webdav;
 
 pub use object::ObjectStorage;
 pub use opener::NativeOpener;
+pub use webdav::WebDavStorage;

@@ -141,19 +141,19 @@ impl ObjectStorage {
     }
 
     /// The location of `path` for messages: `{uri without query}/{path}`, secrets redacted.
-    fn location(&self, path: &str) -> String {
+    pub(crate) fn location(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
 
     /// The store's path of the object at `path`.
-    fn object_path(&self, path: &str) -> Result<Path> {
+    pub(crate) fn object_path(&self, path: &str) -> Result<Path> {
         check_path(path, "object path")?;
         Path::parse(format!("{}{path}", self.root))
             .map_err(|e| Error::InvalidArgument { what: "object path".into(), message: self.scrub(e.to_string()) })
     }
 
     /// Replaces every secret of the URI in `message` with `redacted`.
-    fn scrub(&self, mut message: String) -> String {
+    pub(crate) fn scrub(&self, mut message: String) -> String {
         for secret in &self.secrets {
             if message.contains(secret.as_str()) {
                 message = message.replace(secret.as_str(), strata_core::REDACTED);
@@ -170,6 +170,10 @@ impl ObjectStorage {
             object_store::Error::AlreadyExists { .. } => Error::AlreadyExists { what: "file".into(), name: location },
             object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. } => {
                 Error::NotSupported { feature: format!("{op} on {}", self.base) }
+            }
+            e @ (object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }) => {
+                let message = self.scrub(format!("{op} failed: permission denied (check the URI's credentials): {e}"));
+                Error::Storage { path: location, message, status: Status::Permanent }
             }
             other => {
                 let status = status_of(&other);
@@ -399,15 +403,34 @@ impl Drop for ObjectUpload<'_> {
     }
 }
 
-/// Whether retrying an operation that failed with `err` can help: only for errors whose
-/// cause is a passing IO condition (timeouts, refused or reset connections, interruptions).
+/// Whether retrying an operation that failed with `err` can help: when its cause is a passing
+/// condition. By the time an error reaches strata, object_store has already retried it as its
+/// `RetryConfig` allows; [`Status::Temporary`] says a later attempt may still succeed.
+///
+/// Temporary: IO errors such as timeouts, refused or reset connections; HTTP `5xx`, `408`,
+/// `429`; connection, request and timeout failures of the HTTP client. Everything else
+/// (`4xx`, permission, malformed responses) is permanent.
 fn status_of(err: &object_store::Error) -> Status {
+    use object_store::client::HttpErrorKind;
     use object_store::Error as E;
     if !matches!(err, E::Generic { .. } | E::JoinError { .. }) {
         return Status::Permanent;
     }
     let mut cause: Option<&(dyn std::error::Error + 'static)> = err.source();
     while let Some(e) = cause {
+        // object_store's RetryError is not public: its status is read from its message
+        // ("Server returned non-2xx status code: 503 Service Unavailable: …").
+        if let Some(code) = http_status_in(&e.to_string()) {
+            return if code >= 500 || code == 408 || code == 429 { Status::Temporary } else { Status::Permanent };
+        }
+        if let Some(http) = e.downcast_ref::<object_store::client::HttpError>() {
+            if matches!(
+                http.kind(),
+                HttpErrorKind::Connect | HttpErrorKind::Request | HttpErrorKind::Timeout | HttpErrorKind::Interrupted
+            ) {
+                return Status::Temporary;
+            }
+        }
         if let Some(io) = e.downcast_ref::<io::Error>() {
             use io::ErrorKind as K;
             if matches!(
@@ -432,6 +455,12 @@ fn status_of(err: &object_store::Error) -> Status {
         cause = e.source();
     }
     Status::Permanent
+}
+
+/// The HTTP status an object_store request error reports, if any.
+fn http_status_in(message: &str) -> Option<u16> {
+    let (_, rest) = message.split_once("Server returned non-2xx status code: ")?;
+    rest.get(..3)?.parse().ok()
 }
 
 /// Checks a relative object path: non-empty, no leading or trailing `/`, no empty, `.` or `..`
@@ -476,8 +505,8 @@ pub(crate) fn secrets_of(uri: &str) -> Vec<String> {
         }
     }
     if let Some((_, rest)) = base.split_once("://") {
-        let authority = rest.split('/').next().unwrap_or_default();
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        // Up to the last '@', not the first '/': an unencoded '/' in a password must not hide it.
+        if let Some((userinfo, _)) = rest.rsplit_once('@') {
             if let Some((_, password)) = userinfo.split_once(':') {
                 if !password.is_empty() {
                     secrets.push(password.to_string());

@@ -1,37 +1,50 @@
-//! [`NativeOpener`]: storage URIs to [`ObjectStorage`]s.
+//! [`NativeOpener`]: storage URIs to [`ObjectStorage`]s (and [`WebDavStorage`]s).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::ObjectStore;
-use strata_core::{redact_uri, Error, ExternalStorage, Result, Status, StorageOpener, REDACTED};
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use strata_core::{redact_uri, Error, ExternalStorage, Result, Status, StorageOpener};
 
-use super::object::{percent_decode, secrets_of, ObjectStorage};
+use super::cloud::{self, ClientSettings};
+use super::object::ObjectStorage;
+use super::uri::StorageUri;
+use super::webdav::{self, WebDavClientOptions, WebDavStorage};
 
-/// Query parameters every scheme accepts and storage ignores: `COCKROACH_LOCALITY` tags a URI
-/// of a locality-aware backup and is read by the backup, not by the storage.
-const IGNORED_PARAMS: &[&str] = &["COCKROACH_LOCALITY"];
+/// The schemes this build opens; any other is [`Error::NotSupported`].
+const SCHEMES: &[&str] = &["nodelocal", "file", "memory", "s3", "gs", "azure", "azure-blob", "http", "https"];
 
-/// The schemes this build opens; any other is [`Error::NotSupported`] (`s3`, `gs`, `azure`,
-/// `http(s)` come later).
-const SCHEMES: &[&str] = &["nodelocal", "file", "memory"];
-
-/// Opens the storage URIs of native strata:
+/// Opens the storage URIs of native strata, with CockroachDB's URI parameters:
 ///
 /// | URI | storage |
 /// | --- | --- |
 /// | `nodelocal://1/path`, `nodelocal://self/path` | directory `<nodelocal root>/path` (CockroachDB's node-local form; this process is node 1) |
 /// | `file:///abs/path` | the absolute directory `/abs/path` |
 /// | `memory://name/path` | directory `path` of an in-memory store shared by every URI naming `name`, for the opener's lifetime |
+/// | `s3://bucket/path?AWS_ACCESS_KEY_ID=…&AWS_SECRET_ACCESS_KEY=…` | Amazon S3 or an S3-compatible server; also `AWS_SESSION_TOKEN`, `AWS_REGION` (default `us-east-1`), `AWS_ENDPOINT` (an S3-compatible server's URL, addressed path-style), `AWS_USE_PATH_STYLE=true\|false`, `AUTH=specified\|implicit` |
+/// | `gs://bucket/path?CREDENTIALS=<base64 key>` | Google Cloud Storage; `CREDENTIALS` is a service account key file, base64-encoded; or `BEARER_TOKEN=…`, or `AUTH=implicit` |
+/// | `azure://container/path?AZURE_ACCOUNT_NAME=…&AZURE_ACCOUNT_KEY=…` | Azure Blob Storage (`azure-blob://` too); or `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_TENANT_ID`, or `AUTH=implicit`; `AZURE_BLOB_ENDPOINT=http://127.0.0.1:10000/devstoreaccount1` points at an emulator (Azurite) or a private endpoint |
+/// | `http://[user:password@]host[:port]/path`, `https://…` | a WebDAV server (see [`WebDavStorage`]) |
 ///
-/// The path part may be empty, and path segments may be percent-encoded. Directories are
-/// created when the URI is opened. `s3://`, `gs://`, `azure://` and `http(s)://` are
-/// [`Error::NotSupported`] for now, as is any other scheme; a malformed URI, or an unknown query
-/// parameter, is an [`Error::InvalidArgument`] naming what is wrong, with the URI redacted.
+/// Every scheme takes `COCKROACH_LOCALITY=default` or `=key%3Dvalue`, which tags the URIs of a
+/// locality-aware backup and is read by the backup, not by the storage. `AUTH=specified` (the
+/// default) takes credentials from the URI and names the missing one; `AUTH=implicit` takes
+/// them from the environment (the cloud SDKs' variables, metadata services, credential files).
+///
+/// The path part may be empty, and path segments may be percent-encoded. Local directories
+/// are created when the URI is opened; cloud URIs are opened without a request, so a wrong
+/// credential shows at the first operation. A malformed URI, an unknown, repeated or missing
+/// parameter is an [`Error::InvalidArgument`] naming it, with the URI redacted.
+///
+/// Cloud and WebDAV requests that fail transiently (connection errors, timeouts, `5xx`, `429`)
+/// are retried with exponential backoff under [`NativeOpener::with_retry`]; other failures fail
+/// at once with the path named. Large objects are streamed with multipart uploads (S3, GCS,
+/// Azure) or a spill file and a streamed PUT (WebDAV), with bounded memory.
 ///
 /// # Local files are never half-written
 /// Local directories are served by object_store's `LocalFileSystem`, which writes every object
@@ -54,6 +67,12 @@ const SCHEMES: &[&str] = &["nodelocal", "file", "memory"];
 /// storage.put("BACKUP_MANIFEST", "manifest".into()).await.unwrap();
 /// assert!(dir.path().join("backups/2026/BACKUP_MANIFEST").is_file());
 /// assert_eq!(storage.describe(), "nodelocal://1/backups/2026");
+///
+/// // Cloud URIs are checked when opened; secrets never appear in what is shown.
+/// let s3 = opener.open("s3://bucket/backups?AWS_ACCESS_KEY_ID=AKIA&AWS_SECRET_ACCESS_KEY=hunter2").unwrap();
+/// assert_eq!(s3.describe(), "s3://bucket/backups?AWS_ACCESS_KEY_ID=AKIA&AWS_SECRET_ACCESS_KEY=redacted");
+/// let err = opener.open("s3://bucket/backups?AWS_ACCESS_KEY_ID=AKIA").unwrap_err();
+/// assert!(err.to_string().contains("missing parameter AWS_SECRET_ACCESS_KEY"));
 /// # }
 /// ```
 #[derive(Clone)]
@@ -61,6 +80,10 @@ pub struct NativeOpener {
     nodelocal_root: PathBuf,
     fsync: bool,
     memory: Arc<Mutex<HashMap<String, Arc<InMemory>>>>,
+    clients: ClientSettings,
+    part_size: Option<usize>,
+    /// One WebDAV client (connection pool) for every `http(s)://` storage, built on first use.
+    webdav: Arc<OnceLock<reqwest::Client>>,
 }
 
 impl fmt::Debug for NativeOpener {
@@ -81,13 +104,42 @@ impl NativeOpener {
     /// An opener whose `nodelocal://` URIs live under directory `nodelocal_root` (created on
     /// first use).
     pub fn new(nodelocal_root: PathBuf) -> NativeOpener {
-        NativeOpener { nodelocal_root, fsync: true, memory: Arc::default() }
+        NativeOpener {
+            nodelocal_root,
+            fsync: true,
+            memory: Arc::default(),
+            clients: ClientSettings { retry: RetryConfig::default(), options: ClientOptions::new() },
+            part_size: None,
+            webdav: Arc::default(),
+        }
     }
 
     /// Whether local writes are synced to disk (file and directory) before they return; on by
     /// default. Turning it off trades durability after a crash for speed.
     pub fn with_fsync(mut self, fsync: bool) -> NativeOpener {
         self.fsync = fsync;
+        self
+    }
+
+    /// How cloud and WebDAV requests are retried: object_store's [`RetryConfig`] (by default up
+    /// to 10 retries within 3 minutes, backing off exponentially from 100 ms to 15 s). Only
+    /// transient failures are retried.
+    pub fn with_retry(mut self, retry: RetryConfig) -> NativeOpener {
+        self.clients.retry = retry;
+        self
+    }
+
+    /// The HTTP client options of the S3, GCS, Azure and WebDAV-read clients (timeouts,
+    /// proxies, …); `allow_http` is set per URI, from its endpoint.
+    pub fn with_client_options(mut self, options: ClientOptions) -> NativeOpener {
+        self.clients.options = options;
+        self
+    }
+
+    /// The part size of streamed (multipart) uploads to object stores; see
+    /// [`ObjectStorage::with_part_size`] (8 MiB by default; S3 needs at least 5 MiB).
+    pub fn with_part_size(mut self, bytes: usize) -> NativeOpener {
+        self.part_size = Some(bytes);
         self
     }
 
@@ -121,17 +173,68 @@ impl NativeOpener {
             .entry(uri.host.to_string())
             .or_insert_with(|| Arc::new(InMemory::new()))
             .clone();
-        let storage = ObjectStorage::new(store, uri.raw).with_root(&uri.segments.join("/"))?;
+        let storage = ObjectStorage::new(store, uri.raw).with_root(&uri.path())?;
         Ok(Arc::new(storage))
+    }
+
+    /// An object store rooted at the URI's path.
+    fn object_storage(&self, uri: &StorageUri<'_>, store: Arc<dyn ObjectStore>) -> Result<Arc<dyn ExternalStorage>> {
+        let mut storage = ObjectStorage::new(store, uri.raw).with_root(&uri.path())?;
+        if let Some(bytes) = self.part_size {
+            storage = storage.with_part_size(bytes);
+        }
+        Ok(Arc::new(storage))
+    }
+
+    fn open_webdav(&self, uri: &StorageUri<'_>) -> Result<Arc<dyn ExternalStorage>> {
+        uri.check_params(&[])?;
+        if uri.host.is_empty() {
+            return Err(uri.invalid(&format!("{} URIs name a server: {}://host[:port]/path", uri.scheme, uri.scheme)));
+        }
+        let mut origin = format!("{}://{}", uri.scheme, uri.host);
+        if let Some(port) = uri.port {
+            origin.push_str(&format!(":{port}"));
+        }
+        origin.push('/');
+        let mut root = url::Url::parse(&origin).map_err(|e| uri.invalid(&format!("not a valid URL: {e}")))?;
+        let auth = match uri.userinfo {
+            Some(userinfo) => Some(
+                webdav::basic_auth(userinfo)
+                    .ok_or_else(|| uri.invalid("the user or password cannot be sent in an HTTP header"))?,
+            ),
+            None => None,
+        };
+        let mut options = self.clients.options.clone().with_allow_http(uri.scheme == "http");
+        if let Some(auth) = &auth {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, auth.clone());
+            options = options.with_default_headers(headers);
+        }
+        let store = HttpBuilder::new()
+            .with_url(origin.as_str())
+            .with_client_options(options)
+            .with_retry(self.clients.retry.clone())
+            .build()
+            .map_err(|e| uri.invalid(&format!("cannot configure the HTTP client: {e}")))?;
+        let reads = ObjectStorage::new(Arc::new(store), uri.raw).with_root(&uri.path())?;
+        root.path_segments_mut().expect("http URLs have paths").pop_if_empty().extend(&uri.segments);
+        let client = match self.webdav.get() {
+            Some(client) => client.clone(),
+            None => {
+                let client = webdav::client(&WebDavClientOptions::default())?;
+                self.webdav.get_or_init(|| client).clone()
+            }
+        };
+        Ok(Arc::new(WebDavStorage::new(reads, client, root, auth, self.clients.retry.clone())))
     }
 }
 
 impl StorageOpener for NativeOpener {
     fn open(&self, uri: &str) -> Result<Arc<dyn ExternalStorage>> {
-        let parsed = StorageUri::parse(uri)?;
+        let parsed = StorageUri::parse(uri, SCHEMES, &["http", "https"], &["http", "https"])?;
         match parsed.scheme.as_str() {
             "nodelocal" => {
-                parsed.check_params()?;
+                parsed.check_params(&[])?;
                 let node = parsed.host;
                 if node.is_empty() {
                     return Err(
@@ -150,7 +253,7 @@ impl StorageOpener for NativeOpener {
                 self.open_local(&parsed, dir)
             }
             "file" => {
-                parsed.check_params()?;
+                parsed.check_params(&[])?;
                 if !parsed.host.is_empty() && !parsed.host.eq_ignore_ascii_case("localhost") {
                     return Err(parsed.invalid(&format!(
                         "file URIs name a local directory (file:///abs/path), not one on host {:?}",
@@ -161,105 +264,14 @@ impl StorageOpener for NativeOpener {
                 self.open_local(&parsed, dir)
             }
             "memory" => {
-                parsed.check_params()?;
+                parsed.check_params(&[])?;
                 self.open_memory(&parsed)
             }
+            "s3" => self.object_storage(&parsed, cloud::s3(&parsed, &self.clients)?),
+            "gs" => self.object_storage(&parsed, cloud::gs(&parsed, &self.clients)?),
+            "azure" | "azure-blob" => self.object_storage(&parsed, cloud::azure(&parsed, &self.clients)?),
+            "http" | "https" => self.open_webdav(&parsed),
             other => Err(Error::NotSupported { feature: format!("{other} storage") }),
         }
     }
-}
-
-/// The parts of a storage URI `scheme://host/seg/seg?k=v&k=v`, percent-decoded.
-struct StorageUri<'a> {
-    raw: &'a str,
-    /// Lower-cased.
-    scheme: String,
-    host: &'a str,
-    /// Non-empty, decoded, never `.` or `..`.
-    segments: Vec<String>,
-    /// Decoded names; values are not kept.
-    params: Vec<String>,
-}
-
-impl<'a> StorageUri<'a> {
-    fn parse(raw: &'a str) -> Result<StorageUri<'a>> {
-        let fail = |message: String| Err(invalid_uri(raw, &message));
-        if let Some(c) = raw.chars().find(|c| c.is_control() || c.is_whitespace()) {
-            return fail(format!("it contains the character {c:?}; percent-encode it"));
-        }
-        const EXAMPLE: &str = "expected a URI such as nodelocal://1/backups or file:///var/backups";
-        let Some((scheme, rest)) = raw.split_once("://") else {
-            return match raw.split_once(':') {
-                Some((scheme, _)) if !scheme.contains('/') => {
-                    fail(format!("\"{scheme}:\" is not followed by \"//\": {EXAMPLE}"))
-                }
-                _ => fail(format!("it has no scheme: {EXAMPLE}")),
-            };
-        };
-        let valid_scheme = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-        if !valid_scheme {
-            return fail(format!("{scheme:?} is not a URI scheme"));
-        }
-        let scheme = scheme.to_ascii_lowercase();
-        if !SCHEMES.contains(&scheme.as_str()) {
-            return Err(Error::NotSupported { feature: format!("{scheme} storage") });
-        }
-        if rest.contains('#') {
-            return fail("'#' starts a fragment, which storage URIs do not have; percent-encode it as %23".into());
-        }
-        let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (host, path) = before_query.split_once('/').unwrap_or((before_query, ""));
-        if host.contains('@') {
-            return fail(format!("{scheme} URIs take no user or password"));
-        }
-        if host.contains(':') {
-            return fail(format!("{scheme} URIs take no port"));
-        }
-        let mut segments = Vec::new();
-        for segment in path.split('/').filter(|s| !s.is_empty()) {
-            let decoded = percent_decode(segment);
-            if decoded == "." || decoded == ".." {
-                return fail(format!("the path may not contain {decoded:?} segments"));
-            }
-            if decoded.contains('/') || decoded.chars().any(|c| c.is_control()) {
-                return fail(format!("the path segment {segment:?} decodes to '/' or a control character"));
-            }
-            segments.push(decoded);
-        }
-        let params = query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| percent_decode(p.split_once('=').map_or(p, |(k, _)| k)))
-            .collect();
-        Ok(StorageUri { raw, scheme, host, segments, params })
-    }
-
-    /// Rejects query parameters the scheme does not know.
-    fn check_params(&self) -> Result<()> {
-        match self.params.iter().find(|p| !IGNORED_PARAMS.iter().any(|i| i.eq_ignore_ascii_case(p))) {
-            Some(unknown) => Err(self.invalid(&format!("unknown parameter {unknown:?} for {} storage", self.scheme))),
-            None => Ok(()),
-        }
-    }
-
-    fn invalid(&self, message: &str) -> Error {
-        invalid_uri(self.raw, message)
-    }
-}
-
-/// `invalid storage URI: '<redacted uri>': <message>`, with every secret of the URI scrubbed,
-/// also those [`redact_uri`] misses (a percent-encoded parameter name).
-fn invalid_uri(raw: &str, message: &str) -> Error {
-    let before_query = raw.split('?').next().unwrap_or_default();
-    let shown = match before_query.rfind('@') {
-        // Without `://`, user info cannot be told from the rest: hide everything before the '@'.
-        Some(at) if !before_query.contains("://") => redact_uri(&format!("{REDACTED}@{}", &raw[at + 1..])),
-        _ => redact_uri(raw),
-    };
-    let mut message = format!("'{shown}': {message}");
-    for secret in secrets_of(raw) {
-        message = message.replace(&secret, REDACTED);
-    }
-    Error::InvalidArgument { what: "storage URI".into(), message }
 }

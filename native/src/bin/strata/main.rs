@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use strata_core::{keys, Executor, QueryResult, ScanRequest, Timestamp, Value};
-use strata_native::{workload, EmbeddedStore, NativeOpener};
+use strata_core::sql::{BackupSource, Subdir};
+use strata_core::{keys, Executor, KeyRequest, QueryResult, ScanRequest, Timestamp, Value};
+use strata_native::{generate_key_file, os_entropy, workload, EmbeddedStore, FileKmsOpener, NativeOpener};
 
 #[derive(Parser)]
 #[command(name = "strata", version, about = "Full and incremental backups of MVCC key-value data, CockroachDB style")]
@@ -61,6 +62,28 @@ enum Command {
     },
     /// Print the store's current timestamp, in the decimal form AS OF SYSTEM TIME accepts.
     Now,
+    /// Check every file of a backup (a backup directory with its incrementals, or every full
+    /// backup of a collection) exists with the size and SHA-256 its manifest records, without
+    /// restoring. Encrypted backups are checked without their key unless one is given. Prints one
+    /// row per problem and exits non-zero if there is any.
+    Verify {
+        /// The backup's URI, e.g. nodelocal://1/backups.
+        uri: String,
+        /// Check a collection's `LATEST` full backup (or this dated subdirectory) only.
+        #[arg(long = "in", value_name = "SUBDIR")]
+        subdir: Option<String>,
+        /// The backup's passphrase (then its manifests are decrypted and used).
+        #[arg(long, env = "STRATA_PASSPHRASE", hide_env_values = true)]
+        passphrase: Option<String>,
+        /// A KMS key that opens the backup, e.g. file-kms:///path/to/keyfile.
+        #[arg(long)]
+        kms: Vec<String>,
+    },
+    /// Write a new key file (32 random bytes, hex, mode 0600) for `kms = 'file-kms:///FILE'`.
+    Keygen {
+        /// Where to write it (an existing file is never overwritten).
+        file: PathBuf,
+    },
     /// Sample workloads.
     Workload {
         #[command(subcommand)]
@@ -107,12 +130,20 @@ fn main() -> ExitCode {
 /// Opens the store at `dir` with an executor whose `nodelocal://` root is `dir/extern`.
 pub(crate) fn open(dir: &Path) -> anyhow::Result<Executor> {
     let store = EmbeddedStore::open(dir).with_context(|| format!("cannot open the store at {}", dir.display()))?;
-    Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern")))))
+    Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern"))))
+        .with_entropy(os_entropy())
+        .with_kms_opener(Arc::new(FileKmsOpener)))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Demo { rows } = cli.command {
         return demo::run(rows).await;
+    }
+    if let Command::Keygen { file } = &cli.command {
+        generate_key_file(file).with_context(|| format!("cannot write the key file {}", file.display()))?;
+        let abs = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+        println!("file-kms://{}", abs.display());
+        return Ok(());
     }
     let dir = cli.store.ok_or_else(|| anyhow!("--store DIR is required (or set STRATA_STORE)"))?;
     let exec = open(&dir)?;
@@ -173,6 +204,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Now => println!("{}", exec.store().now().await?),
+        Command::Verify { uri, subdir, passphrase, kms } => {
+            let subdir = subdir.map(|s| if s == "LATEST" { Subdir::Latest } else { Subdir::Path(s) });
+            let source = BackupSource { subdir, layers: vec![vec![uri]] };
+            let keys = KeyRequest::new(passphrase.as_deref(), &kms);
+            let report = exec.check_files(&source, keys, false).await?;
+            if !report.problems.is_empty() {
+                print_result(&report.to_result(), cli.format);
+                bail!(
+                    "{} problem{} in {} files of {} backup layers",
+                    report.problems.len(),
+                    if report.problems.len() == 1 { "" } else { "s" },
+                    report.files,
+                    report.layers
+                );
+            }
+            eprintln!("verified {} files of {} backup layers: no problems", report.files, report.layers);
+        }
         Command::Workload { command: WorkloadCommand::Init { name, rows } } => {
             if name != "bank" {
                 bail!("unknown workload '{name}'; available: bank");
@@ -187,7 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
-        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Keygen { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -1,0 +1,404 @@
+//! Key-encryption keys: the [`KeyProvider`] trait for KMS plugins, and the [`Keyring`] that makes
+//! a chain's data key at its full backup, finds it again from a passphrase or KMS key, and adds
+//! keys (`ALTER BACKUP … ADD NEW_KMS` / `ADD NEW_PASSPHRASE`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use zeroize::Zeroizing;
+
+use crate::crypto::aead::is_sealed;
+use crate::crypto::info::{EncryptionInfo, WrappedKey, ENCRYPTION_INFO_NAME};
+use crate::crypto::kdf::KdfParams;
+use crate::crypto::{DataKey, Entropy, FileCodec};
+use crate::error::{Error, Result};
+use crate::format::manifest::MANIFEST_NAME;
+use crate::kv::MaybeSendSync;
+use crate::redact::redact_uri;
+use crate::storage::ExternalStorage;
+
+/// A key-encryption key held by a key management service (or a local key file): it wraps and
+/// unwraps a backup chain's 32-byte data key, which never leaves strata unwrapped.
+///
+/// Opened from a `kms = 'uri'` option by a [`KmsOpener`]. strata-native ships `file-kms:///path`,
+/// a key in a local file; cloud KMS plugins implement the same trait, for example:
+///
+/// | URI (CockroachDB's forms) | `key_id` | `wrap` / `unwrap` |
+/// | --- | --- | --- |
+/// | `aws-kms:///{key ARN or alias}?AUTH=implicit&REGION=us-east-1` | the key's ARN | KMS `Encrypt` / `Decrypt` |
+/// | `gcp-kms:///projects/p/locations/l/keyRings/r/cryptoKeys/k?AUTH=implicit` | the key's resource name | Cloud KMS `encrypt` / `decrypt` |
+/// | `azure-kms:///{key name}/{version}?AZURE_VAULT_NAME=…&AZURE_CLIENT_SECRET=…` | vault, key name and version | Key Vault `wrapKey` / `unwrapKey` |
+///
+/// # Contract
+/// - [`KeyProvider::key_id`] names the key, not the URI: every URI naming the same key gives the
+///   same id, and it holds no secret (it is stored in plaintext in `ENCRYPTION-INFO`, printed in
+///   errors, and used to find the entry a provider can unwrap).
+/// - [`KeyProvider::wrap`] returns bytes that only this key unwraps; it may be randomized, and
+///   the result may be of any length.
+/// - [`KeyProvider::unwrap`] returns exactly the bytes `wrap` was given, or fails when the bytes
+///   were not wrapped by this key or were altered (an authenticated wrapping, as every KMS does).
+///   strata also checks the result against the chain's key check value.
+/// - Errors never contain key material or credentials (redact the URI).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait KeyProvider: MaybeSendSync {
+    /// The key's stable, non-secret identifier.
+    fn key_id(&self) -> String;
+
+    /// Wraps (encrypts) a data key.
+    async fn wrap(&self, data_key: &[u8]) -> Result<Vec<u8>>;
+
+    /// Unwraps what [`KeyProvider::wrap`] returned.
+    async fn unwrap(&self, wrapped: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// Opens [`KeyProvider`]s for `kms = 'uri'` options (like [`crate::StorageOpener`] for storage).
+///
+/// # Contract
+/// An unknown scheme or malformed URI is an [`Error::InvalidArgument`] or [`Error::NotSupported`]
+/// naming the URI redacted; opening does not need to contact the KMS.
+pub trait KmsOpener: MaybeSendSync {
+    /// The provider for `uri`.
+    fn open(&self, uri: &str) -> Result<Arc<dyn KeyProvider>>;
+}
+
+/// The keys a statement gives: a passphrase, KMS URIs, or neither.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyRequest<'a> {
+    /// `encryption_passphrase` (or `NEW_PASSPHRASE` / `OLD_PASSPHRASE`).
+    pub passphrase: Option<&'a str>,
+    /// `kms` (or `NEW_KMS` / `OLD_KMS`).
+    pub kms: &'a [String],
+}
+
+impl<'a> KeyRequest<'a> {
+    /// A request from a statement's options.
+    pub fn new(passphrase: Option<&'a str>, kms: &'a [String]) -> KeyRequest<'a> {
+        KeyRequest { passphrase, kms }
+    }
+
+    /// Whether no key is given.
+    pub fn is_empty(&self) -> bool {
+        self.passphrase.is_none() && self.kms.is_empty()
+    }
+
+    fn option_name(&self) -> &'static str {
+        if self.passphrase.is_some() {
+            "encryption_passphrase"
+        } else {
+            "kms"
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.passphrase.is_some() && !self.kms.is_empty() {
+            return Err(Error::invalid("encryption options", "give encryption_passphrase or kms, not both"));
+        }
+        if self.passphrase == Some("") {
+            return Err(Error::invalid("encryption_passphrase", "the passphrase is empty"));
+        }
+        Ok(())
+    }
+}
+
+/// What encryption needs from the host, and how it is tuned: randomness, a KMS opener, KDF
+/// parameters for new passphrases, the chunk size of new files. Set on the executor
+/// (`Executor::with_entropy`, …).
+#[derive(Clone, Default)]
+pub struct Keyring {
+    entropy: Option<Entropy>,
+    kms: Option<Arc<dyn KmsOpener>>,
+    kdf: KdfParams,
+    chunk_size: Option<u32>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("entropy", &self.entropy.is_some())
+            .field("kms", &self.kms.is_some())
+            .field("kdf", &self.kdf)
+            .field("chunk_size", &self.chunk_size)
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// Sets the source of random bytes (needed to make keys; restores do without).
+    pub fn with_entropy(mut self, entropy: Entropy) -> Self {
+        self.entropy = Some(entropy);
+        self
+    }
+
+    /// Sets how `kms = 'uri'` options are opened.
+    pub fn with_kms_opener(mut self, opener: Arc<dyn KmsOpener>) -> Self {
+        self.kms = Some(opener);
+        self
+    }
+
+    /// Sets the KDF parameters of passphrases added from now on (existing backups keep theirs).
+    pub fn with_kdf_params(mut self, kdf: KdfParams) -> Self {
+        self.kdf = kdf;
+        self
+    }
+
+    /// Sets the plaintext bytes per chunk of encrypted files written from now on.
+    pub fn with_chunk_size(mut self, bytes: u32) -> Self {
+        self.chunk_size = Some(bytes);
+        self
+    }
+
+    /// The KDF parameters new passphrases get.
+    pub fn kdf_params(&self) -> KdfParams {
+        self.kdf
+    }
+
+    fn codec(&self, key: DataKey) -> FileCodec {
+        let codec = FileCodec::encrypted(key);
+        match self.chunk_size {
+            Some(n) => codec.with_chunk_size(n),
+            None => codec,
+        }
+    }
+
+    fn entropy(&self) -> Result<&Entropy> {
+        self.entropy.as_ref().ok_or_else(|| {
+            Error::Precondition(
+                "encryption needs a source of random bytes, and none is configured (Executor::with_entropy)".into(),
+            )
+        })
+    }
+
+    /// The codec of the chain whose full backup is the directory `root`: plain for a plain
+    /// chain opened without keys, encrypting with the chain's data key when `request` opens it.
+    /// A plain chain given a key, an encrypted one given none, and a key that does not open it
+    /// are errors that say so.
+    pub async fn open_chain(&self, root: &dyn ExternalStorage, request: KeyRequest<'_>) -> Result<FileCodec> {
+        request.check()?;
+        let shown = root.describe();
+        let Some(info) = read_info(root).await? else {
+            if manifest_is_sealed(root).await {
+                return Err(Error::corrupt(
+                    format!("{shown}/{ENCRYPTION_INFO_NAME}"),
+                    "is missing, but the backup is encrypted: its data key cannot be found without it",
+                ));
+            }
+            if request.is_empty() {
+                return Ok(FileCodec::plain());
+            }
+            return Err(Error::Precondition(format!(
+                "the backup at {shown} is not encrypted; run the statement without {}",
+                request.option_name()
+            )));
+        };
+        if request.is_empty() {
+            return Err(Error::Precondition(format!(
+                "the backup at {shown} is encrypted: give encryption_passphrase = '…' or kms = '…' ({})",
+                describe_keys(&info)
+            )));
+        }
+        Ok(self.codec(self.unwrap(&info, request, &shown).await?))
+    }
+
+    /// Makes the data key of a new chain whose full backup goes into `dir` (which holds no
+    /// backup) and writes its `ENCRYPTION-INFO` there; plain when `request` is empty. Returns the
+    /// codec and whether an `ENCRYPTION-INFO` was written (to remove if the backup fails).
+    ///
+    /// An `ENCRYPTION-INFO` already in `dir` without a manifest beside it is left by an unfinished
+    /// backup: when `request` opens it its key is reused (a retry writes the same files), and
+    /// otherwise it is an error.
+    pub async fn create_chain(&self, dir: &dyn ExternalStorage, request: KeyRequest<'_>) -> Result<(FileCodec, bool)> {
+        request.check()?;
+        let shown = dir.describe();
+        let stale = |why: String| {
+            Error::Precondition(format!(
+                "{shown}/{ENCRYPTION_INFO_NAME} was left by an unfinished backup ({why}); remove it, \
+                 or back up with that backup's key"
+            ))
+        };
+        let existing = read_info(dir).await?;
+        if request.is_empty() {
+            return match existing {
+                Some(_) => Err(stale("this backup is not encrypted".into())),
+                None => Ok((FileCodec::plain(), false)),
+            };
+        }
+        let entropy = self.entropy()?;
+        if let Some(info) = existing {
+            let key = self.unwrap(&info, request, &shown).await.map_err(|e| stale(e.to_string()))?;
+            return Ok((self.codec(key), false));
+        }
+        let key = DataKey::generate(entropy)?;
+        let mut info = EncryptionInfo::new(&key);
+        self.wrap_into(&mut info, &key, request).await?;
+        match dir.put_if_absent(ENCRYPTION_INFO_NAME, Bytes::from(info.encode())).await {
+            Ok(()) => Ok((self.codec(key), true)),
+            Err(Error::AlreadyExists { .. }) => {
+                // Another backup into the same directory raced us: use its key if ours opens it.
+                let info = read_info(dir).await?.ok_or_else(|| stale("it vanished".into()))?;
+                let key = self.unwrap(&info, request, &shown).await.map_err(|e| stale(e.to_string()))?;
+                Ok((self.codec(key), false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds the keys `new` to the encrypted chain whose full backup is `root`, opened with `old`;
+    /// rewrites only its `ENCRYPTION-INFO` (one atomic `put`). Keys already present are not
+    /// added twice. Returns the number of keys the chain then opens with.
+    pub async fn add_keys(
+        &self,
+        root: &dyn ExternalStorage,
+        old: KeyRequest<'_>,
+        new: KeyRequest<'_>,
+    ) -> Result<usize> {
+        old.check()?;
+        new.check()?;
+        let shown = root.describe();
+        if root.size(MANIFEST_NAME).await.is_err() {
+            return Err(Error::not_found("backup", format!("{shown} (no {MANIFEST_NAME})")));
+        }
+        let Some(mut info) = read_info(root).await? else {
+            return Err(Error::Precondition(format!(
+                "the backup at {shown} is not encrypted: there is no key to add a key to"
+            )));
+        };
+        let key = self.unwrap(&info, old, &shown).await?;
+        let before = info.keys.len();
+        if let Some(p) = new.passphrase {
+            if info.unwrap_passphrase(p)?.is_none() {
+                info.add_passphrase(&key, p, self.kdf, self.entropy()?)?;
+            }
+        }
+        for uri in new.kms {
+            let provider = self.kms_opener()?.open(uri)?;
+            if !info.kms_key_ids().contains(&provider.key_id().as_str()) {
+                info.keys.push(self.wrap_kms(provider.as_ref(), uri, &key).await?);
+            }
+        }
+        if info.keys.len() != before {
+            root.put(ENCRYPTION_INFO_NAME, Bytes::from(info.encode())).await?;
+        }
+        Ok(info.keys.len())
+    }
+
+    fn kms_opener(&self) -> Result<&Arc<dyn KmsOpener>> {
+        self.kms.as_ref().ok_or_else(|| {
+            Error::Precondition(
+                "kms = '…' needs a KMS, and none is configured for this executor (Executor::with_kms_opener)".into(),
+            )
+        })
+    }
+
+    async fn wrap_into(&self, info: &mut EncryptionInfo, key: &DataKey, request: KeyRequest<'_>) -> Result<()> {
+        if let Some(p) = request.passphrase {
+            info.add_passphrase(key, p, self.kdf, self.entropy()?)?;
+        }
+        for uri in request.kms {
+            let provider = self.kms_opener()?.open(uri)?;
+            info.keys.push(self.wrap_kms(provider.as_ref(), uri, key).await?);
+        }
+        Ok(())
+    }
+
+    /// Wraps `key` with a KMS key, checking the provider unwraps it back.
+    async fn wrap_kms(&self, provider: &dyn KeyProvider, uri: &str, key: &DataKey) -> Result<WrappedKey> {
+        let ciphertext = provider.wrap(key.expose()).await?;
+        let back = Zeroizing::new(provider.unwrap(&ciphertext).await?);
+        if back.as_slice() != key.expose() {
+            return Err(Error::Precondition(format!(
+                "the KMS key {} does not unwrap what it wrapped; the provider is broken",
+                redact_uri(uri)
+            )));
+        }
+        Ok(WrappedKey::Kms { key_id: provider.key_id(), ciphertext })
+    }
+
+    /// The chain's data key, from the keys of `request`.
+    async fn unwrap(&self, info: &EncryptionInfo, request: KeyRequest<'_>, shown: &str) -> Result<DataKey> {
+        if let Some(p) = request.passphrase {
+            if !info.has_passphrase() {
+                return Err(Error::WrongKey(format!(
+                    "the backup at {shown} is encrypted with a KMS key, not a passphrase: give kms = '…' ({})",
+                    describe_keys(info)
+                )));
+            }
+            return info.unwrap_passphrase(p)?.ok_or_else(|| {
+                Error::WrongKey(format!("the passphrase is wrong: it does not open the encrypted backup at {shown}"))
+            });
+        }
+        let ids = info.kms_key_ids();
+        if ids.is_empty() {
+            return Err(Error::WrongKey(format!(
+                "the backup at {shown} is encrypted with a passphrase, not a KMS key: give encryption_passphrase = '…'"
+            )));
+        }
+        let opener = self.kms_opener()?;
+        let mut failures = Vec::new();
+        for uri in request.kms {
+            let provider = opener.open(uri)?;
+            let id = provider.key_id();
+            for k in &info.keys {
+                let WrappedKey::Kms { key_id, ciphertext } = k else { continue };
+                if *key_id != id {
+                    continue;
+                }
+                match provider.unwrap(ciphertext).await {
+                    Ok(bytes) => {
+                        let bytes = Zeroizing::new(bytes);
+                        match DataKey::from_bytes(&bytes).filter(|k| info.opens_with(k)) {
+                            Some(key) => return Ok(key),
+                            None => failures.push(format!("{id}: unwrapped a key that is not the backup's")),
+                        }
+                    }
+                    Err(e) => failures.push(format!("{id}: {e}")),
+                }
+            }
+        }
+        let given: Vec<String> = request.kms.iter().map(|u| redact_uri(u)).collect();
+        let failures = if failures.is_empty() { String::new() } else { format!("; {}", failures.join("; ")) };
+        Err(Error::WrongKey(format!(
+            "the KMS key is wrong: {} does not open the encrypted backup at {shown} ({}){failures}",
+            given.join(", "),
+            describe_keys(info)
+        )))
+    }
+}
+
+/// `a passphrase and KMS keys file-kms:ab12…`, for messages.
+fn describe_keys(info: &EncryptionInfo) -> String {
+    let mut parts = Vec::new();
+    let n = info.keys.iter().filter(|k| matches!(k, WrappedKey::Passphrase { .. })).count();
+    match n {
+        0 => {}
+        1 => parts.push("a passphrase".to_string()),
+        n => parts.push(format!("{n} passphrases")),
+    }
+    let ids = info.kms_key_ids();
+    if !ids.is_empty() {
+        parts.push(format!("KMS keys {}", ids.join(", ")));
+    }
+    if parts.is_empty() {
+        "no key at all".into()
+    } else {
+        format!("it opens with {}", parts.join(" and "))
+    }
+}
+
+/// Reads `ENCRYPTION-INFO` from a full backup's directory (`None`: not there).
+pub async fn read_info(root: &dyn ExternalStorage) -> Result<Option<EncryptionInfo>> {
+    match root.get(ENCRYPTION_INFO_NAME).await {
+        Ok(bytes) => Ok(Some(EncryptionInfo::decode(&bytes, &format!("{}/{ENCRYPTION_INFO_NAME}", root.describe()))?)),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the directory's manifest exists and is encrypted.
+async fn manifest_is_sealed(dir: &dyn ExternalStorage) -> bool {
+    match dir.size(MANIFEST_NAME).await {
+        Ok(n) if n >= 8 => dir.get_range(MANIFEST_NAME, 0..8).await.is_ok_and(|b| is_sealed(&b)),
+        _ => false,
+    }
+}

@@ -1,0 +1,327 @@
+//! Locality-aware backups: a list of URIs, each tagged `COCKROACH_LOCALITY=default` or
+//! `COCKROACH_LOCALITY=key%3Dvalue`, opened as one [`LocalityStorage`].
+//!
+//! ```text
+//!   BACKUP … TO ('s3://us?COCKROACH_LOCALITY=default', 's3://west?COCKROACH_LOCALITY=region%3Dus-west')
+//!
+//!   work unit (locality "region=us-west,zone=a") ──route──▶ 's3://west…'  FileInfo.locality = "region=us-west"
+//!   work unit (locality "region=eu" or none)      ──route──▶ 's3://us…'    FileInfo.locality = None
+//!   BACKUP_MANIFEST, checksum, LATEST, ENCRYPTION-INFO ───▶ 's3://us…' (the default location)
+//! ```
+//!
+//! A [`LocalityStorage`] is an [`ExternalStorage`] whose every operation goes to the default
+//! location, so the rest of backup and restore treat a list like one URI (subdirectories of it
+//! are lists of the same subdirectories, see [`ExternalStorage::locality`]). Data files are the
+//! exception: a backup writes each to the location matching its work unit's locality and records
+//! that locality in the manifest; a restore reads each from the location its `FileInfo` names.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::format::manifest::FileInfo;
+use crate::redact::redact_uri;
+use crate::storage::{ExternalStorage, MultipartUpload, ObjectMeta, StorageOpener};
+
+/// The URI parameter that tags the URIs of a locality-aware backup.
+pub const LOCALITY_PARAM: &str = "COCKROACH_LOCALITY";
+
+/// The value of [`LOCALITY_PARAM`] that marks the default location.
+pub const DEFAULT_LOCALITY: &str = "default";
+
+/// The default location of a locality-aware backup and one location per locality tier
+/// (`region=us-west`). Every [`ExternalStorage`] operation goes to the default location, except
+/// [`ExternalStorage::delete`], which removes the path from every location (a path of a backup
+/// names one file, wherever its locality put it); [`ExternalStorage::locality`] gives the others.
+pub struct LocalityStorage {
+    default: Arc<dyn ExternalStorage>,
+    localities: Vec<(String, Arc<dyn ExternalStorage>)>,
+}
+
+impl LocalityStorage {
+    /// A default location and `(tier, location)` pairs, tiers as `key=value`.
+    pub fn new(default: Arc<dyn ExternalStorage>, localities: Vec<(String, Arc<dyn ExternalStorage>)>) -> Self {
+        LocalityStorage { default, localities }
+    }
+}
+
+/// Opens a backup's list of URIs: one URI as it is, several as a [`LocalityStorage`]. In a list
+/// every URI carries `COCKROACH_LOCALITY`, exactly one of them `default`, the others distinct
+/// `key=value` tiers. A single URI may carry `COCKROACH_LOCALITY=default`, nothing else.
+pub fn open_locations(opener: &dyn StorageOpener, uris: &[String]) -> Result<Arc<dyn ExternalStorage>> {
+    let invalid = |message: String| Error::invalid("locality-aware backup", message);
+    match uris {
+        [] => Err(Error::invalid("backup location", "no URI given")),
+        [one] => match locality_of(one)? {
+            Some(l) if l != DEFAULT_LOCALITY => Err(invalid(format!(
+                "'{}' has {LOCALITY_PARAM}={l}, but no URI of the list is the default: give a list of URIs, one with \
+                 {LOCALITY_PARAM}=default",
+                redact_uri(one)
+            ))),
+            _ => opener.open(one),
+        },
+        many => {
+            let mut default = None;
+            let mut localities: Vec<(String, Arc<dyn ExternalStorage>)> = Vec::new();
+            for uri in many {
+                let Some(locality) = locality_of(uri)? else {
+                    return Err(invalid(format!(
+                        "'{}' has no {LOCALITY_PARAM} parameter: every URI of a list needs one \
+                         ({LOCALITY_PARAM}=default for one of them, {LOCALITY_PARAM}=key%3Dvalue for the others)",
+                        redact_uri(uri)
+                    )));
+                };
+                if locality == DEFAULT_LOCALITY {
+                    if default.is_some() {
+                        return Err(invalid(format!("more than one URI has {LOCALITY_PARAM}=default")));
+                    }
+                    default = Some(opener.open(uri)?);
+                    continue;
+                }
+                if localities.iter().any(|(l, _)| *l == locality) {
+                    return Err(invalid(format!("more than one URI has {LOCALITY_PARAM}={locality}")));
+                }
+                localities.push((locality, opener.open(uri)?));
+            }
+            let default = default
+                .ok_or_else(|| invalid(format!("no URI of the list has {LOCALITY_PARAM}=default; exactly one must")))?;
+            Ok(Arc::new(LocalityStorage::new(default, localities)))
+        }
+    }
+}
+
+/// The `COCKROACH_LOCALITY` of a URI, percent-decoded: `default`, a `key=value` tier, or `None`.
+pub fn locality_of(uri: &str) -> Result<Option<String>> {
+    let Some((_, query)) = uri.split_once('?') else { return Ok(None) };
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !percent_decode(name).eq_ignore_ascii_case(LOCALITY_PARAM) {
+            continue;
+        }
+        let value = percent_decode(value);
+        if value == DEFAULT_LOCALITY {
+            return Ok(Some(value));
+        }
+        let valid = value
+            .split_once('=')
+            .is_some_and(|(k, v)| !k.is_empty() && !v.is_empty() && !v.contains('=') && !value.contains(','));
+        if !valid {
+            return Err(Error::invalid(
+                "locality-aware backup",
+                format!(
+                    "'{}': {LOCALITY_PARAM} is 'default' or one locality tier key=value (written key%3Dvalue), not {value:?}",
+                    redact_uri(uri)
+                ),
+            ));
+        }
+        return Ok(Some(value));
+    }
+    Ok(None)
+}
+
+/// Where the files of a work unit go: the location of the most specific tier of `locality`
+/// (`region=us-west,zone=us-west-1a` prefers a `zone=us-west-1a` URI to a `region=us-west` one)
+/// that the storage has, with that tier; otherwise the storage itself (the default), with `None`.
+pub fn route(storage: &Arc<dyn ExternalStorage>, locality: Option<&str>) -> (Arc<dyn ExternalStorage>, Option<String>) {
+    for tier in locality.unwrap_or_default().split(',').rev().map(str::trim).filter(|t| !t.is_empty()) {
+        if let Some(location) = storage.locality(tier) {
+            return (location, Some(tier.to_string()));
+        }
+    }
+    (storage.clone(), None)
+}
+
+/// The location holding `file` of a backup layer stored in `layer`: the default location, or
+/// the one of its recorded locality, which the restore must have been given.
+pub fn storage_for_file(layer: &Arc<dyn ExternalStorage>, file: &FileInfo) -> Result<Arc<dyn ExternalStorage>> {
+    match &file.locality {
+        None => Ok(layer.clone()),
+        Some(tier) => layer.locality(tier).ok_or_else(|| {
+            Error::invalid(
+                "restore source",
+                format!(
+                    "{} is stored in locality {tier}, but no URI with {LOCALITY_PARAM}={} was given: \
+                     list the backup's URIs for every locality, as in BACKUP",
+                    file.path,
+                    tier.replace('=', "%3D")
+                ),
+            )
+        }),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl ExternalStorage for LocalityStorage {
+    fn describe(&self) -> String {
+        self.default.describe()
+    }
+    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        self.default.put(path, data).await
+    }
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
+        self.default.put_if_absent(path, data).await
+    }
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        self.default.get(path).await
+    }
+    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
+        self.default.get_range(path, range).await
+    }
+    async fn size(&self, path: &str) -> Result<u64> {
+        self.default.size(path).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.default.list(prefix).await
+    }
+    async fn delete(&self, path: &str) -> Result<()> {
+        self.default.delete(path).await?;
+        for (_, location) in &self.localities {
+            location.delete(path).await?;
+        }
+        Ok(())
+    }
+    async fn put_multipart<'a>(&'a self, path: &str) -> Result<Box<dyn MultipartUpload + 'a>> {
+        self.default.put_multipart(path).await
+    }
+    fn locality(&self, tier: &str) -> Option<Arc<dyn ExternalStorage>> {
+        self.localities.iter().find(|(l, _)| l == tier).map(|(_, s)| s.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{subdir, MemoryOpener};
+    use futures::executor::block_on;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn file(locality: Option<String>) -> FileInfo {
+        FileInfo {
+            path: "data/f.sst".into(),
+            span: crate::span::Span::new(vec![1], vec![2]),
+            size: 1,
+            sha256: [0; 32],
+            entries: 1,
+            rows: 1,
+            logical_bytes: 1,
+            locality,
+        }
+    }
+
+    fn uris(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn localities_are_parsed() {
+        assert_eq!(locality_of("s3://b/p").unwrap(), None);
+        assert_eq!(locality_of("s3://b/p?COCKROACH_LOCALITY=default").unwrap().as_deref(), Some("default"));
+        assert_eq!(
+            locality_of("s3://b/p?AWS_REGION=x&cockroach_locality=region%3Dus-west").unwrap().as_deref(),
+            Some("region=us-west")
+        );
+        for bad in ["region", "region%3D", "a%3Db%3Dc", "region%3Dus%2Czone%3Da", ""] {
+            let err =
+                locality_of(&format!("s3://b/p?COCKROACH_LOCALITY={bad}&AWS_SECRET_ACCESS_KEY=hunter2")).unwrap_err();
+            assert!(err.to_string().contains("COCKROACH_LOCALITY is 'default' or one locality tier"), "{bad}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn lists_need_exactly_one_default_and_distinct_tiers() {
+        let opener = MemoryOpener::default();
+        let err = |list: &[&str]| match open_locations(&opener, &uris(list)) {
+            Ok(_) => panic!("{list:?} should be refused"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err(&["memory://a?COCKROACH_LOCALITY=region%3Dx"]).contains("no URI of the list is the default"));
+        assert!(err(&["memory://a?COCKROACH_LOCALITY=default", "memory://b"])
+            .contains("'memory://b' has no COCKROACH_LOCALITY"));
+        assert!(err(&["memory://a?COCKROACH_LOCALITY=region%3Dx", "memory://b?COCKROACH_LOCALITY=region%3Dy"])
+            .contains("exactly one must"));
+        assert!(err(&["memory://a?COCKROACH_LOCALITY=default", "memory://b?COCKROACH_LOCALITY=default"])
+            .contains("more than one URI has COCKROACH_LOCALITY=default"));
+        assert!(err(&[
+            "memory://a?COCKROACH_LOCALITY=default",
+            "memory://b?COCKROACH_LOCALITY=region%3Dx",
+            "memory://c?COCKROACH_LOCALITY=region%3Dx"
+        ])
+        .contains("more than one URI has COCKROACH_LOCALITY=region=x"));
+        // One URI, default or untagged, is a plain location.
+        for one in ["memory://a", "memory://a?COCKROACH_LOCALITY=default"] {
+            let s = open_locations(&opener, &uris(&[one])).unwrap();
+            assert!(s.locality("region=x").is_none());
+        }
+    }
+
+    #[test]
+    fn files_go_where_their_locality_says() {
+        block_on(async {
+            let opener = MemoryOpener::default();
+            let list = uris(&[
+                "memory://west?COCKROACH_LOCALITY=region%3Dus-west",
+                "memory://main?COCKROACH_LOCALITY=default",
+                "memory://zone?COCKROACH_LOCALITY=zone%3Dw1",
+            ]);
+            let root = open_locations(&opener, &list).unwrap();
+            assert_eq!(root.describe(), "memory://main");
+            // A subdirectory of the list is the list of the subdirectories.
+            let layer = subdir(&root, "2026/layer");
+            let cases = [
+                (Some("region=us-west"), "memory://west/2026/layer", Some("region=us-west")),
+                (Some("region=us-west,zone=w1"), "memory://zone/2026/layer", Some("zone=w1")),
+                (Some("region=us-west,zone=w2"), "memory://west/2026/layer", Some("region=us-west")),
+                (Some("region=eu"), "memory://main/2026/layer", None),
+                (None, "memory://main/2026/layer", None),
+            ];
+            for (unit, shown, recorded) in cases {
+                let (target, tier) = route(&layer, unit);
+                assert_eq!((target.describe().as_str(), tier.as_deref()), (shown, recorded), "{unit:?}");
+                target.put("data/f.sst", Bytes::from_static(b"x")).await.unwrap();
+                let file = file(tier);
+                let found = storage_for_file(&layer, &file).unwrap();
+                assert_eq!(found.describe(), shown);
+                assert_eq!(found.get("data/f.sst").await.unwrap(), Bytes::from_static(b"x"));
+            }
+            // Deleting through the list removes the path everywhere.
+            layer.delete("data/f.sst").await.unwrap();
+            for store in ["memory://west", "memory://zone", "memory://main"] {
+                assert!(opener.open(store).unwrap().list("").await.unwrap().is_empty(), "{store}");
+            }
+            // A restore given fewer URIs than the backup wrote to names the missing locality.
+            let partial = open_locations(&opener, &uris(&["memory://main?COCKROACH_LOCALITY=default"])).unwrap();
+            let file = file(Some("zone=w1".into()));
+            let err = storage_for_file(&subdir(&partial, "2026/layer"), &file).err().unwrap();
+            assert_eq!(
+                err.to_string(),
+                "invalid restore source: data/f.sst is stored in locality zone=w1, but no URI with \
+                 COCKROACH_LOCALITY=zone%3Dw1 was given: list the backup's URIs for every locality, as in BACKUP"
+            );
+        });
+    }
+}
