@@ -36,7 +36,7 @@ pub const FILES_LIST_NAME: &str = "BACKUP-FILES";
 /// Its magic.
 pub const FILES_LIST_MAGIC: &[u8; 8] = b"STRATAFL";
 /// The list format version this build writes.
-pub const FILES_LIST_VERSION: u16 = 1;
+pub const FILES_LIST_VERSION: u16 = 2;
 
 /// One entry of `BACKUP-FILES`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,11 +47,40 @@ pub struct ListedFile {
     pub size: u64,
     /// SHA-256 of the stored bytes.
     pub sha256: [u8; 32],
+    /// The locality whose location holds it (`None`: the default location). Since version 2.
+    pub locality: Option<String>,
 }
 
 impl From<&FileInfo> for ListedFile {
     fn from(f: &FileInfo) -> ListedFile {
-        ListedFile { path: f.path.clone(), size: f.size, sha256: f.sha256 }
+        ListedFile { path: f.path.clone(), size: f.size, sha256: f.sha256, locality: f.locality.clone() }
+    }
+}
+
+/// Version 1 of `BACKUP-FILES`, frozen: read and converted, never written.
+#[derive(Deserialize)]
+struct FilesListV1 {
+    full: bool,
+    files: Vec<ListedFileV1>,
+}
+
+#[derive(Deserialize)]
+struct ListedFileV1 {
+    path: String,
+    size: u64,
+    sha256: [u8; 32],
+}
+
+impl From<FilesListV1> for FilesList {
+    fn from(v1: FilesListV1) -> FilesList {
+        FilesList {
+            full: v1.full,
+            files: v1
+                .files
+                .into_iter()
+                .map(|f| ListedFile { path: f.path, size: f.size, sha256: f.sha256, locality: None })
+                .collect(),
+        }
     }
 }
 
@@ -86,13 +115,15 @@ pub fn decode_files_list(bytes: &[u8], shown: &str) -> Result<FilesList> {
         return Err(Error::corrupt(shown, "SHA-256 does not match its contents: the file is damaged"));
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if version != FILES_LIST_VERSION {
-        return Err(Error::corrupt(
+    let undecodable = |e: postcard::Error| Error::corrupt(shown, format!("BACKUP-FILES does not decode: {e}"));
+    match version {
+        1 => postcard::from_bytes::<FilesListV1>(&body[10..]).map(FilesList::from).map_err(undecodable),
+        2 => postcard::from_bytes(&body[10..]).map_err(undecodable),
+        _ => Err(Error::corrupt(
             shown,
-            format!("BACKUP-FILES version {version} is not readable by this build (reads {FILES_LIST_VERSION})"),
-        ));
+            format!("BACKUP-FILES version {version} is not readable by this build (reads up to {FILES_LIST_VERSION})"),
+        )),
     }
-    postcard::from_bytes(&body[10..]).map_err(|e| Error::corrupt(shown, format!("BACKUP-FILES does not decode: {e}")))
 }
 
 /// When a manifest does not match its checksum file, which of the two is damaged: with the
@@ -305,6 +336,27 @@ pub async fn verify_layer(dir: &dyn ExternalStorage, codec: Option<&FileCodec>) 
     };
     for f in &files {
         report.files += 1;
+        // A locality-aware backup keeps each file in its locality's location.
+        let located;
+        let dir: &dyn ExternalStorage = match &f.locality {
+            None => dir,
+            Some(tier) => {
+                match dir.locality(tier) {
+                    Some(location) => {
+                        located = location;
+                        located.as_ref()
+                    }
+                    None => {
+                        report.problem(
+                        dir,
+                        &f.path,
+                        format!("is stored in locality {tier}, whose URI was not given: list every location of the backup"),
+                    );
+                        continue;
+                    }
+                }
+            }
+        };
         match dir.size(&f.path).await {
             Err(Error::NotFound { .. }) => report.problem(dir, &f.path, format!("missing ({source} names it)")),
             Err(e) => report.error(dir, &f.path, e),

@@ -333,6 +333,27 @@ async fn locality_aware_backup_to_two_buckets_and_webdav() {
         assert_eq!(storage.size("LATEST").await.is_ok(), i == 0, "{}", storage.describe());
     }
 
+    // Integrity checks find each file in its locality's location, with the key (SHOW BACKUP,
+    // from the manifest) and without it (as `strata verify`, from BACKUP-FILES); a file missing
+    // there is named.
+    let show_check = format!("SHOW BACKUP LATEST IN {list} WITH check_files, encryption_passphrase = '{PASSPHRASE}'");
+    let r = shown.run(&exec, &show_check).await;
+    assert!(r.rows.is_empty(), "check_files found problems in an intact backup: {r}");
+    let keyless = exec.check_files(&source_list, KeyRequest::new(None, &[]), false).await.unwrap();
+    assert!(keyless.problems.is_empty(), "{:?}", keyless.problems);
+    let west_file = chain.manifests[0].files.iter().find(|f| f.locality.as_deref() == Some("region=us-west")).unwrap();
+    let west_path = format!("{full_dir}/{}", west_file.path);
+    let saved = locations[1].1.get(&west_path).await.unwrap();
+    locations[1].1.delete(&west_path).await.unwrap();
+    let r = shown.run(&exec, &show_check).await;
+    let keyless = exec.check_files(&source_list, KeyRequest::new(None, &[]), false).await.unwrap().to_result();
+    for r in [r, keyless] {
+        assert_eq!(r.rows.len(), 1, "{r}");
+        let (path, problem) = (r.rows[0][0].to_string(), r.rows[0][1].to_string());
+        assert!(path.ends_with(&west_file.path) && problem.starts_with("missing"), "{r}");
+    }
+    locations[1].1.put(&west_path, saved).await.unwrap();
+
     let target = Executor::new(Arc::new(MemKv::new()), opener.clone());
     let err =
         shown.fails(&target, &format!("RESTORE DATABASE bank FROM LATEST IN ('{default}', '{west}'){with}")).await;
