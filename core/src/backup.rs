@@ -119,6 +119,8 @@ pub struct BackupOptions {
     pub data_file: DataFileOptions,
     /// How files are stored: plain, or encrypted with the chain's data key.
     pub codec: FileCodec,
+    /// Where progress is reported.
+    pub progress: crate::progress::ProgressReporter,
 }
 
 impl Default for BackupOptions {
@@ -129,11 +131,17 @@ impl Default for BackupOptions {
             page_bytes: 4 << 20,
             data_file: DataFileOptions::default(),
             codec: FileCodec::plain(),
+            progress: Default::default(),
         }
     }
 }
 
 impl BackupOptions {
+    /// Sets where progress is reported.
+    pub fn with_progress(mut self, progress: crate::progress::ProgressReporter) -> Self {
+        self.progress = progress;
+        self
+    }
     /// Sets the number of work units exported at once.
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
@@ -478,15 +486,18 @@ pub async fn run_backup(
             )));
         }
     }
-    let mut units: Vec<(&ExportTask, WorkUnit)> = Vec::new();
-    for task in &plan.tasks {
-        units.extend(source.split(&task.span).await?.into_iter().map(|u| (task, u)));
-    }
-    let written: futures::lock::Mutex<Vec<String>> = futures::lock::Mutex::new(Vec::new());
+    // The work units and what is already done, from this plan's checkpoint when a killed run
+    // left one (see `checkpoint.rs`).
+    let tracker = crate::checkpoint::Tracker::start(source, &storage, plan, &options.codec, &options.progress).await?;
+    let units = tracker.units(plan).await;
+    let written: futures::lock::Mutex<Vec<String>> = futures::lock::Mutex::new(tracker.paths().await);
     let file_prefix = plan_file_prefix(plan);
-    let result = write_backup(source, &storage, plan, options, &units, &file_prefix, &written).await;
+    let result = write_backup(source, &storage, plan, options, &units, &file_prefix, &written, &tracker).await;
     match result {
-        Ok(manifest) => Ok(manifest),
+        Ok(manifest) => {
+            let _ = storage.delete(crate::checkpoint::CHECKPOINT_NAME).await;
+            Ok(manifest)
+        }
         // Another backup of the same plan finished first: its manifest names files of the same
         // names and contents, so nothing of ours may be removed.
         Err(e @ Error::AlreadyExists { .. }) => Err(e),
@@ -496,6 +507,7 @@ pub async fn run_backup(
                 let _ = storage.delete(path).await;
             }
             let _ = storage.delete(MANIFEST_CHECKSUM_NAME).await;
+            let _ = storage.delete(crate::checkpoint::CHECKPOINT_NAME).await;
             if options.codec.is_encrypted() {
                 let _ = storage.delete(crate::verify::FILES_LIST_NAME).await;
             }
@@ -507,11 +519,12 @@ pub async fn run_backup(
 /// A prefix for data file names unique to the plan (its time window and statement), so two
 /// backups racing into one directory never overwrite each other's files, while a re-run of the
 /// same plan names its files the same way.
-fn plan_file_prefix(plan: &BackupPlan) -> String {
+pub(crate) fn plan_file_prefix(plan: &BackupPlan) -> String {
     let encoded = postcard::to_allocvec(plan).expect("plans always serialize");
     hex::encode(&sha256(&encoded)[..4])
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_backup(
     source: &dyn KvSource,
     storage: &Arc<dyn ExternalStorage>,
@@ -520,9 +533,10 @@ async fn write_backup(
     units: &[(&ExportTask, WorkUnit)],
     file_prefix: &str,
     written: &futures::lock::Mutex<Vec<String>>,
+    tracker: &crate::checkpoint::Tracker,
 ) -> Result<Manifest> {
     let files: Vec<Vec<FileInfo>> = stream::iter(units.iter().enumerate())
-        .map(|(i, (task, unit))| export_unit(source, storage, task, options, file_prefix, i, unit, written))
+        .map(|(i, (task, unit))| export_unit(source, storage, task, options, file_prefix, i, unit, written, tracker))
         .buffer_unordered(options.concurrency.max(1))
         .try_collect()
         .await?;
@@ -571,14 +585,20 @@ async fn export_unit(
     unit_index: usize,
     unit: &WorkUnit,
     written: &futures::lock::Mutex<Vec<String>>,
+    tracker: &crate::checkpoint::Tracker,
 ) -> Result<Vec<FileInfo>> {
+    // A resumed backup keeps the unit's finished files and continues after them.
+    let (mut files, next_key, done) = tracker.unit(unit_index).await;
+    if done {
+        return Ok(files);
+    }
     // A locality-aware backup writes the unit's files to the location of its locality.
     let (storage, locality) = crate::locality::route(storage, unit.locality.as_deref());
     let mut request = ScanRequest::new(unit.span.clone(), task.start, task.end, task.filter);
+    request.span.start = next_key.clone();
     request.target_bytes = options.page_bytes;
-    let mut files = Vec::new();
     let mut writer = DataFileWriter::new(options.data_file.clone());
-    let mut file_start = unit.span.start.clone();
+    let mut file_start = next_key;
     // Changes since a previous layer come from the source's change index when it has one.
     let mut use_changes = !task.start.is_zero();
     loop {
@@ -609,11 +629,15 @@ async fn export_unit(
             };
             written.lock().await.push(path.clone());
             storage.put(&path, Bytes::from(bytes)).await?;
+            tracker.file_done(unit_index, &info, &file_start).await?;
             files.push(info);
         }
         match page.resume_key {
             Some(k) => request.span.start = k,
-            None => return Ok(files),
+            None => {
+                tracker.unit_done(unit_index).await?;
+                return Ok(files);
+            }
         }
     }
 }

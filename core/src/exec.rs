@@ -30,7 +30,9 @@ use crate::timestamp::Timestamp;
 /// Name of the file in a collection that names its newest full backup.
 pub const LATEST_NAME: &str = "LATEST";
 
-/// Runs statements: DDL against the store, BACKUP/RESTORE/SHOW against storage.
+/// Runs statements: DDL against the store, BACKUP/RESTORE/SHOW against storage. Cloning shares
+/// the store, the storage and the job runner.
+#[derive(Clone)]
 pub struct Executor {
     store: Arc<dyn KvStore>,
     pub(crate) opener: Arc<dyn StorageOpener>,
@@ -38,6 +40,8 @@ pub struct Executor {
     restore_options: RestoreRunOptions,
     /// Randomness, KMS and KDF settings for encrypted backups (see `exec_crypto.rs`).
     pub(crate) keyring: Keyring,
+    /// Runs detached jobs, if the host gave a spawner (see `jobs.rs`).
+    pub(crate) jobs: Option<Arc<crate::jobs::JobRuntime>>,
 }
 
 impl Executor {
@@ -49,6 +53,7 @@ impl Executor {
             backup_options: BackupOptions::default(),
             restore_options: RestoreRunOptions::default(),
             keyring: Keyring::default(),
+            jobs: None,
         }
     }
 
@@ -56,6 +61,11 @@ impl Executor {
     pub fn with_backup_options(mut self, options: BackupOptions) -> Self {
         self.backup_options = options;
         self
+    }
+
+    /// Sets where backups report progress (keeping the other backup options).
+    pub(crate) fn set_backup_progress(&mut self, progress: crate::progress::ProgressReporter) {
+        self.backup_options.progress = progress;
     }
 
     /// Sets how restores run.
@@ -135,25 +145,25 @@ impl Executor {
             | Statement::ShowSchedules
             | Statement::PauseSchedule(_)
             | Statement::ResumeSchedule(_)
-            | Statement::DropSchedule(_) => Err(Error::unsupported("backup schedules")),
+            | Statement::DropSchedule(_) => self.schedule_statement(stmt).await,
             Statement::ShowJobs
             | Statement::ShowJob(_)
             | Statement::PauseJob(_)
             | Statement::ResumeJob(_)
-            | Statement::CancelJob(_) => Err(Error::unsupported("jobs")),
+            | Statement::CancelJob(_) => self.job_statement(stmt).await,
         }
     }
 
-    async fn backup(&self, b: &BackupStmt, stmt: &Statement) -> Result<QueryResult> {
+    pub(crate) async fn backup(&self, b: &BackupStmt, stmt: &Statement) -> Result<QueryResult> {
         let keys = KeyRequest::new(b.options.encryption_passphrase.as_ref().map(Secret::expose), &b.options.kms);
         if b.options.detached {
-            return Err(Error::unsupported("detached backup jobs"));
+            return self.start_backup_job(b).await;
         }
         // The chain's codec: found from the chain's ENCRYPTION-INFO when extending one; made
         // (with a new ENCRYPTION-INFO) just before a new full backup runs.
         let mut codec = FileCodec::plain();
         let now = self.store.now().await?;
-        let end_time = match &b.as_of {
+        let mut end_time = match &b.as_of {
             Some(a) => resolve_as_of(&a.0, now)?,
             None => now,
         };
@@ -195,8 +205,18 @@ impl Executor {
                     return Err(Error::invalid("BACKUP INTO", "INCREMENTAL FROM goes with BACKUP TO"));
                 }
                 let root = self.open_uris(uris)?;
-                let dir = dated_subdir(end_time);
-                let storage = new_layer_dir(&root, &dir).await?;
+                // The same statement re-run after its process was killed resumes the unfinished
+                // backup: same directory, same end time, so the same plan (see `checkpoint.rs`).
+                let (dir, storage) = match crate::checkpoint::find_unfinished(&root, &stmt.to_string()).await? {
+                    Some((dir, t)) if b.as_of.is_none() || t == end_time => {
+                        end_time = t;
+                        (dir.clone(), subdir(&root, &dir))
+                    }
+                    _ => {
+                        let dir = dated_subdir(end_time);
+                        (dir.clone(), new_layer_dir(&root, &dir).await?)
+                    }
+                };
                 latest = Some((root, format!("/{dir}")));
                 (storage, None, format!("/{dir}"))
             }
@@ -209,9 +229,21 @@ impl Executor {
                 let full = subdir(&root, &full_dir);
                 codec = self.keyring.open_chain(full.as_ref(), keys).await?;
                 let chain = read_chain_with(&full, &codec).await?;
-                let dir = format!("{INCREMENTALS_DIR}/{}", layer_subdir(end_time));
+                // A re-run after a killed run resumes its unfinished layer (see `checkpoint.rs`).
+                let last_end = chain.manifests.last().map(|m| m.end_time).unwrap_or_default();
+                let (dir, layer) =
+                    match crate::checkpoint::find_unfinished_layer(&full, &stmt.to_string(), &codec).await? {
+                        Some((dir, t)) if t > last_end && (b.as_of.is_none() || t == end_time) => {
+                            end_time = t;
+                            (dir.clone(), subdir(&full, &dir))
+                        }
+                        _ => {
+                            let dir = format!("{INCREMENTALS_DIR}/{}", layer_subdir(end_time));
+                            (dir.clone(), new_layer_dir(&full, &dir).await?)
+                        }
+                    };
                 let shown = format!("/{}/{dir}", full_dir.trim_matches('/'));
-                (new_layer_dir(&full, &dir).await?, Some(chain), shown)
+                (layer, Some(chain), shown)
             }
         };
         let catalog = self.store.catalog_at(end_time).await?;

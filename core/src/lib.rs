@@ -35,20 +35,26 @@
 
 mod backup;
 mod catalog;
+mod checkpoint;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod cron;
 pub mod crypto;
 mod error;
 mod exec;
 mod exec_crypto;
+mod exec_schedule;
 mod format;
+mod jobs;
 pub mod keys;
 mod kv;
 mod locality;
 mod memkv;
+mod progress;
 mod redact;
 mod restore;
 mod result;
+mod schedule;
 mod span;
 pub mod sql;
 mod storage;
@@ -63,6 +69,10 @@ pub use catalog::{
     Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor,
     FIRST_USER_ID,
 };
+pub use checkpoint::{
+    find_unfinished, find_unfinished_layer, read_checkpoint, Checkpoint, UnitCheckpoint, CHECKPOINT_NAME,
+};
+pub use cron::CronExpr;
 pub use crypto::info::ENCRYPTION_INFO_NAME;
 pub use crypto::kdf::KdfParams;
 pub use crypto::keys::{KeyProvider, KeyRequest, Keyring, KmsOpener};
@@ -72,10 +82,12 @@ pub use exec::{
     read_chain, read_chain_with, read_manifest, read_manifest_with, show_backup, Chain, Executor, INCREMENTALS_DIR,
     LATEST_NAME,
 };
+pub use exec_schedule::{RunOutcome, ScheduledRun};
 pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
 pub use format::manifest::{
     self, BackupScope, DescriptorRevision, FileInfo, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
 };
+pub use jobs::{Job, JobFuture, JobSpawner, JobStatus};
 pub use kv::{
     check_gc_threshold, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync, MvccFilter, ScanPage, ScanRequest,
     WorkUnit,
@@ -84,12 +96,17 @@ pub use locality::{
     locality_of, open_locations, route, storage_for_file, LocalityStorage, DEFAULT_LOCALITY, LOCALITY_PARAM,
 };
 pub use memkv::{Clock, MemKv};
+pub use progress::{Progress, ProgressOperation, ProgressReporter};
 pub use redact::{is_secret_param, redact_uri, REDACTED};
 pub use restore::{
     catalog_at, layers_for, prepare_restore, run_restore, validate_chain, DatabaseRestore, LayerFile, RestorePlan,
     RestoreRunOptions, RestoreSelection, RestoreSummary, TableRestore,
 };
 pub use result::{QueryResult, Value};
+pub use schedule::{
+    pick_full_recurrence, plan_schedules, BackupKind, FinishEffect, OnFailure, OnPreviousRunning, Schedule,
+    ScheduleOptions, StartDecision, RETRY_AFTER_NANOS, WAITING_FOR_FULL,
+};
 pub use span::{prefix_end, Span, SpanSet};
 pub use storage::{
     slice_range, subdir, ExternalStorage, MemoryOpener, MemoryStorage, MultipartUpload, ObjectMeta, Prefixed,

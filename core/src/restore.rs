@@ -348,15 +348,27 @@ pub struct RestoreRunOptions {
     pub batch_bytes: usize,
     /// How the chain's files are stored: plain, or encrypted with its data key.
     pub codec: FileCodec,
+    /// Where progress is reported.
+    pub progress: crate::progress::ProgressReporter,
 }
 
 impl Default for RestoreRunOptions {
     fn default() -> Self {
-        RestoreRunOptions { concurrency: 4, batch_bytes: 4 << 20, codec: FileCodec::plain() }
+        RestoreRunOptions {
+            concurrency: 4,
+            batch_bytes: 4 << 20,
+            codec: FileCodec::plain(),
+            progress: Default::default(),
+        }
     }
 }
 
 impl RestoreRunOptions {
+    /// Sets where progress is reported.
+    pub fn with_progress(mut self, progress: crate::progress::ProgressReporter) -> Self {
+        self.progress = progress;
+        self
+    }
     /// Sets how the chain's files are stored (see [`crate::Chain::codec`]).
     pub fn with_codec(mut self, codec: FileCodec) -> Self {
         self.codec = codec;
@@ -421,8 +433,10 @@ async fn ingest_and_publish(
     if plan.restore_system {
         jobs.push(SpanJob { span: keys::system_span(), new_id: None });
     }
+    let total_bytes = plan.files.iter().map(|lf| lf.file.logical_bytes).sum();
+    let counter = crate::progress::RestoreCounter::new(options.progress.clone(), total_bytes);
     let totals: Vec<(u64, u64)> = stream::iter(jobs.iter())
-        .map(|job| restore_span(sink, layers, plan, job, options))
+        .map(|job| restore_span(sink, layers, plan, job, options, &counter))
         .buffer_unordered(options.concurrency.max(1))
         .try_collect()
         .await?;
@@ -436,6 +450,7 @@ async fn ingest_and_publish(
         .chain(plan.tables.iter().map(|t| DescriptorChange::Put(Descriptor::Table(t.descriptor.clone()))))
         .collect();
     let published_at = sink.publish(changes).await?;
+    counter.finish();
     Ok(RestoreSummary { rows: totals.iter().map(|t| t.0).sum(), bytes: totals.iter().map(|t| t.1).sum(), published_at })
 }
 
@@ -448,6 +463,7 @@ async fn restore_span(
     plan: &RestorePlan,
     job: &SpanJob,
     options: &RestoreRunOptions,
+    counter: &crate::progress::RestoreCounter,
 ) -> Result<(u64, u64)> {
     let mut cursors = Vec::new();
     for lf in plan.files.iter().filter(|lf| lf.file.span.overlaps(&job.span)) {
@@ -492,12 +508,16 @@ async fn restore_span(
         batch_bytes += key.len() + value.len();
         batch.push((key, value));
         if batch_bytes >= options.batch_bytes {
+            let n = batch.len() as u64;
             sink.ingest(std::mem::take(&mut batch)).await?;
+            counter.add(n, batch_bytes as u64);
             batch_bytes = 0;
         }
     }
     if !batch.is_empty() {
+        let n = batch.len() as u64;
         sink.ingest(batch).await?;
+        counter.add(n, batch_bytes as u64);
     }
     Ok((rows, bytes))
 }

@@ -1,6 +1,8 @@
 //! `strata`: run CockroachDB-style BACKUP and RESTORE statements against the embedded store.
 
 mod demo;
+mod progress;
+mod schedule;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -84,6 +86,11 @@ enum Command {
         /// Where to write it (an existing file is never overwritten).
         file: PathBuf,
     },
+    /// Backup schedules: `schedule run` runs due schedules until stopped.
+    Schedule {
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
+    },
     /// Sample workloads.
     Workload {
         #[command(subcommand)]
@@ -131,6 +138,8 @@ fn main() -> ExitCode {
 pub(crate) fn open(dir: &Path) -> anyhow::Result<Executor> {
     let store = EmbeddedStore::open(dir).with_context(|| format!("cannot open the store at {}", dir.display()))?;
     Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern"))))
+        .with_backup_options(strata_core::BackupOptions::default().with_progress(progress::bar("backup")))
+        .with_restore_options(strata_core::RestoreRunOptions::default().with_progress(progress::bar("restore")))
         .with_entropy(os_entropy())
         .with_kms_opener(Arc::new(FileKmsOpener)))
 }
@@ -204,6 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Now => println!("{}", exec.store().now().await?),
+        Command::Schedule { command } => schedule::run(&exec, command).await?,
         Command::Verify { uri, subdir, passphrase, kms } => {
             let subdir = subdir.map(|s| if s == "LATEST" { Subdir::Latest } else { Subdir::Path(s) });
             let source = BackupSource { subdir, layers: vec![vec![uri]] };

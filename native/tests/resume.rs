@@ -1,0 +1,112 @@
+//! A real `strata` process killed (SIGKILL) in the middle of a backup, then the same statement
+//! run again: it resumes from `BACKUP-CHECKPOINT`, the files finished before the kill are not
+//! written again, and the backup restores exactly.
+
+#![cfg(unix)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use strata_core::{Checkpoint, CHECKPOINT_NAME, MANIFEST_NAME};
+
+fn strata(store: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("STRATA_STORE")
+        .output()
+        .expect("run strata");
+    assert!(
+        out.status.success(),
+        "strata {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn find(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(find(&p, name));
+        } else if p.file_name().is_some_and(|n| n == name) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A file's identity and content: (inode, mtime in ns, bytes).
+type Fingerprint = (u64, i128, Vec<u8>);
+
+fn fingerprint(path: &Path) -> Fingerprint {
+    let m = std::fs::metadata(path).unwrap();
+    (m.ino(), m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128, std::fs::read(path).unwrap())
+}
+
+#[test]
+fn a_killed_backup_resumes_without_rewriting_finished_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("source");
+    strata(&store, &["workload", "init", "bank", "--rows", "300000"]);
+    let statement = "BACKUP INTO 'nodelocal://1/c'";
+    let collection = store.join("extern/c");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--store")
+        .arg(&store)
+        .args(["sql", statement])
+        .env_remove("STRATA_STORE")
+        .spawn()
+        .unwrap();
+    // Wait until the checkpoint records a finished file, then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (dir, checkpoint) = loop {
+        assert!(Instant::now() < deadline, "no checkpoint with a finished file appeared");
+        assert!(find(&collection, MANIFEST_NAME).is_empty(), "the backup finished before it could be killed");
+        let found = find(&collection, CHECKPOINT_NAME).into_iter().find_map(|p| {
+            let c = Checkpoint::decode(&std::fs::read(&p).ok()?, "checkpoint").ok()?;
+            (c.files().count() > 0).then(|| (p.parent().unwrap().to_path_buf(), c))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(find(&collection, MANIFEST_NAME).is_empty(), "killed before the manifest");
+    let finished: Vec<(PathBuf, Fingerprint)> =
+        checkpoint.files().map(|f| dir.join(&f.path)).map(|p| (p.clone(), fingerprint(&p))).collect();
+    assert!(!finished.is_empty());
+
+    // The same statement again: it resumes in the same directory with the same end time.
+    std::thread::sleep(Duration::from_millis(20)); // a rewrite would show in the mtime
+    let out = String::from_utf8(strata(&store, &["--format", "json", "sql", statement]).stdout).unwrap();
+    let shown = dir.strip_prefix(&collection).unwrap().display().to_string();
+    assert!(out.contains(&format!("\"path\": \"/{shown}\"")), "{out}");
+    assert!(out.contains(&format!("\"end_time\": \"{}\"", checkpoint.plan.end_time)), "{out}");
+    for (path, before) in &finished {
+        assert!(fingerprint(path) == *before, "{} was rewritten", path.display());
+    }
+    assert!(find(&collection, CHECKPOINT_NAME).is_empty(), "the checkpoint is removed at the end");
+    assert_eq!(find(&collection, MANIFEST_NAME).len(), 1);
+
+    // It restores exactly: a fresh store sharing the collection.
+    let target = tmp.path().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::os::unix::fs::symlink(store.join("extern"), target.join("extern")).unwrap();
+    strata(&target, &["sql", "RESTORE FROM LATEST IN 'nodelocal://1/c'"]);
+    for table in ["bank.customers", "bank.accounts"] {
+        let want = strata(&store, &["scan", table]).stdout;
+        let got = strata(&target, &["scan", table]).stdout;
+        assert!(!want.is_empty());
+        assert!(got == want, "{table} differs after restore");
+    }
+}
