@@ -79,6 +79,28 @@ fn decode(bytes: &[u8]) -> Result<Schedule> {
     }
 }
 
+/// What a full-cluster restore writes for a system key of the source: schedules come back
+/// paused (a daemon on the restored cluster must not start backing up into the source's
+/// collections on its own), job records not at all (they belong to the source's processes).
+pub(crate) fn restored_system_value(key: &[u8], value: Vec<u8>) -> Option<Vec<u8>> {
+    let jobs = system_key(crate::jobs::JOB_KEYS_PREFIX);
+    if key.starts_with(&jobs) {
+        return None;
+    }
+    if key.starts_with(&system_key(SCHEDULE_PREFIX)) {
+        return match decode(&value) {
+            Ok(mut s) => {
+                s.paused = true;
+                s.status_message = Some("paused by a full cluster restore; RESUME SCHEDULE to run it here".into());
+                Some(encode(&s))
+            }
+            // Carried over as it was: SHOW SCHEDULES names the damage.
+            Err(_) => Some(value),
+        };
+    }
+    Some(value)
+}
+
 fn civil(t: Option<u64>) -> Value {
     t.map(|t| Timestamp::from_nanos(t).to_civil_string()).into()
 }

@@ -38,6 +38,8 @@ use crate::timestamp::Timestamp;
 
 const JOB_PREFIX: &[u8] = b"job/";
 const NEXT_ID_KEY: &[u8] = b"job-next-id";
+/// The prefix (below `keys::system_key`) shared by every key of the job registry.
+pub(crate) const JOB_KEYS_PREFIX: &[u8] = b"job";
 const STATE_VERSION: u8 = 1;
 
 /// A job's future, as handed to a [`JobSpawner`]. It is not `Send` (the backup's future is not

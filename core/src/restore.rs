@@ -498,11 +498,17 @@ async fn restore_span(
         decided = Some(e.key.clone());
         let Some(value) = e.value else { continue };
         let mut key = e.key;
-        match job.new_id {
-            Some(new_id) => keys::rewrite_table_key(&mut key, new_id),
-            None if is_restorable_system_key(&key) => {}
+        let value = match job.new_id {
+            Some(new_id) => {
+                keys::rewrite_table_key(&mut key, new_id);
+                value
+            }
+            None if is_restorable_system_key(&key) => match crate::exec_schedule::restored_system_value(&key, value) {
+                Some(v) => v,
+                None => continue,
+            },
             None => continue,
-        }
+        };
         rows += 1;
         bytes += (key.len() + value.len()) as u64;
         batch_bytes += key.len() + value.len();

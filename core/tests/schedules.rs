@@ -512,3 +512,20 @@ fn a_restarted_scheduler_forgets_runs_of_a_dead_process() {
     assert_eq!(ok, vec![("2026-05-03 00:00".into(), BackupKind::Full)]);
     assert!(other.is_empty());
 }
+
+#[test]
+fn a_full_cluster_restore_brings_schedules_back_paused_and_no_jobs() {
+    let sim = Sim::new(at(2026, 1, 5, 0, 0));
+    sim.sql("CREATE SCHEDULE nightly FOR BACKUP INTO 'memory://sched' RECURRING '@daily' FULL BACKUP ALWAYS");
+    sim.sql("BACKUP INTO 'memory://cluster' WITH detached");
+    sim.sql("BACKUP INTO 'memory://cluster2'");
+    let target = Executor::new(Arc::new(MemKv::new()), sim.opener.clone());
+    block_on(target.execute("RESTORE FROM LATEST IN 'memory://cluster2'")).unwrap();
+    let schedules = block_on(target.execute("SHOW SCHEDULES")).unwrap();
+    assert_eq!(schedules.rows.len(), 1, "{schedules}");
+    assert_eq!(schedules.get(0, "schedule_status").unwrap().to_string().to_lowercase(), "paused", "{schedules}");
+    let state = schedules.get(0, "state").unwrap().to_string();
+    assert!(state.contains("paused by a full cluster restore"), "{schedules}");
+    let jobs = block_on(target.execute("SHOW JOBS")).unwrap();
+    assert!(jobs.rows.is_empty(), "the source's jobs came along: {jobs}");
+}
