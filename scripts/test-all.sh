@@ -28,7 +28,8 @@ FORBIDDEN_IN_CORE='tokio|object_store|reqwest|mio|hyper'
 
 # The steps, in order. Later steps (a headless Chromium run of the wasm tests, node:test
 # suites of the JS package, real storage servers) are added in the marked spot below.
-STEPS=(fmt clippy architecture storage-servers test wasm-build wasm-parity wasm-test-core wasm-test-wasm)
+STEPS=(fmt clippy architecture storage-servers test wasm-build wasm-parity wasm-test-core wasm-test-wasm
+       wasm-test-chromium js wasm-example)
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
@@ -166,9 +167,10 @@ step_wasm-test-core() {
         cargo test -p strata-core --target "$WASM_TARGET"
 }
 
-# The wasm crate's own tests (wasm/tests/node.rs and its unit tests), under Node.
+# The wasm crate's own tests (its unit tests and wasm/tests/*.rs), under Node; the browser-only
+# suite (wasm/tests/browser_adapters.rs) runs in step wasm-test-chromium.
 step_wasm-test-wasm() {
-    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+    WASM_BINDGEN_TEST_ONLY_NODE=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
         cargo test -p strata-wasm --target "$WASM_TARGET"
 }
 
@@ -285,6 +287,74 @@ PY
 
 step_storage-servers() {
     install_storage_servers && start_storage_servers
+}
+
+# ---- wasm package (wasm/): headless Chromium, the npm package, the browser example ------------
+#   wasm-test-chromium  the core's and the wasm crate's wasm-bindgen tests in headless Chromium
+#                       (Debian's chromium + chromium-driver, driven by wasm-bindgen-test-runner),
+#                       including wasm/tests/browser_adapters.rs (OPFS, IndexedDB)
+#   js                  builds the npm package (wasm/build.sh: --target nodejs and --target web)
+#                       and the CLI, type-checks the TypeScript types, and runs the package's
+#                       node:test suites (wasm/tests/js/: full + incremental + encrypted restores
+#                       through JS storage plugins, a JS KV plugin, interop with the native CLI)
+#   wasm-example        the browser example (wasm/examples/browser/) in headless Chromium through
+#                       playwright-core; saves a screenshot to <target>/wasm-example/
+# npm packages come from wasm/package-lock.json (npm ci); playwright drives Debian's chromium
+# (it downloads no browser).
+
+# Debian's chromium and chromium-driver, installed when missing.
+ensure_chromium() {
+    if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+        return 0
+    fi
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || {
+            echo "error: chromium and chromium-driver are missing: apt-get install chromium chromium-driver" >&2
+            return 1
+        }
+        sudo=(sudo)
+    fi
+    echo "installing chromium and chromium-driver"
+    "${sudo[@]}" apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+            chromium chromium-driver >/dev/null || return 1
+    chromedriver --version
+}
+
+# wasm/node_modules from the lock file, when missing or older than it.
+ensure_wasm_npm() {
+    if [[ ! -f wasm/node_modules/.package-lock.json || wasm/package-lock.json -nt wasm/node_modules/.package-lock.json ]]; then
+        (cd wasm && npm ci --no-audit --no-fund --loglevel=error) || return 1
+    fi
+}
+
+step_wasm-test-chromium() {
+    ensure_chromium || return 1
+    local dir status=0
+    dir=$(mktemp -d)
+    # Capabilities for chromedriver (the runner adds --headless and --no-sandbox). No
+    # --user-data-dir: chromedriver gives every session a fresh temporary profile.
+    cat >"$dir/webdriver.json" <<EOF
+{ "goog:chromeOptions": { "binary": "$(command -v chromium)", "args": ["--disable-gpu", "--disable-quic",
+  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] } }
+EOF
+    CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_TEST_WEBDRIVER_JSON="$dir/webdriver.json" \
+        WASM_BINDGEN_USE_BROWSER=1 WASM_BINDGEN_TEST_ONLY_WEB=1 WASM_BINDGEN_TEST_TIMEOUT=900 \
+        CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+        cargo test -p strata-core -p strata-wasm --target "$WASM_TARGET" --no-fail-fast || status=$?
+    rm -rf "$dir"
+    return "$status"
+}
+
+step_js() {
+    ensure_wasm_npm && wasm/build.sh && cargo build -p strata-native --bin strata || return 1
+    (cd wasm && npx --no-install tsc -p tests/types && echo "TypeScript types: ok" && node --test tests/js/*.test.js)
+}
+
+step_wasm-example() {
+    ensure_chromium && ensure_wasm_npm && wasm/build.sh || return 1
+    (cd wasm && CHROMIUM_BIN="$(command -v chromium)" node --test tests/browser/*.test.js)
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -1,158 +1,499 @@
-//! The `Strata` class: an in-memory MVCC store plus `memory://` backup storage, driven by SQL.
+//! The `Strata` class: a store, the storage its backups go to, and every statement of the CLI,
+//! as SQL text or as typed calls.
 
 use std::sync::Arc;
 
-use strata_core::{Executor, KvSource, KvStore, MemKv, MemoryOpener, QueryResult, Result, StorageOpener, Timestamp};
+use js_sys::{Array, Function, Object, Reflect};
+use strata_core::sql::Statement;
+use strata_core::{
+    keys, prefix_end, read_span, BackupOptions, Entropy, Error, Executor, ExternalStorage, KvStore, MemKv, MvccFilter,
+    ProgressReporter, QueryResult, RestoreRunOptions, Result, ScanRequest, Span, StorageOpener, Timestamp,
+};
 use wasm_bindgen::prelude::*;
 
-use crate::convert::query_result_to_js;
+use crate::convert::{bytes_to_js, query_result_to_js, result_rows_to_objects, set};
 use crate::error::to_js_error;
+use crate::host;
+use crate::opener::Mounts;
+use crate::options::{
+    backup_statement, restore_statement, show_backup_statement, Options, BACKUP_OPTIONS, RESTORE_OPTIONS, RUN_OPTIONS,
+    SHOW_BACKUP_OPTIONS,
+};
+use crate::progress::{Operation, Progress, TrackedOpener, TrackedStore, Tracker};
 
 #[wasm_bindgen(typescript_custom_section)]
-const TS_TYPES: &'static str = r#"
-/** One cell of a result: SQL NULL is `null`; integers beyond ±2^53 arrive as `bigint`. */
-export type Value = null | boolean | number | bigint | string;
+const TS_TYPES: &'static str = include_str!("types.d.ts");
 
-/** What `Strata.execute` resolves to: column names and rows, each row as long as `columns`. */
-export interface QueryResult {
-  columns: string[];
-  rows: Value[][];
-}
+type JsResult<T> = std::result::Result<T, JsValue>;
 
-/** The stable codes of `StrataError.code` (more may be added; switch with a default branch). */
-export type StrataErrorCode =
-  | "INVALID_STATEMENT"
-  | "INVALID_ARGUMENT"
-  | "NOT_SUPPORTED"
-  | "NOT_FOUND"
-  | "ALREADY_EXISTS"
-  | "PRECONDITION"
-  | "CORRUPT"
-  | "INVALID_TIME"
-  | "STORAGE"
-  | "KV"
-  | "CANCELLED";
-
-/** Every Strata method rejects with this: an `Error` named "StrataError". */
-export interface StrataError extends Error {
-  name: "StrataError";
-  code: StrataErrorCode;
-  /** Whether the same call may succeed if tried again. */
-  retryable: boolean;
-}
-"#;
-
-/// An in-memory strata: a [`MemKv`] store whose clock is the host's (JS `Date.now()` in wasm,
-/// the system clock natively) and a [`MemoryOpener`] for `memory://` backup URIs.
+/// A strata: a key-value store to back up and restore into (the built-in in-memory MVCC store,
+/// or a `KvPlugin` written in JavaScript), the storage backups go to (`memory://` built in, and
+/// any URI prefix mounted onto a `StoragePlugin`), and the statements of the `strata` CLI.
 ///
-/// JS sees `new Strata()`, `execute`, `put` and `get`; Rust sees [`Strata::execute`],
-/// [`Strata::put`] and [`Strata::get`], which return [`Result`]s instead of Promises.
+/// Every method returning a Promise rejects with a `StrataError` (an `Error` with a stable
+/// `code`), and so do the constructor and `mount` when given something unusable.
 #[wasm_bindgen]
 pub struct Strata {
-    store: MemKv,
-    exec: Executor,
+    store: Arc<dyn KvStore>,
+    mounts: Arc<Mounts>,
+    backup_options: BackupOptions,
+    restore_options: RestoreRunOptions,
 }
 
 impl Default for Strata {
     fn default() -> Self {
-        Strata::new()
+        Strata::in_memory()
     }
 }
 
-/// Rust API.
+/// Rust API: the same operations returning [`Result`]s, for Rust callers and native tests.
 impl Strata {
-    /// A strata over `store`, opening backup URIs with `opener`.
-    pub fn with_store(store: MemKv, opener: Arc<dyn StorageOpener>) -> Strata {
-        let exec = Executor::new(Arc::new(store.clone()), opener);
-        Strata { store, exec }
+    /// An in-memory strata: a [`MemKv`] whose clock is the host's (JS `Date.now()` in wasm, the
+    /// system clock natively) and no mounts.
+    pub fn in_memory() -> Strata {
+        Strata::with_store(Arc::new(MemKv::with_clock(Arc::new(host::wall_clock_nanos))))
+    }
+
+    /// A strata over `store`.
+    pub fn with_store(store: Arc<dyn KvStore>) -> Strata {
+        host::install_panic_hook();
+        Strata {
+            store,
+            mounts: Arc::new(Mounts::default()),
+            backup_options: BackupOptions::default(),
+            restore_options: RestoreRunOptions::default(),
+        }
+    }
+
+    /// Sets how backups run (concurrency, file and page sizes).
+    pub fn with_backup_options(mut self, options: BackupOptions) -> Strata {
+        self.backup_options = options;
+        self
+    }
+
+    /// Sets how restores run.
+    pub fn with_restore_options(mut self, options: RestoreRunOptions) -> Strata {
+        self.restore_options = options;
+        self
     }
 
     /// The store statements run against.
-    pub fn store(&self) -> &MemKv {
+    pub fn store(&self) -> &Arc<dyn KvStore> {
         &self.store
     }
 
-    /// The executor, for running parsed statements ([`Executor::execute_statement`]).
-    pub fn executor(&self) -> &Executor {
-        &self.exec
+    /// Which storage each backup URI names.
+    pub fn mounts(&self) -> &Arc<Mounts> {
+        &self.mounts
+    }
+
+    /// An executor over the store and the mounts, with the host's randomness for encryption;
+    /// with a tracker, every scan, ingest and file it does is counted and may be cancelled.
+    pub fn executor(&self, tracker: Option<Arc<Tracker>>) -> Executor {
+        let (store, opener): (Arc<dyn KvStore>, Arc<dyn StorageOpener>) = match &tracker {
+            Some(t) => (
+                Arc::new(TrackedStore::new(self.store.clone(), t.clone())),
+                Arc::new(TrackedOpener::new(self.mounts.clone(), t.clone())),
+            ),
+            None => (self.store.clone(), self.mounts.clone()),
+        };
+        let (mut backup, mut restore) = (self.backup_options.clone(), self.restore_options.clone());
+        if let Some(t) = tracker {
+            let (b, r) = (t.clone(), t);
+            backup = backup.with_progress(ProgressReporter::new(move |p| b.core_progress(p)));
+            restore = restore.with_progress(ProgressReporter::new(move |p| r.core_progress(p)));
+        }
+        Executor::new(store, opener)
+            .with_backup_options(backup)
+            .with_restore_options(restore)
+            .with_entropy(Entropy::new(host::fill_random))
     }
 
     /// Parses and runs one statement.
     pub async fn execute(&self, sql: &str) -> Result<QueryResult> {
-        self.exec.execute(sql).await
+        self.executor(None).execute(sql).await
+    }
+
+    /// Runs a parsed statement, counted by `tracker` if given (which is told when it succeeds).
+    pub async fn execute_statement(&self, stmt: &Statement, tracker: Option<Arc<Tracker>>) -> Result<QueryResult> {
+        let result = self.executor(tracker.clone()).execute_statement(stmt).await?;
+        if let Some(t) = tracker {
+            t.finish();
+        }
+        Ok(result)
+    }
+
+    async fn table_prefix(&self, db: &str, table: &str, at: Option<Timestamp>) -> Result<[u8; 5]> {
+        self.executor(None).table_prefix(db, table, at).await
     }
 
     /// Writes `value` under `key` in table `db.table`; returns the write's timestamp.
     pub async fn put(&self, db: &str, table: &str, key: &[u8], value: &[u8]) -> Result<Timestamp> {
-        let prefix = self.exec.table_prefix(db, table, None).await?;
-        self.store.write(vec![(row_key(prefix, key), Some(value.to_vec()))]).await
+        let prefix = self.table_prefix(db, table, None).await?;
+        self.store.write(vec![([&prefix[..], key].concat(), Some(value.to_vec()))]).await
     }
 
-    /// The current value of `key` in table `db.table`, if any.
-    pub async fn get(&self, db: &str, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let now = self.store.now().await?;
-        let prefix = self.exec.table_prefix(db, table, Some(now)).await?;
-        Ok(self.store.get_at(&row_key(prefix, key), now))
+    /// Writes every `(key, value)` of `rows` into table `db.table` in one atomic batch; returns
+    /// its timestamp.
+    pub async fn put_many(&self, db: &str, table: &str, rows: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Timestamp> {
+        let prefix = self.table_prefix(db, table, None).await?;
+        let batch = rows.into_iter().map(|(k, v)| ([&prefix[..], &k].concat(), Some(v))).collect();
+        self.store.write(batch).await
+    }
+
+    /// Deletes `key` from table `db.table`; returns the deletion's timestamp.
+    pub async fn delete(&self, db: &str, table: &str, key: &[u8]) -> Result<Timestamp> {
+        let prefix = self.table_prefix(db, table, None).await?;
+        self.store.write(vec![([&prefix[..], key].concat(), None)]).await
+    }
+
+    /// The value of `key` in table `db.table` as of `at` (default: now), if any.
+    pub async fn get(&self, db: &str, table: &str, key: &[u8], at: Option<Timestamp>) -> Result<Option<Vec<u8>>> {
+        let at = match at {
+            Some(t) => t,
+            None => self.store.now().await?,
+        };
+        let prefix = self.table_prefix(db, table, Some(at)).await?;
+        let full = [&prefix[..], key].concat();
+        let span = Span::new(full.clone(), [&full[..], &[0]].concat());
+        let page = self.store.scan(ScanRequest::new(span, Timestamp::ZERO, at, MvccFilter::Latest)).await?;
+        Ok(page.entries.into_iter().find(|e| e.key == full).and_then(|e| e.value))
+    }
+
+    /// The rows of table `db.table` whose keys start with `prefix`, as of `at` (default: now),
+    /// in key order, at most `limit` of them; keys without the table's prefix.
+    pub async fn scan(
+        &self,
+        db: &str,
+        table: &str,
+        prefix: &[u8],
+        at: Option<Timestamp>,
+        limit: Option<usize>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let at = match at {
+            Some(t) => t,
+            None => self.store.now().await?,
+        };
+        let table_prefix = self.table_prefix(db, table, Some(at)).await?;
+        let start = [&table_prefix[..], prefix].concat();
+        let span = Span::new(start.clone(), prefix_end(&start));
+        let mut rows = read_span(self.store.as_ref(), span, at).await?;
+        if let Some(n) = limit {
+            rows.truncate(n);
+        }
+        Ok(rows.into_iter().map(|(k, v)| (k[keys::table_prefix(0).len()..].to_vec(), v)).collect())
+    }
+
+    /// Resolves an `AS OF SYSTEM TIME` expression (`'-10s'`, a decimal, a date) against the store's clock.
+    pub async fn resolve_time(&self, as_of: &str) -> Result<Timestamp> {
+        Timestamp::parse_as_of(as_of, self.store.now().await?)
     }
 }
 
-/// JavaScript API (camelCase; every method returns a Promise rejecting with a `StrataError`).
+/// JavaScript API (camelCase; Promises reject with a `StrataError`).
 #[wasm_bindgen]
 impl Strata {
-    /// `new Strata()`: an empty store and empty `memory://` storage.
+    /// `new Strata(options?)`: the built-in in-memory store (or `options.kv`, a `KvPlugin`), and
+    /// `memory://` storage plus the mounts of `options.storage` (URI prefix → `StoragePlugin`).
     #[wasm_bindgen(constructor)]
-    pub fn new() -> Strata {
-        Strata::with_store(MemKv::with_clock(Arc::new(wall_clock_nanos)), Arc::new(MemoryOpener::default()))
+    pub fn js_new(
+        #[wasm_bindgen(unchecked_optional_param_type = "StrataOptions")] options: JsValue,
+    ) -> JsResult<Strata> {
+        let o = Options::new(&options, "Strata", &["kv", "storage"]).map_err(|e| to_js_error(&e))?;
+        let kv = o.get("kv");
+        let strata = if kv.is_undefined() || kv.is_null() {
+            Strata::in_memory()
+        } else {
+            Strata::with_store(plugins::kv(kv).map_err(|e| to_js_error(&e))?)
+        };
+        if let Some(storage) = o.object("storage").map_err(|e| to_js_error(&e))? {
+            for entry in Object::entries(&storage).iter() {
+                let entry = Array::from(&entry);
+                let prefix = entry.get(0).as_string().unwrap_or_default();
+                strata.mount(prefix, entry.get(1))?;
+            }
+        }
+        Ok(strata)
     }
 
-    /// `execute(sql)`: runs one statement; resolves to `{ columns, rows }`.
+    /// Serves backup URIs starting with `prefix` (e.g. `"nodelocal://1"`, `"https://host/backups"`)
+    /// from `storage`: `BACKUP INTO 'nodelocal://1/b'` then writes under `b/` of it. The longest
+    /// matching prefix wins; mounting a prefix again replaces its storage.
+    pub fn mount(
+        &self,
+        prefix: String,
+        #[wasm_bindgen(unchecked_param_type = "StoragePlugin")] storage: JsValue,
+    ) -> JsResult<()> {
+        let storage = plugins::storage(storage, &prefix).map_err(|e| to_js_error(&e))?;
+        self.mounts.mount(&prefix, storage).map_err(|e| to_js_error(&e))
+    }
+
+    /// Removes the mount of `prefix`; returns whether there was one.
+    pub fn unmount(&self, prefix: String) -> bool {
+        self.mounts.unmount(&prefix)
+    }
+
+    /// `execute(sql, options?)`: runs one statement (any statement of the CLI); resolves to
+    /// `{ columns, rows }`.
     #[wasm_bindgen(js_name = execute, unchecked_return_type = "QueryResult")]
-    pub async fn execute_js(&self, sql: String) -> std::result::Result<JsValue, JsValue> {
-        let result = self.execute(&sql).await.map_err(|e| to_js_error(&e))?;
+    pub async fn execute_js(
+        &self,
+        sql: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "RunOptions")] options: JsValue,
+    ) -> JsResult<JsValue> {
+        let stmt = strata_core::sql::parse(&sql).map_err(|e| to_js_error(&e))?;
+        let tracker = run_tracker(&options, RUN_OPTIONS, "execute", &stmt)?;
+        let result = self.execute_statement(&stmt, tracker).await.map_err(|e| to_js_error(&e))?;
         Ok(query_result_to_js(&result))
     }
 
-    /// `put(db, table, key, value)`: writes one row of `db.table`.
+    /// `backup(options)`: `BACKUP` as a typed call; resolves to what the backup wrote.
+    #[wasm_bindgen(js_name = backup, unchecked_return_type = "BackupResult")]
+    pub async fn backup_js(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "BackupOptions")] options: JsValue,
+    ) -> JsResult<JsValue> {
+        let stmt = Options::new(&options, "backup", BACKUP_OPTIONS)
+            .and_then(|o| backup_statement(&o))
+            .map_err(|e| to_js_error(&e))?;
+        self.typed(stmt, &options, BACKUP_OPTIONS, "backup").await.map(|rows| rows.get(0))
+    }
+
+    /// `restore(options)`: `RESTORE` as a typed call; resolves to what was restored.
+    #[wasm_bindgen(js_name = restore, unchecked_return_type = "RestoreResult")]
+    pub async fn restore_js(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RestoreOptions")] options: JsValue,
+    ) -> JsResult<JsValue> {
+        let stmt = Options::new(&options, "restore", RESTORE_OPTIONS)
+            .and_then(|o| restore_statement(&o))
+            .map_err(|e| to_js_error(&e))?;
+        self.typed(stmt, &options, RESTORE_OPTIONS, "restore").await.map(|rows| rows.get(0))
+    }
+
+    /// `showBackup(options)`: `SHOW BACKUP` as a typed call; resolves to one row per database and
+    /// table of each layer of the chain.
+    #[wasm_bindgen(js_name = showBackup, unchecked_return_type = "BackupContents[]")]
+    pub async fn show_backup_js(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ShowBackupOptions")] options: JsValue,
+    ) -> JsResult<JsValue> {
+        let stmt = Options::new(&options, "showBackup", SHOW_BACKUP_OPTIONS)
+            .and_then(|o| show_backup_statement(&o))
+            .map_err(|e| to_js_error(&e))?;
+        self.typed(stmt, &options, SHOW_BACKUP_OPTIONS, "showBackup").await.map(JsValue::from)
+    }
+
+    /// `showBackups(collection)`: the full backups of a collection (`SHOW BACKUPS IN`), as the
+    /// subdirectories `restore({ from, subdir })` takes, oldest first.
+    #[wasm_bindgen(js_name = showBackups, unchecked_return_type = "string[]")]
+    pub async fn show_backups_js(&self, collection: String) -> JsResult<JsValue> {
+        let stmt = Statement::ShowBackups { collection: vec![collection] };
+        let result = self.execute_statement(&stmt, None).await.map_err(|e| to_js_error(&e))?;
+        let paths: Array = result.rows.iter().map(|r| JsValue::from_str(&r[0].to_string())).collect();
+        Ok(paths.into())
+    }
+
+    async fn typed(
+        &self,
+        stmt: Statement,
+        options: &JsValue,
+        allowed: &'static [&'static str],
+        what: &'static str,
+    ) -> JsResult<Array> {
+        let tracker = run_tracker(options, allowed, what, &stmt)?;
+        let result = self.execute_statement(&stmt, tracker).await.map_err(|e| to_js_error(&e))?;
+        Ok(result_rows_to_objects(&result))
+    }
+
+    /// `put(db, table, key, value)`: writes one row of `db.table`; resolves to the write's
+    /// timestamp (decimal text, usable as `asOf`).
     #[wasm_bindgen(js_name = put)]
-    pub async fn put_js(
+    pub async fn put_js(&self, db: String, table: String, key: Vec<u8>, value: Vec<u8>) -> JsResult<String> {
+        self.put(&db, &table, &key, &value).await.map(|ts| ts.to_string()).map_err(|e| to_js_error(&e))
+    }
+
+    /// `putMany(db, table, rows)`: writes `[key, value]` pairs into `db.table` in one atomic
+    /// batch; resolves to its timestamp.
+    #[wasm_bindgen(js_name = putMany)]
+    pub async fn put_many_js(
         &self,
         db: String,
         table: String,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    ) -> std::result::Result<(), JsValue> {
-        self.put(&db, &table, &key, &value).await.map(|_| ()).map_err(|e| to_js_error(&e))
+        #[wasm_bindgen(unchecked_param_type = "Array<[Uint8Array, Uint8Array]>")] rows: JsValue,
+    ) -> JsResult<String> {
+        let run = async {
+            let rows = pairs_from_js(&rows)?;
+            self.put_many(&db, &table, rows).await
+        };
+        run.await.map(|ts| ts.to_string()).map_err(|e| to_js_error(&e))
     }
 
-    /// `get(db, table, key)`: the row's current value, or `undefined`.
+    /// `delete(db, table, key)`: deletes one row; resolves to the deletion's timestamp.
+    #[wasm_bindgen(js_name = delete)]
+    pub async fn delete_js(&self, db: String, table: String, key: Vec<u8>) -> JsResult<String> {
+        self.delete(&db, &table, &key).await.map(|ts| ts.to_string()).map_err(|e| to_js_error(&e))
+    }
+
+    /// `get(db, table, key, asOf?)`: the row's value (as of `asOf`, an `AS OF SYSTEM TIME`
+    /// expression, or now), or `undefined`.
     #[wasm_bindgen(js_name = get)]
     pub async fn get_js(
         &self,
         db: String,
         table: String,
         key: Vec<u8>,
-    ) -> std::result::Result<Option<Vec<u8>>, JsValue> {
-        self.get(&db, &table, &key).await.map_err(|e| to_js_error(&e))
+        #[wasm_bindgen(js_name = asOf)] as_of: Option<String>,
+    ) -> JsResult<Option<Vec<u8>>> {
+        let run = async {
+            let at = match as_of {
+                Some(a) => Some(self.resolve_time(&a).await?),
+                None => None,
+            };
+            self.get(&db, &table, &key, at).await
+        };
+        run.await.map_err(|e| to_js_error(&e))
+    }
+
+    /// `scan(db, table, options?)`: the rows of `db.table` as `[key, value]` pairs in key order;
+    /// `options.prefix` keeps keys starting with it, `options.asOf` reads the past, `options.limit`
+    /// stops early.
+    #[wasm_bindgen(js_name = scan, unchecked_return_type = "Array<[Uint8Array, Uint8Array]>")]
+    pub async fn scan_js(
+        &self,
+        db: String,
+        table: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "ScanOptions")] options: JsValue,
+    ) -> JsResult<JsValue> {
+        let run = async {
+            let o = Options::new(&options, "scan", &["prefix", "asOf", "limit"])?;
+            let prefix = match o.get("prefix") {
+                v if v.is_undefined() || v.is_null() => Vec::new(),
+                v => crate::convert::bytes_from_js(&v, "scan option prefix")?,
+            };
+            let limit = match o.get("limit") {
+                v if v.is_undefined() || v.is_null() => None,
+                v => Some(crate::convert::u64_from_js(&v, "scan option limit")? as usize),
+            };
+            let at = match o.string("asOf")? {
+                Some(a) => Some(self.resolve_time(&a).await?),
+                None => None,
+            };
+            self.scan(&db, &table, &prefix, at, limit).await
+        };
+        let rows = run.await.map_err(|e| to_js_error(&e))?;
+        let out: Array =
+            rows.iter().map(|(k, v)| JsValue::from(Array::of2(&bytes_to_js(k), &bytes_to_js(v)))).collect();
+        Ok(out.into())
+    }
+
+    /// `now()`: the store's current timestamp, as decimal text (usable as `asOf`).
+    #[wasm_bindgen(js_name = now)]
+    pub async fn now_js(&self) -> JsResult<String> {
+        self.store.now().await.map(|t| t.to_string()).map_err(|e| to_js_error(&e))
     }
 }
 
-/// The key of a row: the table's prefix, then the user's key (as [`strata_core::keys::table_key`]).
-fn row_key(table_prefix: [u8; 5], key: &[u8]) -> Vec<u8> {
-    [table_prefix.as_slice(), key].concat()
+/// The tracker of a call whose options may hold `onProgress` and `signal`, if either is given.
+fn run_tracker(
+    options: &JsValue,
+    allowed: &'static [&'static str],
+    what: &'static str,
+    stmt: &Statement,
+) -> JsResult<Option<Arc<Tracker>>> {
+    let o = Options::new(options, what, allowed).map_err(|e| to_js_error(&e))?;
+    let on_progress = o.function("onProgress").map_err(|e| to_js_error(&e))?;
+    let signal = o.object("signal").map_err(|e| to_js_error(&e))?;
+    if on_progress.is_none() && signal.is_none() {
+        return Ok(None);
+    }
+    if let Some(signal) = &signal {
+        if is_aborted(signal) {
+            return Err(to_js_error(&Error::Cancelled(format!("the {what} was cancelled before it started"))));
+        }
+    }
+    let operation = match stmt {
+        Statement::Backup(_) => Operation::Backup,
+        Statement::Restore(_) => Operation::Restore,
+        _ => Operation::Statement,
+    };
+    let mut tracker = Tracker::new(operation);
+    if let Some(f) = on_progress {
+        tracker = tracker.with_callback(move |p| report(&f, p));
+    }
+    if let Some(signal) = signal {
+        tracker = tracker.with_cancellation(move || is_aborted(&signal));
+    }
+    Ok(Some(Arc::new(tracker)))
 }
 
-/// Wall-clock nanoseconds since the epoch, from the host.
+/// `[key, value]` pairs from a JS array.
+fn pairs_from_js(rows: &JsValue) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    if !Array::is_array(rows) {
+        return Err(Error::InvalidArgument {
+            what: "putMany rows".into(),
+            message: format!("expected an array of [key, value] pairs, got {}", crate::convert::describe_value(rows)),
+        });
+    }
+    Array::from(rows)
+        .iter()
+        .enumerate()
+        .map(|(i, pair)| {
+            let what = format!("putMany row {i}");
+            if !Array::is_array(&pair) || Array::from(&pair).length() != 2 {
+                return Err(Error::InvalidArgument { what, message: "expected a [key, value] pair".into() });
+            }
+            let pair = Array::from(&pair);
+            Ok((
+                crate::convert::bytes_from_js(&pair.get(0), &format!("{what} key"))?,
+                crate::convert::bytes_from_js(&pair.get(1), &format!("{what} value"))?,
+            ))
+        })
+        .collect()
+}
+
+fn is_aborted(signal: &Object) -> bool {
+    Reflect::get(signal, &"aborted".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false)
+}
+
+/// Calls `onProgress` with a `Progress` object; what it throws is ignored (the work goes on).
+fn report(f: &Function, p: &Progress) {
+    let obj = Object::new();
+    set(&obj, "operation", &p.operation.as_str().into());
+    set(&obj, "fraction", &p.fraction.into());
+    for (name, n) in [("rows", p.rows), ("bytes", p.bytes), ("storageBytes", p.storage_bytes), ("files", p.files)] {
+        set(&obj, name, &(n as f64).into());
+    }
+    set(&obj, "done", &p.done.into());
+    let _ = f.call1(&JsValue::NULL, &obj);
+}
+
+/// Plugins written in JavaScript, as the store and storage traits.
 #[cfg(target_arch = "wasm32")]
-fn wall_clock_nanos() -> u64 {
-    // Date.now() is whole milliseconds; the store's hybrid logical clock orders writes within one.
-    (js_sys::Date::now() as u64).saturating_mul(1_000_000)
+mod plugins {
+    use super::*;
+
+    pub fn kv(plugin: JsValue) -> Result<Arc<dyn KvStore>> {
+        Ok(Arc::new(crate::js_kv::JsKv::new(plugin)?))
+    }
+
+    pub fn storage(plugin: JsValue, name: &str) -> Result<Arc<dyn ExternalStorage>> {
+        Ok(Arc::new(crate::js_storage::JsStorage::new(plugin, name)?))
+    }
 }
 
-/// Wall-clock nanoseconds since the epoch, from the host.
+/// Natively there is no JavaScript to call: the JS-facing constructor options are unavailable.
 #[cfg(not(target_arch = "wasm32"))]
-fn wall_clock_nanos() -> u64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
+mod plugins {
+    use super::*;
+
+    pub fn kv(_plugin: JsValue) -> Result<Arc<dyn KvStore>> {
+        Err(Error::NotSupported { feature: "KV plugins written in JavaScript outside wasm32".into() })
+    }
+
+    pub fn storage(_plugin: JsValue, _name: &str) -> Result<Arc<dyn ExternalStorage>> {
+        Err(Error::NotSupported { feature: "storage plugins written in JavaScript outside wasm32".into() })
+    }
 }
 
 #[cfg(test)]
@@ -161,31 +502,33 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use futures::executor::block_on;
-    use strata_core::sql::{Statement, TableName};
-    use strata_core::Error;
 
     use super::*;
 
     fn with_table() -> Strata {
-        let s = Strata::new();
+        let s = Strata::in_memory();
         block_on(async {
-            let exec = s.executor();
-            exec.execute_statement(&Statement::CreateDatabase { name: "bank".into(), if_not_exists: false })
-                .await
-                .unwrap();
-            let name = TableName { database: Some("bank".into()), table: "accounts".into() };
-            exec.execute_statement(&Statement::CreateTable { name, if_not_exists: false }).await.unwrap();
+            s.execute("CREATE DATABASE bank").await.unwrap();
+            s.execute("CREATE TABLE bank.accounts").await.unwrap();
         });
         s
     }
 
     #[test]
-    fn put_then_get() {
+    fn put_get_delete_scan() {
         let s = with_table();
         block_on(async {
-            s.put("bank", "accounts", b"alice", b"100").await.unwrap();
-            assert_eq!(s.get("bank", "accounts", b"alice").await.unwrap(), Some(b"100".to_vec()));
-            assert_eq!(s.get("bank", "accounts", b"bob").await.unwrap(), None);
+            let t1 = s.put("bank", "accounts", b"alice", b"100").await.unwrap();
+            s.put("bank", "accounts", b"bob", b"50").await.unwrap();
+            s.put("bank", "accounts", b"alice", b"90").await.unwrap();
+            assert_eq!(s.get("bank", "accounts", b"alice", None).await.unwrap(), Some(b"90".to_vec()));
+            assert_eq!(s.get("bank", "accounts", b"alice", Some(t1)).await.unwrap(), Some(b"100".to_vec()));
+            assert_eq!(s.get("bank", "accounts", b"ali", None).await.unwrap(), None);
+            s.delete("bank", "accounts", b"bob").await.unwrap();
+            assert_eq!(s.get("bank", "accounts", b"bob", None).await.unwrap(), None);
+            let rows = s.scan("bank", "accounts", b"", None, None).await.unwrap();
+            assert_eq!(rows, vec![(b"alice".to_vec(), b"90".to_vec())]);
+            assert!(s.scan("bank", "accounts", b"b", None, None).await.unwrap().is_empty());
         });
     }
 
@@ -199,9 +542,47 @@ mod tests {
 
     #[test]
     fn clock_is_the_hosts() {
-        let s = Strata::new();
+        let s = Strata::in_memory();
         let ts = block_on(s.store().now()).unwrap();
         // After 2025-06: a real wall clock, not MemKv's deterministic counter from 2023-11-14.
         assert!(ts.wall > 1_750_000_000_000_000_000, "{ts}");
+    }
+
+    #[test]
+    fn backups_go_to_mounted_storage() {
+        let s = with_table();
+        let disk = strata_core::MemoryStorage::new("disk");
+        s.mounts().mount("nodelocal://1", Arc::new(disk.clone())).unwrap();
+        block_on(async {
+            s.put("bank", "accounts", b"alice", b"100").await.unwrap();
+            s.execute("BACKUP DATABASE bank INTO 'nodelocal://1/b'").await.unwrap();
+            assert!(disk.get("b/LATEST").await.is_ok());
+            s.execute("RESTORE DATABASE bank FROM LATEST IN 'nodelocal://1/b' WITH new_db_name = 'copy'")
+                .await
+                .unwrap();
+            assert_eq!(s.get("copy", "accounts", b"alice", None).await.unwrap(), Some(b"100".to_vec()));
+        });
+    }
+
+    #[test]
+    fn encrypted_backups_use_the_hosts_randomness() {
+        let s = with_table();
+        block_on(async {
+            s.put("bank", "accounts", b"alice", b"100").await.unwrap();
+            s.execute("BACKUP DATABASE bank INTO 'memory://e' WITH encryption_passphrase = 'correct horse'")
+                .await
+                .unwrap();
+            let wrong = s
+                .execute("RESTORE DATABASE bank FROM LATEST IN 'memory://e' WITH new_db_name = 'x', encryption_passphrase = 'nope'")
+                .await
+                .unwrap_err();
+            assert_eq!(wrong.code(), "WRONG_KEY", "{wrong}");
+            s.execute(
+                "RESTORE DATABASE bank FROM LATEST IN 'memory://e' WITH new_db_name = 'copy', encryption_passphrase = 'correct horse'",
+            )
+            .await
+            .unwrap();
+            assert_eq!(s.get("copy", "accounts", b"alice", None).await.unwrap(), Some(b"100".to_vec()));
+        });
     }
 }

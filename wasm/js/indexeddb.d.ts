@@ -1,0 +1,10 @@
+import type { StoragePlugin } from "../pkg/web/strata_wasm.js";
+
+export interface IndexedDbStorage extends StoragePlugin {
+  readonly name: string;
+  /** Closes the database connection. */
+  close(): Promise<void>;
+}
+
+/** A storage plugin over an IndexedDB database (default name "strata-backups"). */
+export function indexedDbStorage(name?: string): IndexedDbStorage;

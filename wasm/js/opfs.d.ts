@@ -1,0 +1,9 @@
+import type { StoragePlugin } from "../pkg/web/strata_wasm.js";
+
+export type OpfsStorage = StoragePlugin;
+
+/**
+ * A storage plugin over the browser's Origin Private File System: `dir` is a directory handle,
+ * or a path below the origin's OPFS root (created as needed; default: the root).
+ */
+export function opfsStorage(dir?: FileSystemDirectoryHandle | string): OpfsStorage;

@@ -1,0 +1,68 @@
+// Type-checks the package's TypeScript types as a Node user sees them (`tsc -p tests/types`):
+// every call compiles with the declared shapes, and misuses are rejected (@ts-expect-error).
+import init, {
+  Strata,
+  MemoryKv,
+  fsStorage,
+  httpStorage,
+  type BackupResult,
+  type KvPlugin,
+  type Progress,
+  type QueryResult,
+  type RestoreResult,
+  type StoragePlugin,
+  type StrataError,
+  type StrataErrorCode,
+} from "strata-wasm";
+
+export async function usage(): Promise<void> {
+  await init();
+  const kv: KvPlugin = new MemoryKv();
+  const db = new Strata({ kv, storage: { "nodelocal://1": fsStorage("/tmp/x", { fsync: false }) } });
+  db.mount("https://dav.example.com/b", httpStorage("https://dav.example.com/b/", { headers: { Authorization: "x" } }));
+  const r: QueryResult = await db.execute("SHOW DATABASES", { onProgress: (p: Progress) => p.rows });
+  const first: string | number | bigint | boolean | null = r.rows[0][0];
+  const b: BackupResult = await db.backup({
+    databases: ["bank"],
+    into: "nodelocal://1/b",
+    incremental: true,
+    encryptionPassphrase: "pw",
+    signal: new AbortController().signal,
+  });
+  const kind: "full" | "incremental" = b.backupType;
+  const rr: RestoreResult = await db.restore({ tables: "bank.accounts", from: "nodelocal://1/b", latest: true, intoDb: "x" });
+  const n: number = rr.rows;
+  const rows: Array<[Uint8Array, Uint8Array]> = await db.scan("bank", "accounts", { limit: 10 });
+  const value: Uint8Array | undefined = await db.get("bank", "accounts", rows[0][0], "-10s");
+  const ts: string = await db.put("bank", "accounts", new Uint8Array([1]), new Uint8Array([2]));
+  await db.putMany("bank", "accounts", [[new Uint8Array([1]), new Uint8Array([2])]]);
+  const layers = await db.showBackup({ from: "nodelocal://1/b", latest: true });
+  const full: boolean = layers[0].isFullCluster;
+  const dirs: string[] = await db.showBackups("nodelocal://1/b");
+  try {
+    await db.execute("BACKUP");
+  } catch (e) {
+    const code: StrataErrorCode = (e as StrataError).code;
+    switch (code) {
+      case "WRONG_KEY":
+      case "NOT_FOUND":
+        break;
+      default:
+    }
+  }
+  const plugin: StoragePlugin = {
+    put: async () => {},
+    get: async () => null,
+    list: async () => [{ path: "a", size: 1 }],
+    delete: async () => {},
+  };
+  db.mount("js://x", plugin);
+  // @ts-expect-error: `into` or `to` is a string
+  await db.backup({ into: 7 });
+  // @ts-expect-error: storage plugins need delete()
+  db.mount("js://y", { put: async () => {}, get: async () => null, list: async () => [] });
+  // @ts-expect-error: timestamps of KV plugins are bigints
+  const bad: KvPlugin = { now: async () => 1, scan: async () => ({ entries: [] }), write: async () => 1n, discard: async () => {} };
+  void [first, kind, n, value, ts, full, dirs, bad];
+  db.free();
+}
