@@ -10,6 +10,12 @@ pub const SECRET_PARAMS: &[&str] = &[
     "CREDENTIALS",
     "BEARER_TOKEN",
     "ASSUME_ROLE_CREDENTIALS",
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "X-Amz-Security-Token",
+    "X-Goog-Signature",
+    "X-Goog-Credential",
+    "sig",
     "PASSWORD",
     "KEY",
     "TOKEN",
@@ -98,6 +104,17 @@ mod tests {
         assert_eq!(redact_uri("azure://c/p?azure_account_key=abc"), "azure://c/p?azure_account_key=redacted");
         assert_eq!(redact_uri("https://user:pw@host/x"), "https://user:redacted@host/x");
         assert_eq!(redact_uri("nodelocal://1/backups"), "nodelocal://1/backups");
+        // Presigned URLs carry their secret in the query string.
+        assert_eq!(
+            redact_uri(
+                "https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=abc123&X-Amz-Expires=60"
+            ),
+            "https://b.s3.amazonaws.com/k?X-Amz-Credential=redacted&X-Amz-Signature=redacted&X-Amz-Expires=60"
+        );
+        assert_eq!(
+            redact_uri("https://a.blob.core.windows.net/c/b?sv=2022&sig=s3cr3t"),
+            "https://a.blob.core.windows.net/c/b?sv=2022&sig=redacted"
+        );
         // A password with an unencoded '/' is still hidden; '@' in a path is left alone.
         assert_eq!(redact_uri("https://u:pa/ss@host/x?a=b"), "https://u:redacted@host/x?a=b");
         assert_eq!(redact_uri("s3://bucket/a@b"), "s3://bucket/a@b");
