@@ -98,10 +98,10 @@ pub fn locality_of(uri: &str) -> Result<Option<String>> {
     let Some((_, query)) = uri.split_once('?') else { return Ok(None) };
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if !percent_decode(name).eq_ignore_ascii_case(LOCALITY_PARAM) {
+        if !crate::redact::percent_decode_query(name).eq_ignore_ascii_case(LOCALITY_PARAM) {
             continue;
         }
-        let value = percent_decode(value);
+        let value = crate::redact::percent_decode_query(value);
         if value == DEFAULT_LOCALITY {
             return Ok(Some(value));
         }
@@ -151,25 +151,6 @@ pub fn storage_for_file(layer: &Arc<dyn ExternalStorage>, file: &FileInfo) -> Re
             )
         }),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]

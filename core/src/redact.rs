@@ -70,7 +70,17 @@ fn redact_userinfo(base: &str) -> String {
 }
 
 /// Decodes `%XX` escapes of a parameter name (invalid ones are kept as they are).
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes (a malformed escape stays as written; invalid UTF-8 is replaced).
+pub fn percent_decode(s: &str) -> String {
+    decode_escapes(s, false)
+}
+
+/// Decodes a query-string value: `%XX` escapes, and `+` as a space.
+pub fn percent_decode_query(s: &str) -> String {
+    decode_escapes(s, true)
+}
+
+fn decode_escapes(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -83,10 +93,10 @@ fn percent_decode(s: &str) -> String {
                 continue;
             }
         }
-        out.push(bytes[i]);
+        out.push(if plus_is_space && bytes[i] == b'+' { b' ' } else { bytes[i] });
         i += 1;
     }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ impl KmsOpener for FileKmsOpener {
                 "'{shown}' must name an absolute path to a key file, as {FILE_KMS_SCHEME}:///path/to/keyfile"
             )));
         }
-        let path = PathBuf::from(percent_decode(rest));
+        let path = PathBuf::from(strata_core::percent_decode(rest));
         let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| Error::Storage {
             path: shown.clone(),
             message: format!("cannot read the key file {}: {e}", path.display()),
@@ -151,26 +151,6 @@ impl KeyProvider for FileKey {
             .decrypt(GenericArray::from_slice(&wrapped[1..13]), Payload { msg: &wrapped[13..], aad: &self.aad() })
             .map_err(|_| wrong())
     }
-}
-
-/// Decodes `%XX` escapes of a path.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
