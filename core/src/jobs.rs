@@ -44,14 +44,14 @@ const STATE_VERSION: u8 = 1;
 
 /// A job's future, as handed to a [`JobSpawner`]. It is not `Send` (the backup's future is not
 /// provably `Send` to today's compiler): run it on the spawning thread, e.g. with
-/// `tokio::task::spawn_local` inside a `LocalSet`, or `wasm_bindgen_futures::spawn_local`.
+/// tokio's `task::spawn_local` inside a `LocalSet`, or `wasm_bindgen_futures::spawn_local`.
 pub type JobFuture = futures::future::LocalBoxFuture<'static, ()>;
 
 /// Runs detached jobs' futures to completion in the background.
 ///
 /// # Contract
 /// `spawn` returns at once and polls the future until it completes, on the calling thread
-/// (`tokio::task::spawn_local` in a `LocalSet`, or `wasm_bindgen_futures::spawn_local`).
+/// (tokio's `task::spawn_local` in a `LocalSet`, or `wasm_bindgen_futures::spawn_local`).
 /// Dropping it unpolled leaves the job `running` until a host adopts it again.
 pub trait JobSpawner: MaybeSendSync {
     /// Starts `job` in the background.
