@@ -720,6 +720,30 @@ impl Inner {
     }
 }
 
+/// How an [`EmbeddedStore`] is opened.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EmbeddedStoreOptions {
+    /// Bytes of redb's page cache. redb's own default is 1 GiB, which lets a process's resident
+    /// memory grow with the data it touches; strata's default, 64 MiB, holds the B-trees'
+    /// interior pages (what every lookup re-reads) many times over for tables of millions of rows.
+    pub cache_bytes: usize,
+}
+
+impl Default for EmbeddedStoreOptions {
+    fn default() -> Self {
+        EmbeddedStoreOptions { cache_bytes: 64 << 20 }
+    }
+}
+
+impl EmbeddedStoreOptions {
+    /// Sets the page cache size.
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+}
+
 impl EmbeddedStore {
     /// The name of the database file inside the store's directory.
     pub const FILE_NAME: &'static str = "strata.redb";
@@ -730,12 +754,17 @@ impl EmbeddedStore {
     /// Fails if the file is not a strata store of a layout this version reads, or if another
     /// process has it open.
     pub fn open(dir: &Path) -> Result<EmbeddedStore> {
+        EmbeddedStore::open_with(dir, &EmbeddedStoreOptions::default())
+    }
+
+    /// Opens the store in `dir` with these options (see [`EmbeddedStore::open`]).
+    pub fn open_with(dir: &Path, options: &EmbeddedStoreOptions) -> Result<EmbeddedStore> {
         let path = dir.join(Self::FILE_NAME);
         std::fs::create_dir_all(dir).map_err(|e| Error::Kv {
             message: format!("cannot create the store directory {}: {e}", dir.display()),
             status: Status::Permanent,
         })?;
-        let db = Database::create(&path).map_err(|e| {
+        let db = redb::Builder::new().set_cache_size(options.cache_bytes).create(&path).map_err(|e| {
             let hint = match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => " (is another strata process using it?)",
                 _ => "",

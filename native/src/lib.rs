@@ -7,6 +7,6 @@ mod kms;
 mod storage;
 pub mod workload;
 
-pub use embedded::{EmbeddedStore, StoreStats};
+pub use embedded::{EmbeddedStore, EmbeddedStoreOptions, StoreStats};
 pub use kms::{generate_key_file, os_entropy, FileKmsOpener, FILE_KMS_SCHEME};
 pub use storage::{NativeOpener, ObjectStorage, WebDavStorage};
