@@ -132,6 +132,17 @@ pub enum DescriptorChange {
     Delete(DescId),
 }
 
+impl DescriptorChange {
+    /// The write that applies the change in the system span: the descriptor's key, and its
+    /// encoding or `None` (a deletion).
+    pub fn into_write(self) -> (Vec<u8>, Option<Vec<u8>>) {
+        match self {
+            DescriptorChange::Put(d) => (keys::descriptor_key(d.id()), Some(d.encode())),
+            DescriptorChange::Delete(id) => (keys::descriptor_key(id), None),
+        }
+    }
+}
+
 /// The set of databases and tables at one point in time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {

@@ -202,15 +202,7 @@ impl KvSink for MemKv {
     }
 
     async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
-        Ok(self.write_sync(
-            changes
-                .into_iter()
-                .map(|c| match c {
-                    DescriptorChange::Put(d) => (keys::descriptor_key(d.id()), Some(d.encode())),
-                    DescriptorChange::Delete(id) => (keys::descriptor_key(id), None),
-                })
-                .collect(),
-        ))
+        Ok(self.write_sync(changes.into_iter().map(DescriptorChange::into_write).collect()))
     }
 
     async fn discard(&self, spans: &[Span]) -> Result<()> {

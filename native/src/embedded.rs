@@ -940,13 +940,7 @@ impl KvSink for EmbeddedStore {
     }
 
     async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
-        let batch = changes
-            .into_iter()
-            .map(|c| match c {
-                DescriptorChange::Put(d) => (keys::descriptor_key(d.id()), Some(d.encode())),
-                DescriptorChange::Delete(id) => (keys::descriptor_key(id), None),
-            })
-            .collect();
+        let batch = changes.into_iter().map(DescriptorChange::into_write).collect();
         self.blocking(move |inner| inner.write("publish of descriptors", batch)).await
     }
 

@@ -158,13 +158,7 @@ impl KvSink for JsKv {
     }
 
     async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
-        let batch = changes
-            .into_iter()
-            .map(|c| match c {
-                DescriptorChange::Put(d) => (keys::descriptor_key(d.id()), Some(d.encode())),
-                DescriptorChange::Delete(id) => (keys::descriptor_key(id), None),
-            })
-            .collect();
+        let batch = changes.into_iter().map(DescriptorChange::into_write).collect();
         let method = if has_method(&self.plugin, "publish") { "publish" } else { "write" };
         self.write_batch(method, batch).await
     }
