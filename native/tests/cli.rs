@@ -2,51 +2,10 @@
 //! real directories.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-struct Run {
-    out: Output,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.out.stdout).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.out.stderr).into_owned()
-    }
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert!(self.out.status.success(), "strata failed:\nstdout: {}\nstderr: {}", self.stdout(), self.stderr());
-        self
-    }
-    #[track_caller]
-    fn fails_with(self, needle: &str) -> Self {
-        assert!(!self.out.status.success(), "strata should have failed; stdout: {}", self.stdout());
-        assert!(self.stderr().starts_with("error: "), "errors start with 'error: ': {}", self.stderr());
-        assert!(self.stderr().contains(needle), "stderr should contain {needle:?}: {}", self.stderr());
-        self
-    }
-}
-
-fn strata(store: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("STRATA_STORE")
-        .output()
-        .expect("run strata");
-    Run { out }
-}
-
-fn sql(store: &Path, statement: &str) -> Run {
-    strata(store, &["sql", statement])
-}
-
-fn scan(store: &Path, table: &str) -> String {
-    strata(store, &["scan", table]).ok().stdout()
-}
+mod cli_support;
+use cli_support::{scan, sql, strata};
 
 /// A store with the bank workload and a few hand-written rows.
 fn bank(dir: &Path, rows: &str) -> std::path::PathBuf {

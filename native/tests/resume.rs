@@ -7,25 +7,14 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+mod cli_support;
 use std::time::{Duration, Instant};
 
 use strata_core::{Checkpoint, CHECKPOINT_NAME, MANIFEST_NAME};
 
 fn strata(store: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("STRATA_STORE")
-        .output()
-        .expect("run strata");
-    assert!(
-        out.status.success(),
-        "strata {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    cli_support::strata(store, args).ok().out
 }
 
 fn find(dir: &Path, name: &str) -> Vec<PathBuf> {

@@ -3,23 +3,12 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+mod cli_support;
 use std::time::{Duration, Instant};
 
 fn strata(store: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("STRATA_STORE")
-        .output()
-        .expect("run strata");
-    assert!(
-        out.status.success(),
-        "strata {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    cli_support::strata(store, args).ok().out
 }
 
 fn sql(store: &Path, statement: &str) -> String {
