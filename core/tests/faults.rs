@@ -1,30 +1,32 @@
 //! Faults injected on top of a real storage: the N-th call fails. A backup that fails leaves no
 //! manifest (so no backup) and removes its files; a restore that fails leaves nothing visible.
 
-use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+mod common;
+
 use async_trait::async_trait;
-use bytes::Bytes;
+use common::{Call, Hook, Hooked};
 use futures::executor::block_on;
 use strata_core::{
-    keys, Error, Executor, ExternalStorage, KvSink, KvSource, MemKv, MemoryOpener, MemoryStorage, ObjectMeta, Result,
-    Status, StorageOpener, Timestamp, MANIFEST_NAME,
+    keys, Error, Executor, ExternalStorage, KvSink, KvSource, MemKv, MemoryOpener, MemoryStorage, Result, Status,
+    StorageOpener, Timestamp, MANIFEST_NAME,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-/// Wraps a storage; the `fail_at`-th call (counting every method) fails with a temporary error.
-struct Flaky {
-    inner: MemoryStorage,
+/// The `fail_at`-th call (counting every method but `delete`) fails with a temporary error.
+struct FailNth {
     calls: AtomicUsize,
     fail_at: usize,
 }
 
-impl Flaky {
-    fn tick(&self, path: &str) -> Result<()> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Hook for FailNth {
+    async fn before(&self, call: Call, path: &str) -> Result<()> {
+        if call != Call::Delete && self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
             return Err(Error::Storage {
                 path: path.into(),
                 message: "injected fault".into(),
@@ -35,42 +37,14 @@ impl Flaky {
     }
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl ExternalStorage for Flaky {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.tick(path)?;
-        self.inner.put(path, data).await
-    }
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        self.tick(path)?;
-        self.inner.put_if_absent(path, data).await
-    }
-    async fn get(&self, path: &str) -> Result<Bytes> {
-        self.tick(path)?;
-        self.inner.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        self.tick(path)?;
-        self.inner.get_range(path, range).await
-    }
-    async fn size(&self, path: &str) -> Result<u64> {
-        self.tick(path)?;
-        self.inner.size(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.tick(prefix)?;
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path).await
-    }
+/// A memory storage whose `fail_at`-th call fails.
+fn flaky(inner: &MemoryStorage, fail_at: usize) -> Arc<Hooked> {
+    let hook = Arc::new(FailNth { calls: AtomicUsize::new(0), fail_at });
+    Arc::new(Hooked { inner: Arc::new(inner.clone()), hook })
 }
 
-struct FlakyOpener(Arc<Flaky>);
+/// Opens the same storage for every URI.
+struct FlakyOpener(Arc<Hooked>);
 
 impl StorageOpener for FlakyOpener {
     fn open(&self, _uri: &str) -> Result<Arc<dyn ExternalStorage>> {
@@ -97,7 +71,7 @@ fn a_failed_backup_leaves_no_backup_and_no_files() {
         let kv = source_with_data().await;
         let mut failures = 0;
         for fail_at in 1..40 {
-            let flaky = Arc::new(Flaky { inner: MemoryStorage::new("f"), calls: AtomicUsize::new(0), fail_at });
+            let flaky = flaky(&MemoryStorage::new("f"), fail_at);
             let exec = Executor::new(Arc::new(kv.clone()), Arc::new(FlakyOpener(flaky.clone()))).with_backup_options(
                 strata_core::BackupOptions::default().with_target_file_size(1024).with_page_bytes(1024),
             );
@@ -124,15 +98,12 @@ fn a_failed_restore_leaves_nothing_visible() {
     block_on(async {
         let kv = source_with_data().await;
         let backup = MemoryStorage::new("r");
-        let exec = Executor::new(
-            Arc::new(kv.clone()),
-            Arc::new(FlakyOpener(Arc::new(Flaky { inner: backup.clone(), calls: AtomicUsize::new(0), fail_at: 0 }))),
-        );
+        let exec = Executor::new(Arc::new(kv.clone()), Arc::new(FlakyOpener(flaky(&backup, 0))));
         exec.execute("BACKUP DATABASE d TO 'memory://r'").await.unwrap();
         let mut failures = 0;
         for fail_at in 1..20 {
             let target = MemKv::new();
-            let flaky = Arc::new(Flaky { inner: backup.clone(), calls: AtomicUsize::new(0), fail_at });
+            let flaky = flaky(&backup, fail_at);
             let texec = Executor::new(Arc::new(target.clone()), Arc::new(FlakyOpener(flaky)));
             match texec.execute("RESTORE DATABASE d FROM 'memory://r'").await {
                 Ok(_) => assert_eq!(target.catalog().await.unwrap().tables.len(), 3),

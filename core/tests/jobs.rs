@@ -3,18 +3,19 @@
 //! mid-way and paused, resumed or canceled.
 
 use std::cell::RefCell;
-use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+mod common;
+
 use async_trait::async_trait;
-use bytes::Bytes;
+use common::{Call, Hook, HookedOpener};
 use futures::executor::block_on;
 use futures::task::noop_waker;
 use strata_core::{
-    keys, BackupOptions, Executor, ExternalStorage, JobFuture, JobSpawner, MemKv, MemoryOpener, ObjectMeta,
-    QueryResult, Result, StorageOpener, Value, CHECKPOINT_NAME, MANIFEST_NAME,
+    keys, BackupOptions, Executor, JobFuture, JobSpawner, MemKv, MemoryOpener, QueryResult, Result, StorageOpener,
+    Value, CHECKPOINT_NAME, MANIFEST_NAME,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -48,12 +49,6 @@ impl HandSpawner {
     }
 }
 
-/// Data file puts wait for a permit.
-struct Gated {
-    inner: Arc<dyn ExternalStorage>,
-    permits: Arc<AtomicUsize>,
-}
-
 struct Permit(Arc<AtomicUsize>);
 
 impl std::future::Future for Permit {
@@ -68,46 +63,17 @@ impl std::future::Future for Permit {
     }
 }
 
+/// Data file puts wait for a permit.
+struct Gate(Arc<AtomicUsize>);
+
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl ExternalStorage for Gated {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        if path.contains("/data/") {
-            Permit(self.permits.clone()).await;
+impl Hook for Gate {
+    async fn before(&self, call: Call, path: &str) -> Result<()> {
+        if call == Call::Put && path.contains("/data/") {
+            Permit(self.0.clone()).await;
         }
-        self.inner.put(path, data).await
-    }
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        self.inner.put_if_absent(path, data).await
-    }
-    async fn get(&self, path: &str) -> Result<Bytes> {
-        self.inner.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        self.inner.get_range(path, range).await
-    }
-    async fn size(&self, path: &str) -> Result<u64> {
-        self.inner.size(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path).await
-    }
-}
-
-struct GatedOpener {
-    inner: MemoryOpener,
-    permits: Arc<AtomicUsize>,
-}
-
-impl StorageOpener for GatedOpener {
-    fn open(&self, uri: &str) -> Result<Arc<dyn ExternalStorage>> {
-        Ok(Arc::new(Gated { inner: self.inner.open(uri)?, permits: self.permits.clone() }))
+        Ok(())
     }
 }
 
@@ -124,12 +90,12 @@ fn setup() -> Setup {
     let memory = MemoryOpener::default();
     let permits = Arc::new(AtomicUsize::new(usize::MAX / 2));
     let spawner = Arc::new(HandSpawner);
-    let exec =
-        Executor::new(Arc::new(kv.clone()), Arc::new(GatedOpener { inner: memory.clone(), permits: permits.clone() }))
-            .with_backup_options(
-                BackupOptions::default().with_target_file_size(2048).with_page_bytes(1024).with_concurrency(1),
-            )
-            .with_job_spawner(spawner.clone());
+    let exec = Executor::new(
+        Arc::new(kv.clone()),
+        Arc::new(HookedOpener { inner: memory.clone(), hook: Arc::new(Gate(permits.clone())) }),
+    )
+    .with_backup_options(BackupOptions::default().with_target_file_size(2048).with_page_bytes(1024).with_concurrency(1))
+    .with_job_spawner(spawner.clone());
     block_on(async {
         exec.execute("CREATE DATABASE d").await.unwrap();
         for t in ["a", "b"] {

@@ -3,86 +3,59 @@
 //! without writing the finished files again, and the backup restores exactly.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+mod common;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use common::{Call, Hook, HookedOpener};
 use futures::executor::block_on;
 use futures::FutureExt;
 use strata_core::{
-    keys, read_checkpoint, BackupOptions, Executor, ExternalStorage, FileCodec, MemKv, MemoryOpener, ObjectMeta,
-    Result, StorageOpener, CHECKPOINT_NAME, MANIFEST_NAME,
+    keys, read_checkpoint, BackupOptions, Executor, FileCodec, MemKv, MemoryOpener, Result, StorageOpener,
+    CHECKPOINT_NAME, MANIFEST_NAME,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// Records every put; the `hang_at`-th data file put never completes.
-struct Recording {
-    inner: Arc<dyn ExternalStorage>,
-    puts: Arc<Mutex<Vec<String>>>,
-    data_puts: Arc<AtomicUsize>,
+#[derive(Default)]
+struct Recorder {
+    puts: Mutex<Vec<String>>,
+    data_puts: AtomicUsize,
     hang_at: usize,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl ExternalStorage for Recording {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        if path.contains("/data/") && self.data_puts.fetch_add(1, Ordering::SeqCst) + 1 == self.hang_at {
+impl Hook for Recorder {
+    async fn before(&self, call: Call, path: &str) -> Result<()> {
+        if call == Call::Put
+            && path.contains("/data/")
+            && self.data_puts.fetch_add(1, Ordering::SeqCst) + 1 == self.hang_at
+        {
             futures::future::pending::<()>().await;
         }
-        self.puts.lock().unwrap().push(path.to_string());
-        self.inner.put(path, data).await
-    }
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        self.puts.lock().unwrap().push(path.to_string());
-        self.inner.put_if_absent(path, data).await
-    }
-    async fn get(&self, path: &str) -> Result<Bytes> {
-        self.inner.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        self.inner.get_range(path, range).await
-    }
-    async fn size(&self, path: &str) -> Result<u64> {
-        self.inner.size(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path).await
+        if matches!(call, Call::Put | Call::PutIfAbsent) {
+            self.puts.lock().unwrap().push(path.to_string());
+        }
+        Ok(())
     }
 }
 
-struct RecordingOpener {
-    inner: MemoryOpener,
-    puts: Arc<Mutex<Vec<String>>>,
-    data_puts: Arc<AtomicUsize>,
-    hang_at: usize,
+/// Storage over `inner` whose puts are recorded (and whose `hang_at`-th data file hangs).
+fn recorded(inner: &MemoryOpener, hang_at: usize) -> (Arc<HookedOpener>, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder { hang_at, ..Recorder::default() });
+    (Arc::new(HookedOpener { inner: inner.clone(), hook: recorder.clone() }), recorder)
 }
 
-impl StorageOpener for RecordingOpener {
-    fn open(&self, uri: &str) -> Result<Arc<dyn ExternalStorage>> {
-        Ok(Arc::new(Recording {
-            inner: self.inner.open(uri)?,
-            puts: self.puts.clone(),
-            data_puts: self.data_puts.clone(),
-            hang_at: self.hang_at,
-        }))
-    }
+fn opener(inner: &MemoryOpener, hang_at: usize) -> Arc<HookedOpener> {
+    recorded(inner, hang_at).0
 }
 
-fn opener(inner: &MemoryOpener, hang_at: usize) -> Arc<RecordingOpener> {
-    Arc::new(RecordingOpener { inner: inner.clone(), puts: Arc::default(), data_puts: Arc::default(), hang_at })
-}
-
-fn executor(kv: &MemKv, opener: Arc<RecordingOpener>) -> Executor {
+fn executor(kv: &MemKv, opener: Arc<HookedOpener>) -> Executor {
     Executor::new(Arc::new(kv.clone()), opener)
         .with_backup_options(BackupOptions::default().with_target_file_size(2048).with_page_bytes(1024))
 }
@@ -119,12 +92,12 @@ fn a_dropped_backup_resumes_from_its_checkpoint() {
 
     // Second run of the same statement, later: it adopts the unfinished directory and its end time.
     kv.write_sync(vec![(b"\x10late".to_vec(), Some(b"x".to_vec()))]);
-    let second_opener = opener(&memory, 0);
-    let second = executor(&kv, second_opener.clone());
+    let (second_opener, second_recorder) = recorded(&memory, 0);
+    let second = executor(&kv, second_opener);
     let r = block_on(second.execute(statement)).unwrap();
     assert_eq!(r.get(0, "path").unwrap().to_string(), format!("/{dir}"));
     assert_eq!(r.get(0, "end_time").unwrap().to_string(), checkpoint.plan.end_time.to_string());
-    let puts = second_opener.puts.lock().unwrap().clone();
+    let puts = second_recorder.puts.lock().unwrap().clone();
     for path in finished.keys() {
         assert!(!puts.iter().any(|p| p.ends_with(&format!("/{path}"))), "{path} was written again");
         assert_eq!(&block_on(dir_storage.get(path)).unwrap(), &finished[path], "{path} changed");
@@ -187,11 +160,11 @@ fn a_dropped_incremental_resumes_its_layer() {
     assert!(checkpoint.files().count() >= 4);
 
     write(600, 700); // after the adopted end time: not in the layer
-    let second_opener = opener(&memory, 0);
-    let second = executor(&kv, second_opener.clone());
+    let (second_opener, second_recorder) = recorded(&memory, 0);
+    let second = executor(&kv, second_opener);
     let r = block_on(second.execute(statement)).unwrap();
     assert_eq!(format!("{}", r.get(0, "path").unwrap()), format!("/{dir}"));
-    let puts = second_opener.puts.lock().unwrap().clone();
+    let puts = second_recorder.puts.lock().unwrap().clone();
     for f in checkpoint.files() {
         assert!(!puts.iter().any(|p| p.ends_with(&format!("/{}", f.path))), "{} was written again", f.path);
     }

@@ -1,17 +1,18 @@
 //! Backup schedules over months of simulated time: the store's clock and the scheduler's `now`
 //! are driven by the test, so every run's time, kind and place can be checked exactly.
 
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+mod common;
+
 use async_trait::async_trait;
-use bytes::Bytes;
+use common::{Call, Hook, HookedOpener};
 use futures::executor::block_on;
 use strata_core::sql::{BackupSource, Subdir};
 use strata_core::{
-    keys, BackupKind, Civil, Error, Executor, ExternalStorage, MemKv, MemoryOpener, ObjectMeta, QueryResult, Result,
-    RunOutcome, ScheduledRun, Status, StorageOpener, Timestamp, Value, RETRY_AFTER_NANOS,
+    keys, BackupKind, Civil, Error, Executor, MemKv, MemoryOpener, QueryResult, Result, RunOutcome, ScheduledRun,
+    Status, Timestamp, Value, RETRY_AFTER_NANOS,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -31,15 +32,14 @@ fn show(t: u64) -> String {
     format!("{:04}-{:02}-{:02} {:02}:{:02}", c.year, c.month, c.day, c.hour, c.minute)
 }
 
-/// Storage whose writes fail while `fail` is set.
-struct Failing {
-    inner: Arc<dyn ExternalStorage>,
-    fail: Arc<AtomicBool>,
-}
+/// Writes fail while the flag is set.
+struct FailWrites(Arc<AtomicBool>);
 
-impl Failing {
-    fn check(&self, path: &str) -> Result<()> {
-        if self.fail.load(Ordering::SeqCst) {
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Hook for FailWrites {
+    async fn before(&self, call: Call, path: &str) -> Result<()> {
+        if matches!(call, Call::Put | Call::PutIfAbsent) && self.0.load(Ordering::SeqCst) {
             return Err(Error::Storage {
                 path: path.into(),
                 message: "injected fault".into(),
@@ -50,54 +50,12 @@ impl Failing {
     }
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl ExternalStorage for Failing {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.check(path)?;
-        self.inner.put(path, data).await
-    }
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        self.check(path)?;
-        self.inner.put_if_absent(path, data).await
-    }
-    async fn get(&self, path: &str) -> Result<Bytes> {
-        self.inner.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        self.inner.get_range(path, range).await
-    }
-    async fn size(&self, path: &str) -> Result<u64> {
-        self.inner.size(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path).await
-    }
-}
-
-struct FailingOpener {
-    inner: MemoryOpener,
-    fail: Arc<AtomicBool>,
-}
-
-impl StorageOpener for FailingOpener {
-    fn open(&self, uri: &str) -> Result<Arc<dyn ExternalStorage>> {
-        Ok(Arc::new(Failing { inner: self.inner.open(uri)?, fail: self.fail.clone() }))
-    }
-}
-
 /// A store, an executor and a clock the test drives.
 struct Sim {
     clock: Arc<AtomicU64>,
     kv: MemKv,
     exec: Executor,
-    opener: Arc<FailingOpener>,
+    opener: Arc<HookedOpener>,
     fail: Arc<AtomicBool>,
     table: u32,
     rows: u64,
@@ -109,7 +67,8 @@ impl Sim {
         let c = clock.clone();
         let kv = MemKv::with_clock(Arc::new(move || c.load(Ordering::SeqCst)));
         let fail = Arc::new(AtomicBool::new(false));
-        let opener = Arc::new(FailingOpener { inner: MemoryOpener::default(), fail: fail.clone() });
+        let opener =
+            Arc::new(HookedOpener { inner: MemoryOpener::default(), hook: Arc::new(FailWrites(fail.clone())) });
         let exec = Executor::new(Arc::new(kv.clone()), opener.clone());
         block_on(async {
             exec.execute("CREATE DATABASE bank").await.unwrap();

@@ -56,3 +56,96 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 }
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use strata_core::{ExternalStorage, MaybeSendSync, MemoryOpener, ObjectMeta, Result, StorageOpener};
+
+/// A storage call, as a [`Hook`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// `put`.
+    Put,
+    /// `put_if_absent`.
+    PutIfAbsent,
+    /// `get`.
+    Get,
+    /// `get_range`.
+    GetRange,
+    /// `size`.
+    Size,
+    /// `list` (the path is the prefix).
+    List,
+    /// `delete`.
+    Delete,
+}
+
+/// Runs before every call of a [`Hooked`] storage: to fail it, delay it or record it.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+pub trait Hook: MaybeSendSync {
+    /// Called before `call` on `path`; an error is the call's result.
+    async fn before(&self, call: Call, path: &str) -> Result<()>;
+}
+
+/// A real storage with a [`Hook`] in front of each call: fault injection on top of a real
+/// implementation.
+pub struct Hooked {
+    /// The storage underneath.
+    pub inner: Arc<dyn ExternalStorage>,
+    /// What runs before each call.
+    pub hook: Arc<dyn Hook>,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl ExternalStorage for Hooked {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        self.hook.before(Call::Put, path).await?;
+        self.inner.put(path, data).await
+    }
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
+        self.hook.before(Call::PutIfAbsent, path).await?;
+        self.inner.put_if_absent(path, data).await
+    }
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        self.hook.before(Call::Get, path).await?;
+        self.inner.get(path).await
+    }
+    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
+        self.hook.before(Call::GetRange, path).await?;
+        self.inner.get_range(path, range).await
+    }
+    async fn size(&self, path: &str) -> Result<u64> {
+        self.hook.before(Call::Size, path).await?;
+        self.inner.size(path).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.hook.before(Call::List, prefix).await?;
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, path: &str) -> Result<()> {
+        self.hook.before(Call::Delete, path).await?;
+        self.inner.delete(path).await
+    }
+}
+
+/// Opens `memory://` storages with a [`Hook`] in front of each.
+pub struct HookedOpener {
+    /// The real opener.
+    pub inner: MemoryOpener,
+    /// What runs before each call of every storage it opens.
+    pub hook: Arc<dyn Hook>,
+}
+
+impl StorageOpener for HookedOpener {
+    fn open(&self, uri: &str) -> Result<Arc<dyn ExternalStorage>> {
+        Ok(Arc::new(Hooked { inner: self.inner.open(uri)?, hook: self.hook.clone() }))
+    }
+}
