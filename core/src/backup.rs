@@ -6,9 +6,12 @@
 //! and exports spans that are new since the previous layer (tables created since) from zero.
 //! With revision history every version in the window is kept, and so is every descriptor change.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::{maybe_done, MaybeDone};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -600,20 +603,40 @@ async fn export_unit(
     let mut writer = DataFileWriter::new(options.data_file.clone());
     let mut file_start = next_key;
     // Changes since a previous layer come from the source's change index when it has one.
-    let mut use_changes = !task.start.is_zero();
+    let use_changes = !task.start.is_zero();
+    // The pipeline of one unit, each stage bounded to one item: the source reads page n+1 while
+    // page n is encoded, and file k uploads while file k+1 is encoded. A source or storage that
+    // works on other threads (the native ones do) thus overlaps reading, encoding (compressing,
+    // encrypting, hashing) and uploading; one that works in `poll` runs them in turn.
+    let mut reading = Box::pin(maybe_done(next_page(source, request.clone(), use_changes)));
+    let mut uploading = None;
     loop {
-        let page = next_page(source, &request, &mut use_changes).await?;
+        let (page, use_changes) = match output(reading.as_mut()).await {
+            Ok(read) => read,
+            Err(e) => {
+                // Let an upload in flight end before the caller deletes what was written, so no
+                // file lands after that cleanup.
+                let _ = settle(&mut uploading).await;
+                return Err(e);
+            }
+        };
+        let last = page.resume_key.is_none();
+        if let Some(k) = &page.resume_key {
+            request.span.start.clone_from(k);
+            reading.set(maybe_done(next_page(source, request.clone(), use_changes)));
+            start(reading.as_mut()).await;
+        }
         for e in &page.entries {
             if task.drop_tombstones && e.value.is_none() {
                 continue;
             }
             writer.add(&e.key, e.ts, e.value.as_deref());
         }
-        let file_end = page.resume_key.clone().unwrap_or_else(|| unit.span.end.clone());
-        let last = page.resume_key.is_none();
         if writer.entries() > 0 && (last || writer.estimated_size() >= options.target_file_size) {
+            let file_end = page.resume_key.clone().unwrap_or_else(|| unit.span.end.clone());
             let full = std::mem::replace(&mut writer, DataFileWriter::new(options.data_file.clone()));
-            let path = format!("data/{file_prefix}-{unit_index:06}-{:04}.sst", files.len());
+            let path =
+                format!("data/{file_prefix}-{unit_index:06}-{:04}.sst", files.len() + usize::from(uploading.is_some()));
             let span = Span::new(std::mem::replace(&mut file_start, file_end.clone()), file_end);
             let (bytes, stats) = full.finish();
             let bytes = options.codec.seal(&path, bytes);
@@ -627,29 +650,71 @@ async fn export_unit(
                 logical_bytes: stats.logical_bytes,
                 locality: locality.clone(),
             };
-            written.lock().await.push(path.clone());
-            storage.put(&path, Bytes::from(bytes)).await?;
-            tracker.file_done(unit_index, &info, &file_start).await?;
-            files.push(info);
-        }
-        match page.resume_key {
-            Some(k) => request.span.start = k,
-            None => {
-                tracker.unit_done(unit_index).await?;
-                return Ok(files);
+            // One upload in flight: the previous file must be stored (and checkpointed, in order)
+            // before this one starts.
+            let upload = upload_file(&storage, tracker, unit_index, info, bytes, file_start.clone());
+            if let Some(mut previous) = uploading.replace(Box::pin(maybe_done(upload))) {
+                files.push(output(previous.as_mut()).await?);
             }
+            written.lock().await.push(path);
+            if let Some(upload) = uploading.as_mut() {
+                start(upload.as_mut()).await;
+            }
+        }
+        if last {
+            if let Some(info) = settle(&mut uploading).await {
+                files.push(info?);
+            }
+            tracker.unit_done(unit_index).await?;
+            return Ok(files);
         }
     }
 }
 
-async fn next_page(source: &dyn KvSource, request: &ScanRequest, use_changes: &mut bool) -> Result<ScanPage> {
-    if *use_changes {
-        match source.scan_changes(request.clone()).await? {
-            Some(page) => return Ok(page),
-            None => *use_changes = false,
+/// Stores one finished data file and records it in the checkpoint; returns its entry.
+async fn upload_file(
+    storage: &Arc<dyn ExternalStorage>,
+    tracker: &crate::checkpoint::Tracker,
+    unit_index: usize,
+    info: FileInfo,
+    bytes: Vec<u8>,
+    next_key: Vec<u8>,
+) -> Result<FileInfo> {
+    storage.put(&info.path, Bytes::from(bytes)).await?;
+    tracker.file_done(unit_index, &info, &next_key).await?;
+    Ok(info)
+}
+
+/// Polls `fut` once, so work it hands to another thread (a native store's read, a native
+/// storage's write) starts now and proceeds while the caller does something else; the caller
+/// awaits it later. A future that finishes here keeps its output for that later await.
+async fn start<F: Future>(fut: Pin<&mut MaybeDone<F>>) {
+    let _ = futures::poll!(fut);
+}
+
+/// Awaits the stage in `slot`, if any, and takes its output.
+async fn settle<F: Future>(slot: &mut Option<Pin<Box<MaybeDone<F>>>>) -> Option<F::Output> {
+    match slot.take() {
+        Some(mut stage) => Some(output(stage.as_mut()).await),
+        None => None,
+    }
+}
+
+/// Awaits a future [`start`]ed earlier and takes its output.
+async fn output<F: Future>(mut fut: Pin<&mut MaybeDone<F>>) -> F::Output {
+    fut.as_mut().await;
+    fut.take_output().expect("a pipeline stage's output is taken once")
+}
+
+/// The next page of a unit's scan, and whether to keep reading from the change index: a source
+/// without one answers `None` once, and the unit falls back to full scans.
+async fn next_page(source: &dyn KvSource, request: ScanRequest, use_changes: bool) -> Result<(ScanPage, bool)> {
+    if use_changes {
+        if let Some(page) = source.scan_changes(request.clone()).await? {
+            return Ok((page, true));
         }
     }
-    source.scan(request.clone()).await
+    Ok((source.scan(request).await?, false))
 }
 
 /// The dated subdirectory a `BACKUP INTO` collection gives a full backup ending at `ts`:

@@ -2,6 +2,7 @@
 //! ([`KvSink`]), and the values they exchange.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, DescId, Descriptor, DescriptorChange, TableDescriptor};
@@ -22,14 +23,25 @@ pub trait MaybeSendSync {}
 impl<T: ?Sized> MaybeSendSync for T {}
 
 /// One MVCC version: a key's value (or deletion) written at a timestamp.
+///
+/// Key and value are [`Bytes`], so a source can hand out a whole page of versions backed by one
+/// buffer ([`PageBuilder`]) instead of two allocations per version; `Bytes::from(vec)`
+/// wraps an owned `Vec` without copying.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// The full key (table prefix included).
-    pub key: Vec<u8>,
+    pub key: Bytes,
     /// When this version was written.
     pub ts: Timestamp,
     /// The value, or `None` for a deletion (tombstone).
-    pub value: Option<Vec<u8>>,
+    pub value: Option<Bytes>,
+}
+
+impl Entry {
+    /// A version from owned or borrowed bytes.
+    pub fn new(key: impl Into<Bytes>, ts: Timestamp, value: Option<impl Into<Bytes>>) -> Entry {
+        Entry { key: key.into(), ts, value: value.map(Into::into) }
+    }
 }
 
 /// Which versions a scan returns.
@@ -70,6 +82,71 @@ pub struct ScanPage {
     pub entries: Vec<Entry>,
     /// Where the next page starts, or `None` when the span is exhausted.
     pub resume_key: Option<Vec<u8>>,
+}
+
+/// Builds a [`ScanPage`] whose keys and values live in one shared buffer: a source appends each
+/// version's bytes instead of allocating two `Vec`s per version, and the page's entries are
+/// slices of that buffer (no copy, no per-entry allocation).
+#[derive(Debug, Default)]
+pub struct PageBuilder {
+    buf: Vec<u8>,
+    /// Per version: where its key starts, where its key ends (= where its value starts), its
+    /// timestamp, and where its value ends (`None` for a tombstone).
+    index: Vec<(usize, usize, Timestamp, Option<usize>)>,
+}
+
+impl PageBuilder {
+    /// A builder with room for about `bytes` of keys and values.
+    pub fn with_capacity(bytes: usize) -> PageBuilder {
+        PageBuilder { buf: Vec::with_capacity(bytes), index: Vec::new() }
+    }
+
+    /// Appends a version; versions must come in [`ScanPage`] order.
+    pub fn push(&mut self, key: &[u8], ts: Timestamp, value: Option<&[u8]>) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(key);
+        let key_end = self.buf.len();
+        let value_end = value.map(|v| {
+            self.buf.extend_from_slice(v);
+            self.buf.len()
+        });
+        self.index.push((start, key_end, ts, value_end));
+    }
+
+    /// Versions appended so far.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Key and value bytes appended so far.
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The key of the last version appended.
+    pub fn last_key(&self) -> Option<&[u8]> {
+        self.index.last().map(|&(start, end, _, _)| &self.buf[start..end])
+    }
+
+    /// The page, ending with `resume_key`.
+    pub fn finish(self, resume_key: Option<Vec<u8>>) -> ScanPage {
+        let buf = Bytes::from(self.buf);
+        let entries = self
+            .index
+            .into_iter()
+            .map(|(start, key_end, ts, value_end)| Entry {
+                key: buf.slice(start..key_end),
+                ts,
+                value: value_end.map(|end| buf.slice(key_end..end)),
+            })
+            .collect();
+        ScanPage { entries, resume_key }
+    }
 }
 
 /// A unit of backup work: a span, and where its data lives.
@@ -203,7 +280,7 @@ pub async fn read_span<S: KvSource + ?Sized>(source: &S, span: Span, ts: Timesta
     let mut request = ScanRequest::new(span, Timestamp::ZERO, ts, MvccFilter::Latest);
     loop {
         let page = source.scan(request.clone()).await?;
-        out.extend(page.entries.into_iter().filter_map(|e| e.value.map(|v| (e.key, v))));
+        out.extend(page.entries.into_iter().filter_map(|e| e.value.map(|v| (e.key.to_vec(), v.to_vec()))));
         match page.resume_key {
             Some(k) => request.span.start = k,
             None => return Ok(out),

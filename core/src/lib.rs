@@ -89,8 +89,8 @@ pub use format::manifest::{
 };
 pub use jobs::{Job, JobFuture, JobSpawner, JobStatus};
 pub use kv::{
-    check_gc_threshold, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync, MvccFilter, ScanPage, ScanRequest,
-    WorkUnit,
+    check_gc_threshold, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync, MvccFilter, PageBuilder, ScanPage,
+    ScanRequest, WorkUnit,
 };
 pub use locality::{
     locality_of, open_locations, route, storage_for_file, LocalityStorage, DEFAULT_LOCALITY, LOCALITY_PARAM,

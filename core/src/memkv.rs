@@ -158,7 +158,7 @@ impl KvSource for MemKv {
                     break;
                 }
                 bytes += (key.len() + value.as_ref().map_or(0, |v| v.len())) as u64;
-                page.entries.push(Entry { key: key.clone(), ts: *ts, value: value.clone() });
+                page.entries.push(Entry::new(key.clone(), *ts, value.clone()));
                 if request.filter == MvccFilter::Latest {
                     break;
                 }

@@ -492,21 +492,23 @@ async fn restore_span(
             heap.push(Reverse((next.key.clone(), Reverse(next.ts), i)));
             heads[i] = Some(next);
         }
-        if e.ts > plan.as_of || decided.as_deref() == Some(e.key.as_slice()) {
+        if e.ts > plan.as_of || decided.as_deref() == Some(&e.key[..]) {
             continue;
         }
-        decided = Some(e.key.clone());
+        decided = Some(e.key.to_vec());
         let Some(value) = e.value else { continue };
-        let mut key = e.key;
+        let mut key = e.key.to_vec();
         let value = match job.new_id {
             Some(new_id) => {
                 keys::rewrite_table_key(&mut key, new_id);
-                value
+                value.to_vec()
             }
-            None if is_restorable_system_key(&key) => match crate::exec_schedule::restored_system_value(&key, value) {
-                Some(v) => v,
-                None => continue,
-            },
+            None if is_restorable_system_key(&key) => {
+                match crate::exec_schedule::restored_system_value(&key, value.to_vec()) {
+                    Some(v) => v,
+                    None => continue,
+                }
+            }
             None => continue,
         };
         rows += 1;

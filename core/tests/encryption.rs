@@ -686,9 +686,9 @@ fn ranged_reads_of_an_encrypted_file_fetch_and_decrypt_only_the_needed_chunks() 
             for i in 0..rows {
                 let value = format!("{MARKER} t{table} row {i}").into_bytes();
                 w.add_entry(&Entry {
-                    key: keys::table_key(table, format!("k{i:04}").as_bytes()),
+                    key: keys::table_key(table, format!("k{i:04}").as_bytes()).into(),
                     ts,
-                    value: Some(value.clone()),
+                    value: Some(value.clone().into()),
                 });
                 if table == 105 {
                     expected.push((format!("k{i:04}").into_bytes(), value));

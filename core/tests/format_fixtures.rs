@@ -16,12 +16,12 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 fn entries() -> Vec<Entry> {
     (0u32..300)
         .map(|i| Entry {
-            key: keys::table_key(104, format!("row-{i:05}").as_bytes()),
+            key: keys::table_key(104, format!("row-{i:05}").as_bytes()).into(),
             ts: Timestamp::new(1_795_428_000_000_000_000 + i as u64, i % 3),
             value: if i % 11 == 5 {
                 None
             } else {
-                Some(format!("value {i} {}", "abc".repeat(i as usize % 9)).into_bytes())
+                Some(format!("value {i} {}", "abc".repeat(i as usize % 9)).into_bytes().into())
             },
         })
         .collect()

@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use strata_core::{
-    check_gc_threshold, keys, Catalog, DescId, DescriptorChange, Entry, Error, KvSink, KvSource, KvStore, MvccFilter,
-    Result, ScanPage, ScanRequest, Span, Status, Timestamp, FIRST_USER_ID,
+    check_gc_threshold, keys, Catalog, DescId, DescriptorChange, Error, KvSink, KvSource, KvStore, MvccFilter,
+    PageBuilder, Result, ScanPage, ScanRequest, Span, Status, Timestamp, FIRST_USER_ID,
 };
 
 /// `(key, u64::MAX - wall, u32::MAX - logical)`.
@@ -241,6 +241,12 @@ fn successor(key: &[u8]) -> Vec<u8> {
     [key, &[0]].concat()
 }
 
+/// Bytes to reserve up front for a scan page's keys and values: the target, but at most 256 KiB
+/// (the buffer grows from there), so a small scan with a huge target reserves little.
+fn page_capacity(request: &ScanRequest) -> usize {
+    usize::try_from(request.target_bytes).unwrap_or(usize::MAX).min(256 << 10)
+}
+
 /// Bounds of the change-index rows with a timestamp in `(start, end]`, for `start < end`.
 fn change_bounds(start: Timestamp, end: Timestamp) -> (Bound<ChangeKey>, Bound<ChangeKey>) {
     // `start < end <= MAX`, so `start.next()` does not overflow.
@@ -414,6 +420,7 @@ impl Inner {
             .map_err(|e| self.err(OP, e))?;
         let mut rows = RowCount::new(&self.mvcc_rows_read);
         let mut bytes = 0u64;
+        let mut out = PageBuilder::with_capacity(page_capacity(request));
         // The key whose versions are being read, and whether it needs no more of them.
         let mut current: Option<Vec<u8>> = None;
         let mut key_done = false;
@@ -444,10 +451,10 @@ impl Inner {
             }
             let value = self.decode_value(key, v.value())?;
             bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
-            page.entries.push(Entry { key: key.to_vec(), ts, value: value.map(<[u8]>::to_vec) });
+            out.push(key, ts, value);
             key_done = request.filter == MvccFilter::Latest;
         }
-        Ok(page)
+        Ok(out.finish(page.resume_key))
     }
 
     /// [`KvSource::scan_changes`]: the page [`Inner::scan`] returns, from the change index.
@@ -474,6 +481,7 @@ impl Inner {
         let mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
         let mut rows = RowCount::new(&self.mvcc_rows_read);
         let mut bytes = 0u64;
+        let mut out = PageBuilder::with_capacity(page_capacity(request));
         let mut lower = request.span.start.clone();
         'keys: loop {
             let chunk = self.changed_keys(&changes, generation, request, &lower)?;
@@ -493,7 +501,7 @@ impl Inner {
                     let value = self.decode_value(key, v.value())?;
                     bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
                     let ts = version_ts(inverted_wall, inverted_logical);
-                    page.entries.push(Entry { key: key.clone(), ts, value: value.map(<[u8]>::to_vec) });
+                    out.push(key, ts, value);
                     if request.filter == MvccFilter::Latest {
                         break;
                     }
@@ -505,7 +513,7 @@ impl Inner {
             }
         }
         if bytes >= request.target_bytes {
-            let after = page.entries.last().map_or_else(|| request.span.start.clone(), |e| successor(&e.key));
+            let after = out.last_key().map_or_else(|| request.span.start.clone(), successor);
             let next = mvcc
                 .range::<(&[u8], u64, u32)>((after.as_slice(), 0, 0)..(request.span.end.as_slice(), 0, 0))
                 .map_err(|e| self.err(OP, e))?
@@ -517,7 +525,7 @@ impl Inner {
                 page.resume_key = Some(k.value().0.to_vec());
             }
         }
-        Ok(Some(page))
+        Ok(Some(out.finish(page.resume_key)))
     }
 
     /// The changed keys of `request`'s window and span at or after `lower`, from the cache or

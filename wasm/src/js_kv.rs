@@ -212,7 +212,7 @@ fn scan_page_from_js(v: &JsValue) -> std::result::Result<ScanPage, String> {
         } else {
             Some(bytes_from_js(&value, "value").map_err(|err| format!("entry {i}: {err}"))?)
         };
-        page.entries.push(Entry { key, ts, value });
+        page.entries.push(Entry::new(key, ts, value));
     }
     let resume = get(v, "resumeKey");
     if !(resume.is_null() || resume.is_undefined()) {
@@ -258,7 +258,7 @@ fn check_page(page: &ScanPage, r: &ScanRequest) -> std::result::Result<(), Strin
         previous = Some(e);
     }
     if let Some(k) = &page.resume_key {
-        if !r.span.contains(k) || previous.is_some_and(|p| p.key.as_slice() >= k.as_slice()) {
+        if !r.span.contains(k) || previous.is_some_and(|p| p.key[..] >= k[..]) {
             return Err(format!("returned resumeKey {} that is not after the page's last key inside the span", hex(k)));
         }
     }

@@ -157,7 +157,7 @@ impl Strata {
         let full = [&prefix[..], key].concat();
         let span = Span::new(full.clone(), [&full[..], &[0]].concat());
         let page = self.store.scan(ScanRequest::new(span, Timestamp::ZERO, at, MvccFilter::Latest)).await?;
-        Ok(page.entries.into_iter().find(|e| e.key == full).and_then(|e| e.value))
+        Ok(page.entries.into_iter().find(|e| e.key == full).and_then(|e| e.value).map(|v| v.to_vec()))
     }
 
     /// The rows of table `db.table` whose keys start with `prefix`, as of `at` (default: now),

@@ -105,7 +105,7 @@ fn key(user: &str) -> Vec<u8> {
 }
 
 fn entry(key: &[u8], ts: Timestamp, value: Option<&str>) -> Entry {
-    Entry { key: key.to_vec(), ts, value: value.map(|v| v.as_bytes().to_vec()) }
+    Entry::new(key.to_vec(), ts, value.map(|v| v.as_bytes().to_vec()))
 }
 
 fn put(k: &[u8], v: &str) -> (Vec<u8>, Option<Vec<u8>>) {
@@ -322,7 +322,7 @@ pub async fn scan_span_bounds<S: KvStore + ?Sized>(store: &S) {
     batch.push((keys::table_key(T + 1, b""), Some(b"after".to_vec())));
     let ts = write(store, batch).await;
     let expect = |users: &[&[u8]]| -> Vec<Entry> {
-        users.iter().map(|u| Entry { key: keys::table_key(T, u), ts, value: Some(u.to_vec()) }).collect()
+        users.iter().map(|u| Entry::new(keys::table_key(T, u), ts, Some(u.to_vec()))).collect()
     };
     let k = |u: &[u8]| keys::table_key(T, u);
     let cases: Vec<(&str, Span, Vec<Entry>)> = vec![
@@ -385,8 +385,8 @@ pub async fn paging<S: KvStore + ?Sized>(store: &S) {
                             "{what}: page {i} goes on past target_bytes to another key"
                         );
                         assert_eq!(
-                            Some(resume),
-                            next.entries.first().map(|e| &e.key),
+                            Some(&resume[..]),
+                            next.entries.first().map(|e| &e.key[..]),
                             "{what}: page {i}'s resume_key is not the next page's first key"
                         );
                     }
@@ -572,7 +572,10 @@ pub async fn concurrent_writes<S: KvStore + ?Sized>(store: &S) {
         let span = keys::table_span(T + 1 + i);
         let rows = scan(store, span.clone(), Timestamp::ZERO, end, MvccFilter::AllRevisions).await;
         assert_eq!(rows.len(), 10, "rows of concurrent ingest {i}");
-        assert!(rows.iter().all(|e| e.ts == rows[0].ts && e.value == Some(vec![i as u8; 8])), "ingest {i}: {rows:?}");
+        assert!(
+            rows.iter().all(|e| e.ts == rows[0].ts && e.value.as_deref() == Some(&[i as u8; 8][..])),
+            "ingest {i}: {rows:?}"
+        );
     }
 }
 
@@ -603,7 +606,8 @@ pub async fn ingest<S: KvStore + ?Sized>(store: &S) {
     let ts = rows[0].ts;
     assert!(before < ts && ts <= end, "ingest at {ts} is not in (previous write {before}, now() {end}]");
     assert!(rows.iter().all(|e| e.ts == ts), "an ingested batch has one timestamp");
-    let got: Vec<(Vec<u8>, Vec<u8>)> = rows.into_iter().map(|e| (e.key, e.value.unwrap_or_default())).collect();
+    let got: Vec<(Vec<u8>, Vec<u8>)> =
+        rows.into_iter().map(|e| (e.key.to_vec(), e.value.unwrap_or_default().to_vec())).collect();
     assert_eq!(got, pairs, "ingested rows read back");
     let earlier = scan(store, keys::table_span(T + 1), Timestamp::ZERO, ts.prev(), MvccFilter::Latest).await;
     assert_entries("the ingested span before the ingestion", &earlier, &[]);
@@ -624,7 +628,7 @@ pub async fn publish_is_atomic_and_visible<S: KvStore + ?Sized>(store: &S) {
     assert!(!ok(store.is_empty().await, || "is_empty()".into()), "a store with database bank is not empty");
     let stored = scan(store, keys::descriptor_span(), Timestamp::ZERO, Timestamp::MAX, MvccFilter::AllRevisions).await;
     let expected: Vec<Entry> =
-        descs.iter().map(|d| Entry { key: keys::descriptor_key(d.id()), ts, value: Some(d.encode()) }).collect();
+        descs.iter().map(|d| Entry::new(keys::descriptor_key(d.id()), ts, Some(d.encode()))).collect();
     assert_entries("descriptor keys after one publish", &stored, &expected);
 
     let renamed = table(101, "accounts2", 100, 2);
@@ -636,7 +640,7 @@ pub async fn publish_is_atomic_and_visible<S: KvStore + ?Sized>(store: &S) {
     assert_eq!(at(ts).await, Catalog::from_descriptors(descs.clone()), "the catalog at the first publish, later");
     assert_eq!(at(ts2).await, Catalog::from_descriptors([descs[0].clone(), renamed]), "after rename and drop");
     let dropped = scan(store, Span::prefix(&keys::descriptor_key(102)), Timestamp::ZERO, ts2, MvccFilter::Latest).await;
-    assert_eq!(dropped, vec![Entry { key: keys::descriptor_key(102), ts: ts2, value: None }], "a deleted descriptor");
+    assert_eq!(dropped, vec![Entry::new(keys::descriptor_key(102), ts2, None::<Vec<u8>>)], "a deleted descriptor");
 }
 
 /// The catalog at any time is the one the publishes up to then made.
@@ -915,7 +919,7 @@ impl<S: KvStore + ?Sized> Side<'_, S> {
     }
 
     fn mapped(&self, entries: &[Entry]) -> Vec<(Vec<u8>, usize, Option<Vec<u8>>)> {
-        entries.iter().map(|e| (e.key.clone(), self.step_of(e.ts), e.value.clone())).collect()
+        entries.iter().map(|e| (e.key.to_vec(), self.step_of(e.ts), e.value.as_deref().map(<[u8]>::to_vec))).collect()
     }
 
     /// A GC threshold as a point: `None` for zero, else the step whose write it is.
@@ -1133,16 +1137,16 @@ fn compare_pages<S: KvStore + ?Sized>(
         );
         return;
     }
-    let mut last_key: Option<&Vec<u8>> = None;
+    let mut last_key: Option<&[u8]> = None;
     for (i, page) in subject.iter().enumerate() {
         if let (Some(prev), Some(first)) = (last_key, page.entries.first()) {
-            assert!(&first.key > prev, "{}: page {i} starts inside or before the previous page's last key", what());
+            assert!(&first.key[..] > prev, "{}: page {i} starts inside or before the previous page's last key", what());
         }
         if let Some(last) = page.entries.last() {
-            last_key = Some(&last.key);
+            last_key = Some(&last.key[..]);
         }
         if let (Some(resume), Some(last)) = (&page.resume_key, page.entries.last()) {
-            assert!(resume > &last.key, "{}: page {i}'s resume_key is not after its last key", what());
+            assert!(&resume[..] > &last.key[..], "{}: page {i}'s resume_key is not after its last key", what());
         }
         if let (Some(resume), Some(first)) = (&page.resume_key, subject.get(i + 1).and_then(|p| p.entries.first())) {
             assert!(resume <= &first.key, "{}: page {i}'s resume_key is after the next page's first key", what());

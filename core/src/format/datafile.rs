@@ -15,6 +15,7 @@
 //! Entries are sorted by key ascending, then timestamp descending. Every integer has a fixed
 //! width and little-endian byte order.
 
+use bytes::Bytes;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
@@ -376,24 +377,27 @@ pub fn decode_block(
         return Err(Error::corrupt(path, format!("block {index} checksum mismatch")));
     }
     let (payload, codec) = body.split_at(body.len() - 1);
-    let decompressed;
+    // The entries are slices of one buffer per block: no allocation per entry.
     let payload = match codec[0] {
-        CODEC_NONE => payload,
-        CODEC_LZ4 => {
-            decompressed = lz4_flex::block::decompress_size_prepended(payload)
-                .map_err(|e| Error::corrupt(path, format!("block {index} does not decompress: {e}")))?;
-            &decompressed[..]
-        }
+        CODEC_NONE => Bytes::copy_from_slice(payload),
+        CODEC_LZ4 => Bytes::from(
+            lz4_flex::block::decompress_size_prepended(payload)
+                .map_err(|e| Error::corrupt(path, format!("block {index} does not decompress: {e}")))?,
+        ),
         other => return Err(Error::corrupt(path, format!("block {index} has unknown codec {other}"))),
     };
     let what = format!("block {index}");
-    let mut c = Cursor { data: payload, pos: 0, path, what: &what };
+    let mut c = Cursor { data: &payload, pos: 0, path, what: &what };
     let mut n = 0u32;
     while !c.done() {
-        let key = c.bytes()?.to_vec();
+        let len = c.bytes()?.len();
+        let key = payload.slice(c.pos - len..c.pos);
         let ts = Timestamp::new(c.u64()?, c.u32()?);
         let value = match c.u8()? {
-            0 => Some(c.bytes()?.to_vec()),
+            0 => {
+                let len = c.bytes()?.len();
+                Some(payload.slice(c.pos - len..c.pos))
+            }
             1 => None,
             k => return Err(Error::corrupt(path, format!("block {index} has an entry of unknown kind {k}"))),
         };
@@ -445,12 +449,12 @@ mod tests {
     fn entries(n: u32) -> Vec<Entry> {
         (0..n)
             .map(|i| Entry {
-                key: format!("key{i:06}").into_bytes(),
+                key: format!("key{i:06}").into_bytes().into(),
                 ts: Timestamp::new(100 + i as u64, 0),
                 value: if i % 7 == 3 {
                     None
                 } else {
-                    Some(format!("value-{i}-{}", "x".repeat(i as usize % 50)).into_bytes())
+                    Some(format!("value-{i}-{}", "x".repeat(i as usize % 50)).into_bytes().into())
                 },
             })
             .collect()
@@ -524,7 +528,7 @@ mod tests {
             0..200), block in 16usize..4096, compress: bool) {
             raw.sort_by(|a, b| (&a.0, std::cmp::Reverse((a.1, a.2))).cmp(&(&b.0, std::cmp::Reverse((b.1, b.2)))));
             raw.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
-            let es: Vec<Entry> = raw.into_iter().map(|(key, w, l, value)| Entry { key, ts: Timestamp::new(w, l), value }).collect();
+            let es: Vec<Entry> = raw.into_iter().map(|(key, w, l, value)| Entry::new(key, Timestamp::new(w, l), value)).collect();
             let (bytes, _) = write(&es, DataFileOptions::default().with_block_size(block).with_compress(compress));
             prop_assert_eq!(read_all(&bytes, "f").unwrap(), es);
         }
