@@ -130,7 +130,17 @@ step_architecture() {
     return "$status"
 }
 
-step_test() { cargo test --workspace; }
+# The bench's smoke test (tests/src/bench.rs) runs restic on the same data as strata: install
+# Debian's restic when missing, and require it (STRATA_REQUIRE_RESTIC=1) so the test fails, not
+# skips restic, if it is not there.
+install_restic() {
+    if ! command -v restic >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 restic >/dev/null
+    fi
+    restic version
+}
+
+step_test() { install_restic && STRATA_REQUIRE_RESTIC=1 cargo test --workspace; }
 
 step_wasm-build() { cargo build --target "$WASM_TARGET" -p strata-core -p strata-wasm; }
 

@@ -1,27 +1,40 @@
-//! The benchmark behind `cargo run --release -p strata-tests --bin bench -- [--keys N] [--quick]`:
-//! one run, in process, on the embedded store.
+//! The benchmark behind `cargo run --release -p strata-tests --bin bench -- [--keys N] [--quick]
+//! [--no-restic]`: one run, in process, on the embedded store, and restic on the same logical data.
 //!
 //! ```text
-//!  generate N keys ─▶ source store ──BACKUP DATABASE bank TO──▶ file://…/backups   (full)
-//!  change 1% of keys ─▶ source    ──BACKUP DATABASE bank TO──▶ same location     (+ incremental)
+//!  generate N keys ─▶ source store ──BACKUP DATABASE bank TO──▶ file://…/backups      (full)
+//!                     source      ──BACKUP … WITH encryption_passphrase──▶ …/backups-enc (full, encrypted)
+//!                     source ──export──▶ export/bank/<table>.tsv ──restic backup──▶ restic-repo
+//!  change 1% of keys ─▶ source    ──BACKUP DATABASE bank TO──▶ …/backups   (+ incremental)
+//!                     source ──re-export──▶ export/bank/<table>.tsv ──restic backup──▶ restic-repo
 //!  file://…/backups ──RESTORE DATABASE bank──▶ fresh store   (verified row by row)
 //!  file://…/backups ──RESTORE TABLE bank.customers──▶ fresh store   (verified row by row)
+//!  restic-repo ──restic restore latest──▶ restic-restore/   (verified byte for byte against the export)
 //! ```
 //!
 //! Logical bytes are key bytes (the 5-byte table prefix included) plus value bytes, as the store
-//! holds them; MB is 10^6 bytes. Peak RSS is the process's `VmHWM`, which cannot be reset, so it
-//! covers dataset generation too.
+//! holds them; MB is 10^6 bytes; restic's MB/s count the same logical bytes (not its files' bytes,
+//! which hold a tab and a newline per row instead of the prefix). Peak RSS of strata's rows is the
+//! process's `VmHWM`, which cannot be reset, so it covers dataset generation and the export too;
+//! restic's rows show each restic process's own peak (`wait4`). The export is not timed.
+
+mod report;
+mod restic;
+
+pub use report::{BenchReport, Figures, Phase, ResticRun, Target};
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use serde::Serialize;
-use strata_core::{keys, Executor, MvccFilter, QueryResult, ScanRequest, Timestamp, Value};
-use strata_native::{workload, EmbeddedStore, NativeOpener};
+use strata_core::{
+    keys, Executor, MvccFilter, QueryResult, ScanRequest, Timestamp, Value, ENCRYPTION_INFO_NAME, REDACTED,
+};
+use strata_native::{os_entropy, workload, EmbeddedStore, NativeOpener};
+
+use restic::Restic;
 
 /// Keys in the dataset when `--keys` is not given.
 pub const DEFAULT_KEYS: u64 = 1_000_000;
@@ -29,8 +42,8 @@ pub const DEFAULT_KEYS: u64 = 1_000_000;
 pub const QUICK_KEYS: u64 = 20_000;
 /// Rows per `KvStore::write` call while generating and changing the dataset.
 const WRITE_BATCH: u64 = 10_000;
-/// Bytes per scan page when verifying a restored table.
-const VERIFY_PAGE_BYTES: u64 = 4 << 20;
+/// Bytes per scan page when verifying or exporting a table.
+const SCAN_PAGE_BYTES: u64 = 4 << 20;
 
 /// The keys of the JSON line, in order: issue 8's names first, then this benchmark's details.
 pub const JSON_KEYS: &[&str] = &[
@@ -58,6 +71,18 @@ pub const JSON_KEYS: &[&str] = &[
     "restore_table_rows",
     "sha256_mb_s",
     "aes256gcm_mb_s",
+    "full_enc_s",
+    "full_enc_stored_bytes",
+    "restic_full_s",
+    "restic_full_stored_bytes",
+    "restic_incr_stored_bytes",
+    "restic_restore_s",
+    "restic_peak_rss_mib",
+    "full_over_restic_full",
+    "enc_over_restic_full",
+    "enc_over_limit",
+    "restore_over_restic_restore",
+    "restic_incr_over_full",
 ];
 
 /// How the benchmark runs.
@@ -74,6 +99,8 @@ pub struct BenchOptions {
     pub crypto_time: Duration,
     /// Directory the temporary working directory is created in (the system's default if `None`).
     pub dir: Option<PathBuf>,
+    /// Whether to run restic on the same data (`false` is `--no-restic`: its figures are null).
+    pub restic: bool,
 }
 
 impl Default for BenchOptions {
@@ -84,6 +111,7 @@ impl Default for BenchOptions {
             seed: 0x5747_a7a5_eed0_0001,
             crypto_time: Duration::from_secs(1),
             dir: None,
+            restic: true,
         }
     }
 }
@@ -118,181 +146,29 @@ impl BenchOptions {
         self.dir = Some(dir.into());
         self
     }
-}
 
-/// One measured step.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Phase {
-    /// What was done.
-    pub name: String,
-    /// Rows written, backed up or restored.
-    pub rows: u64,
-    /// Logical bytes of those rows.
-    pub logical_bytes: u64,
-    /// Wall-clock seconds.
-    pub seconds: f64,
-    /// Bytes on disk the step produced: the backup layer's files, or the store's directory.
-    pub stored_bytes: u64,
-    /// The process's `VmHWM` after the step, in MiB (`None` where /proc is unavailable).
-    pub rss_hwm_mib: Option<f64>,
-}
-
-impl Phase {
-    /// Logical MB per second.
-    pub fn mb_s(&self) -> f64 {
-        mb_s(self.logical_bytes, self.seconds)
+    /// Sets whether restic runs on the same data (`false` skips it, as `--no-restic` does).
+    pub fn with_restic(mut self, restic: bool) -> Self {
+        self.restic = restic;
+        self
     }
 }
 
-/// The figures of the JSON line; field order is the line's key order ([`JSON_KEYS`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Figures {
-    /// Keys in the dataset.
-    pub n_keys: u64,
-    /// Logical bytes of the generated dataset.
-    pub logical_bytes: u64,
-    /// Full backup throughput (logical MB/s).
-    pub full_mb_s: f64,
-    /// Full encrypted backup throughput: not measured yet (encryption is upcoming work).
-    pub full_enc_mb_s: Option<f64>,
-    /// Incremental backup time over full backup time (issue 3's target: ≤ 0.03).
-    pub incr_over_full: f64,
-    /// Whole-database restore throughput (logical MB/s).
-    pub restore_mb_s: f64,
-    /// restic's full backup throughput: not measured yet.
-    pub restic_full_mb_s: Option<f64>,
-    /// restic's backup time after the same change: not measured yet.
-    pub restic_incr_s: Option<f64>,
-    /// restic's restore throughput: not measured yet.
-    pub restic_restore_mb_s: Option<f64>,
-    /// One core hashing (SHA-256) and encrypting (AES-256-GCM) every byte: `1 / (1/sha + 1/aes)`.
-    pub limit_mb_s: Option<f64>,
-    /// The process's peak RSS (`VmHWM`) in MiB, dataset generation included.
-    pub peak_rss_mib: Option<f64>,
-    /// Seconds to generate and write the dataset.
-    pub gen_s: f64,
-    /// Seconds of the full backup.
-    pub full_s: f64,
-    /// Bytes of the full backup's files.
-    pub full_stored_bytes: u64,
-    /// Keys changed before the incremental.
-    pub changed_keys: u64,
-    /// Seconds of the incremental backup.
-    pub incr_s: f64,
-    /// Bytes of the incremental layer's files.
-    pub incr_stored_bytes: u64,
-    /// Seconds of the whole-database restore.
-    pub restore_s: f64,
-    /// Rows the whole-database restore produced (verified against the dataset).
-    pub restore_rows: u64,
-    /// Seconds of the one-table restore (`bank.customers`).
-    pub restore_table_s: f64,
-    /// One-table restore throughput (logical MB/s of that table).
-    pub restore_table_mb_s: f64,
-    /// Rows the one-table restore produced (verified).
-    pub restore_table_rows: u64,
-    /// Single-core SHA-256 throughput, MB/s.
-    pub sha256_mb_s: Option<f64>,
-    /// Single-core AES-256-GCM encryption throughput, MB/s.
-    pub aes256gcm_mb_s: Option<f64>,
+/// A random secret for the bench's passphrases (hex of 16 bytes from the OS); never printed.
+fn random_secret() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    os_entropy().fill(&mut bytes).context("cannot get random bytes for the bench's passphrases")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// What one run measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BenchReport {
-    /// The options it ran with.
-    pub keys: u64,
-    /// The seed it ran with.
-    pub seed: u64,
-    /// Each measured step, in order.
-    pub phases: Vec<Phase>,
-    /// The figures of the JSON line.
-    pub figures: Figures,
+/// Runs a blocking step (a restic command) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await.context("a blocking step panicked")?
 }
 
-impl BenchReport {
-    /// The JSON line: one object, keys in [`JSON_KEYS`] order.
-    pub fn json_line(&self) -> String {
-        serde_json::to_string(&self.figures).expect("figures serialize")
-    }
-
-    /// What the `bench` binary prints: an aligned table, a summary, then the JSON line last.
-    pub fn render(&self) -> String {
-        let f = &self.figures;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "strata bench: {} keys, {:.2} MB logical (MB = 10^6 bytes), seed {:#x}\n",
-            f.n_keys,
-            f.logical_bytes as f64 / 1e6,
-            self.seed
-        );
-        let header = ["phase", "rows", "logical MB", "seconds", "MB/s", "stored bytes", "stored MB", "VmHWM MiB"];
-        let rows: Vec<[String; 8]> = self
-            .phases
-            .iter()
-            .map(|p| {
-                [
-                    p.name.clone(),
-                    p.rows.to_string(),
-                    format!("{:.2}", p.logical_bytes as f64 / 1e6),
-                    format!("{:.3}", p.seconds),
-                    format!("{:.2}", p.mb_s()),
-                    p.stored_bytes.to_string(),
-                    format!("{:.2}", p.stored_bytes as f64 / 1e6),
-                    p.rss_hwm_mib.map_or("n/a".into(), |m| format!("{m:.1}")),
-                ]
-            })
-            .collect();
-        let widths: Vec<usize> = (0..header.len())
-            .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
-            .collect();
-        let line = |cells: &[String]| -> String {
-            let parts: Vec<String> = cells
-                .iter()
-                .enumerate()
-                .map(
-                    |(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) },
-                )
-                .collect();
-            format!(" {}", parts.join(" | "))
-        };
-        let _ = writeln!(out, "{}", line(&header.map(String::from)));
-        let _ = writeln!(out, "{}", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
-        for r in &rows {
-            let _ = writeln!(out, "{}", line(r));
-        }
-        let opt = |v: Option<f64>, unit: &str| v.map_or("not measured".to_string(), |v| format!("{v:.1} {unit}"));
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            " incremental / full time   {:.4} ({:.3}s / {:.3}s; issue 3's target ≤ 0.03){}",
-            f.incr_over_full,
-            f.incr_s,
-            f.full_s,
-            if f.incr_over_full <= 0.03 { "" } else { "  ← over target" }
-        );
-        let _ = writeln!(out, " SHA-256, one core         {}", opt(f.sha256_mb_s, "MB/s"));
-        let _ = writeln!(out, " AES-256-GCM, one core     {}", opt(f.aes256gcm_mb_s, "MB/s"));
-        let _ = writeln!(
-            out,
-            " hash + encrypt limit      {} (one core doing both: 1/(1/sha + 1/aes))",
-            opt(f.limit_mb_s, "MB/s")
-        );
-        let _ = writeln!(
-            out,
-            " peak RSS (VmHWM)          {} (whole process, dataset generation included)",
-            opt(f.peak_rss_mib, "MiB")
-        );
-        let _ = writeln!(
-            out,
-            " stored bytes: backups = the layer's files in the backup directory; generate / change / restores = the store's directory"
-        );
-        let _ = writeln!(out, " not measured yet: full encrypted backup, restic (JSON null)");
-        out.push_str(&self.json_line());
-        out.push('\n');
-        out
-    }
+/// The tables with at least one changed key, in order.
+fn changed_tables(changed: &HashMap<(Table, u64), Vec<u8>>) -> Vec<Table> {
+    Table::ALL.into_iter().filter(|t| changed.keys().any(|(ct, _)| ct == t)).collect()
 }
 
 /// Runs the benchmark; `progress` receives a line at each step (the binary prints them to stderr).
@@ -303,6 +179,8 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
         "the changed fraction must be in (0, 1], not {}",
         options.changed_fraction
     );
+    // Before any work: without restic (and without --no-restic) the run cannot complete.
+    let restic_bin = if options.restic { Some(restic::locate(std::env::var_os("PATH").as_deref())?) } else { None };
     let clock = Instant::now();
     let mut say = |msg: String| {
         let rss = vm_status_mib("VmRSS:").map_or("n/a".into(), |m| format!("{m:.0}"));
@@ -324,14 +202,30 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
         None => tempfile::tempdir(),
     }
     .context("cannot create the working directory")?;
-    let backups = tmp.path().join("backups");
+    // Absolute, for file:// URIs and for where restic's restore puts the files.
+    let work = std::path::absolute(tmp.path()).context("cannot resolve the working directory")?;
+    let backups = work.join("backups");
     let uri = format!("file://{}", backups.display());
-    say(format!("working in {}", tmp.path().display()));
+    say(format!("working in {}", work.display()));
+    let restic = match restic_bin {
+        Some(bin) => {
+            let dir = work.clone();
+            let r = blocking(move || Restic::new(bin, &dir, random_secret()?)).await?;
+            say(format!("using {}", r.version));
+            Some(r)
+        }
+        None => {
+            say("restic: skipped (--no-restic)".into());
+            None
+        }
+    };
+    let export_root = work.join("export");
+    let export_dir = export_root.join("bank");
     let mut phases = Vec::new();
 
     // 1. The dataset.
     let data = Dataset::new(options.keys);
-    let source_dir = tmp.path().join("source");
+    let source_dir = work.join("source");
     let source = open(&source_dir)?;
     say(format!("generating {} keys ({} customers, {} accounts)", data.keys(), data.customers, data.accounts));
     let started = Instant::now();
@@ -363,11 +257,12 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
             }
         }
     }
+    let gen_s = started.elapsed().as_secs_f64();
     phases.push(Phase {
         name: "generate (batched writes)".into(),
         rows: data.keys(),
         logical_bytes,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: gen_s,
         stored_bytes: dir_size(&source_dir)?,
         rss_hwm_mib: vm_hwm_mib(),
     });
@@ -389,7 +284,89 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
         rss_hwm_mib: vm_hwm_mib(),
     });
 
-    // 3. Change a fraction of the keys (random, seeded).
+    // 3. Full encrypted backup of the same source, to its own location.
+    let enc_backups = work.join("backups-enc");
+    let enc_uri = format!("file://{}", enc_backups.display());
+    let passphrase = random_secret()?;
+    say(format!("BACKUP DATABASE bank TO '{enc_uri}' WITH encryption_passphrase = '{REDACTED}'"));
+    let started = Instant::now();
+    let result = source
+        .execute(&format!("BACKUP DATABASE bank TO '{enc_uri}' WITH encryption_passphrase = '{passphrase}'"))
+        .await
+        .context("the full encrypted backup failed")?;
+    let full_enc_s = started.elapsed().as_secs_f64();
+    drop(passphrase);
+    ensure!(text(&result, "backup_type")? == "full", "the encrypted backup is not a full backup: {result}");
+    let full_enc_rows = int(&result, "rows")?;
+    ensure!(full_enc_rows == data.keys(), "the encrypted backup holds {full_enc_rows} rows, not {}", data.keys());
+    ensure!(
+        find_file(&enc_backups, ENCRYPTION_INFO_NAME)?,
+        "the encrypted backup at {} has no {ENCRYPTION_INFO_NAME}: it is not encrypted",
+        enc_backups.display()
+    );
+    let full_enc_stored = dir_size(&enc_backups)?;
+    phases.push(Phase {
+        name: "full backup, encrypted".into(),
+        rows: full_enc_rows,
+        logical_bytes,
+        seconds: full_enc_s,
+        stored_bytes: full_enc_stored,
+        rss_hwm_mib: vm_hwm_mib(),
+    });
+
+    // 4. restic: the tables exported to files (untimed), a repository, a full backup.
+    let mut restic_full = None;
+    let mut restic_peak = 0f64;
+    if let Some(r) = &restic {
+        say(format!("exporting each table to {}/<table>.tsv (not timed)", export_dir.display()));
+        let started = Instant::now();
+        let exported = restic::export_tables(&source, &export_dir, &Table::ALL).await?;
+        ensure!(
+            exported.rows == data.keys() && exported.logical_bytes == logical_bytes,
+            "the export holds {} rows, {} logical bytes; the dataset {} rows, {logical_bytes} bytes",
+            exported.rows,
+            exported.logical_bytes,
+            data.keys()
+        );
+        say(format!(
+            "  exported {} rows, {:.1} MB of files in {:.1} s",
+            exported.rows,
+            exported.file_bytes as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        ));
+        say(format!("restic init --repository-version 2 (repository {})", r.repo.display()));
+        let init = blocking({
+            let r = r.clone();
+            move || r.init()
+        })
+        .await?;
+        restic_peak = restic_peak.max(init.peak_rss_mib);
+        say(format!("restic backup {}", export_root.display()));
+        let (run, summary) = blocking({
+            let (r, dir) = (r.clone(), export_root.clone());
+            move || r.backup(&dir)
+        })
+        .await?;
+        ensure!(
+            summary.files_new == Table::ALL.len() as u64,
+            "restic's first backup saw {} new files, not {}: {summary:?}",
+            summary.files_new,
+            Table::ALL.len()
+        );
+        restic_peak = restic_peak.max(run.peak_rss_mib);
+        let stored = dir_size(&r.repo)?;
+        phases.push(Phase {
+            name: "restic: full backup".into(),
+            rows: exported.rows,
+            logical_bytes,
+            seconds: run.seconds,
+            stored_bytes: stored,
+            rss_hwm_mib: Some(run.peak_rss_mib),
+        });
+        restic_full = Some((run.seconds, stored));
+    }
+
+    // 5. Change a fraction of the keys (random, seeded).
     let target = ((data.keys() as f64 * options.changed_fraction).round() as u64).clamp(1, data.keys());
     say(format!("changing {target} keys"));
     let mut rng = SplitMix64(options.seed);
@@ -427,7 +404,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
         rss_hwm_mib: vm_hwm_mib(),
     });
 
-    // 4. Incremental backup onto the same location.
+    // 6. Incremental backup onto the same location.
     say(format!("{backup} (incremental)"));
     let started = Instant::now();
     let result = source.execute(&backup).await.context("the incremental backup failed")?;
@@ -442,39 +419,79 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
         stored_bytes: incr_stored,
         rss_hwm_mib: vm_hwm_mib(),
     });
+
+    // 7. restic after the same change: the changed tables re-exported (untimed), backed up again.
+    let mut restic_incr = None;
+    let mut export_file_bytes = 0;
+    if let (Some(r), Some((_, full_stored))) = (&restic, restic_full) {
+        let tables = changed_tables(&changed);
+        let names: Vec<&str> = tables.iter().map(|t| t.name()).collect();
+        say(format!("re-exporting the changed tables ({}) (not timed)", names.join(", ")));
+        restic::export_tables(&source, &export_dir, &tables).await?;
+        export_file_bytes = dir_size(&export_dir)?;
+        say(format!("restic backup {} (after the change)", export_root.display()));
+        let (run, summary) = blocking({
+            let (r, dir) = (r.clone(), export_root.clone());
+            move || r.backup(&dir)
+        })
+        .await?;
+        ensure!(
+            summary.files_changed == tables.len() as u64 && summary.files_new == 0,
+            "restic's backup after the change saw {} changed files, not {}: {summary:?}",
+            summary.files_changed,
+            tables.len()
+        );
+        say(format!(
+            "  restic reread {} changed files ({:.1} MB; {} unmodified), added {:.2} MB before compression",
+            summary.files_changed,
+            summary.total_bytes_processed as f64 / 1e6,
+            summary.files_unmodified,
+            summary.data_added as f64 / 1e6
+        ));
+        restic_peak = restic_peak.max(run.peak_rss_mib);
+        let stored = dir_size(&r.repo)?.saturating_sub(full_stored);
+        phases.push(Phase {
+            name: "restic: backup after the change".into(),
+            rows: changed.len() as u64,
+            logical_bytes: changed_bytes,
+            seconds: run.seconds,
+            stored_bytes: stored,
+            rss_hwm_mib: Some(run.peak_rss_mib),
+        });
+        restic_incr = Some((run.seconds, stored, summary));
+    }
     drop(source);
 
-    // 5. Restore the whole database into a fresh store.
+    // 8. Restore the whole database into a fresh store.
     let restore = format!("RESTORE DATABASE bank FROM '{uri}'");
     say(restore.clone());
-    let target_dir = tmp.path().join("restore-database");
+    let target_dir = work.join("restore-database");
     let target = open(&target_dir)?;
     let started = Instant::now();
     target.execute(&restore).await.context("the database restore failed")?;
     let restore_s = started.elapsed().as_secs_f64();
     let rss = vm_hwm_mib();
     say("verifying the restored database row by row".into());
-    let (mut rows, mut bytes) = (0, 0);
+    let (mut restore_rows, mut restore_bytes) = (0, 0);
     for table in Table::ALL {
         let (r, b) = verify_table(&target, table, &data, &changed).await?;
-        rows += r;
-        bytes += b;
+        restore_rows += r;
+        restore_bytes += b;
     }
     phases.push(Phase {
         name: "restore database".into(),
-        rows,
-        logical_bytes: bytes,
+        rows: restore_rows,
+        logical_bytes: restore_bytes,
         seconds: restore_s,
         stored_bytes: dir_size(&target_dir)?,
         rss_hwm_mib: rss,
     });
-    let restore_rows = rows;
     drop(target);
 
-    // 6. Restore one table into a fresh store.
+    // 9. Restore one table into a fresh store.
     let restore = format!("RESTORE TABLE bank.customers FROM '{uri}'");
     say(restore.clone());
-    let target_dir = tmp.path().join("restore-table");
+    let target_dir = work.join("restore-table");
     let target = open(&target_dir)?;
     target.execute("CREATE DATABASE bank").await?;
     let started = Instant::now();
@@ -482,37 +499,74 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
     let restore_table_s = started.elapsed().as_secs_f64();
     let rss = vm_hwm_mib();
     say("verifying the restored table row by row".into());
-    let (rows, bytes) = verify_table(&target, Table::Customers, &data, &changed).await?;
+    let (restore_table_rows, restore_table_bytes) = verify_table(&target, Table::Customers, &data, &changed).await?;
     ensure!(
         target.table_id("bank", "accounts", None).await.is_err(),
         "RESTORE TABLE bank.customers also restored bank.accounts"
     );
     phases.push(Phase {
         name: "restore table customers".into(),
-        rows,
-        logical_bytes: bytes,
+        rows: restore_table_rows,
+        logical_bytes: restore_table_bytes,
         seconds: restore_table_s,
         stored_bytes: dir_size(&target_dir)?,
         rss_hwm_mib: rss,
     });
     drop(target);
+
+    // 10. restic's restore, compared byte for byte with the export.
+    let mut restic_restore = None;
+    if let Some(r) = &restic {
+        let target_dir = work.join("restic-restore");
+        say(format!("restic restore latest --target {}", target_dir.display()));
+        let run = blocking({
+            let (r, dir) = (r.clone(), target_dir.clone());
+            move || r.restore_latest(&dir)
+        })
+        .await?;
+        restic_peak = restic_peak.max(run.peak_rss_mib);
+        // restic recreates the absolute path it backed up under the target.
+        let relative = export_dir.strip_prefix("/").unwrap_or(&export_dir);
+        let restored = target_dir.join(relative);
+        say("verifying restic's restore against the export, byte for byte".into());
+        let files = blocking({
+            let (expected, restored) = (export_dir.clone(), restored.clone());
+            move || restic::verify_restored(&expected, &restored)
+        })
+        .await?;
+        say(format!("  restic's restore matches the export ({files} files)"));
+        phases.push(Phase {
+            name: "restic: restore".into(),
+            rows: restore_rows,
+            logical_bytes: restore_bytes,
+            seconds: run.seconds,
+            stored_bytes: dir_size(&target_dir)?,
+            rss_hwm_mib: Some(run.peak_rss_mib),
+        });
+        restic_restore = Some((run.seconds, files));
+    }
     say("done".into());
 
-    let restore_mb_s = phases[4].mb_s();
-    let restore_table_mb_s = phases[5].mb_s();
+    let full_mb_s = mb_s(logical_bytes, full_s);
+    let full_enc_mb_s = mb_s(logical_bytes, full_enc_s);
+    let restore_mb_s = mb_s(restore_bytes, restore_s);
+    let limit = sha256.zip(aes).map(|(s, a)| 1.0 / (1.0 / s + 1.0 / a));
+    let restic_full_mb_s = restic_full.map(|(s, _)| mb_s(logical_bytes, s));
+    let restic_restore_mb_s = restic_restore.map(|(s, _)| mb_s(restore_bytes, s));
+    let ratio = |a: f64, b: Option<f64>| b.filter(|b| *b > 0.0).map(|b| round(a / b, 3));
     let figures = Figures {
         n_keys: data.keys(),
         logical_bytes,
-        full_mb_s: round(mb_s(logical_bytes, full_s), 2),
-        full_enc_mb_s: None,
+        full_mb_s: round(full_mb_s, 2),
+        full_enc_mb_s: Some(round(full_enc_mb_s, 2)),
         incr_over_full: round(incr_s / full_s, 5),
         restore_mb_s: round(restore_mb_s, 2),
-        restic_full_mb_s: None,
-        restic_incr_s: None,
-        restic_restore_mb_s: None,
-        limit_mb_s: sha256.zip(aes).map(|(s, a)| round(1.0 / (1.0 / s + 1.0 / a), 1)),
+        restic_full_mb_s: restic_full_mb_s.map(|v| round(v, 2)),
+        restic_incr_s: restic_incr.as_ref().map(|(s, _, _)| round(*s, 4)),
+        restic_restore_mb_s: restic_restore_mb_s.map(|v| round(v, 2)),
+        limit_mb_s: limit.map(|v| round(v, 1)),
         peak_rss_mib: vm_hwm_mib().map(|m| round(m, 1)),
-        gen_s: round(phases[0].seconds, 3),
+        gen_s: round(gen_s, 3),
         full_s: round(full_s, 3),
         full_stored_bytes: full_stored,
         changed_keys: changed.len() as u64,
@@ -521,18 +575,44 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
         restore_s: round(restore_s, 3),
         restore_rows,
         restore_table_s: round(restore_table_s, 3),
-        restore_table_mb_s: round(restore_table_mb_s, 2),
-        restore_table_rows: rows,
+        restore_table_mb_s: round(mb_s(restore_table_bytes, restore_table_s), 2),
+        restore_table_rows,
         sha256_mb_s: sha256.map(|v| round(v, 1)),
         aes256gcm_mb_s: aes.map(|v| round(v, 1)),
+        full_enc_s: round(full_enc_s, 3),
+        full_enc_stored_bytes: full_enc_stored,
+        restic_full_s: restic_full.map(|(s, _)| round(s, 3)),
+        restic_full_stored_bytes: restic_full.map(|(_, b)| b),
+        restic_incr_stored_bytes: restic_incr.as_ref().map(|(_, b, _)| *b),
+        restic_restore_s: restic_restore.map(|(s, _)| round(s, 3)),
+        restic_peak_rss_mib: restic.as_ref().map(|_| round(restic_peak, 1)),
+        full_over_restic_full: ratio(full_mb_s, restic_full_mb_s),
+        enc_over_restic_full: ratio(full_enc_mb_s, restic_full_mb_s),
+        enc_over_limit: ratio(full_enc_mb_s, limit),
+        restore_over_restic_restore: ratio(restore_mb_s, restic_restore_mb_s),
+        restic_incr_over_full: restic_incr
+            .as_ref()
+            .zip(restic_full)
+            .and_then(|((incr, _, _), (full, _))| ratio(*incr, Some(full))),
     };
-    Ok(BenchReport { keys: options.keys, seed: options.seed, phases, figures })
+    let restic = match (restic, restic_incr, restic_restore) {
+        (Some(r), Some((_, _, summary)), Some((_, files))) => Some(ResticRun {
+            version: r.version.clone(),
+            export_file_bytes,
+            incr_files_changed: summary.files_changed,
+            incr_bytes_processed: summary.total_bytes_processed,
+            cache_bytes: dir_size(&r.cache)?,
+            restore_verified_files: files,
+        }),
+        _ => None,
+    };
+    Ok(BenchReport { keys: options.keys, seed: options.seed, phases, figures, restic })
 }
 
-/// Opens the embedded store in `dir` with an executor (as the CLI does).
+/// Opens the embedded store in `dir` with an executor and the OS's randomness (as the CLI does).
 fn open(dir: &Path) -> anyhow::Result<Executor> {
     let store = EmbeddedStore::open(dir).with_context(|| format!("cannot open the store at {}", dir.display()))?;
-    Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern")))))
+    Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern")))).with_entropy(os_entropy()))
 }
 
 /// The two tables of the dataset, in key (and creation) order.
@@ -620,8 +700,33 @@ impl Dataset {
     }
 }
 
-/// Scans `bank.<table>` in `exec`'s store page by page (never holding it all), checks every row
-/// against the dataset (with its changes), and returns (rows, logical bytes).
+/// Calls `f(key, user key, value)` for each row of `bank.<table>` in `exec`'s store (its newest
+/// version, `None` for a deletion), in key order, a scan page at a time (never holding the table).
+async fn scan_table(
+    exec: &Executor,
+    table: Table,
+    mut f: impl FnMut(&[u8], &[u8], Option<&[u8]>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let name = table.name();
+    let id = exec.table_id("bank", name, None).await.with_context(|| format!("there is no table bank.{name}"))?;
+    let now = exec.store().now().await?;
+    let mut request = ScanRequest::new(keys::table_span(id), Timestamp::ZERO, now, MvccFilter::Latest);
+    request.target_bytes = SCAN_PAGE_BYTES;
+    loop {
+        let page = exec.store().scan(request.clone()).await?;
+        for e in &page.entries {
+            let user_key = keys::decode_table_key(&e.key).map(|(_, k)| k).unwrap_or_default();
+            f(&e.key, user_key, e.value.as_deref())?;
+        }
+        match page.resume_key {
+            Some(k) => request.span.start = k,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Scans `bank.<table>` in `exec`'s store, checks every row against the dataset (with its
+/// changes), and returns (rows, logical bytes).
 async fn verify_table(
     exec: &Executor,
     table: Table,
@@ -629,37 +734,28 @@ async fn verify_table(
     changed: &HashMap<(Table, u64), Vec<u8>>,
 ) -> anyhow::Result<(u64, u64)> {
     let name = table.name();
-    let id = exec.table_id("bank", name, None).await.with_context(|| format!("bank.{name} was not restored"))?;
-    let now = exec.store().now().await?;
-    let mut request = ScanRequest::new(keys::table_span(id), Timestamp::ZERO, now, MvccFilter::Latest);
-    request.target_bytes = VERIFY_PAGE_BYTES;
     let (mut rows, mut bytes) = (0u64, 0u64);
-    loop {
-        let page = exec.store().scan(request.clone()).await?;
-        for e in page.entries {
-            let user_key = keys::decode_table_key(&e.key).map(|(_, k)| k).unwrap_or_default();
-            let shown = String::from_utf8_lossy(user_key);
-            let Some(value) = e.value else { bail!("restored bank.{name} holds a deletion of key {shown}") };
-            match table.parse_key(user_key) {
-                Some(i) if i == rows => {}
-                _ => bail!(
-                    "restored bank.{name}: row {rows} has key {shown}, expected {}",
-                    String::from_utf8_lossy(&table.key(rows))
-                ),
-            }
-            let expected = match changed.get(&(table, rows)) {
-                Some(v) => v.clone(),
-                None => data.value(table, rows),
-            };
-            ensure!(value == expected, "restored bank.{name} key {shown} has a value that differs from the source");
-            rows += 1;
-            bytes += (e.key.len() + value.len()) as u64;
+    scan_table(exec, table, |key, user_key, value| {
+        let shown = String::from_utf8_lossy(user_key);
+        let Some(value) = value else { bail!("restored bank.{name} holds a deletion of key {shown}") };
+        match table.parse_key(user_key) {
+            Some(i) if i == rows => {}
+            _ => bail!(
+                "restored bank.{name}: row {rows} has key {shown}, expected {}",
+                String::from_utf8_lossy(&table.key(rows))
+            ),
         }
-        match page.resume_key {
-            Some(k) => request.span.start = k,
-            None => break,
-        }
-    }
+        let matches = match changed.get(&(table, rows)) {
+            Some(v) => value == &v[..],
+            None => value == &data.value(table, rows)[..],
+        };
+        ensure!(matches, "restored bank.{name} key {shown} has a value that differs from the source");
+        rows += 1;
+        bytes += (key.len() + value.len()) as u64;
+        Ok(())
+    })
+    .await
+    .with_context(|| format!("verifying the restored bank.{name}"))?;
     ensure!(rows == data.count(table), "restored bank.{name} has {rows} rows, expected {}", data.count(table));
     Ok((rows, bytes))
 }
@@ -699,6 +795,22 @@ fn dir_size(dir: &Path) -> anyhow::Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// Whether a file named `name` is anywhere under `dir`.
+fn find_file(dir: &Path, name: &str) -> anyhow::Result<bool> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            } else if entry.file_name() == name {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// The process's peak resident set (`VmHWM` in /proc/self/status), in MiB.
@@ -814,29 +926,48 @@ mod tests {
         assert_eq!(d.locate(d.customers), (Table::Accounts, 0));
     }
 
-    /// The bench's whole path on a tiny dataset, so it cannot silently rot.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn bench_smoke_on_a_tiny_dataset() {
-        let options = BenchOptions::default().with_keys(2_000).with_crypto_time(Duration::from_millis(20));
+    /// Whether the smoke test runs restic: when it is on PATH, and always under CI or with
+    /// `STRATA_REQUIRE_RESTIC` set (where a missing restic then fails the test, not skips it).
+    fn smoke_with_restic() -> bool {
+        let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        set("CI") || set("STRATA_REQUIRE_RESTIC") || restic::locate(std::env::var_os("PATH").as_deref()).is_ok()
+    }
+
+    /// Runs the bench on 2,000 keys and checks what every run must show; returns the report, its
+    /// progress lines and its JSON object.
+    async fn smoke(with_restic: bool) -> (BenchReport, Vec<String>, serde_json::Map<String, serde_json::Value>) {
+        let options = BenchOptions::default()
+            .with_keys(2_000)
+            .with_crypto_time(Duration::from_millis(20))
+            .with_restic(with_restic);
         let mut lines = Vec::new();
         let report = run(&options, |l| lines.push(l.to_string())).await.unwrap();
         assert!(lines.iter().any(|l| l.contains("BACKUP DATABASE bank TO")), "{lines:?}");
+        // The encrypted backup's statement is shown with its passphrase redacted.
+        let enc: Vec<&String> = lines.iter().filter(|l| l.contains("encryption_passphrase")).collect();
+        assert_eq!(enc.len(), 1, "{lines:?}");
+        assert!(enc[0].ends_with(&format!("encryption_passphrase = '{REDACTED}'")), "{}", enc[0]);
 
         let rendered = report.render();
         let last = rendered.lines().last().unwrap();
         assert_eq!(last, report.json_line());
         let json: serde_json::Value = serde_json::from_str(last).unwrap();
-        let obj = json.as_object().unwrap();
+        let obj = json.as_object().unwrap().clone();
         let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
         let mut expected: Vec<&str> = JSON_KEYS.to_vec();
         expected.sort_unstable();
         let mut got = keys.clone();
         got.sort_unstable();
         assert_eq!(got, expected, "the JSON line's keys");
+        // In order, too: issue 8's names first.
+        assert!(last.starts_with("{\"n_keys\":"), "{last}");
+        let positions: Vec<usize> = JSON_KEYS.iter().map(|k| last.find(&format!("\"{k}\":")).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "the JSON line's keys are out of order: {last}");
+
         for k in JSON_KEYS {
             let v = &obj[*k];
-            if k.starts_with("restic_") || *k == "full_enc_mb_s" {
-                assert!(v.is_null(), "{k} is not measured yet: {v}");
+            if k.contains("restic") && !with_restic {
+                assert!(v.is_null(), "{k} must be null when restic is skipped: {v}");
             } else {
                 assert!(v.as_f64().is_some_and(|x| x.is_finite() && x >= 0.0), "{k} = {v}");
             }
@@ -851,7 +982,18 @@ mod tests {
         assert!(u("full_stored_bytes") > 0);
         assert!(u("incr_stored_bytes") > 0);
         assert!(u("incr_stored_bytes") < u("full_stored_bytes"));
-        for k in ["full_mb_s", "restore_mb_s", "restore_table_mb_s", "incr_over_full", "sha256_mb_s", "limit_mb_s"] {
+        assert!(u("full_enc_stored_bytes") > 0);
+        for k in [
+            "full_mb_s",
+            "full_enc_mb_s",
+            "full_enc_s",
+            "enc_over_limit",
+            "restore_mb_s",
+            "restore_table_mb_s",
+            "incr_over_full",
+            "sha256_mb_s",
+            "limit_mb_s",
+        ] {
             assert!(f(k) > 0.0, "{k} = {}", f(k));
         }
         assert!(f("limit_mb_s") <= f("sha256_mb_s").min(f("aes256gcm_mb_s")));
@@ -859,11 +1001,66 @@ mod tests {
             assert!(f("peak_rss_mib") > 1.0);
         }
         // The table names every phase.
-        for name in
-            ["generate", "full backup", "change 20 keys", "incremental backup", "restore database", "restore table"]
-        {
+        for name in [
+            "generate",
+            "full backup",
+            "full backup, encrypted",
+            "change 20 keys",
+            "incremental backup",
+            "restore database",
+            "restore table",
+        ] {
             assert!(rendered.contains(name), "{rendered}");
         }
-        assert_eq!(report.phases[3].rows, 20, "the incremental exports exactly the changed rows");
+        let incremental = report.phases.iter().find(|p| p.name == "incremental backup").unwrap();
+        assert_eq!(incremental.rows, 20, "the incremental exports exactly the changed rows");
+        let targets = report.targets();
+        assert_eq!(targets.len(), 5);
+        for t in &targets {
+            assert!(rendered.contains(t.name) && rendered.contains(&t.measured), "{rendered}");
+        }
+        (report, lines, obj)
+    }
+
+    /// The bench's whole path on a tiny dataset, so it cannot silently rot; with restic when it is
+    /// there (or required), else with restic skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bench_smoke_on_a_tiny_dataset() {
+        let with_restic = smoke_with_restic();
+        let (report, lines, obj) = smoke(with_restic).await;
+        let rendered = report.render();
+        let f = |k: &str| obj[k].as_f64().unwrap();
+        let restic_rows = ["restic: full backup", "restic: backup after the change", "restic: restore"];
+        if !with_restic {
+            assert!(report.restic.is_none());
+            assert!(rendered.contains("restic: skipped (--no-restic)"), "{rendered}");
+            assert!(!restic_rows.iter().any(|r| rendered.contains(r)), "{rendered}");
+            assert!(report.targets().iter().filter(|t| t.met.is_none()).count() == 2);
+            return;
+        }
+        for k in JSON_KEYS.iter().filter(|k| k.contains("restic")) {
+            assert!(f(k) > 0.0, "{k} = {}", f(k));
+        }
+        let r = report.restic.as_ref().unwrap();
+        assert!(r.version.starts_with("restic "), "{}", r.version);
+        assert_eq!(r.restore_verified_files, 2, "restic's restore was compared with both exported tables");
+        assert!(lines.iter().any(|l| l.contains("restic's restore matches the export (2 files)")), "{lines:?}");
+        assert!((1..=2).contains(&r.incr_files_changed), "{r:?}");
+        assert!(r.incr_bytes_processed > 0 && r.export_file_bytes > 0 && r.cache_bytes > 0, "{r:?}");
+        for name in restic_rows {
+            let p = report.phases.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("{rendered}"));
+            assert!(p.seconds > 0.0 && p.stored_bytes > 0 && p.rss_hwm_mib.is_some_and(|m| m > 1.0), "{p:?}");
+            assert!(rendered.contains(name), "{rendered}");
+        }
+        assert!(report.targets().iter().all(|t| t.met.is_some()), "{rendered}");
+    }
+
+    /// `--no-restic` (on any machine): restic's figures are null and the table says it was skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bench_without_restic_reports_it_skipped() {
+        let (report, lines, _) = smoke(false).await;
+        assert!(lines.iter().any(|l| l.ends_with("restic: skipped (--no-restic)")), "{lines:?}");
+        assert!(report.render().contains("restic: skipped (--no-restic)"));
+        assert!(report.restic.is_none() && !report.phases.iter().any(|p| p.name.starts_with("restic")));
     }
 }

@@ -1,6 +1,7 @@
-//! `cargo run --release -p strata-tests --bin bench -- [--keys N] [--quick]`: strata's
-//! backup/restore benchmark on the embedded store. Progress goes to stderr; stdout gets an aligned
-//! table and, as its last line, one JSON object with the figures.
+//! `cargo run --release -p strata-tests --bin bench -- [--keys N] [--quick] [--no-restic]`:
+//! strata's backup/restore benchmark on the embedded store, side by side with restic on the same
+//! data. Progress goes to stderr; stdout gets an aligned table, a summary with issue 8's targets
+//! and, as its last line, one JSON object with the figures.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,8 @@ use std::time::Duration;
 use clap::Parser;
 use strata_tests::bench::{self, BenchOptions};
 
-/// Full backup, incremental after changing 1% of keys, whole-database and one-table restore.
+/// Full backup (plain and encrypted), incremental after changing 1% of keys, whole-database and
+/// one-table restore; restic's full backup, backup after the same change and restore.
 #[derive(Parser)]
 #[command(name = "bench")]
 struct Args {
@@ -25,6 +27,9 @@ struct Args {
     /// Directory to create the temporary working directory in.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Skip the comparison with restic (its figures are null in the JSON line).
+    #[arg(long)]
+    no_restic: bool,
 }
 
 fn main() -> ExitCode {
@@ -32,7 +37,8 @@ fn main() -> ExitCode {
     let default_keys = if args.quick { bench::QUICK_KEYS } else { bench::DEFAULT_KEYS };
     let mut options = BenchOptions::default()
         .with_keys(args.keys.unwrap_or(default_keys))
-        .with_crypto_time(Duration::from_millis(if args.quick { 250 } else { 1000 }));
+        .with_crypto_time(Duration::from_millis(if args.quick { 250 } else { 1000 }))
+        .with_restic(!args.no_restic);
     if let Some(seed) = args.seed {
         options = options.with_seed(seed);
     }
