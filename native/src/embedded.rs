@@ -25,13 +25,19 @@ type ChangeKey = (u64, u32, &'static [u8]);
 
 const MVCC: TableDefinition<'static, VersionKey, &'static [u8]> = TableDefinition::new("mvcc");
 const CHANGES: TableDefinition<'static, ChangeKey, ()> = TableDefinition::new("changes");
+/// `(wall, logical, span start)` -> span end: the span of each ingest, whose versions have no
+/// rows in `"changes"`.
+const INGESTED: TableDefinition<'static, ChangeKey, &'static [u8]> = TableDefinition::new("ingested");
 const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
 
 const LAYOUT_VERSION_KEY: &str = "layout_version";
 const LAST_TIMESTAMP_KEY: &str = "last_timestamp";
 const GC_THRESHOLD_KEY: &str = "gc_threshold";
 /// 1: `"mvcc"` and `"meta"`. 2: adds `"changes"` (built in one pass when a version 1 store opens).
-const LAYOUT_VERSION: u32 = 2;
+/// 3: adds `"ingested"`: ingested versions have no rows in `"changes"` (a version 2 store has no
+/// such versions, so it moves to 3 by creating the empty table; a strata that reads version 2
+/// would miss ingested versions in its scans of changes, and refuses version 3).
+const LAYOUT_VERSION: u32 = 3;
 
 /// How many changed keys one pass over the change index collects at most (see
 /// [`EmbeddedStore::set_changed_keys_per_pass`]).
@@ -62,7 +68,7 @@ const TAG_VALUE: u8 = 1;
 ///
 /// # On-disk layout
 ///
-/// `dir/strata.redb` is a redb database holding three tables:
+/// `dir/strata.redb` is a redb database holding four tables:
 ///
 /// ```text
 /// table "mvcc"    key:   (key: &[u8], u64::MAX - wall: u64, u32::MAX - logical: u32)   (a redb tuple)
@@ -71,8 +77,11 @@ const TAG_VALUE: u8 = 1;
 /// table "changes" key:   (wall: u64, logical: u32, key: &[u8])                          (a redb tuple)
 ///                 value: ()
 ///
+/// table "ingested" key:  (wall: u64, logical: u32, span start: &[u8])                   (a redb tuple)
+///                 value: span end                                                      (&[u8])
+///
 /// table "meta"   key: &str           value: &[u8]
-///                "layout_version"    u32 BE, currently 2
+///                "layout_version"    u32 BE, currently 3
 ///                "last_timestamp"    wall u64 BE ++ logical u32 BE: the last timestamp issued to a write
 ///                "gc_threshold"      wall u64 BE ++ logical u32 BE: reads below it are refused
 /// ```
@@ -84,17 +93,35 @@ const TAG_VALUE: u8 = 1;
 /// `"last_timestamp"` in the same transaction, so a reopened store never issues a timestamp at or
 /// below one it issued before.
 ///
-/// `"changes"` is the change index: every version written to `"mvcc"` also gets a row here, in the
-/// same write transaction, keyed by timestamp first. [`KvSource::scan_changes`] reads the rows of
-/// its window `(start, end]`, collects the distinct keys among them, and reads only those keys'
-/// versions, so an incremental backup costs what changed, not what exists. `discard` removes the
-/// rows of the versions it removes; GC removes every row at or below its threshold (a read with
-/// `start` below the GC threshold is refused anyway). So for every version above the GC threshold
-/// there is a row, and there is no row without its version.
+/// `"changes"` is the change index: every version written to `"mvcc"` by a write (not an ingest,
+/// see below) also gets a row here, in the same write transaction, keyed by timestamp first.
+/// [`KvSource::scan_changes`] reads the rows of its window `(start, end]`, collects the distinct
+/// keys among them, and reads only those keys' versions, so an incremental backup costs what
+/// changed, not what exists. `discard` removes the rows of the versions it removes; GC removes
+/// every row at or below its threshold (a read with `start` below the GC threshold is refused
+/// anyway). So for every written version above the GC threshold there is a row, and there is no
+/// row without its version.
+///
+/// `"ingested"` replaces the change index for [`KvSink::ingest`]: a restore ingests every key of
+/// the spans it restores, and one index row per key cost as much as the version itself. Instead,
+/// each ingest records one row: its timestamp and the span `[start, end)` its keys lie in. A scan
+/// of changes whose window holds such a row for a span overlapping its own does not answer from
+/// the index (`Ok(None)`: the caller scans), which costs what changed as well, since every key of
+/// such a span changed. `discard` removes the rows of spans inside the spans it empties (a row
+/// that only overlaps one stays: a scan falling back to a full scan is never wrong); GC removes
+/// every row at or below its threshold.
+///
+/// Ingest commits are not durable on their own ([`redb::Durability::None`]): the next durable
+/// commit (every other write is one, and a restore ends with a publish) makes them durable. A
+/// crash before it loses them; they were invisible anyway, written to spans no descriptor names
+/// until the publish. A crash after a durable commit but before the publish leaves the versions
+/// ingested so far in those unpublished spans, invisible and never scanned (as before: nothing
+/// removes them yet; the restore's ids are not reused).
 ///
 /// Layout version 1 had no `"changes"`: opening a version 1 store builds the index in one pass over
-/// `"mvcc"` and moves it to version 2, in one write transaction. A store of a newer layout is
-/// refused with [`Error::NotSupported`].
+/// `"mvcc"` and moves it to version 3, in one write transaction. Version 2 had no `"ingested"`:
+/// opening one creates the table and moves it to version 3. A store of a newer layout is refused
+/// with [`Error::NotSupported`].
 ///
 /// # Timestamps
 ///
@@ -363,25 +390,39 @@ impl Inner {
     }
 
     /// Runs `fill` in one write transaction at a fresh timestamp, which it also persists as the
-    /// last one issued. `fill` writes versions with [`Inner::put_version`].
-    fn write_at_fresh_ts(
+    /// last one issued, committed with `durability`.
+    fn transact_at_fresh_ts(
         &self,
         op: &str,
-        fill: impl FnOnce(&mut WriteTables<'_>, Timestamp) -> Result<()>,
+        durability: redb::Durability,
+        fill: impl FnOnce(&redb::WriteTransaction, Timestamp) -> Result<()>,
     ) -> Result<Timestamp> {
-        let txn = self.db.begin_write().map_err(|e| self.err(op, e))?;
+        let mut txn = self.db.begin_write().map_err(|e| self.err(op, e))?;
+        txn.set_durability(durability).map_err(|e| self.err(op, e))?;
         let pending = self.issue();
         let ts = pending.ts;
+        fill(&txn, ts)?;
         {
-            let mvcc = txn.open_table(MVCC).map_err(|e| self.err(op, e))?;
-            let changes = txn.open_table(CHANGES).map_err(|e| self.err(op, e))?;
-            fill(&mut WriteTables { mvcc, changes }, ts)?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(op, e))?;
             meta.insert(LAST_TIMESTAMP_KEY, encode_ts(ts).as_slice()).map_err(|e| self.err(op, e))?;
         }
         txn.commit().map_err(|e| self.err(op, e))?;
         drop(pending);
         Ok(ts)
+    }
+
+    /// Runs `fill` in one durable write transaction at a fresh timestamp (see
+    /// [`Inner::transact_at_fresh_ts`]). `fill` writes versions with [`Inner::put_version`].
+    fn write_at_fresh_ts(
+        &self,
+        op: &str,
+        fill: impl FnOnce(&mut WriteTables<'_>, Timestamp) -> Result<()>,
+    ) -> Result<Timestamp> {
+        self.transact_at_fresh_ts(op, redb::Durability::Immediate, |txn, ts| {
+            let mvcc = txn.open_table(MVCC).map_err(|e| self.err(op, e))?;
+            let changes = txn.open_table(CHANGES).map_err(|e| self.err(op, e))?;
+            fill(&mut WriteTables { mvcc, changes }, ts)
+        })
     }
 
     fn write(&self, op: &str, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Timestamp> {
@@ -400,6 +441,71 @@ impl Inner {
             }
             Ok(())
         })
+    }
+
+    /// [`KvSink::ingest`]: writes `pairs` as versions at one fresh timestamp, without change-index
+    /// rows, and records the span they cover in `"ingested"` instead (see the on-disk layout).
+    ///
+    /// The commit is not durable ([`redb::Durability::None`]): the pairs go to spans no
+    /// descriptor names until [`KvSink::publish`], whose durable commit makes them durable with
+    /// it. A crash before then loses them, or keeps the ones an intervening durable commit made
+    /// durable; either way they stay invisible, as the data of any restore that did not publish.
+    ///
+    /// Sorted pairs are inserted through one redb cursor, which appends runs of ascending keys
+    /// to the B-tree's leaves instead of descending from the root for each; a pair that does not
+    /// sort right after the previous one (unsorted or duplicate keys, or versions already in the
+    /// table between them) is inserted on its own and the cursor moves after it.
+    fn ingest(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        const OP: &str = "ingest";
+        let (Some(min), Some(max)) = (pairs.iter().map(|p| &p.0).min(), pairs.iter().map(|p| &p.0).max()) else {
+            return Ok(());
+        };
+        self.transact_at_fresh_ts(OP, redb::Durability::None, |txn, ts| {
+            let mut mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
+            let mut buf = vec![TAG_VALUE];
+            let mut cursor =
+                mvcc.lower_bound_mut(Bound::Included(version_key(min, ts))).map_err(|e| self.err(OP, e))?;
+            for (key, value) in pairs {
+                buf.truncate(1);
+                buf.extend_from_slice(value);
+                match cursor.insert_before(version_key(key, ts), buf.as_slice()) {
+                    Ok(()) => continue,
+                    Err(redb::CursorError::UnorderedKey) => {}
+                    Err(e) => return Err(self.err(OP, e)),
+                }
+                cursor.close().map_err(|e| self.err(OP, e))?;
+                mvcc.insert(version_key(key, ts), buf.as_slice()).map_err(|e| self.err(OP, e))?;
+                cursor = mvcc.lower_bound_mut(Bound::Excluded(version_key(key, ts))).map_err(|e| self.err(OP, e))?;
+            }
+            cursor.close().map_err(|e| self.err(OP, e))?;
+            let mut ingested = txn.open_table(INGESTED).map_err(|e| self.err(OP, e))?;
+            let end = successor(max);
+            ingested.insert((ts.wall, ts.logical, min.as_slice()), end.as_slice()).map_err(|e| self.err(OP, e))?;
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    /// Whether an ingest at a timestamp in `(request.start, request.end]` wrote into
+    /// `request.span`: its versions have no rows in the change index, so
+    /// [`Inner::scan_changes`] cannot answer `request` from the index (returning `Ok(None)` makes
+    /// the caller scan instead). `txn` must be the read transaction the scan reads from.
+    fn ingested_spans_overlap(&self, txn: &redb::ReadTransaction, request: &ScanRequest) -> Result<bool> {
+        const OP: &str = "read of the ingested spans";
+        if request.span.is_empty() || request.end <= request.start {
+            return Ok(false);
+        }
+        let ingested = txn.open_table(INGESTED).map_err(|e| self.err(OP, e))?;
+        for row in
+            ingested.range::<ChangeKey>(change_bounds(request.start, request.end)).map_err(|e| self.err(OP, e))?
+        {
+            let (k, v) = row.map_err(|e| self.err(OP, e))?;
+            let (_, _, start) = k.value();
+            if start < request.span.end.as_slice() && request.span.start.as_slice() < v.value() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn scan(&self, request: &ScanRequest) -> Result<ScanPage> {
@@ -653,14 +759,29 @@ impl Inner {
         {
             let mut mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
             let mut changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
+            let mut ingested = txn.open_table(INGESTED).map_err(|e| self.err(OP, e))?;
             for span in spans.iter().filter(|s| !s.is_empty()) {
+                // The ingests into the span: their versions have no change-index rows to remove,
+                // and the rows of those wholly inside the span go with their versions.
+                let mut ingests: BTreeSet<Timestamp> = BTreeSet::new();
+                ingested
+                    .retain(|(wall, logical, start), end| {
+                        if start < span.end.as_slice() && span.start.as_slice() < end {
+                            ingests.insert(Timestamp::new(wall, logical));
+                        }
+                        !(span.start.as_slice() <= start && end <= span.end.as_slice())
+                    })
+                    .map_err(|e| self.err(OP, e))?;
                 let lower = (span.start.as_slice(), 0u64, 0u32);
                 let upper = (span.end.as_slice(), 0u64, 0u32);
                 let mut removed: Vec<(Vec<u8>, Timestamp)> = Vec::new();
                 mvcc.retain_in::<(&[u8], u64, u32), _>(
                     (Bound::Included(lower), Bound::Excluded(upper)),
                     |(key, inverted_wall, inverted_logical), _| {
-                        removed.push((key.to_vec(), version_ts(inverted_wall, inverted_logical)));
+                        let ts = version_ts(inverted_wall, inverted_logical);
+                        if !ingests.contains(&ts) {
+                            removed.push((key.to_vec(), ts));
+                        }
                         false
                     },
                 )
@@ -704,7 +825,8 @@ impl Inner {
             for (key, inverted_wall, inverted_logical) in &doomed {
                 mvcc.remove((key.as_slice(), *inverted_wall, *inverted_logical)).map_err(|e| self.err(OP, e))?;
             }
-            // No scan of changes starts below the threshold: their index rows are never read.
+            // No scan of changes starts below the threshold: their index rows and the records
+            // of ingests at or below it are never read.
             let mut changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
             let upper = if threshold == Timestamp::MAX {
                 Bound::Unbounded
@@ -713,6 +835,8 @@ impl Inner {
                 Bound::Excluded((above.wall, above.logical, &[][..]))
             };
             changes.retain_in::<ChangeKey, _>((Bound::Unbounded, upper), |_, _| false).map_err(|e| self.err(OP, e))?;
+            let mut ingested = txn.open_table(INGESTED).map_err(|e| self.err(OP, e))?;
+            ingested.retain_in::<ChangeKey, _>((Bound::Unbounded, upper), |_, _| false).map_err(|e| self.err(OP, e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(OP, e))?;
             let old = self.read_meta_ts(&meta, GC_THRESHOLD_KEY)?;
             meta.insert(GC_THRESHOLD_KEY, encode_ts(old.max(threshold)).as_slice()).map_err(|e| self.err(OP, e))?;
@@ -861,14 +985,15 @@ impl EmbeddedStore {
 
 impl Inner {
     /// Creates the tables of a new store, checks the layout version of an existing one (moving a
-    /// version 1 store to version 2 by building its change index), and returns the last
-    /// timestamp issued.
+    /// version 1 store to version 3 by building its change index, and a version 2 store to
+    /// version 3 by creating `"ingested"`), and returns the last timestamp issued.
     fn init(&self) -> Result<Timestamp> {
         const OP: &str = "opening the store";
         let txn = self.db.begin_write().map_err(|e| self.err(OP, e))?;
         let last = {
             let mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
             let mut changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
+            txn.open_table(INGESTED).map_err(|e| self.err(OP, e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(OP, e))?;
             let version = meta.get(LAYOUT_VERSION_KEY).map_err(|e| self.err(OP, e))?.map(|v| v.value().to_vec());
             match version {
@@ -877,8 +1002,14 @@ impl Inner {
                         .map_err(|e| self.err(OP, e))?;
                 }
                 Some(v) if v == LAYOUT_VERSION.to_be_bytes() => {}
+                Some(v) if v == 2u32.to_be_bytes() => {
+                    // "ingested" was created above, empty: version 2 wrote change-index rows for
+                    // every version.
+                    meta.insert(LAYOUT_VERSION_KEY, LAYOUT_VERSION.to_be_bytes().as_slice())
+                        .map_err(|e| self.err(OP, e))?;
+                }
                 Some(v) if v == 1u32.to_be_bytes() => {
-                    const UPGRADE: &str = "building the change index (layout version 1 to 2)";
+                    const UPGRADE: &str = "building the change index (layout version 1 to 3)";
                     // Rows at or below the GC threshold are never read (see `gc`).
                     let threshold = self.read_meta_ts(&meta, GC_THRESHOLD_KEY)?;
                     for row in mvcc.iter().map_err(|e| self.err(UPGRADE, e))? {
@@ -923,7 +1054,20 @@ impl KvSource for EmbeddedStore {
     }
 
     async fn scan_changes(&self, request: ScanRequest) -> Result<Option<ScanPage>> {
-        self.blocking(move |inner| inner.scan_changes(&request)).await
+        self.blocking(move |inner| {
+            // Until `Inner::scan_changes` asks `ingested_spans_overlap` in its own read
+            // transaction: an ingest committed between this check and that transaction has a
+            // timestamp above every `now()` answered before it began, so it is outside any window
+            // ending at or below one.
+            const OP: &str = "scan of changes";
+            let txn = inner.db.begin_read().map_err(|e| inner.err(OP, e))?;
+            if inner.ingested_spans_overlap(&txn, &request)? {
+                return Ok(None);
+            }
+            drop(txn);
+            inner.scan_changes(&request)
+        })
+        .await
     }
 
     async fn gc_threshold(&self, _span: &Span) -> Result<Timestamp> {
@@ -943,8 +1087,7 @@ impl KvSink for EmbeddedStore {
     }
 
     async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        let batch = pairs.into_iter().map(|(k, v)| (k, Some(v))).collect();
-        self.blocking(move |inner| inner.write("ingest", batch)).await.map(drop)
+        self.blocking(move |inner| inner.ingest(&pairs)).await
     }
 
     async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {

@@ -199,15 +199,18 @@ async fn bulk_ingest_and_scan_of_a_million_rows() {
 /// The store's tables as the on-disk layout documents them, for the layout tests.
 const MVCC: TableDefinition<'static, (&'static [u8], u64, u32), &'static [u8]> = TableDefinition::new("mvcc");
 const CHANGES: TableDefinition<'static, (u64, u32, &'static [u8]), ()> = TableDefinition::new("changes");
+const INGESTED: TableDefinition<'static, (u64, u32, &'static [u8]), &'static [u8]> = TableDefinition::new("ingested");
 const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
 
 fn encode_ts(ts: Timestamp) -> Vec<u8> {
     [ts.wall.to_be_bytes().as_slice(), ts.logical.to_be_bytes().as_slice()].concat()
 }
 
-/// Checks, in the closed store in `dir`, that the change index has exactly one row per version
-/// above the GC threshold and no other; returns the number of rows.
-fn assert_change_index_consistent(dir: &Path) -> usize {
+/// Checks, in the closed store in `dir`, that the change index has exactly one row per written
+/// version above the GC threshold and no other, where a version is ingested (and has no row) when
+/// an ingest record at its timestamp covers its key; and that no ingest record is at or below the
+/// threshold. Returns the number of index rows and of ingested versions.
+fn assert_change_index_consistent(dir: &Path) -> (usize, usize) {
     let db = redb::Database::open(dir.join(EmbeddedStore::FILE_NAME)).unwrap();
     let txn = db.begin_read().unwrap();
     let meta = txn.open_table(META).unwrap();
@@ -215,13 +218,21 @@ fn assert_change_index_consistent(dir: &Path) -> usize {
         let b = v.value();
         Timestamp::new(u64::from_be_bytes(b[..8].try_into().unwrap()), u32::from_be_bytes(b[8..].try_into().unwrap()))
     });
-    assert_eq!(meta.get("layout_version").unwrap().unwrap().value(), 2u32.to_be_bytes(), "layout version");
+    assert_eq!(meta.get("layout_version").unwrap().unwrap().value(), 3u32.to_be_bytes(), "layout version");
+    let records = ingest_records(&txn);
+    for (ts, start, end) in &records {
+        assert!(*ts > threshold, "ingest record at {ts} at or below the GC threshold {threshold}");
+        assert!(start < end, "ingest record at {ts}: empty span {start:02x?}..{end:02x?}");
+    }
     let mut expected: Vec<(u64, u32, Vec<u8>)> = Vec::new();
+    let mut ingested = 0;
     for row in txn.open_table(MVCC).unwrap().iter().unwrap() {
         let (k, _) = row.unwrap();
         let (key, inverted_wall, inverted_logical) = k.value();
         let ts = Timestamp::new(u64::MAX - inverted_wall, u32::MAX - inverted_logical);
-        if ts > threshold {
+        if records.iter().any(|(at, start, end)| *at == ts && start.as_slice() <= key && key < end.as_slice()) {
+            ingested += 1;
+        } else if ts > threshold {
             expected.push((ts.wall, ts.logical, key.to_vec()));
         }
     }
@@ -238,7 +249,18 @@ fn assert_change_index_consistent(dir: &Path) -> usize {
         })
         .collect();
     assert_eq!(actual, expected, "change index rows (left) against versions above the GC threshold {threshold}");
-    actual.len()
+    (actual.len(), ingested)
+}
+
+/// The ingest records of a store: (timestamp, span start, span end).
+fn ingest_records(txn: &redb::ReadTransaction) -> Vec<(Timestamp, Vec<u8>, Vec<u8>)> {
+    let table = txn.open_table(INGESTED).unwrap();
+    let rows = table.iter().unwrap().map(|row| {
+        let (k, v) = row.unwrap();
+        let (wall, logical, start) = k.value();
+        (Timestamp::new(wall, logical), start.to_vec(), v.value().to_vec())
+    });
+    rows.collect()
 }
 
 /// Every page of a scan, through `scan` or through `scan_changes` (which must answer).
@@ -290,7 +312,9 @@ async fn the_change_index_survives_the_model() {
             let options = ModelOptions::default().with_seed(seed).with_steps(150);
             kv::model_with_gc(&store, |t| store.gc(t), &options).await;
         }
-        assert!(assert_change_index_consistent(&dir) > 0, "seed {seed}: an empty change index");
+        let (rows, ingested) = assert_change_index_consistent(&dir);
+        assert!(rows > 0, "seed {seed}: an empty change index");
+        assert!(ingested > 0, "seed {seed}: no ingested versions");
     }
 }
 
@@ -326,7 +350,7 @@ async fn discard_and_gc_keep_the_change_index_consistent() {
         }
         (gc_at, t1)
     };
-    let rows = assert_change_index_consistent(dir.path());
+    let (rows, _) = assert_change_index_consistent(dir.path());
     assert!(rows > 0 && rows < 100, "index rows above the GC threshold {t0}: {rows}");
     let store = open(dir.path());
     let request = ScanRequest::new(span, t0, t1, MvccFilter::AllRevisions);
@@ -411,7 +435,7 @@ async fn scan_changes_costs_what_changed() {
     assert_eq!(cost.change_rows_read - before.change_rows_read, 101, "index rows read for {} pages", fast.len());
 }
 
-/// A store written by layout version 1 (no change index) is moved to version 2 when opened: the
+/// A store written by layout version 1 (no change index) is moved to version 3 when opened: the
 /// index is built from its versions above the GC threshold, and `scan_changes` answers at once.
 #[tokio::test]
 async fn a_layout_version_1_store_gets_its_change_index_when_opened() {
@@ -465,7 +489,7 @@ async fn a_layout_version_1_store_gets_its_change_index_when_opened() {
         assert_eq!(changed.len(), 4, "versions above the GC threshold: {changed:?}");
         assert_eq!(store.allocate_ids(1).await.unwrap(), 107, "the id counter of the old store");
     }
-    assert_eq!(assert_change_index_consistent(dir.path()), 5, "index rows after the upgrade and one write");
+    assert_eq!(assert_change_index_consistent(dir.path()), (5, 0), "index rows after the upgrade and one write");
 }
 
 #[tokio::test]
@@ -475,12 +499,181 @@ async fn a_store_of_a_newer_layout_is_refused() {
     {
         let db = redb::Database::open(dir.path().join(EmbeddedStore::FILE_NAME)).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().insert("layout_version", 3u32.to_be_bytes().as_slice()).unwrap();
+        txn.open_table(META).unwrap().insert("layout_version", 4u32.to_be_bytes().as_slice()).unwrap();
         txn.commit().unwrap();
     }
-    let err = EmbeddedStore::open(dir.path()).expect_err("a store of layout version 3");
+    let err = EmbeddedStore::open(dir.path()).expect_err("a store of layout version 4");
     assert!(matches!(err, Error::NotSupported { .. }), "{err:?}");
-    assert!(err.to_string().contains("layout version 3"), "{err}");
+    assert!(err.to_string().contains("layout version 4"), "{err}");
+}
+
+/// An ingest writes no change-index rows: it records its timestamp and the span of its keys
+/// once, and `scan_changes` leaves a window holding such a record for an overlapping span to a
+/// full scan (`None`), while answering windows and spans the ingest is not in. `discard` removes
+/// the records of the spans it empties.
+#[tokio::test]
+async fn an_ingest_records_its_span_once_and_scan_changes_leaves_it_to_a_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = |i: u32| keys::table_key(100, format!("k{i:04}").as_bytes());
+    let (t0, t1, t2) = {
+        let store = open(dir.path());
+        let t0 = store.put(keys::table_key(101, b"other"), b"o".to_vec()).await.unwrap();
+        // Two batches, the second not in order: each is one record of its smallest and largest key.
+        store.ingest((0..100).map(|i| (key(i), format!("v{i}").into_bytes())).collect()).await.unwrap();
+        store.ingest((100..200).rev().map(|i| (key(i), format!("v{i}").into_bytes())).collect()).await.unwrap();
+        let t1 = store.now().await.unwrap();
+        let t2 = store.put(key(7), b"changed".to_vec()).await.unwrap();
+        let changes = |span: Span, start, end| {
+            let store = store.clone();
+            async move { store.scan_changes(ScanRequest::new(span, start, end, MvccFilter::AllRevisions)).await }
+        };
+        let table = keys::table_span(100);
+        assert_eq!(changes(table.clone(), t0, t1).await.unwrap(), None, "a window holding the ingests");
+        assert_eq!(changes(table.clone(), t0, t2).await.unwrap(), None, "a window holding the ingests and a write");
+        let last_keys = Span::new(key(150), table.end.clone());
+        assert_eq!(changes(last_keys, t0, t1).await.unwrap(), None, "a span overlapping the second ingest");
+        let after = Span::new(key(200), table.end.clone());
+        assert_eq!(changes(after, t0, t1).await.unwrap(), Some(ScanPage::default()), "a span after the ingests");
+        let other = changes(keys::table_span(101), t0.prev(), t2).await.unwrap().expect("another table");
+        assert_eq!(other.entries.len(), 1, "{other:?}");
+        let since = changes(table.clone(), t1, t2).await.unwrap().expect("a window after the ingests");
+        assert_eq!(since.entries.len(), 1, "{since:?}");
+        assert_eq!(&since.entries[0].key[..], key(7).as_slice());
+        // Every ingested version is still found: by the scan the caller falls back to.
+        let all = store.scan(ScanRequest::new(table, t0, t1, MvccFilter::AllRevisions)).await.unwrap();
+        assert_eq!(all.entries.len(), 200);
+        (t0, t1, t2)
+    };
+    {
+        let db = redb::Database::open(dir.path().join(EmbeddedStore::FILE_NAME)).unwrap();
+        let txn = db.begin_read().unwrap();
+        let records = ingest_records(&txn);
+        let spans: Vec<(Vec<u8>, Vec<u8>)> = records.iter().map(|(_, s, e)| (s.clone(), e.clone())).collect();
+        let successor = |k: Vec<u8>| [k, vec![0]].concat();
+        assert_eq!(spans, vec![(key(0), successor(key(99))), (key(100), successor(key(199)))], "ingest records");
+        assert!(records.iter().all(|(ts, _, _)| t0 < *ts && *ts <= t1), "{records:?}");
+    }
+    assert_eq!(assert_change_index_consistent(dir.path()), (2, 200), "index rows: the two writes");
+    let store = open(dir.path());
+    store.discard(&[keys::table_span(100)]).await.unwrap();
+    let request = ScanRequest::new(keys::table_span(100), t0, t2, MvccFilter::AllRevisions);
+    assert_eq!(store.scan_changes(request).await.unwrap(), Some(ScanPage::default()), "after the discard");
+    drop(store);
+    let db = redb::Database::open(dir.path().join(EmbeddedStore::FILE_NAME)).unwrap();
+    assert_eq!(ingest_records(&db.begin_read().unwrap()), vec![], "ingest records after the discard");
+}
+
+/// GC removes the ingest records at or below its threshold with the index rows; a record above it
+/// stays, and still sends its window to a scan.
+#[tokio::test]
+async fn gc_removes_the_ingest_records_below_its_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = {
+        let store = open(dir.path());
+        let t0 = store.put(keys::table_key(101, b"x"), b"x".to_vec()).await.unwrap();
+        store.ingest(vec![(keys::table_key(100, b"a"), b"1".to_vec())]).await.unwrap();
+        let t1 = store.put(keys::table_key(101, b"y"), b"y".to_vec()).await.unwrap();
+        store.ingest(vec![(keys::table_key(100, b"b"), b"2".to_vec())]).await.unwrap();
+        store.gc(t1).await.unwrap();
+        let request = ScanRequest::new(keys::table_span(100), t1, Timestamp::MAX, MvccFilter::Latest);
+        assert_eq!(store.scan_changes(request).await.unwrap(), None, "the ingest above the GC threshold");
+        t0
+    };
+    let db = redb::Database::open(dir.path().join(EmbeddedStore::FILE_NAME)).unwrap();
+    let records = ingest_records(&db.begin_read().unwrap());
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].1, keys::table_key(100, b"b"));
+    assert!(records[0].0 > t0);
+}
+
+/// A store of layout version 2 (a change-index row for every version, no `"ingested"`) is moved
+/// to version 3 when opened: the table is created, and ingests work.
+#[tokio::test]
+async fn a_layout_version_2_store_gets_its_ingest_records_table_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = {
+        let store = open(dir.path());
+        store.put(keys::table_key(100, b"a"), b"1".to_vec()).await.unwrap()
+    };
+    {
+        // What layout version 2 left.
+        let db = redb::Database::open(dir.path().join(EmbeddedStore::FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(txn.delete_table(INGESTED).unwrap(), "a version 3 store has \"ingested\"");
+        txn.open_table(META).unwrap().insert("layout_version", 2u32.to_be_bytes().as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    {
+        let store = open(dir.path());
+        store.ingest(vec![(keys::table_key(100, b"b"), b"2".to_vec())]).await.unwrap();
+        let request = ScanRequest::new(keys::table_span(100), t0.prev(), Timestamp::MAX, MvccFilter::Latest);
+        assert_eq!(store.scan_changes(request.clone()).await.unwrap(), None);
+        assert_eq!(store.scan(request).await.unwrap().entries.len(), 2);
+    }
+    assert_eq!(assert_change_index_consistent(dir.path()), (1, 1));
+}
+
+/// The child half of [`ingests_become_durable_with_the_next_durable_commit`]: writes into the
+/// store named by `STRATA_CRASH_STORE` as `STRATA_CRASH_STEP` says, then aborts (no clean close).
+#[test]
+fn crash_child() {
+    let (Ok(dir), Ok(step)) = (std::env::var("STRATA_CRASH_STORE"), std::env::var("STRATA_CRASH_STEP")) else {
+        return;
+    };
+    // Open until the abort: dropping the last handle closes the database cleanly.
+    let store = open(Path::new(&dir));
+    futures::executor::block_on(async {
+        store.put(keys::table_key(101, step.as_bytes()), b"durable".to_vec()).await.unwrap();
+        store
+            .ingest((0..1000u32).map(|i| (keys::table_key(100, &i.to_be_bytes()), vec![7; 100])).collect())
+            .await
+            .unwrap();
+        if step == "publish" {
+            let db = strata_core::DatabaseDescriptor {
+                id: 100,
+                name: "restored".into(),
+                version: 1,
+                modification_time: Timestamp::ZERO,
+            };
+            store.publish(vec![DescriptorChange::Put(Descriptor::Database(db))]).await.unwrap();
+        }
+    });
+    std::process::abort();
+}
+
+/// Ingests commit without an fsync: a process that dies before the next durable commit leaves a
+/// store that opens cleanly with every durable write and none of those ingests (invisible anyway:
+/// they went to spans no descriptor names); a publish after them makes them durable with it.
+#[test]
+fn ingests_become_durable_with_the_next_durable_commit() {
+    let root = tempfile::tempdir().unwrap();
+    for step in ["ingest", "publish"] {
+        let dir = root.path().join(step);
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .env("STRATA_CRASH_STORE", &dir)
+            .env("STRATA_CRASH_STEP", step)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "{step}: the child aborts");
+        let store = open(&dir);
+        futures::executor::block_on(async {
+            let now = store.now().await.unwrap();
+            let durable = store.get_at(keys::table_key(101, step.as_bytes()), now).await.unwrap();
+            assert_eq!(durable, Some(b"durable".to_vec()), "{step}: the write before the ingest");
+            let request = ScanRequest::new(keys::table_span(100), Timestamp::ZERO, now, MvccFilter::Latest);
+            let ingested = store.scan(request).await.unwrap().entries.len();
+            let published = store.catalog().await.unwrap().database("restored").is_some();
+            match step {
+                "ingest" => assert_eq!((ingested, published), (0, false), "{step}: after the crash"),
+                _ => assert_eq!((ingested, published), (1000, true), "{step}: after the crash"),
+            }
+            // The store keeps working: a new ingest and write land above every surviving one.
+            store.ingest(vec![(keys::table_key(100, b"again"), b"1".to_vec())]).await.unwrap();
+            assert!(store.put(keys::table_key(101, b"z"), b"z".to_vec()).await.unwrap() > now);
+        });
+    }
 }
 
 /// `scan` against `scan_changes` over a million keys of which 1% changed, in a release build:
