@@ -632,7 +632,10 @@ async fn export_unit(
             }
             writer.add(&e.key, e.ts, e.value.as_deref());
         }
+        // Whether this page's file is the unit's last (its checkpoint records the unit done).
+        let mut last_file = false;
         if writer.entries() > 0 && (last || writer.estimated_size() >= options.target_file_size) {
+            last_file = last;
             let file_end = page.resume_key.clone().unwrap_or_else(|| unit.span.end.clone());
             let full = std::mem::replace(&mut writer, DataFileWriter::new(options.data_file.clone()));
             let path =
@@ -652,7 +655,7 @@ async fn export_unit(
             };
             // One upload in flight: the previous file must be stored (and checkpointed, in order)
             // before this one starts.
-            let upload = upload_file(&storage, tracker, unit_index, info, bytes, file_start.clone());
+            let upload = upload_file(&storage, tracker, unit_index, info, bytes, file_start.clone(), last);
             if let Some(mut previous) = uploading.replace(Box::pin(maybe_done(upload))) {
                 files.push(output(previous.as_mut()).await?);
             }
@@ -665,13 +668,16 @@ async fn export_unit(
             if let Some(info) = settle(&mut uploading).await {
                 files.push(info?);
             }
-            tracker.unit_done(unit_index).await?;
+            if !last_file {
+                tracker.unit_done(unit_index).await?;
+            }
             return Ok(files);
         }
     }
 }
 
-/// Stores one finished data file and records it in the checkpoint; returns its entry.
+/// Stores one finished data file and records it in the checkpoint (with `unit_done` when it is
+/// its unit's last); returns its entry.
 async fn upload_file(
     storage: &Arc<dyn ExternalStorage>,
     tracker: &crate::checkpoint::Tracker,
@@ -679,9 +685,10 @@ async fn upload_file(
     info: FileInfo,
     bytes: Vec<u8>,
     next_key: Vec<u8>,
+    unit_done: bool,
 ) -> Result<FileInfo> {
     storage.put(&info.path, Bytes::from(bytes)).await?;
-    tracker.file_done(unit_index, &info, &next_key).await?;
+    tracker.file_done(unit_index, &info, &next_key, unit_done).await?;
     Ok(info)
 }
 

@@ -199,7 +199,8 @@ impl Tracker {
             self.progress.report(&Progress { operation: ProgressOperation::Backup, fraction, bytes, rows });
         }
         let bytes = self.codec.seal(CHECKPOINT_NAME, c.encode());
-        self.storage.put(CHECKPOINT_NAME, Bytes::from(bytes)).await
+        // A checkpoint lost in a crash costs only redone work: it is not synced to disk.
+        self.storage.put_volatile(CHECKPOINT_NAME, Bytes::from(bytes)).await
     }
 
     /// The units to export, with their tasks.
@@ -220,10 +221,12 @@ impl Tracker {
     }
 
     /// Records a finished data file of unit `i`; the rest of the unit starts at `next_key`.
-    pub(crate) async fn file_done(&self, i: usize, info: &FileInfo, next_key: &[u8]) -> Result<()> {
+    /// Records a finished file of unit `i`, and whether it was the unit's last (one write).
+    pub(crate) async fn file_done(&self, i: usize, info: &FileInfo, next_key: &[u8], unit_done: bool) -> Result<()> {
         let mut st = self.state.lock().await;
         st.units[i].files.push(info.clone());
         st.units[i].next_key = next_key.to_vec();
+        st.units[i].done = unit_done;
         self.write(&st).await
     }
 

@@ -162,6 +162,9 @@ impl ExternalStorage for LocalityStorage {
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         self.default.put(path, data).await
     }
+    async fn put_volatile(&self, path: &str, data: Bytes) -> Result<()> {
+        self.default.put_volatile(path, data).await
+    }
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
         self.default.put_if_absent(path, data).await
     }

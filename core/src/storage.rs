@@ -54,6 +54,14 @@ pub trait ExternalStorage: MaybeSendSync {
     /// Stores an object, replacing any existing one.
     async fn put(&self, path: &str, data: Bytes) -> Result<()>;
 
+    /// Stores an object like [`ExternalStorage::put`], for an object that need not survive a
+    /// crash of the machine: a backup's checkpoint, whose loss only costs redone work. A storage
+    /// that syncs each write to stable storage (a local directory) may skip that here; readers
+    /// see the object either way. The default is [`ExternalStorage::put`].
+    async fn put_volatile(&self, path: &str, data: Bytes) -> Result<()> {
+        self.put(path, data).await
+    }
+
     /// Stores an object only if none exists at `path`.
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()>;
 
@@ -262,6 +270,10 @@ impl ExternalStorage for Prefixed {
     }
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         self.inner.put(&self.full(path), data).await
+    }
+
+    async fn put_volatile(&self, path: &str, data: Bytes) -> Result<()> {
+        self.inner.put_volatile(&self.full(path), data).await
     }
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
         self.inner.put_if_absent(&self.full(path), data).await

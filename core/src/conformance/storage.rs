@@ -55,8 +55,8 @@ pub async fn run_all(storage: &dyn ExternalStorage) {
     concurrent_writers(storage).await;
 }
 
-/// Objects round-trip exactly; a `put` replaces the whole object (a shorter one leaves no tail
-/// of the longer); empty objects and every byte value survive; names with spaces, punctuation,
+/// Objects round-trip exactly; a `put` (or `put_volatile`) replaces the whole object (a shorter
+/// one leaves no tail of the longer); empty objects and every byte value survive; names with spaces, punctuation,
 /// capitals and non-ASCII letters work; `delete` removes and may be repeated.
 pub async fn put_get_delete(storage: &dyn ExternalStorage) {
     let s = Scratch::claim(storage, "put_get_delete").await;
@@ -67,6 +67,12 @@ pub async fn put_get_delete(storage: &dyn ExternalStorage) {
     ok(storage.put(&p, long.clone()).await, "put", &p);
     expect_bytes(&ok(storage.get(&p).await, "get", &p), &long, &format!("get {p} after put"));
     assert_eq!(ok(storage.size(&p).await, "size", &p), 1000, "size of {p} after a put of 1000 bytes");
+
+    // A volatile put is a put as far as readers can tell, and replaces the object too.
+    let volatile = pattern(700, 3);
+    ok(storage.put_volatile(&p, volatile.clone()).await, "put_volatile", &p);
+    expect_bytes(&ok(storage.get(&p).await, "get", &p), &volatile, &format!("get {p} after put_volatile"));
+    assert_eq!(ok(storage.size(&p).await, "size", &p), 700, "size of {p} after a put_volatile of 700 bytes");
 
     // A shorter object replaces the longer one completely.
     ok(storage.put(&p, Bytes::from_static(b"short")).await, "put", &p);

@@ -70,6 +70,8 @@ pub struct ObjectStorage {
     secrets: Vec<String>,
     part_size: usize,
     parts_in_flight: usize,
+    /// The same store without syncing writes to disk, for [`ExternalStorage::put_volatile`].
+    volatile: Option<Arc<dyn ObjectStore>>,
 }
 
 impl fmt::Debug for ObjectStorage {
@@ -100,7 +102,15 @@ impl ObjectStorage {
             secrets: secrets_of(uri),
             part_size: DEFAULT_PART_SIZE,
             parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+            volatile: None,
         }
+    }
+
+    /// Sets a view of the same objects that does not sync writes to stable storage (a
+    /// `LocalFileSystem` without fsync), used by [`ExternalStorage::put_volatile`].
+    pub fn with_volatile_store(mut self, store: Arc<dyn ObjectStore>) -> ObjectStorage {
+        self.volatile = Some(store);
+        self
     }
 
     /// The same storage rooted at directory `root` of the store (`""` for the store's root);
@@ -205,6 +215,13 @@ impl ExternalStorage for ObjectStorage {
     async fn put(&self, path: &str, data: Bytes) -> Result<()> {
         let location = self.object_path(path)?;
         let result = self.store.put_opts(&location, PutPayload::from(data), PutOptions::default()).await;
+        result.map(drop).map_err(|e| self.error("put", path, e))
+    }
+
+    async fn put_volatile(&self, path: &str, data: Bytes) -> Result<()> {
+        let Some(store) = &self.volatile else { return self.put(path, data).await };
+        let location = self.object_path(path)?;
+        let result = store.put_opts(&location, PutPayload::from(data), PutOptions::default()).await;
         result.map(drop).map_err(|e| self.error("put", path, e))
     }
 

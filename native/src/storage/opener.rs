@@ -155,11 +155,15 @@ impl NativeOpener {
             status: Status::Permanent,
         };
         std::fs::create_dir_all(&dir).map_err(|e| failed("create directory", &e))?;
-        let store = LocalFileSystem::new_with_prefix(&dir)
-            .map_err(|e| failed("open directory", &e))?
-            .with_automatic_cleanup(true)
-            .with_fsync(self.fsync);
-        Ok(Arc::new(ObjectStorage::new(Arc::new(store), uri.raw)))
+        let open = |fsync: bool| -> Result<Arc<dyn ObjectStore>> {
+            let store = LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|e| failed("open directory", &e))?
+                .with_automatic_cleanup(true)
+                .with_fsync(fsync);
+            Ok(Arc::new(store))
+        };
+        let storage = ObjectStorage::new(open(self.fsync)?, uri.raw);
+        Ok(Arc::new(if self.fsync { storage.with_volatile_store(open(false)?) } else { storage }))
     }
 
     fn open_memory(&self, uri: &StorageUri<'_>) -> Result<Arc<dyn ExternalStorage>> {
