@@ -212,10 +212,18 @@ impl DataFileWriter {
         let offset = self.out.len() as u64;
         let mut codec = CODEC_NONE;
         if self.options.compress {
-            let compressed = lz4_flex::block::compress_prepend_size(&self.block);
-            if compressed.len() < self.block.len() - self.block.len() / 8 {
-                self.out.extend_from_slice(&compressed);
-                codec = CODEC_LZ4;
+            // LZ4 with the uncompressed size prepended (`decompress_size_prepended`'s input),
+            // compressed straight into the file's buffer; kept only if it saves an eighth.
+            let start = self.out.len();
+            let max = lz4_flex::block::get_maximum_output_size(self.block.len());
+            self.out.resize(start + 4 + max, 0);
+            self.out[start..start + 4].copy_from_slice(&(self.block.len() as u32).to_le_bytes());
+            match lz4_flex::block::compress_into(&self.block, &mut self.out[start + 4..]) {
+                Ok(n) if 4 + n < self.block.len() - self.block.len() / 8 => {
+                    self.out.truncate(start + 4 + n);
+                    codec = CODEC_LZ4;
+                }
+                _ => self.out.truncate(start),
             }
         }
         if codec == CODEC_NONE {
