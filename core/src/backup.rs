@@ -130,7 +130,7 @@ impl Default for BackupOptions {
     fn default() -> Self {
         BackupOptions {
             concurrency: 4,
-            target_file_size: 64 << 20,
+            target_file_size: 16 << 20,
             page_bytes: 4 << 20,
             data_file: DataFileOptions::default(),
             codec: FileCodec::plain(),
