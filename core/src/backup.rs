@@ -124,6 +124,8 @@ pub struct BackupOptions {
     pub codec: FileCodec,
     /// Where progress is reported.
     pub progress: crate::progress::ProgressReporter,
+    /// Where finished data files are sealed (indexed, encrypted, hashed): inline by default.
+    pub offload: crate::offload::Offload,
 }
 
 impl Default for BackupOptions {
@@ -135,6 +137,7 @@ impl Default for BackupOptions {
             data_file: DataFileOptions::default(),
             codec: FileCodec::plain(),
             progress: Default::default(),
+            offload: Default::default(),
         }
     }
 }
@@ -143,6 +146,11 @@ impl BackupOptions {
     /// Sets where progress is reported.
     pub fn with_progress(mut self, progress: crate::progress::ProgressReporter) -> Self {
         self.progress = progress;
+        self
+    }
+    /// Seals finished data files on `pool` while the next file is encoded.
+    pub fn with_cpu_pool(mut self, pool: Arc<dyn crate::offload::CpuPool>) -> Self {
+        self.offload = crate::offload::Offload::pool(pool);
         self
     }
     /// Sets the number of work units exported at once.
@@ -632,6 +640,10 @@ async fn export_unit(
             }
             writer.add(&e.key, e.ts, e.value.as_deref());
         }
+        // Move the file in flight along: a file sealed on a CPU pool starts uploading now.
+        if let Some(upload) = uploading.as_mut() {
+            start(upload.as_mut()).await;
+        }
         // Whether this page's file is the unit's last (its checkpoint records the unit done).
         let mut last_file = false;
         if writer.entries() > 0 && (last || writer.estimated_size() >= options.target_file_size) {
@@ -641,21 +653,10 @@ async fn export_unit(
             let path =
                 format!("data/{file_prefix}-{unit_index:06}-{:04}.sst", files.len() + usize::from(uploading.is_some()));
             let span = Span::new(std::mem::replace(&mut file_start, file_end.clone()), file_end);
-            let (bytes, stats) = full.finish();
-            let bytes = options.codec.seal(&path, bytes);
-            let info = FileInfo {
-                path: path.clone(),
-                span,
-                size: bytes.len() as u64,
-                sha256: sha256(&bytes),
-                entries: stats.entries,
-                rows: stats.rows,
-                logical_bytes: stats.logical_bytes,
-                locality: locality.clone(),
-            };
-            // One upload in flight: the previous file must be stored (and checkpointed, in order)
-            // before this one starts.
-            let upload = upload_file(&storage, tracker, unit_index, info, bytes, file_start.clone(), last);
+            let file = FileToSeal { path: path.clone(), span, writer: full, locality: locality.clone() };
+            // One file sealing or uploading at a time: the previous file must be stored (and
+            // checkpointed, in order) before this one starts.
+            let upload = upload_file(&storage, tracker, options, unit_index, file, file_start.clone(), last);
             if let Some(mut previous) = uploading.replace(Box::pin(maybe_done(upload))) {
                 files.push(output(previous.as_mut()).await?);
             }
@@ -676,17 +677,47 @@ async fn export_unit(
     }
 }
 
-/// Stores one finished data file and records it in the checkpoint (with `unit_done` when it is
-/// its unit's last); returns its entry.
+/// A data file whose entries are all added.
+struct FileToSeal {
+    path: String,
+    span: Span,
+    writer: DataFileWriter,
+    locality: Option<String>,
+}
+
+/// Seals one finished data file (index and footer, encryption, hash; on the options' CPU pool if
+/// any), stores it and records it in the checkpoint (with `unit_done` when it is its unit's
+/// last); returns its entry.
 async fn upload_file(
     storage: &Arc<dyn ExternalStorage>,
     tracker: &crate::checkpoint::Tracker,
+    options: &BackupOptions,
     unit_index: usize,
-    info: FileInfo,
-    bytes: Vec<u8>,
+    file: FileToSeal,
     next_key: Vec<u8>,
     unit_done: bool,
 ) -> Result<FileInfo> {
+    let FileToSeal { path, span, writer, locality } = file;
+    let (codec, sealed_path) = (options.codec.clone(), path.clone());
+    let (bytes, stats, digest) = options
+        .offload
+        .run(move || {
+            let (bytes, stats) = writer.finish();
+            let bytes = codec.seal(&sealed_path, bytes);
+            let digest = sha256(&bytes);
+            (bytes, stats, digest)
+        })
+        .await?;
+    let info = FileInfo {
+        path,
+        span,
+        size: bytes.len() as u64,
+        sha256: digest,
+        entries: stats.entries,
+        rows: stats.rows,
+        logical_bytes: stats.logical_bytes,
+        locality,
+    };
     storage.put(&info.path, Bytes::from(bytes)).await?;
     tracker.file_done(unit_index, &info, &next_key, unit_done).await?;
     Ok(info)

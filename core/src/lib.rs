@@ -50,6 +50,7 @@ pub mod keys;
 mod kv;
 mod locality;
 mod memkv;
+mod offload;
 mod progress;
 mod redact;
 mod restore;
@@ -96,6 +97,7 @@ pub use locality::{
     locality_of, open_locations, route, storage_for_file, LocalityStorage, DEFAULT_LOCALITY, LOCALITY_PARAM,
 };
 pub use memkv::{Clock, MemKv};
+pub use offload::{CpuPool, Offload};
 pub use progress::{Progress, ProgressOperation, ProgressReporter};
 pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_uri, REDACTED};
 pub use restore::{

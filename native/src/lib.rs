@@ -2,11 +2,13 @@
 //! `object_store`, and the `strata` CLI.
 #![warn(missing_docs)]
 
+mod cpu;
 mod embedded;
 mod kms;
 mod storage;
 pub mod workload;
 
+pub use cpu::TokioCpuPool;
 pub use embedded::{EmbeddedStore, EmbeddedStoreOptions, StoreStats};
 pub use kms::{generate_key_file, os_entropy, FileKmsOpener, FILE_KMS_SCHEME};
 pub use storage::{NativeOpener, ObjectStorage, WebDavStorage};

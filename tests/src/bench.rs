@@ -30,9 +30,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use strata_core::{
-    keys, Executor, MvccFilter, QueryResult, ScanRequest, Timestamp, Value, ENCRYPTION_INFO_NAME, REDACTED,
+    keys, BackupOptions, Executor, MvccFilter, QueryResult, ScanRequest, Timestamp, Value, ENCRYPTION_INFO_NAME,
+    REDACTED,
 };
-use strata_native::{os_entropy, workload, EmbeddedStore, NativeOpener};
+use strata_native::{os_entropy, workload, EmbeddedStore, NativeOpener, TokioCpuPool};
 
 use restic::Restic;
 
@@ -612,7 +613,14 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
 /// Opens the embedded store in `dir` with an executor and the OS's randomness (as the CLI does).
 fn open(dir: &Path) -> anyhow::Result<Executor> {
     let store = EmbeddedStore::open(dir).with_context(|| format!("cannot open the store at {}", dir.display()))?;
-    Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern")))).with_entropy(os_entropy()))
+    // As the `strata` CLI: finished data files are sealed on tokio's blocking pool.
+    let mut backup = BackupOptions::default();
+    if let Some(pool) = TokioCpuPool::current() {
+        backup = backup.with_cpu_pool(Arc::new(pool));
+    }
+    Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern"))))
+        .with_backup_options(backup)
+        .with_entropy(os_entropy()))
 }
 
 /// The two tables of the dataset, in key (and creation) order.

@@ -1146,7 +1146,7 @@ fn compare_pages<S: KvStore + ?Sized>(
             last_key = Some(&last.key[..]);
         }
         if let (Some(resume), Some(last)) = (&page.resume_key, page.entries.last()) {
-            assert!(&resume[..] > &last.key[..], "{}: page {i}'s resume_key is not after its last key", what());
+            assert!(resume[..] > last.key[..], "{}: page {i}'s resume_key is not after its last key", what());
         }
         if let (Some(resume), Some(first)) = (&page.resume_key, subject.get(i + 1).and_then(|p| p.entries.first())) {
             assert!(resume <= &first.key, "{}: page {i}'s resume_key is after the next page's first key", what());

@@ -10,6 +10,11 @@ use std::time::Duration;
 use clap::Parser;
 use strata_tests::bench::{self, BenchOptions};
 
+/// The allocator the `strata` CLI uses (see its `main.rs`): the backup frees on the CPU pool and
+/// storage threads the data files it allocates on the runtime's, which glibc keeps resident.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Full backup (plain and encrypted), incremental after changing 1% of keys, whole-database and
 /// one-table restore; restic's full backup, backup after the same change and restore.
 #[derive(Parser)]
