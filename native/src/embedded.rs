@@ -268,10 +268,12 @@ fn successor(key: &[u8]) -> Vec<u8> {
     [key, &[0]].concat()
 }
 
-/// Bytes to reserve up front for a scan page's keys and values: the target, but at most 256 KiB
-/// (the buffer grows from there), so a small scan with a huge target reserves little.
+/// Bytes to reserve up front for a scan page's keys and values: the target and room for the key
+/// that crosses it, so a page is built without reallocating (and copying) its buffer. At most
+/// 16 MiB; a reservation that large is mapped lazily, so a small scan with a huge target costs
+/// no memory it does not fill.
 fn page_capacity(request: &ScanRequest) -> usize {
-    usize::try_from(request.target_bytes).unwrap_or(usize::MAX).min(256 << 10)
+    usize::try_from(request.target_bytes).unwrap_or(usize::MAX).saturating_add(64 << 10).min(16 << 20)
 }
 
 /// Bounds of the change-index rows with a timestamp in `(start, end]`, for `start < end`.
