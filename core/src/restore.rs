@@ -5,10 +5,12 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::backup::expand_table_name;
@@ -374,6 +376,17 @@ impl RestoreRunOptions {
         self.codec = codec;
         self
     }
+    /// Sets how many spans (tables) are restored at once (at least 1).
+    pub fn with_concurrency(mut self, spans: usize) -> Self {
+        self.concurrency = spans.max(1);
+        self
+    }
+    /// Sets the bytes of key/value pairs per ingest call. A span holds at most two batches: the
+    /// one the sink is ingesting and the one being built.
+    pub fn with_batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes;
+        self
+    }
 }
 
 /// What a finished restore did.
@@ -435,11 +448,34 @@ async fn ingest_and_publish(
     }
     let total_bytes = plan.files.iter().map(|lf| lf.file.logical_bytes).sum();
     let counter = crate::progress::RestoreCounter::new(options.progress.clone(), total_bytes);
-    let totals: Vec<(u64, u64)> = stream::iter(jobs.iter())
-        .map(|job| restore_span(sink, layers, plan, job, options, &counter))
+    // The first span to fail stops the others at their next batch; every span returns only
+    // once its ingests are done, so the discard that follows a failure races none of them.
+    let stop = AtomicBool::new(false);
+    let results: Vec<Result<(u64, u64)>> = stream::iter(jobs.iter())
+        .map(|job| async {
+            if stop.load(Ordering::Relaxed) {
+                return Ok((0, 0));
+            }
+            let result = restore_span(sink, layers, plan, job, options, &counter, &stop).await;
+            if result.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            result
+        })
         .buffer_unordered(options.concurrency.max(1))
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
+    let mut totals = Vec::with_capacity(results.len());
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(t) => totals.push(t),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     for t in &plan.tables {
         sink.validate_indexes(&t.descriptor).await?;
     }
@@ -457,6 +493,13 @@ async fn ingest_and_publish(
 /// Restores one span: merges the versions of every layer's files, newest first per key, takes
 /// each key's newest version at or below the restore time, drops deletions, rewrites the keys
 /// and ingests them in sorted batches.
+///
+/// The sink ingests one batch while the next is built: at most one batch is in flight, and the
+/// next one waits for it before it is handed over, so a span holds at most two batches. The
+/// batch in flight is polled as the next one grows (a sink that does its work elsewhere, like
+/// the embedded store on tokio's blocking pool, needs only the first poll). When `stop` is set
+/// (another span failed), the span ends at its next batch. The span never returns, failed or
+/// not, while an ingest of its is in flight: a discard after a failure must not race one.
 async fn restore_span(
     sink: &dyn KvSink,
     layers: &[Arc<dyn ExternalStorage>],
@@ -464,6 +507,66 @@ async fn restore_span(
     job: &SpanJob,
     options: &RestoreRunOptions,
     counter: &crate::progress::RestoreCounter,
+    stop: &AtomicBool,
+) -> Result<(u64, u64)> {
+    let mut in_flight = None;
+    let result = merge_and_ingest(sink, layers, plan, job, options, counter, stop, &mut in_flight).await;
+    let last = finish_ingest(&mut in_flight, counter).await;
+    let (rows, bytes) = result?;
+    last?;
+    Ok((rows, bytes))
+}
+
+/// What [`KvSink::ingest`] returns.
+#[cfg(not(target_arch = "wasm32"))]
+type IngestFuture<'a> = futures::future::BoxFuture<'a, Result<()>>;
+/// What [`KvSink::ingest`] returns.
+#[cfg(target_arch = "wasm32")]
+type IngestFuture<'a> = futures::future::LocalBoxFuture<'a, Result<()>>;
+
+/// A batch the sink is ingesting, and what it counts for progress once done.
+struct Ingest<'a> {
+    future: IngestFuture<'a>,
+    rows: u64,
+    bytes: u64,
+}
+
+/// Polls the batch in flight once, without waiting; when it is done, counts it and clears it.
+async fn poll_ingest(in_flight: &mut Option<Ingest<'_>>, counter: &crate::progress::RestoreCounter) -> Result<()> {
+    if let Some(ingest) = in_flight {
+        if let Poll::Ready(result) = futures::poll!(&mut ingest.future) {
+            let (rows, bytes) = (ingest.rows, ingest.bytes);
+            *in_flight = None;
+            result?;
+            counter.add(rows, bytes);
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the batch in flight, if any, and counts it.
+async fn finish_ingest(in_flight: &mut Option<Ingest<'_>>, counter: &crate::progress::RestoreCounter) -> Result<()> {
+    if let Some(ingest) = in_flight.take() {
+        ingest.future.await?;
+        counter.add(ingest.rows, ingest.bytes);
+    }
+    Ok(())
+}
+
+/// How many entries [`restore_span`] merges between two polls of the batch in flight.
+const ENTRIES_PER_POLL: usize = 1024;
+
+/// The body of [`restore_span`]; leaves the last batch it handed over in `in_flight`.
+#[allow(clippy::too_many_arguments)]
+async fn merge_and_ingest<'s>(
+    sink: &'s dyn KvSink,
+    layers: &[Arc<dyn ExternalStorage>],
+    plan: &RestorePlan,
+    job: &SpanJob,
+    options: &RestoreRunOptions,
+    counter: &crate::progress::RestoreCounter,
+    stop: &AtomicBool,
+    in_flight: &mut Option<Ingest<'s>>,
 ) -> Result<(u64, u64)> {
     let mut cursors = Vec::new();
     for lf in plan.files.iter().filter(|lf| lf.file.span.overlaps(&job.span)) {
@@ -482,20 +585,25 @@ async fn restore_span(
         }
         heads.push(head);
     }
-    let mut decided: Option<Vec<u8>> = None;
+    let mut decided: Option<Bytes> = None;
     let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut batch_bytes = 0usize;
     let (mut rows, mut bytes) = (0u64, 0u64);
+    let mut merged = 0usize;
     while let Some(Reverse((_, _, i))) = heap.pop() {
         let e = heads[i].take().expect("a heap entry has its head");
         if let Some(next) = cursors[i].next()? {
             heap.push(Reverse((next.key.clone(), Reverse(next.ts), i)));
             heads[i] = Some(next);
         }
-        if e.ts > plan.as_of || decided.as_deref() == Some(&e.key[..]) {
+        merged += 1;
+        if merged.is_multiple_of(ENTRIES_PER_POLL) {
+            poll_ingest(in_flight, counter).await?;
+        }
+        if e.ts > plan.as_of || decided.as_ref() == Some(&e.key) {
             continue;
         }
-        decided = Some(e.key.to_vec());
+        decided = Some(e.key.clone());
         let Some(value) = e.value else { continue };
         let mut key = e.key.to_vec();
         let value = match job.new_id {
@@ -516,12 +624,19 @@ async fn restore_span(
         batch_bytes += key.len() + value.len();
         batch.push((key, value));
         if batch_bytes >= options.batch_bytes {
+            finish_ingest(in_flight, counter).await?;
+            if stop.load(Ordering::Relaxed) {
+                return Ok((rows, bytes));
+            }
             let n = batch.len() as u64;
-            sink.ingest(std::mem::take(&mut batch)).await?;
-            counter.add(n, batch_bytes as u64);
+            let future = sink.ingest(std::mem::take(&mut batch));
+            *in_flight = Some(Ingest { future, rows: n, bytes: batch_bytes as u64 });
+            // The first poll starts it.
+            poll_ingest(in_flight, counter).await?;
             batch_bytes = 0;
         }
     }
+    finish_ingest(in_flight, counter).await?;
     if !batch.is_empty() {
         let n = batch.len() as u64;
         sink.ingest(batch).await?;

@@ -1089,7 +1089,11 @@ impl KvSink for EmbeddedStore {
     }
 
     async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        self.blocking(move |inner| inner.ingest(&pairs)).await
+        // The pairs come back to be freed by the caller, whose thread allocated them: freeing
+        // them is work off the blocking thread, which is what bounds a restore.
+        let pairs = self.blocking(move |inner| inner.ingest(&pairs).map(|()| pairs)).await?;
+        drop(pairs);
+        Ok(())
     }
 
     async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
