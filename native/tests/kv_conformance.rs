@@ -198,7 +198,9 @@ async fn bulk_ingest_and_scan_of_a_million_rows() {
 
 /// The store's tables as the on-disk layout documents them, for the layout tests.
 const MVCC: TableDefinition<'static, (&'static [u8], u64, u32), &'static [u8]> = TableDefinition::new("mvcc");
-const CHANGES: TableDefinition<'static, (u64, u32, &'static [u8]), ()> = TableDefinition::new("changes");
+const CHANGES: TableDefinition<'static, (u64, u32, &'static [u8]), &'static [u8]> = TableDefinition::new("change_log");
+/// The change index of layout versions 2 and 3: keys without values.
+const OLD_CHANGES: TableDefinition<'static, (u64, u32, &'static [u8]), ()> = TableDefinition::new("changes");
 const INGESTED: TableDefinition<'static, (u64, u32, &'static [u8]), &'static [u8]> = TableDefinition::new("ingested");
 const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
 
@@ -206,8 +208,8 @@ fn encode_ts(ts: Timestamp) -> Vec<u8> {
     [ts.wall.to_be_bytes().as_slice(), ts.logical.to_be_bytes().as_slice()].concat()
 }
 
-/// Checks, in the closed store in `dir`, that the change index has exactly one row per written
-/// version above the GC threshold and no other, where a version is ingested (and has no row) when
+/// Checks, in the closed store in `dir`, that the change log has exactly one row per written
+/// version above the GC threshold, holding that version's stored value, and no other, where a version is ingested (and has no row) when
 /// an ingest record at its timestamp covers its key; and that no ingest record is at or below the
 /// threshold. Returns the number of index rows and of ingested versions.
 fn assert_change_index_consistent(dir: &Path) -> (usize, usize) {
@@ -218,37 +220,41 @@ fn assert_change_index_consistent(dir: &Path) -> (usize, usize) {
         let b = v.value();
         Timestamp::new(u64::from_be_bytes(b[..8].try_into().unwrap()), u32::from_be_bytes(b[8..].try_into().unwrap()))
     });
-    assert_eq!(meta.get("layout_version").unwrap().unwrap().value(), 3u32.to_be_bytes(), "layout version");
+    assert_eq!(meta.get("layout_version").unwrap().unwrap().value(), 4u32.to_be_bytes(), "layout version");
     let records = ingest_records(&txn);
     for (ts, start, end) in &records {
         assert!(*ts > threshold, "ingest record at {ts} at or below the GC threshold {threshold}");
         assert!(start < end, "ingest record at {ts}: empty span {start:02x?}..{end:02x?}");
     }
-    let mut expected: Vec<(u64, u32, Vec<u8>)> = Vec::new();
+    let mut expected: Vec<(u64, u32, Vec<u8>, Vec<u8>)> = Vec::new();
     let mut ingested = 0;
     for row in txn.open_table(MVCC).unwrap().iter().unwrap() {
-        let (k, _) = row.unwrap();
+        let (k, v) = row.unwrap();
         let (key, inverted_wall, inverted_logical) = k.value();
         let ts = Timestamp::new(u64::MAX - inverted_wall, u32::MAX - inverted_logical);
         if records.iter().any(|(at, start, end)| *at == ts && start.as_slice() <= key && key < end.as_slice()) {
             ingested += 1;
         } else if ts > threshold {
-            expected.push((ts.wall, ts.logical, key.to_vec()));
+            expected.push((ts.wall, ts.logical, key.to_vec(), v.value().to_vec()));
         }
     }
     expected.sort();
-    let actual: Vec<(u64, u32, Vec<u8>)> = txn
+    assert!(
+        txn.open_table(OLD_CHANGES).is_err(),
+        "the keys-only change index of layout versions 2 and 3 is still there"
+    );
+    let actual: Vec<(u64, u32, Vec<u8>, Vec<u8>)> = txn
         .open_table(CHANGES)
         .unwrap()
         .iter()
         .unwrap()
         .map(|row| {
-            let (k, _) = row.unwrap();
+            let (k, v) = row.unwrap();
             let (wall, logical, key) = k.value();
-            (wall, logical, key.to_vec())
+            (wall, logical, key.to_vec(), v.value().to_vec())
         })
         .collect();
-    assert_eq!(actual, expected, "change index rows (left) against versions above the GC threshold {threshold}");
+    assert_eq!(actual, expected, "change log rows (left) against versions above the GC threshold {threshold}");
     (actual.len(), ingested)
 }
 
@@ -358,9 +364,9 @@ async fn discard_and_gc_keep_the_change_index_consistent() {
 }
 
 /// The cost claim, counted rather than timed: over a table of 200,000 keys of which 100 changed,
-/// `scan_changes` reads the window's 101 index rows (once: later pages and later scans of the same
-/// window reuse the keys collected) and the changed keys' versions; `scan` reads every row of the
-/// table. The pages are the same.
+/// `scan_changes` reads the window's 101 change-log rows (once: later pages and later scans of the
+/// same window reuse the versions collected) and no MVCC row but one per page for its resume key;
+/// `scan` reads every row of the table. The pages are the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_changes_costs_what_changed() {
     let dir = tempfile::tempdir().unwrap();
@@ -386,7 +392,6 @@ async fn scan_changes_costs_what_changed() {
     store.write(vec![(keys::table_key(100, &1_999u32.to_be_bytes()), Some(b"again".to_vec()))]).await.unwrap();
     let t1 = store.now().await.unwrap();
     let span = keys::table_span(100);
-    let mut index_rows = 101;
     for filter in [MvccFilter::Latest, MvccFilter::AllRevisions] {
         let request = ScanRequest::new(span.clone(), t0, t1, filter);
         let before = store.stats();
@@ -397,14 +402,13 @@ async fn scan_changes_costs_what_changed() {
         assert_eq!(fast, slow, "{filter:?}: scan_changes and scan");
         let versions = if filter == MvccFilter::Latest { 100 } else { 101 };
         assert_eq!(fast.iter().map(|p| p.entries.len()).sum::<usize>(), versions, "{filter:?}: versions");
-        assert_eq!(cost.change_rows_read - before.change_rows_read, index_rows, "{filter:?}: index rows read");
-        // The window's changed keys are now cached.
-        index_rows = 0;
-        assert_eq!(cost.mvcc_rows_read - before.mvcc_rows_read, versions as u64, "{filter:?}: MVCC rows read");
+        // One pass per filter (the versions kept differ); later pages and scans reuse it.
+        assert_eq!(cost.change_rows_read - before.change_rows_read, 101, "{filter:?}: change-log rows read");
+        assert_eq!(cost.mvcc_rows_read - before.mvcc_rows_read, 0, "{filter:?}: MVCC rows read (one page)");
         assert!(full.mvcc_rows_read - cost.mvcc_rows_read > u64::from(rows), "{filter:?}: scan reads every row");
 
-        // In pages of 100 bytes: the keys collected serve every page; each page costs its versions
-        // plus one seek for its resume key.
+        // In pages of 100 bytes: the versions collected serve every page; each page costs one
+        // seek for its resume key.
         let mut small = request;
         small.target_bytes = 100;
         let before = store.stats();
@@ -414,7 +418,7 @@ async fn scan_changes_costs_what_changed() {
         assert!(fast.len() > 10, "{filter:?}: {} pages", fast.len());
         assert_eq!(cost.change_rows_read - before.change_rows_read, 0, "{filter:?}: index rows, small pages");
         assert!(
-            cost.mvcc_rows_read - before.mvcc_rows_read <= versions as u64 + fast.len() as u64,
+            cost.mvcc_rows_read - before.mvcc_rows_read <= fast.len() as u64,
             "{filter:?}: MVCC rows read in small pages: {}",
             cost.mvcc_rows_read - before.mvcc_rows_read
         );
@@ -499,12 +503,12 @@ async fn a_store_of_a_newer_layout_is_refused() {
     {
         let db = redb::Database::open(dir.path().join(EmbeddedStore::FILE_NAME)).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().insert("layout_version", 4u32.to_be_bytes().as_slice()).unwrap();
+        txn.open_table(META).unwrap().insert("layout_version", 5u32.to_be_bytes().as_slice()).unwrap();
         txn.commit().unwrap();
     }
-    let err = EmbeddedStore::open(dir.path()).expect_err("a store of layout version 4");
+    let err = EmbeddedStore::open(dir.path()).expect_err("a store of layout version 5");
     assert!(matches!(err, Error::NotSupported { .. }), "{err:?}");
-    assert!(err.to_string().contains("layout version 4"), "{err}");
+    assert!(err.to_string().contains("layout version 5"), "{err}");
 }
 
 /// An ingest writes no change-index rows: it records its timestamp and the span of its keys
@@ -595,14 +599,7 @@ async fn a_layout_version_2_store_gets_its_ingest_records_table_when_opened() {
         let store = open(dir.path());
         store.put(keys::table_key(100, b"a"), b"1".to_vec()).await.unwrap()
     };
-    {
-        // What layout version 2 left.
-        let db = redb::Database::open(dir.path().join(EmbeddedStore::FILE_NAME)).unwrap();
-        let txn = db.begin_write().unwrap();
-        assert!(txn.delete_table(INGESTED).unwrap(), "a version 3 store has \"ingested\"");
-        txn.open_table(META).unwrap().insert("layout_version", 2u32.to_be_bytes().as_slice()).unwrap();
-        txn.commit().unwrap();
-    }
+    downgrade(dir.path(), 2);
     {
         let store = open(dir.path());
         store.ingest(vec![(keys::table_key(100, b"b"), b"2".to_vec())]).await.unwrap();
@@ -611,6 +608,60 @@ async fn a_layout_version_2_store_gets_its_ingest_records_table_when_opened() {
         assert_eq!(store.scan(request).await.unwrap().entries.len(), 2);
     }
     assert_eq!(assert_change_index_consistent(dir.path()), (1, 1));
+}
+
+/// Turns the closed layout version 4 store in `dir` into what layout `version` (2 or 3) wrote:
+/// the change log becomes `"changes"`, keys without values; version 2 had no `"ingested"`.
+fn downgrade(dir: &Path, version: u32) {
+    let db = redb::Database::open(dir.join(EmbeddedStore::FILE_NAME)).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let log = txn.open_table(CHANGES).unwrap();
+        let mut old = txn.open_table(OLD_CHANGES).unwrap();
+        for row in log.iter().unwrap() {
+            let (k, _) = row.unwrap();
+            old.insert(k.value(), ()).unwrap();
+        }
+    }
+    assert!(txn.delete_table(CHANGES).unwrap(), "a version 4 store has \"change_log\"");
+    if version == 2 {
+        assert!(txn.delete_table(INGESTED).unwrap(), "a version 4 store has \"ingested\"");
+    }
+    txn.open_table(META).unwrap().insert("layout_version", version.to_be_bytes().as_slice()).unwrap();
+    txn.commit().unwrap();
+}
+
+/// A store written by layout version 3 (a change index of keys only) is moved to version 4 when
+/// opened: each index row becomes a change-log row with its version's value, and scans of
+/// changes over the old writes answer as scans do.
+#[tokio::test]
+async fn a_layout_version_3_store_gets_its_change_log_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = {
+        let store = open(dir.path());
+        let t0 = store.now().await.unwrap();
+        for i in 0..30u32 {
+            let batch = (0..7u32)
+                .map(|j| (keys::table_key(100, &((i * 3 + j) % 40).to_be_bytes()), (j != 3).then(|| vec![i as u8; 5])))
+                .collect();
+            store.write(batch).await.unwrap();
+        }
+        t0
+    };
+    let (rows, _) = assert_change_index_consistent(dir.path());
+    downgrade(dir.path(), 3);
+    {
+        let store = open(dir.path());
+        let t1 = store.now().await.unwrap();
+        for filter in [MvccFilter::Latest, MvccFilter::AllRevisions] {
+            let mut request = ScanRequest::new(keys::table_span(100), t0, t1, filter);
+            request.target_bytes = 50;
+            let fast = pages(&store, request.clone(), true).await;
+            assert!(fast.len() > 3, "{filter:?}: {} pages", fast.len());
+            assert_eq!(fast, pages(&store, request, false).await, "{filter:?} after the upgrade");
+        }
+    }
+    assert_eq!(assert_change_index_consistent(dir.path()).0, rows, "change-log rows after the upgrade");
 }
 
 /// The child half of [`ingests_become_durable_with_the_next_durable_commit`]: writes into the
