@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -12,13 +13,14 @@ use std::task::Poll;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::backup::expand_table_name;
 use crate::catalog::{Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, TableDescriptor};
-use crate::crypto::FileCodec;
+use crate::crypto::{FileCodec, FileReader};
 use crate::error::{Error, Result};
 use crate::format::datafile::{decode_block, decode_footer, decode_index, BlockHandle, FOOTER_LEN};
-use crate::format::manifest::{sha256, FileInfo, Manifest, MANIFEST_NAME};
+use crate::format::manifest::{FileInfo, Manifest, MANIFEST_NAME};
 use crate::keys;
 use crate::kv::{Entry, KvSink};
 use crate::span::{Span, SpanSet};
@@ -348,6 +350,10 @@ pub struct RestoreRunOptions {
     pub concurrency: usize,
     /// Bytes of key/value pairs per ingest call.
     pub batch_bytes: usize,
+    /// Bytes of blocks one ranged read of a data file fetches at most (a larger block is
+    /// fetched alone). A file being merged holds at most two such reads: the one being decoded,
+    /// and the next, fetched meanwhile.
+    pub read_bytes: u64,
     /// How the chain's files are stored: plain, or encrypted with its data key.
     pub codec: FileCodec,
     /// Where progress is reported.
@@ -359,6 +365,7 @@ impl Default for RestoreRunOptions {
         RestoreRunOptions {
             concurrency: 4,
             batch_bytes: 4 << 20,
+            read_bytes: 4 << 20,
             codec: FileCodec::plain(),
             progress: Default::default(),
         }
@@ -379,6 +386,11 @@ impl RestoreRunOptions {
     /// Sets how many spans (tables) are restored at once (at least 1).
     pub fn with_concurrency(mut self, spans: usize) -> Self {
         self.concurrency = spans.max(1);
+        self
+    }
+    /// Sets the bytes of blocks one ranged read of a data file fetches at most.
+    pub fn with_read_bytes(mut self, bytes: u64) -> Self {
+        self.read_bytes = bytes;
         self
     }
     /// Sets the bytes of key/value pairs per ingest call. A span holds at most two batches: the
@@ -568,22 +580,28 @@ async fn merge_and_ingest<'s>(
     stop: &AtomicBool,
     in_flight: &mut Option<Ingest<'s>>,
 ) -> Result<(u64, u64)> {
-    let mut cursors = Vec::new();
-    for lf in plan.files.iter().filter(|lf| lf.file.span.overlaps(&job.span)) {
-        let storage = &crate::locality::storage_for_file(&layers[lf.layer as usize], &lf.file)?;
-        let span = job.span.intersect(&lf.file.span);
-        cursors.push(FileCursor::open(storage, &lf.file, span, &options.codec).await?);
-    }
-    // A min-heap of each cursor's next key, ordered by key ascending, then newest first; the
-    // entries themselves wait in `heads`.
+    let files: Vec<(&LayerFile, Span)> = plan
+        .files
+        .iter()
+        .filter(|lf| lf.file.span.overlaps(&job.span))
+        .map(|lf| (lf, job.span.intersect(&lf.file.span)))
+        .collect();
+    let storages = files
+        .iter()
+        .map(|(lf, _)| crate::locality::storage_for_file(&layers[lf.layer as usize], &lf.file))
+        .collect::<Result<Vec<_>>>()?;
+    // A min-heap of each file's next key, ordered by key ascending, then newest first; the
+    // entries themselves wait in `heads`. A file is read only when the merge reaches the start
+    // of its part of the span (its placeholder, newest of all at that key, comes first), and
+    // let go once read to its end: the files of one layer hold disjoint spans, so a span holds
+    // about one file per layer at a time however many files it has.
     let mut heap = BinaryHeap::new();
-    let mut heads: Vec<Option<Entry>> = Vec::with_capacity(cursors.len());
-    for (i, c) in cursors.iter_mut().enumerate() {
-        let head = c.next()?;
-        if let Some(e) = &head {
-            heap.push(Reverse((e.key.clone(), Reverse(e.ts), i)));
-        }
-        heads.push(head);
+    let mut cursors: Vec<Slot> = Vec::with_capacity(files.len());
+    let mut heads: Vec<Option<Entry>> = Vec::with_capacity(files.len());
+    for (i, (_, span)) in files.iter().enumerate() {
+        heap.push(Reverse((Bytes::copy_from_slice(&span.start), Reverse(Timestamp::MAX), i)));
+        cursors.push(Slot::Unread);
+        heads.push(None);
     }
     let mut decided: Option<Bytes> = None;
     let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
@@ -591,14 +609,26 @@ async fn merge_and_ingest<'s>(
     let (mut rows, mut bytes) = (0u64, 0u64);
     let mut merged = 0usize;
     while let Some(Reverse((_, _, i))) = heap.pop() {
-        let e = heads[i].take().expect("a heap entry has its head");
-        if let Some(next) = cursors[i].next()? {
-            heap.push(Reverse((next.key.clone(), Reverse(next.ts), i)));
-            heads[i] = Some(next);
+        if let Slot::Unread = cursors[i] {
+            // The merge reached this file's part of the span.
+            let (lf, span) = &files[i];
+            let cursor =
+                FileCursor::open(storages[i].as_ref(), &lf.file, span.clone(), &options.codec, options.read_bytes)
+                    .await?;
+            cursors[i] = Slot::Open(Box::new(cursor));
+            advance(&mut cursors[i], &mut heads[i], &mut heap, i).await?;
+            continue;
         }
+        let e = heads[i].take().expect("a heap entry of an open file has its head");
+        advance(&mut cursors[i], &mut heads[i], &mut heap, i).await?;
         merged += 1;
         if merged.is_multiple_of(ENTRIES_PER_POLL) {
             poll_ingest(in_flight, counter).await?;
+            for slot in &mut cursors {
+                if let Slot::Open(cursor) = slot {
+                    cursor.poll_fetch().await;
+                }
+            }
         }
         if e.ts > plan.as_of || decided.as_ref() == Some(&e.key) {
             continue;
@@ -645,33 +675,96 @@ async fn merge_and_ingest<'s>(
     Ok((rows, bytes))
 }
 
+/// A file of a span being merged.
+enum Slot<'s> {
+    /// Not read yet: its placeholder is in the heap.
+    Unread,
+    Open(Box<FileCursor<'s>>),
+    /// Read to its end and let go.
+    Done,
+}
+
+/// Moves file `i` to its next entry: into `head` and the heap, or, at its end, lets it go.
+async fn advance(
+    slot: &mut Slot<'_>,
+    head: &mut Option<Entry>,
+    heap: &mut BinaryHeap<Reverse<(Bytes, Reverse<Timestamp>, usize)>>,
+    i: usize,
+) -> Result<()> {
+    let Slot::Open(cursor) = slot else { return Ok(()) };
+    match cursor.next().await? {
+        Some(next) => {
+            heap.push(Reverse((next.key.clone(), Reverse(next.ts), i)));
+            *head = Some(next);
+        }
+        None => *slot = Slot::Done,
+    }
+    Ok(())
+}
+
 /// System keys a full-cluster restore carries over: everything but descriptors (rewritten and
 /// published separately) and the id counter (the target's own).
 fn is_restorable_system_key(key: &[u8]) -> bool {
     keys::system_span().contains(key) && !keys::descriptor_span().contains(key) && key != keys::ID_COUNTER_KEY
 }
 
-/// Reads one data file's entries within a span, a block at a time.
-struct FileCursor {
-    path: String,
-    span: Span,
-    blocks: VecDeque<(usize, BlockHandle, Bytes)>,
-    current: VecDeque<Entry>,
+/// What [`FileReader::read_range`] returns, boxed to be kept while the cursor decodes.
+#[cfg(not(target_arch = "wasm32"))]
+type ReadFuture<'s> = futures::future::BoxFuture<'s, Result<Bytes>>;
+/// What [`FileReader::read_range`] returns, boxed to be kept while the cursor decodes.
+#[cfg(target_arch = "wasm32")]
+type ReadFuture<'s> = futures::future::LocalBoxFuture<'s, Result<Bytes>>;
+
+/// Consecutive wanted blocks of a data file, fetched with one ranged read.
+struct BlockRun {
+    /// Their bytes in the file's contents.
+    range: Range<u64>,
+    /// `(index in the file, handle)` of each.
+    blocks: Vec<(usize, BlockHandle)>,
 }
 
-impl FileCursor {
-    /// Fetches the blocks of `file` that may hold keys of `span`. When the span covers the whole
-    /// file, it is fetched at once and its SHA-256 checked; otherwise the footer, the index and
-    /// just the needed blocks are fetched with ranged reads (each block has its own checksum).
-    ///
-    /// Encrypted files are opened with `codec`: whole, the SHA-256 is of the stored bytes and the
-    /// contents are decrypted after; ranged, only the chunks covering the wanted bytes are read.
+/// A ranged read of a [`BlockRun`], started before its blocks are needed.
+enum Fetch<'s> {
+    Pending(ReadFuture<'s>),
+    Done(Result<Bytes>),
+}
+
+/// Reads one data file's entries within a span: the blocks that may hold its keys, fetched in
+/// runs of up to [`RestoreRunOptions::read_bytes`], the next run while this one is decoded.
+///
+/// When the span covers the whole file and the file is not encrypted, the cursor fetches every
+/// block in file order and checks the SHA-256 of all of it against the manifest when the last run
+/// arrives, before its entries are returned. Otherwise each block's checksum (and, encrypted,
+/// each chunk's authentication tag, which binds its index and the file's path) is what vouches
+/// for it, as for a ranged read of one table's blocks. A restore that finds a mismatch fails,
+/// and its ingested data is discarded.
+struct FileCursor<'s> {
+    path: String,
+    span: Span,
+    reader: Arc<FileReader<'s>>,
+    /// Runs not fetched yet, in file order.
+    runs: VecDeque<BlockRun>,
+    /// The next run, being fetched.
+    fetch: Option<(BlockRun, Fetch<'s>)>,
+    /// Fetched blocks, not decoded yet.
+    blocks: VecDeque<(usize, BlockHandle, Bytes)>,
+    current: VecDeque<Entry>,
+    /// For a whole plain file: the hash of the bytes fetched so far, the index and footer (the
+    /// file's last bytes, fetched first) and the SHA-256 the manifest names.
+    check: Option<(Sha256, Bytes, [u8; 32])>,
+}
+
+impl<'s> FileCursor<'s> {
+    /// Reads the footer and the index of `file` (stored in `storage`) and starts fetching the
+    /// first run of the blocks that may hold keys of `span`. Encrypted files are read with
+    /// `codec`, only the chunks covering the wanted bytes.
     async fn open(
-        storage: &Arc<dyn ExternalStorage>,
+        storage: &'s dyn ExternalStorage,
         file: &FileInfo,
         span: Span,
         codec: &FileCodec,
-    ) -> Result<FileCursor> {
+        read_bytes: u64,
+    ) -> Result<FileCursor<'s>> {
         let path = format!("{}/{}", storage.describe(), file.path);
         let size = storage.size(&file.path).await.map_err(|e| match e {
             Error::NotFound { .. } => Error::corrupt(&path, "data file named by the manifest is missing"),
@@ -680,74 +773,123 @@ impl FileCursor {
         if size != file.size {
             return Err(Error::corrupt(&path, format!("size is {size} bytes, the manifest says {}", file.size)));
         }
-        if !codec.is_encrypted() && size < FOOTER_LEN {
+        let reader = Arc::new(codec.reader(storage, &file.path, size, &path).await?);
+        let size = reader.plain_size();
+        if size < FOOTER_LEN {
             return Err(Error::corrupt(&path, "file is too short to hold a data file footer"));
         }
+        let footer_bytes = reader.read_range(size - FOOTER_LEN..size).await?;
+        let footer = decode_footer(&footer_bytes, size, &path)?;
+        let index_bytes = reader.read_range(footer.index_offset..footer.index_offset + footer.index_len as u64).await?;
+        let index = decode_index(&index_bytes, &footer, &path)?;
         let whole = span.start <= file.span.start && file.span.end <= span.end;
-        let reader = if whole { None } else { Some(codec.reader(storage.as_ref(), &file.path, size, &path).await?) };
-        let size = reader.as_ref().map_or(size, |r| r.plain_size());
-        let mut blocks = VecDeque::new();
-        if whole {
-            let data = storage.get(&file.path).await?;
-            if sha256(&data) != file.sha256 {
-                return Err(Error::corrupt(&path, "SHA-256 does not match the manifest"));
+        let check = if whole && !codec.is_encrypted() {
+            // Every block, in file order, and then the index and the footer: the whole file, if
+            // the blocks tile it up to the index, as the writer lays them out.
+            let mut at = 0;
+            for h in &index {
+                if h.offset != at {
+                    return Err(Error::corrupt(&path, format!("a block starts at byte {}, expected {at}", h.offset)));
+                }
+                at += h.len as u64;
             }
-            let data = codec.open(&file.path, data, &path)?;
-            let size = data.len() as u64;
-            if size < FOOTER_LEN {
-                return Err(Error::corrupt(&path, "file is too short to hold a data file footer"));
+            if at != footer.index_offset {
+                return Err(Error::corrupt(
+                    &path,
+                    format!("the blocks end at byte {at}, the index starts at {}", footer.index_offset),
+                ));
             }
-            let footer = decode_footer(&data[(size - FOOTER_LEN) as usize..], size, &path)?;
-            let start = footer.index_offset as usize;
-            let index = decode_index(&data[start..start + footer.index_len as usize], &footer, &path)?;
-            for (i, h) in index.into_iter().enumerate() {
-                let r = h.range();
-                let block = data.slice(r.start as usize..r.end as usize);
-                blocks.push_back((i, h, block));
-            }
+            Some((Sha256::new(), Bytes::from([index_bytes, footer_bytes].concat()), file.sha256))
         } else {
-            let reader = reader.as_ref().expect("a ranged read has a reader");
-            if size < FOOTER_LEN {
-                return Err(Error::corrupt(&path, "file is too short to hold a data file footer"));
-            }
-            let footer_bytes = reader.read_range(size - FOOTER_LEN..size).await?;
-            let footer = decode_footer(&footer_bytes, size, &path)?;
-            let index_bytes =
-                reader.read_range(footer.index_offset..footer.index_offset + footer.index_len as u64).await?;
-            let index = decode_index(&index_bytes, &footer, &path)?;
-            let wanted: Vec<(usize, BlockHandle)> =
-                index.into_iter().enumerate().filter(|(_, h)| h.overlaps(&span)).collect();
-            // Coalesce adjacent blocks into one ranged read.
-            let mut i = 0;
-            while i < wanted.len() {
-                let mut j = i;
-                while j + 1 < wanted.len() && wanted[j + 1].0 == wanted[j].0 + 1 {
-                    j += 1;
+            None
+        };
+        let mut runs: VecDeque<BlockRun> = VecDeque::new();
+        for (i, h) in index.into_iter().enumerate().filter(|(_, h)| whole || h.overlaps(&span)) {
+            let range = h.range();
+            match runs.back_mut() {
+                Some(run) if run.range.end == range.start && range.end - run.range.start <= read_bytes => {
+                    run.range.end = range.end;
+                    run.blocks.push((i, h));
                 }
-                let start = wanted[i].1.offset;
-                let end = wanted[j].1.offset + wanted[j].1.len as u64;
-                let data = reader.read_range(start..end).await?;
-                for (bi, h) in &wanted[i..=j] {
-                    let r = (h.offset - start) as usize..(h.offset - start + h.len as u64) as usize;
-                    blocks.push_back((*bi, h.clone(), data.slice(r)));
-                }
-                i = j + 1;
+                _ => runs.push_back(BlockRun { range, blocks: vec![(i, h)] }),
             }
         }
-        Ok(FileCursor { path, span, blocks, current: VecDeque::new() })
+        let mut cursor = FileCursor {
+            path,
+            span,
+            reader,
+            runs,
+            fetch: None,
+            blocks: VecDeque::new(),
+            current: VecDeque::new(),
+            check,
+        };
+        cursor.fetch_next_run().await;
+        Ok(cursor)
     }
 
-    /// The next entry inside the span, decoding the next block when needed.
-    fn next(&mut self) -> Result<Option<Entry>> {
+    /// Starts fetching the next run, if any: the first poll starts the read.
+    async fn fetch_next_run(&mut self) {
+        let Some(run) = self.runs.pop_front() else { return };
+        let reader = self.reader.clone();
+        let range = run.range.clone();
+        let read: ReadFuture<'s> = Box::pin(async move { reader.read_range(range).await });
+        self.fetch = Some((run, Fetch::Pending(read)));
+        self.poll_fetch().await;
+    }
+
+    /// Polls the run being fetched once, without waiting.
+    async fn poll_fetch(&mut self) {
+        if let Some((_, fetch)) = &mut self.fetch {
+            if let Fetch::Pending(read) = fetch {
+                if let Poll::Ready(result) = futures::poll!(read.as_mut()) {
+                    *fetch = Fetch::Done(result);
+                }
+            }
+        }
+    }
+
+    /// The next entry inside the span, decoding the next block, and waiting for the next run,
+    /// when needed.
+    async fn next(&mut self) -> Result<Option<Entry>> {
         loop {
             while let Some(e) = self.current.pop_front() {
                 if self.span.contains(&e.key) {
                     return Ok(Some(e));
                 }
             }
-            let Some((i, handle, data)) = self.blocks.pop_front() else { return Ok(None) };
-            let current = &mut self.current;
-            decode_block(&data, &handle, i, &self.path, |e| current.push_back(e))?;
+            if let Some((i, handle, data)) = self.blocks.pop_front() {
+                let current = &mut self.current;
+                decode_block(&data, &handle, i, &self.path, |e| current.push_back(e))?;
+                continue;
+            }
+            let Some((run, fetch)) = self.fetch.take() else { return Ok(None) };
+            let data = match fetch {
+                Fetch::Pending(read) => read.await?,
+                Fetch::Done(result) => result?,
+            };
+            if data.len() as u64 != run.range.end - run.range.start {
+                return Err(Error::corrupt(
+                    &self.path,
+                    format!("a read of bytes {:?} returned {} bytes", run.range, data.len()),
+                ));
+            }
+            if let Some((hash, _, _)) = &mut self.check {
+                hash.update(&data);
+            }
+            for (i, h) in run.blocks {
+                let r = (h.offset - run.range.start) as usize..(h.offset - run.range.start + h.len as u64) as usize;
+                self.blocks.push_back((i, h, data.slice(r)));
+            }
+            self.fetch_next_run().await;
+            if self.fetch.is_none() {
+                if let Some((mut hash, tail, expected)) = self.check.take() {
+                    hash.update(&tail);
+                    if <[u8; 32]>::from(hash.finalize()) != expected {
+                        return Err(Error::corrupt(&self.path, "SHA-256 does not match the manifest"));
+                    }
+                }
+            }
         }
     }
 }

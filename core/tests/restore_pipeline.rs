@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::executor::block_on;
 use futures::FutureExt;
 use strata_core::{
-    keys, Catalog, DescId, DescriptorChange, Error, Executor, KvSink, KvSource, KvStore, MemKv, MemoryOpener,
-    RestoreRunOptions, Result, ScanPage, ScanRequest, Span, Status, Timestamp,
+    datafile, keys, Catalog, DescId, DescriptorChange, Error, Executor, ExternalStorage, KvSink, KvSource, KvStore,
+    MemKv, MemoryOpener, MemoryStorage, ObjectMeta, RestoreRunOptions, Result, ScanPage, ScanRequest, Span, Status,
+    StorageOpener, Timestamp,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -203,5 +205,138 @@ fn a_failed_restore_discards_after_every_ingest_it_started() {
             assert_eq!(all_rows(&sink).len(), 0, "fault at ingest {fail_at}: rows left after the discard");
             assert!(sink.inner.catalog().await.unwrap().has_no_user_objects());
         }
+    });
+}
+
+/// A read of a data file: its path, and `None` for a whole `get` or the length of a `get_range`.
+type Read = (String, Option<u64>);
+
+/// A memory storage that records every read of a data file (`data/…`).
+#[derive(Clone)]
+struct Recording {
+    inner: MemoryStorage,
+    reads: Arc<Mutex<Vec<Read>>>,
+}
+
+impl Recording {
+    fn data_reads(&self) -> Vec<Read> {
+        self.reads.lock().unwrap().clone()
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl ExternalStorage for Recording {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+        self.inner.put(path, data).await
+    }
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
+        self.inner.put_if_absent(path, data).await
+    }
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        if path.starts_with("data/") {
+            self.reads.lock().unwrap().push((path.to_string(), None));
+        }
+        self.inner.get(path).await
+    }
+    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        if path.starts_with("data/") {
+            self.reads.lock().unwrap().push((path.to_string(), Some(range.end - range.start)));
+        }
+        self.inner.get_range(path, range).await
+    }
+    async fn size(&self, path: &str) -> Result<u64> {
+        self.inner.size(path).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, path: &str) -> Result<()> {
+        self.inner.delete(path).await
+    }
+}
+
+/// Opens the same storage for every URI.
+struct SameStorage(Arc<dyn ExternalStorage>);
+
+impl StorageOpener for SameStorage {
+    fn open(&self, _uri: &str) -> Result<Arc<dyn ExternalStorage>> {
+        Ok(self.0.clone())
+    }
+}
+
+/// One table `d.t` of 4,000 rows of 200 incompressible bytes (about 0.8 MB, in blocks of 128 KiB
+/// stored as they are), backed up to the root of `storage`.
+async fn incompressible_backup(storage: Arc<dyn ExternalStorage>) {
+    let exec = Executor::new(Arc::new(MemKv::new()), Arc::new(SameStorage(storage)));
+    exec.execute("CREATE DATABASE d").await.unwrap();
+    exec.execute("CREATE TABLE d.t").await.unwrap();
+    let id = exec.table_id("d", "t", None).await.unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    };
+    let rows = (0..4000u32).map(|i| (keys::table_key(id, &i.to_be_bytes()), Some((0..200).map(|_| noise()).collect())));
+    exec.store().write(rows.collect()).await.unwrap();
+    exec.execute("BACKUP DATABASE d TO 'memory://r'").await.unwrap();
+}
+
+#[test]
+fn a_restore_reads_each_data_file_in_bounded_ranged_reads() {
+    block_on(async {
+        let storage = Recording { inner: MemoryStorage::new("r"), reads: Arc::default() };
+        incompressible_backup(Arc::new(storage.clone())).await;
+        let files = storage.inner.list("data/").await.unwrap();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let size = files[0].size;
+        assert!(size > 700_000, "a data file of {size} bytes");
+        let sink = Arc::new(SlowSink::new(1, None));
+        let options = RestoreRunOptions::default().with_read_bytes(300 << 10);
+        let target =
+            Executor::new(sink.clone(), Arc::new(SameStorage(Arc::new(storage.clone())))).with_restore_options(options);
+        target.execute("RESTORE DATABASE d FROM 'memory://r'").await.unwrap();
+        let id = target.table_id("d", "t", None).await.unwrap();
+        assert_eq!(sink.inner.view_at(&keys::table_span(id), Timestamp::MAX).len(), 4000);
+        let reads = storage.data_reads();
+        // The footer, the index, then the blocks in runs of at most 300 KiB (two or three blocks
+        // of 128 KiB): at least three runs, never the whole file.
+        assert!(reads.iter().all(|(_, len)| len.is_some_and(|l| l <= 300 << 10)), "{reads:?}");
+        let blocks: u64 = reads.iter().filter_map(|(_, len)| *len).filter(|l| *l > 1000).sum();
+        assert!(reads.len() >= 5 && blocks + 1000 > size && blocks < size, "{size} bytes read as {reads:?}");
+    });
+}
+
+#[test]
+fn a_whole_data_file_that_does_not_match_its_sha256_fails_the_restore() {
+    block_on(async {
+        let storage = MemoryStorage::new("r");
+        incompressible_backup(Arc::new(storage.clone())).await;
+        let path = storage.list("data/").await.unwrap()[0].path.clone();
+        let mut data = storage.get(&path).await.unwrap().to_vec();
+        // Change a byte in the middle of the second block and fix its checksum: the block and the
+        // index still check, only the file's SHA-256 no longer matches the manifest's.
+        let size = data.len() as u64;
+        let footer = datafile::decode_footer(&data[(size - datafile::FOOTER_LEN) as usize..], size, &path).unwrap();
+        let at = footer.index_offset as usize;
+        let index = datafile::decode_index(&data[at..at + footer.index_len as usize], &footer, &path).unwrap();
+        let block = index[1].range();
+        let (start, end) = (block.start as usize, block.end as usize);
+        assert_eq!(data[end - 5], 0, "the block is stored uncompressed");
+        data[(start + end) / 2] ^= 0xff;
+        let crc = crc32fast::hash(&data[start..end - 4]);
+        data[end - 4..end].copy_from_slice(&crc.to_le_bytes());
+        storage.set_raw(&path, data);
+        let sink = Arc::new(SlowSink::new(0, None));
+        let target = Executor::new(sink.clone(), Arc::new(SameStorage(Arc::new(storage))));
+        let err = target.execute("RESTORE DATABASE d FROM 'memory://r'").await.expect_err("a damaged file");
+        assert!(err.to_string().contains("SHA-256 does not match the manifest"), "{err}");
+        assert_eq!(all_rows(&sink).len(), 0, "rows left after the failed restore");
+        assert!(sink.inner.catalog().await.unwrap().has_no_user_objects());
     });
 }
