@@ -608,19 +608,53 @@ async fn merge_and_ingest<'s>(
     let mut batch_bytes = 0usize;
     let (mut rows, mut bytes) = (0u64, 0u64);
     let mut merged = 0usize;
-    while let Some(Reverse((_, _, i))) = heap.pop() {
-        if let Slot::Unread = cursors[i] {
-            // The merge reached this file's part of the span.
-            let (lf, span) = &files[i];
-            let cursor =
-                FileCursor::open(storages[i].as_ref(), &lf.file, span.clone(), &options.codec, options.read_bytes)
-                    .await?;
-            cursors[i] = Slot::Open(Box::new(cursor));
-            advance(&mut cursors[i], &mut heads[i], &mut heap, i).await?;
-            continue;
-        }
-        let e = heads[i].take().expect("a heap entry of an open file has its head");
-        advance(&mut cursors[i], &mut heads[i], &mut heap, i).await?;
+    // The file whose head comes next. A file's next entry that still comes before every entry in
+    // the heap is taken without going through it (the common case: files of one layer do not
+    // interleave).
+    let mut next = heap.pop().map(|Reverse((_, _, i))| i);
+    while let Some(i) = next {
+        let cursor = match &mut cursors[i] {
+            Slot::Open(cursor) => cursor,
+            Slot::Unread => {
+                // The merge reached this file's part of the span.
+                let (lf, span) = &files[i];
+                let mut cursor =
+                    FileCursor::open(storages[i].as_ref(), &lf.file, span.clone(), &options.codec, options.read_bytes)
+                        .await?;
+                match cursor.next().await? {
+                    Some(head) => {
+                        heap.push(Reverse((head.key.clone(), Reverse(head.ts), i)));
+                        heads[i] = Some(head);
+                        cursors[i] = Slot::Open(Box::new(cursor));
+                    }
+                    None => cursors[i] = Slot::Done,
+                }
+                next = heap.pop().map(|Reverse((_, _, i))| i);
+                continue;
+            }
+            Slot::Done => unreachable!("a file read to its end has no entry in the heap"),
+        };
+        let e = heads[i].take().expect("the next file has its head");
+        next = match cursor.next().await? {
+            Some(n) => {
+                let first = heap.peek().is_none_or(|Reverse((key, Reverse(ts), j))| {
+                    (&n.key[..], Reverse(n.ts), i) < (&key[..], Reverse(*ts), *j)
+                });
+                if !first {
+                    heap.push(Reverse((n.key.clone(), Reverse(n.ts), i)));
+                }
+                heads[i] = Some(n);
+                if first {
+                    Some(i)
+                } else {
+                    heap.pop().map(|Reverse((_, _, i))| i)
+                }
+            }
+            None => {
+                cursors[i] = Slot::Done;
+                heap.pop().map(|Reverse((_, _, i))| i)
+            }
+        };
         merged += 1;
         if merged.is_multiple_of(ENTRIES_PER_POLL) {
             poll_ingest(in_flight, counter).await?;
@@ -630,12 +664,16 @@ async fn merge_and_ingest<'s>(
                 }
             }
         }
-        if e.ts > plan.as_of || decided.as_ref() == Some(&e.key) {
+        let Entry { key: old_key, ts, value } = e;
+        if ts > plan.as_of || decided.as_ref() == Some(&old_key) {
             continue;
         }
-        decided = Some(e.key.clone());
-        let Some(value) = e.value else { continue };
-        let mut key = e.key.to_vec();
+        let Some(value) = value else {
+            decided = Some(old_key);
+            continue;
+        };
+        let mut key = old_key.to_vec();
+        decided = Some(old_key);
         let value = match job.new_id {
             Some(new_id) => {
                 keys::rewrite_table_key(&mut key, new_id);
@@ -682,24 +720,6 @@ enum Slot<'s> {
     Open(Box<FileCursor<'s>>),
     /// Read to its end and let go.
     Done,
-}
-
-/// Moves file `i` to its next entry: into `head` and the heap, or, at its end, lets it go.
-async fn advance(
-    slot: &mut Slot<'_>,
-    head: &mut Option<Entry>,
-    heap: &mut BinaryHeap<Reverse<(Bytes, Reverse<Timestamp>, usize)>>,
-    i: usize,
-) -> Result<()> {
-    let Slot::Open(cursor) = slot else { return Ok(()) };
-    match cursor.next().await? {
-        Some(next) => {
-            heap.push(Reverse((next.key.clone(), Reverse(next.ts), i)));
-            *head = Some(next);
-        }
-        None => *slot = Slot::Done,
-    }
-    Ok(())
 }
 
 /// System keys a full-cluster restore carries over: everything but descriptors (rewritten and

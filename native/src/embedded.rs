@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -167,6 +167,8 @@ struct Inner {
     /// Windows of changed keys recently collected from the change index, newest last.
     changed_keys: Mutex<Vec<Arc<ChangedKeys>>>,
     changed_keys_per_pass: AtomicUsize,
+    /// Whether a write-back of the database file started after an ingest is still running.
+    writing_back: Arc<AtomicBool>,
     mvcc_rows_read: AtomicU64,
     change_rows_read: AtomicU64,
 }
@@ -953,6 +955,7 @@ impl EmbeddedStore {
             clock: Mutex::new(ClockState { last: Timestamp::ZERO, pending: None }),
             changed_keys: Mutex::new(Vec::new()),
             changed_keys_per_pass: AtomicUsize::new(CHANGED_KEYS_PER_PASS),
+            writing_back: Arc::new(AtomicBool::new(false)),
             mvcc_rows_read: AtomicU64::new(0),
             change_rows_read: AtomicU64::new(0),
         };
@@ -981,6 +984,27 @@ impl EmbeddedStore {
     pub fn set_changed_keys_per_pass(&self, keys: usize) {
         self.inner.changed_keys_per_pass.store(keys.max(1), Ordering::Relaxed);
         self.inner.lock_changed_keys().clear();
+    }
+
+    /// Starts writing the database file's dirty pages to disk in the background, unless a
+    /// write-back is still running (with a tokio runtime only).
+    ///
+    /// Ingests do not sync (see the on-disk layout): their pages wait in the OS's page cache until
+    /// the next durable commit, the publish at the end of a restore, whose sync would then write
+    /// them all while the restore waits. Syncing the file from another handle meanwhile writes
+    /// them while the restore goes on. It changes nothing of what is durable when: only redb's own
+    /// commits make a transaction durable.
+    fn write_back(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        if self.inner.writing_back.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (path, running) = (self.inner.path.clone(), self.inner.writing_back.clone());
+        drop(handle.spawn_blocking(move || {
+            // Best effort: a failure here loses nothing, the next commit syncs again.
+            let _ = std::fs::File::open(&path).and_then(|f| f.sync_data());
+            running.store(false, Ordering::Release);
+        }));
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T>
@@ -1136,6 +1160,7 @@ impl KvSink for EmbeddedStore {
         // them is work off the blocking thread, which is what bounds a restore.
         let pairs = self.blocking(move |inner| inner.ingest(&pairs).map(|()| pairs)).await?;
         drop(pairs);
+        self.write_back();
         Ok(())
     }
 
