@@ -114,20 +114,22 @@ const TAG_VALUE: u8 = 1;
 /// row, and there is no row without its version.
 ///
 /// `"ingested"` replaces the change log for [`KvSink::ingest`]: a restore ingests every key of
-/// the spans it restores, and one index row per key cost as much as the version itself. Instead,
-/// each ingest records one row: its timestamp and the span `[start, end)` its keys lie in. A scan
-/// of changes whose window holds such a row for a span overlapping its own does not answer from
-/// the index (`Ok(None)`: the caller scans), which costs what changed as well, since every key of
-/// such a span changed. `discard` removes the rows of spans inside the spans it empties (a row
-/// that only overlaps one stays: a scan falling back to a full scan is never wrong); GC removes
-/// every row at or below its threshold.
+/// the spans it restores, and one change-log row per key would cost as much as the version
+/// itself. Instead, each ingest records one row: its timestamp and the span `[start, end)` its
+/// keys lie in. A scan of changes whose window holds such a row for a span overlapping its own
+/// does not answer from the change log (`Ok(None)`: the caller scans), which costs what changed
+/// as well, since every key of such a span changed. `discard` removes the rows of spans inside
+/// the spans it empties (a row that only overlaps one stays: a scan falling back to a full scan
+/// is never wrong); GC removes every row at or below its threshold.
 ///
 /// Ingest commits are not durable on their own ([`redb::Durability::None`]): the next durable
 /// commit (every other write is one, and a restore ends with a publish) makes them durable. A
 /// crash before it loses them; they were invisible anyway, written to spans no descriptor names
 /// until the publish. A crash after a durable commit but before the publish leaves the versions
 /// ingested so far in those unpublished spans, invisible and never scanned (as before: nothing
-/// removes them yet; the restore's ids are not reused).
+/// removes them yet; the restore's ids are not reused). So that the publish's sync does not have
+/// to write every ingested page while the restore waits, each ingest starts a background sync of
+/// the file from a second handle (one at a time, on the blocking pool).
 ///
 /// Opening a store of an older layout moves it to version 4 in one write transaction: version 1
 /// had no change index (the change log is built in one pass over `"mvcc"`); versions 2 and 3 had
