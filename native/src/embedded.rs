@@ -148,8 +148,10 @@ const TAG_VALUE: u8 = 1;
 ///
 /// # Blocking
 ///
-/// redb is synchronous; every call runs on tokio's blocking pool when a tokio runtime is present
-/// (and inline otherwise, e.g. under `futures::executor::block_on`).
+/// redb is synchronous; every call runs on one of the store's two own threads (started when it
+/// opens, ended when the last clone is dropped) and is awaited from any executor (tokio,
+/// `futures::executor::block_on`). Fixed threads keep redb's page buffers allocated and freed on
+/// the same few threads, which keeps the process's resident memory near its live heap.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
@@ -163,6 +165,8 @@ impl std::fmt::Debug for EmbeddedStore {
 
 struct Inner {
     db: Database,
+    /// The store's own threads, which run every redb operation (see [`EmbeddedStore::blocking`]).
+    workers: Workers,
     /// The database file, for error messages.
     path: PathBuf,
     clock: Mutex<ClockState>,
@@ -239,6 +243,45 @@ impl ChangedKeys {
             && self.span_end == request.span.end
             && self.lower.as_slice() <= lower
             && (self.complete || self.keys.last().is_some_and(|(k, _)| k.as_slice() >= lower))
+    }
+}
+
+/// Threads the store runs redb operations on ([`EmbeddedStore::blocking`]).
+const STORE_THREADS: usize = 2;
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// A fixed set of threads taking jobs from one queue; they end when the queue's sender (held by
+/// the store's shared state) is dropped.
+struct Workers {
+    tx: std::sync::mpsc::Sender<Job>,
+}
+
+impl Workers {
+    fn start(threads: usize) -> Result<Workers> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("strata-store-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for a job, never while running one.
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(poisoned) => poisoned.into_inner().recv(),
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+                .map_err(|e| Error::Kv {
+                    message: format!("cannot start the store's threads: {e}"),
+                    status: Status::Temporary,
+                })?;
+        }
+        Ok(Workers { tx })
     }
 }
 
@@ -953,6 +996,7 @@ impl EmbeddedStore {
         })?;
         let inner = Inner {
             db,
+            workers: Workers::start(STORE_THREADS)?,
             path,
             clock: Mutex::new(ClockState { last: Timestamp::ZERO, pending: None }),
             changed_keys: Mutex::new(Vec::new()),
@@ -1009,22 +1053,34 @@ impl EmbeddedStore {
         }));
     }
 
+    /// Runs `f` on one of the store's threads and awaits its result (a panic in `f` resumes
+    /// here).
+    ///
+    /// Not tokio's blocking pool: its threads come and go, and redb's page buffers, allocated on
+    /// one and freed on another, then stay resident in each thread's share of the allocator
+    /// (random writes into a 4 GB store grew the process to 330 MB with mimalloc, against 148 MB
+    /// on two fixed threads). Two threads let a scan and a write, or two scans, run at once.
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => match handle.spawn_blocking(move || f(&inner)).await {
-                Ok(result) => result,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => Err(Error::Kv {
-                    message: format!("operation on {} did not finish: {e}", self.inner.path.display()),
-                    status: Status::Temporary,
-                }),
-            },
-            Err(_) => f(&inner),
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&inner)));
+            drop(inner);
+            let _ = tx.send(result);
+        });
+        let lost = || Error::Kv {
+            message: format!("operation on {} did not finish: the store's threads are gone", self.inner.path.display()),
+            status: Status::Temporary,
+        };
+        self.inner.workers.tx.send(job).map_err(|_| lost())?;
+        match rx.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => Err(lost()),
         }
     }
 
