@@ -15,8 +15,9 @@
 //! Logical bytes are key bytes (the 5-byte table prefix included) plus value bytes, as the store
 //! holds them; MB is 10^6 bytes; restic's MB/s count the same logical bytes (not its files' bytes,
 //! which hold a tab and a newline per row instead of the prefix). Peak RSS of strata's rows is the
-//! process's `VmHWM`, which cannot be reset, so it covers dataset generation and the export too;
-//! restic's rows show each restic process's own peak (`wait4`). The export is not timed.
+//! process's `VmHWM` during that step (reset at its start, so it starts from the RSS the process
+//! already holds: the source store's cache, memory the allocator kept from earlier steps); restic's
+//! rows show each restic process's own peak (`wait4`). The export is not timed.
 
 mod report;
 mod restic;
@@ -271,6 +272,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
     // 2. Full backup.
     let backup = format!("BACKUP DATABASE bank TO '{uri}'");
     say(backup.clone());
+    reset_peak_rss();
     let started = Instant::now();
     let result = source.execute(&backup).await.context("the full backup failed")?;
     let full_s = started.elapsed().as_secs_f64();
@@ -290,6 +292,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
     let enc_uri = format!("file://{}", enc_backups.display());
     let passphrase = random_secret()?;
     say(format!("BACKUP DATABASE bank TO '{enc_uri}' WITH encryption_passphrase = '{REDACTED}'"));
+    reset_peak_rss();
     let started = Instant::now();
     let result = source
         .execute(&format!("BACKUP DATABASE bank TO '{enc_uri}' WITH encryption_passphrase = '{passphrase}'"))
@@ -370,6 +373,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
     // 5. Change a fraction of the keys (random, seeded).
     let target = ((data.keys() as f64 * options.changed_fraction).round() as u64).clamp(1, data.keys());
     say(format!("changing {target} keys"));
+    reset_peak_rss();
     let mut rng = SplitMix64(options.seed);
     let mut picked = HashSet::new();
     while (picked.len() as u64) < target {
@@ -407,6 +411,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
 
     // 6. Incremental backup onto the same location.
     say(format!("{backup} (incremental)"));
+    reset_peak_rss();
     let started = Instant::now();
     let result = source.execute(&backup).await.context("the incremental backup failed")?;
     let incr_s = started.elapsed().as_secs_f64();
@@ -468,6 +473,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
     say(restore.clone());
     let target_dir = work.join("restore-database");
     let target = open(&target_dir)?;
+    reset_peak_rss();
     let started = Instant::now();
     target.execute(&restore).await.context("the database restore failed")?;
     let restore_s = started.elapsed().as_secs_f64();
@@ -495,6 +501,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
     let target_dir = work.join("restore-table");
     let target = open(&target_dir)?;
     target.execute("CREATE DATABASE bank").await?;
+    reset_peak_rss();
     let started = Instant::now();
     target.execute(&restore).await.context("the table restore failed")?;
     let restore_table_s = started.elapsed().as_secs_f64();
@@ -566,7 +573,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
         restic_incr_s: restic_incr.as_ref().map(|(s, _, _)| round(*s, 4)),
         restic_restore_mb_s: restic_restore_mb_s.map(|v| round(v, 2)),
         limit_mb_s: limit.map(|v| round(v, 1)),
-        peak_rss_mib: vm_hwm_mib().map(|m| round(m, 1)),
+        peak_rss_mib: peak_of_backups_and_restores(&phases).map(|m| round(m, 1)),
         gen_s: round(gen_s, 3),
         full_s: round(full_s, 3),
         full_stored_bytes: full_stored,
@@ -819,6 +826,23 @@ fn find_file(dir: &Path, name: &str) -> anyhow::Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// Resets the process's peak resident set (`VmHWM`) to its current RSS, so the next reading is
+/// the peak of the step that follows (Linux: `5` to /proc/self/clear_refs). Where that is not
+/// possible, readings stay the process's peak so far, which only overstates a step's.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The largest peak RSS of the backup and restore steps (strata's rows other than generating
+/// and changing the dataset, and restic's).
+fn peak_of_backups_and_restores(phases: &[Phase]) -> Option<f64> {
+    phases
+        .iter()
+        .filter(|p| !p.name.starts_with("restic") && !p.name.starts_with("generate") && !p.name.starts_with("change"))
+        .filter_map(|p| p.rss_hwm_mib)
+        .reduce(f64::max)
 }
 
 /// The process's peak resident set (`VmHWM` in /proc/self/status), in MiB.

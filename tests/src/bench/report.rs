@@ -20,8 +20,8 @@ pub struct Phase {
     pub seconds: f64,
     /// Bytes on disk the step produced: the backup layer's files, or the store's directory.
     pub stored_bytes: u64,
-    /// The process's `VmHWM` after the step, in MiB (`None` where /proc is unavailable); for
-    /// restic's steps, restic's own peak RSS.
+    /// The process's `VmHWM` during the step (reset at its start), in MiB (`None` where /proc is
+    /// unavailable); for restic's steps, restic's own peak RSS.
     pub rss_hwm_mib: Option<f64>,
 }
 
@@ -55,7 +55,7 @@ pub struct Figures {
     pub restic_restore_mb_s: Option<f64>,
     /// One core hashing (SHA-256) and encrypting (AES-256-GCM) every byte: `1 / (1/sha + 1/aes)`.
     pub limit_mb_s: Option<f64>,
-    /// The process's peak RSS (`VmHWM`) in MiB, dataset generation included.
+    /// The largest peak RSS (`VmHWM`, MiB) of the process during a backup or restore step.
     pub peak_rss_mib: Option<f64>,
     /// Seconds to generate and write the dataset.
     pub gen_s: f64,
@@ -199,7 +199,7 @@ impl BenchReport {
             ),
             target(
                 "peak RSS ≤ 256 MiB",
-                f.peak_rss_mib.map(|m| (format!("{m:.1} MiB (whole process)"), m <= 256.0)),
+                f.peak_rss_mib.map(|m| (format!("{m:.1} MiB (largest backup/restore step)"), m <= 256.0)),
                 "not measured (no /proc/self/status)",
             ),
         ]
@@ -306,7 +306,7 @@ impl BenchReport {
                 );
                 let _ = writeln!(
                     out,
-                    "   peak RSS           strata {} (whole process); restic {} (its largest command)",
+                    "   peak RSS           strata {} (its largest backup/restore step); restic {} (its largest command)",
                     opt(f.peak_rss_mib, "MiB"),
                     opt(f.restic_peak_rss_mib, "MiB")
                 );
@@ -337,8 +337,9 @@ impl BenchReport {
         );
         let _ = writeln!(
             out,
-            " VmHWM MiB: strata's rows = this process's peak so far (it cannot be reset: generation and export count); \
-             restic's rows = restic's own process peak (wait4's ru_maxrss)"
+            " VmHWM MiB: strata's rows = this process's peak during the step (VmHWM reset at its start through \
+             /proc/self/clear_refs; it starts from the RSS the process holds); restic's rows = restic's own process \
+             peak (wait4's ru_maxrss)"
         );
         let _ = writeln!(
             out,
