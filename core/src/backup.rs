@@ -132,7 +132,7 @@ impl Default for BackupOptions {
     fn default() -> Self {
         BackupOptions {
             concurrency: 4,
-            target_file_size: 16 << 20,
+            target_file_size: 8 << 20,
             page_bytes: 4 << 20,
             data_file: DataFileOptions::default(),
             codec: FileCodec::plain(),
