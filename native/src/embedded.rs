@@ -51,6 +51,9 @@ const CHANGED_KEYS_PER_PASS: usize = 1 << 15;
 /// How many bytes of changed keys and values one pass over the change log collects at most
 /// (past the first key): what a window of changes holds in memory.
 const CHANGED_BYTES_PER_PASS: usize = 8 << 20;
+/// A window of at most this many writes is read by merging their runs of the change log (one
+/// cursor each); a window of more, by passes that collect its changed keys ([`ChangedKeys`]).
+const MAX_MERGED_RUNS: usize = 64;
 /// How many windows of changed keys are kept between pages (one per unit a backup exports at
 /// once, by default four): with [`CHANGED_BYTES_PER_PASS`], what they hold at most.
 const CHANGED_KEYS_CACHED: usize = 4;
@@ -173,6 +176,8 @@ struct Inner {
     /// Windows of changed keys recently collected from the change index, newest last.
     changed_keys: Mutex<Vec<Arc<ChangedKeys>>>,
     changed_keys_per_pass: AtomicUsize,
+    /// See [`MAX_MERGED_RUNS`] and [`EmbeddedStore::set_max_merged_runs`].
+    max_merged_runs: AtomicUsize,
     /// Whether a write-back of the database file started after an ingest is still running.
     writing_back: Arc<AtomicBool>,
     mvcc_rows_read: AtomicU64,
@@ -661,9 +666,139 @@ impl Inner {
         let mut rows = RowCount::new(&self.mvcc_rows_read);
         let mut bytes = 0u64;
         let mut out = PageBuilder::with_capacity(page_capacity(request));
+        if let Some(runs) = self.change_runs(&changes, request)? {
+            bytes = self.merge_runs(&changes, request, &runs, &mut out)?;
+        } else {
+            bytes = self.page_from_passes(&changes, generation, request, &mut out, bytes)?;
+        }
+        if bytes >= request.target_bytes {
+            let after = out.last_key().map_or_else(|| request.span.start.clone(), successor);
+            let next = mvcc
+                .range::<(&[u8], u64, u32)>((after.as_slice(), 0, 0)..(request.span.end.as_slice(), 0, 0))
+                .map_err(|e| self.err(OP, e))?
+                .next()
+                .transpose()
+                .map_err(|e| self.err(OP, e))?;
+            if let Some((k, _)) = next {
+                rows.rows += 1;
+                page.resume_key = Some(k.value().0.to_vec());
+            }
+        }
+        Ok(Some(out.finish(page.resume_key)))
+    }
+
+    /// The timestamps of the writes in `request`'s window (each one run of the change log, its
+    /// keys sorted), or `None` when there are more than [`MAX_MERGED_RUNS`]: one seek per write.
+    fn change_runs(
+        &self,
+        changes: &redb::ReadOnlyTable<ChangeKey, &'static [u8]>,
+        request: &ScanRequest,
+    ) -> Result<Option<Vec<Timestamp>>> {
+        const OP: &str = "read of the change log";
+        let max = self.max_merged_runs.load(Ordering::Relaxed);
+        if max == 0 {
+            return Ok(None);
+        }
+        let (mut lower, upper) = change_bounds(request.start, request.end);
+        let mut runs = Vec::new();
+        let mut rows = RowCount::new(&self.change_rows_read);
+        loop {
+            let first = changes.range::<ChangeKey>((lower, upper)).map_err(|e| self.err(OP, e))?.next();
+            let Some(row) = first else { return Ok(Some(runs)) };
+            let (k, _) = row.map_err(|e| self.err(OP, e))?;
+            rows.rows += 1;
+            let (wall, logical, _) = k.value();
+            let ts = Timestamp::new(wall, logical);
+            if runs.len() >= max {
+                return Ok(None);
+            }
+            runs.push(ts);
+            if ts == Timestamp::MAX {
+                return Ok(Some(runs));
+            }
+            let after = ts.next();
+            lower = Bound::Included((after.wall, after.logical, &[][..]));
+        }
+    }
+
+    /// Fills `out` from the change log's `runs` (writes in the window, oldest first) by merging
+    /// their rows in `request`'s span, key by key, up to the page's target; returns its bytes.
+    /// Each run's rows of one span are one range of the log, sorted by key, so this reads only
+    /// the rows it returns and holds nothing but one cursor per run.
+    fn merge_runs(
+        &self,
+        changes: &redb::ReadOnlyTable<ChangeKey, &'static [u8]>,
+        request: &ScanRequest,
+        runs: &[Timestamp],
+        out: &mut PageBuilder,
+    ) -> Result<u64> {
+        const OP: &str = "read of the change log";
+        let mut rows = RowCount::new(&self.change_rows_read);
+        let (start, end) = (request.span.start.as_slice(), request.span.end.as_slice());
+        let mut cursors = Vec::with_capacity(runs.len());
+        let mut heads = Vec::with_capacity(runs.len());
+        for ts in runs {
+            let mut range = changes
+                .range::<(u64, u32, &[u8])>((ts.wall, ts.logical, start)..(ts.wall, ts.logical, end))
+                .map_err(|e| self.err(OP, e))?;
+            let head = range.next().transpose().map_err(|e| self.err(OP, e))?;
+            rows.rows += u64::from(head.is_some());
+            cursors.push(range);
+            heads.push(head);
+        }
+        let mut bytes = 0u64;
+        let mut versions: Vec<usize> = Vec::with_capacity(runs.len());
+        loop {
+            // The smallest key among the heads, and the runs holding it (oldest first).
+            versions.clear();
+            let mut smallest: Option<&[u8]> = None;
+            for (i, head) in heads.iter().enumerate() {
+                let Some((k, _)) = head else { continue };
+                let key = k.value().2;
+                match smallest.map(|s| key.cmp(s)) {
+                    None | Some(std::cmp::Ordering::Less) => {
+                        smallest = Some(key);
+                        versions.clear();
+                        versions.push(i);
+                    }
+                    Some(std::cmp::Ordering::Equal) => versions.push(i),
+                    Some(std::cmp::Ordering::Greater) => {}
+                }
+            }
+            let Some(key) = smallest else { return Ok(bytes) };
+            if bytes >= request.target_bytes {
+                return Ok(bytes);
+            }
+            let key = key.to_vec();
+            // Newest first; with `Latest`, only the newest.
+            let take = if request.filter == MvccFilter::Latest { 1 } else { versions.len() };
+            for &i in versions.iter().rev().take(take) {
+                let (k, v) = heads[i].as_ref().expect("a run holding the key has a head");
+                let (wall, logical, _) = k.value();
+                let value = self.decode_value(&key, v.value())?;
+                bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
+                out.push(&key, Timestamp::new(wall, logical), value);
+            }
+            for &i in &versions {
+                heads[i] = cursors[i].next().transpose().map_err(|e| self.err(OP, e))?;
+                rows.rows += u64::from(heads[i].is_some());
+            }
+        }
+    }
+
+    /// Fills `out` from passes over the window's rows of the change log (see [`ChangedKeys`]),
+    /// for windows of many writes; returns the page's bytes.
+    fn page_from_passes(
+        &self,
+        changes: &redb::ReadOnlyTable<ChangeKey, &'static [u8]>,
+        generation: Timestamp,
+        request: &ScanRequest,
+        out: &mut PageBuilder,
+        mut bytes: u64,
+    ) -> Result<u64> {
         let mut lower = request.span.start.clone();
         'keys: loop {
-            let chunk = self.changed_keys(&changes, generation, request, &lower)?;
+            let chunk = self.changed_keys(changes, generation, request, &lower)?;
             let first = chunk.keys.partition_point(|(k, _)| *k < lower);
             for (key, versions) in &chunk.keys[first..] {
                 if bytes >= request.target_bytes {
@@ -680,20 +815,7 @@ impl Inner {
                 _ => break,
             }
         }
-        if bytes >= request.target_bytes {
-            let after = out.last_key().map_or_else(|| request.span.start.clone(), successor);
-            let next = mvcc
-                .range::<(&[u8], u64, u32)>((after.as_slice(), 0, 0)..(request.span.end.as_slice(), 0, 0))
-                .map_err(|e| self.err(OP, e))?
-                .next()
-                .transpose()
-                .map_err(|e| self.err(OP, e))?;
-            if let Some((k, _)) = next {
-                rows.rows += 1;
-                page.resume_key = Some(k.value().0.to_vec());
-            }
-        }
-        Ok(Some(out.finish(page.resume_key)))
+        Ok(bytes)
     }
 
     /// The changed keys of `request`'s window and span at or after `lower`, with their versions,
@@ -1001,6 +1123,7 @@ impl EmbeddedStore {
             clock: Mutex::new(ClockState { last: Timestamp::ZERO, pending: None }),
             changed_keys: Mutex::new(Vec::new()),
             changed_keys_per_pass: AtomicUsize::new(CHANGED_KEYS_PER_PASS),
+            max_merged_runs: AtomicUsize::new(MAX_MERGED_RUNS),
             writing_back: Arc::new(AtomicBool::new(false)),
             mvcc_rows_read: AtomicU64::new(0),
             change_rows_read: AtomicU64::new(0),
@@ -1030,6 +1153,13 @@ impl EmbeddedStore {
     pub fn set_changed_keys_per_pass(&self, keys: usize) {
         self.inner.changed_keys_per_pass.store(keys.max(1), Ordering::Relaxed);
         self.inner.lock_changed_keys().clear();
+    }
+
+    /// For tests: a window of at most this many writes is read by merging their runs of the
+    /// change log (default 64); a window of more, by passes. 0 always reads by passes.
+    #[doc(hidden)]
+    pub fn set_max_merged_runs(&self, runs: usize) {
+        self.inner.max_merged_runs.store(runs, Ordering::Relaxed);
     }
 
     /// Starts writing the database file's dirty pages to disk in the background, unless a

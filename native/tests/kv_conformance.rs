@@ -294,9 +294,15 @@ async fn scan_changes_equals_scan() {
     let store = make();
     let answered = kv::scan_changes_matches_scan(&store).await;
     assert!(answered > 100, "scan_changes answered only {answered} pages of the checks");
-    // Windows with more changed keys than one pass over the index collects.
+    // Windows of more writes than are merged, read by passes, with more changed keys than one
+    // pass collects.
     let store = make();
+    store.set_max_merged_runs(0);
     store.set_changed_keys_per_pass(2);
+    assert!(kv::scan_changes_matches_scan(&store).await > 100);
+    // Some windows merged, some read by passes.
+    let store = make();
+    store.set_max_merged_runs(2);
     assert!(kv::scan_changes_matches_scan(&store).await > 100);
     // A start at zero is a full scan's job.
     let request = ScanRequest::new(keys::table_span(200), Timestamp::ZERO, Timestamp::MAX, MvccFilter::Latest);
@@ -304,17 +310,18 @@ async fn scan_changes_equals_scan() {
 }
 
 /// The randomized model (writes, ingestions, publishes, id allocations, discards, GC) compares
-/// `scan_changes` with `scan` on every scan, with one pass over the index collecting at most 3
-/// keys (many passes) and with the default; afterwards the index holds exactly the versions above
-/// the GC threshold.
+/// `scan_changes` with `scan` on every scan, reading windows by passes that collect at most 3 or
+/// 1 keys (many passes), by merging up to 4 writes' runs, and with the defaults; afterwards the
+/// change log holds exactly the versions above the GC threshold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_change_index_survives_the_model() {
     let root = tempfile::tempdir().unwrap();
-    for (seed, keys_per_pass) in [(2000, 3), (2001, 1), (2002, 1 << 15)] {
+    for (seed, keys_per_pass, merged_runs) in [(2000, 3, 0), (2001, 1, 0), (2002, 1 << 15, 64), (2003, 2, 4)] {
         let dir = root.path().join(format!("store-{seed}"));
         {
             let store = open(&dir);
             store.set_changed_keys_per_pass(keys_per_pass);
+            store.set_max_merged_runs(merged_runs);
             let options = ModelOptions::default().with_seed(seed).with_steps(150);
             kv::model_with_gc(&store, |t| store.gc(t), &options).await;
         }
@@ -339,12 +346,25 @@ async fn discard_and_gc_keep_the_change_index_consistent() {
         }
         let t1 = store.now().await.unwrap();
         store.discard(&[keys::table_span(201)]).await.unwrap();
-        let before = store.stats();
         let request = ScanRequest::new(keys::table_span(201), t0, t1, MvccFilter::AllRevisions);
-        assert_eq!(store.scan_changes(request).await.unwrap(), Some(ScanPage::default()), "a discarded span");
-        let after = store.stats();
-        // The discarded versions left the index: only the 100 rows of table 200 are read.
-        assert_eq!(after.change_rows_read - before.change_rows_read, 100, "index rows read after a discard");
+        // The discarded versions left the log: merging the 20 writes' runs reads one row per
+        // write (finding it) and none of the span; passes read the 100 rows of table 200.
+        for (merged_runs, expected_rows) in [(64, 20), (0, 100)] {
+            store.set_max_merged_runs(merged_runs);
+            let before = store.stats();
+            assert_eq!(
+                store.scan_changes(request.clone()).await.unwrap(),
+                Some(ScanPage::default()),
+                "a discarded span"
+            );
+            let after = store.stats();
+            assert_eq!(
+                after.change_rows_read - before.change_rows_read,
+                expected_rows,
+                "change-log rows read after a discard, merging up to {merged_runs} runs"
+            );
+        }
+        store.set_max_merged_runs(64);
         let middle = store.scan(ScanRequest::new(span.clone(), t0, t1, MvccFilter::AllRevisions)).await.unwrap();
         let gc_at = middle.entries[middle.entries.len() / 2].ts;
         store.gc(gc_at).await.unwrap();
@@ -363,10 +383,12 @@ async fn discard_and_gc_keep_the_change_index_consistent() {
     assert_eq!(pages(&store, request.clone(), true).await, pages(&store, request, false).await, "after reopening");
 }
 
-/// The cost claim, counted rather than timed: over a table of 200,000 keys of which 100 changed,
-/// `scan_changes` reads the window's 101 change-log rows (once: later pages and later scans of the
-/// same window reuse the versions collected) and no MVCC row but one per page for its resume key;
-/// `scan` reads every row of the table. The pages are the same.
+/// The cost claim, counted rather than timed: over a table of 200,000 keys of which 100 changed
+/// (101 versions in 11 writes), `scan_changes` reads no MVCC row but one per page for its resume
+/// key, and of the change log: merging the writes' runs, one row per write to find it plus the
+/// rows it returns (and one read ahead per run and page); by passes, the window's 101 rows once
+/// (later pages and scans of the same window reuse the versions collected). `scan` reads every
+/// row of the table. The pages are the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_changes_costs_what_changed() {
     let dir = tempfile::tempdir().unwrap();
@@ -392,7 +414,13 @@ async fn scan_changes_costs_what_changed() {
     store.write(vec![(keys::table_key(100, &1_999u32.to_be_bytes()), Some(b"again".to_vec()))]).await.unwrap();
     let t1 = store.now().await.unwrap();
     let span = keys::table_span(100);
-    for filter in [MvccFilter::Latest, MvccFilter::AllRevisions] {
+    for (filter, merged) in [
+        (MvccFilter::Latest, true),
+        (MvccFilter::AllRevisions, true),
+        (MvccFilter::Latest, false),
+        (MvccFilter::AllRevisions, false),
+    ] {
+        store.set_max_merged_runs(if merged { 64 } else { 0 });
         let request = ScanRequest::new(span.clone(), t0, t1, filter);
         let before = store.stats();
         let fast = pages(&store, request.clone(), true).await;
@@ -402,8 +430,10 @@ async fn scan_changes_costs_what_changed() {
         assert_eq!(fast, slow, "{filter:?}: scan_changes and scan");
         let versions = if filter == MvccFilter::Latest { 100 } else { 101 };
         assert_eq!(fast.iter().map(|p| p.entries.len()).sum::<usize>(), versions, "{filter:?}: versions");
-        // One pass per filter (the versions kept differ); later pages and scans reuse it.
-        assert_eq!(cost.change_rows_read - before.change_rows_read, 101, "{filter:?}: change-log rows read");
+        // Merged: 11 writes found, 101 rows read. Passes: one per filter (the versions kept
+        // differ); later pages and scans reuse it.
+        let log_rows = if merged { 11 + 101 } else { 101 };
+        assert_eq!(cost.change_rows_read - before.change_rows_read, log_rows, "{filter:?}: change-log rows read");
         assert_eq!(cost.mvcc_rows_read - before.mvcc_rows_read, 0, "{filter:?}: MVCC rows read (one page)");
         assert!(full.mvcc_rows_read - cost.mvcc_rows_read > u64::from(rows), "{filter:?}: scan reads every row");
 
@@ -416,14 +446,21 @@ async fn scan_changes_costs_what_changed() {
         let cost = store.stats();
         assert_eq!(fast, pages(&store, small, false).await, "{filter:?}: pages of 100 bytes");
         assert!(fast.len() > 10, "{filter:?}: {} pages", fast.len());
-        assert_eq!(cost.change_rows_read - before.change_rows_read, 0, "{filter:?}: index rows, small pages");
+        let read = cost.change_rows_read - before.change_rows_read;
+        if merged {
+            let pages = fast.len() as u64;
+            assert!(read <= 101 + pages * 2 * 11, "{filter:?}: change-log rows read in {pages} small pages: {read}");
+        } else {
+            assert_eq!(read, 0, "{filter:?}: change-log rows, small pages");
+        }
         assert!(
             cost.mvcc_rows_read - before.mvcc_rows_read <= fast.len() as u64,
             "{filter:?}: MVCC rows read in small pages: {}",
             cost.mvcc_rows_read - before.mvcc_rows_read
         );
     }
-    // A span not seen before (another end): one pass over the index serves all its small pages.
+    // A span not seen before (another end): one pass over the log serves all its small pages.
+    store.set_max_merged_runs(0);
     let mut request = ScanRequest::new(
         Span::new(span.start.clone(), keys::table_key(100, &[0xff; 4])),
         t0,
