@@ -651,9 +651,8 @@ impl Inner {
         let txn = self.db.begin_read().map_err(|e| self.err(OP, e))?;
         let meta = txn.open_table(META).map_err(|e| self.err(OP, e))?;
         check_gc_threshold(request, self.read_meta_ts(&meta, GC_THRESHOLD_KEY)?)?;
-        let mut page = ScanPage::default();
         if request.span.is_empty() || request.end <= request.start {
-            return Ok(Some(page));
+            return Ok(Some(ScanPage::default()));
         }
         // Ingested versions have no change-log rows: a window holding an ingest into the span
         // is answered by a full scan.
@@ -664,13 +663,12 @@ impl Inner {
         let changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
         let mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
         let mut rows = RowCount::new(&self.mvcc_rows_read);
-        let mut bytes = 0u64;
         let mut out = PageBuilder::with_capacity(page_capacity(request));
-        if let Some(runs) = self.change_runs(&changes, request)? {
-            bytes = self.merge_runs(&changes, request, &runs, &mut out)?;
-        } else {
-            bytes = self.page_from_passes(&changes, generation, request, &mut out, bytes)?;
-        }
+        let bytes = match self.change_runs(&changes, request)? {
+            Some(runs) => self.merge_runs(&changes, request, &runs, &mut out)?,
+            None => self.page_from_passes(&changes, generation, request, &mut out)?,
+        };
+        let mut resume_key = None;
         if bytes >= request.target_bytes {
             let after = out.last_key().map_or_else(|| request.span.start.clone(), successor);
             let next = mvcc
@@ -681,10 +679,10 @@ impl Inner {
                 .map_err(|e| self.err(OP, e))?;
             if let Some((k, _)) = next {
                 rows.rows += 1;
-                page.resume_key = Some(k.value().0.to_vec());
+                resume_key = Some(k.value().0.to_vec());
             }
         }
-        Ok(Some(out.finish(page.resume_key)))
+        Ok(Some(out.finish(resume_key)))
     }
 
     /// The timestamps of the writes in `request`'s window (each one run of the change log, its
@@ -769,15 +767,14 @@ impl Inner {
             if bytes >= request.target_bytes {
                 return Ok(bytes);
             }
-            let key = key.to_vec();
             // Newest first; with `Latest`, only the newest.
             let take = if request.filter == MvccFilter::Latest { 1 } else { versions.len() };
             for &i in versions.iter().rev().take(take) {
                 let (k, v) = heads[i].as_ref().expect("a run holding the key has a head");
                 let (wall, logical, _) = k.value();
-                let value = self.decode_value(&key, v.value())?;
+                let value = self.decode_value(key, v.value())?;
                 bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
-                out.push(&key, Timestamp::new(wall, logical), value);
+                out.push(key, Timestamp::new(wall, logical), value);
             }
             for &i in &versions {
                 heads[i] = cursors[i].next().transpose().map_err(|e| self.err(OP, e))?;
@@ -794,8 +791,8 @@ impl Inner {
         generation: Timestamp,
         request: &ScanRequest,
         out: &mut PageBuilder,
-        mut bytes: u64,
     ) -> Result<u64> {
+        let mut bytes = 0u64;
         let mut lower = request.span.start.clone();
         'keys: loop {
             let chunk = self.changed_keys(changes, generation, request, &lower)?;
