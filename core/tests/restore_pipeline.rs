@@ -11,16 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::executor::block_on;
 use futures::FutureExt;
 use strata_core::{
-    datafile, keys, Catalog, DescId, DescriptorChange, Error, Executor, ExternalStorage, KvSink, KvSource, KvStore,
-    MemKv, MemoryOpener, MemoryStorage, ObjectMeta, RestoreRunOptions, Result, ScanPage, ScanRequest, Span, Status,
-    StorageOpener, Timestamp,
+    datafile, keys, Catalog, DescId, DescriptorChange, Error, Executor, KvSink, KvSource, KvStore, MemKv, MemoryOpener,
+    RestoreRunOptions, Result, ScanPage, ScanRequest, Span, Status, StorageOpener, Timestamp,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
+
+mod common;
+use common::{Call, Hook, HookedOpener};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -211,67 +212,30 @@ fn a_failed_restore_discards_after_every_ingest_it_started() {
 /// A read of a data file: its path, and `None` for a whole `get` or the length of a `get_range`.
 type Read = (String, Option<u64>);
 
-/// A memory storage that records every read of a data file (`data/…`).
-#[derive(Clone)]
-struct Recording {
-    inner: MemoryStorage,
-    reads: Arc<Mutex<Vec<Read>>>,
-}
-
-impl Recording {
-    fn data_reads(&self) -> Vec<Read> {
-        self.reads.lock().unwrap().clone()
-    }
-}
+/// Records every read of a data file (`data/…`).
+#[derive(Default)]
+struct DataReads(Mutex<Vec<Read>>);
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl ExternalStorage for Recording {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.inner.put(path, data).await
-    }
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        self.inner.put_if_absent(path, data).await
-    }
-    async fn get(&self, path: &str) -> Result<Bytes> {
+impl Hook for DataReads {
+    async fn before(&self, call: Call, path: &str) -> Result<()> {
+        let len = match call {
+            Call::Get => None,
+            Call::GetRange { len } => Some(len),
+            _ => return Ok(()),
+        };
         if path.starts_with("data/") {
-            self.reads.lock().unwrap().push((path.to_string(), None));
+            self.0.lock().unwrap().push((path.to_string(), len));
         }
-        self.inner.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
-        if path.starts_with("data/") {
-            self.reads.lock().unwrap().push((path.to_string(), Some(range.end - range.start)));
-        }
-        self.inner.get_range(path, range).await
-    }
-    async fn size(&self, path: &str) -> Result<u64> {
-        self.inner.size(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path).await
-    }
-}
-
-/// Opens the same storage for every URI.
-struct SameStorage(Arc<dyn ExternalStorage>);
-
-impl StorageOpener for SameStorage {
-    fn open(&self, _uri: &str) -> Result<Arc<dyn ExternalStorage>> {
-        Ok(self.0.clone())
+        Ok(())
     }
 }
 
 /// One table `d.t` of 4,000 rows of 200 incompressible bytes (about 0.8 MB, in blocks of 128 KiB
-/// stored as they are), backed up to the root of `storage`.
-async fn incompressible_backup(storage: Arc<dyn ExternalStorage>) {
-    let exec = Executor::new(Arc::new(MemKv::new()), Arc::new(SameStorage(storage)));
+/// stored as they are), backed up to `memory://r` of `opener`.
+async fn incompressible_backup(opener: &MemoryOpener) {
+    let exec = Executor::new(Arc::new(MemKv::new()), Arc::new(opener.clone()));
     exec.execute("CREATE DATABASE d").await.unwrap();
     exec.execute("CREATE TABLE d.t").await.unwrap();
     let id = exec.table_id("d", "t", None).await.unwrap();
@@ -290,20 +254,21 @@ async fn incompressible_backup(storage: Arc<dyn ExternalStorage>) {
 #[test]
 fn a_restore_reads_each_data_file_in_bounded_ranged_reads() {
     block_on(async {
-        let storage = Recording { inner: MemoryStorage::new("r"), reads: Arc::default() };
-        incompressible_backup(Arc::new(storage.clone())).await;
-        let files = storage.inner.list("data/").await.unwrap();
+        let opener = MemoryOpener::default();
+        incompressible_backup(&opener).await;
+        let files = opener.open("memory://r").unwrap().list("data/").await.unwrap();
         assert_eq!(files.len(), 1, "{files:?}");
         let size = files[0].size;
         assert!(size > 700_000, "a data file of {size} bytes");
         let sink = Arc::new(SlowSink::new(1, None));
         let options = RestoreRunOptions::default().with_read_bytes(300 << 10);
-        let target =
-            Executor::new(sink.clone(), Arc::new(SameStorage(Arc::new(storage.clone())))).with_restore_options(options);
+        let reads = Arc::new(DataReads::default());
+        let hooked = HookedOpener { inner: opener, hook: reads.clone() };
+        let target = Executor::new(sink.clone(), Arc::new(hooked)).with_restore_options(options);
         target.execute("RESTORE DATABASE d FROM 'memory://r'").await.unwrap();
         let id = target.table_id("d", "t", None).await.unwrap();
         assert_eq!(sink.inner.view_at(&keys::table_span(id), Timestamp::MAX).len(), 4000);
-        let reads = storage.data_reads();
+        let reads = reads.0.lock().unwrap().clone();
         // The footer, the index, then the blocks in runs of at most 300 KiB (two or three blocks
         // of 128 KiB): at least three runs, never the whole file.
         assert!(reads.iter().all(|(_, len)| len.is_some_and(|l| l <= 300 << 10)), "{reads:?}");
@@ -315,8 +280,9 @@ fn a_restore_reads_each_data_file_in_bounded_ranged_reads() {
 #[test]
 fn a_whole_data_file_that_does_not_match_its_sha256_fails_the_restore() {
     block_on(async {
-        let storage = MemoryStorage::new("r");
-        incompressible_backup(Arc::new(storage.clone())).await;
+        let opener = MemoryOpener::default();
+        incompressible_backup(&opener).await;
+        let storage = opener.open("memory://r").unwrap();
         let path = storage.list("data/").await.unwrap()[0].path.clone();
         let mut data = storage.get(&path).await.unwrap().to_vec();
         // Change a byte in the middle of the second block and fix its checksum: the block and the
@@ -331,9 +297,9 @@ fn a_whole_data_file_that_does_not_match_its_sha256_fails_the_restore() {
         data[(start + end) / 2] ^= 0xff;
         let crc = crc32fast::hash(&data[start..end - 4]);
         data[end - 4..end].copy_from_slice(&crc.to_le_bytes());
-        storage.set_raw(&path, data);
+        storage.put(&path, data.into()).await.unwrap();
         let sink = Arc::new(SlowSink::new(0, None));
-        let target = Executor::new(sink.clone(), Arc::new(SameStorage(Arc::new(storage))));
+        let target = Executor::new(sink.clone(), Arc::new(opener));
         let err = target.execute("RESTORE DATABASE d FROM 'memory://r'").await.expect_err("a damaged file");
         assert!(err.to_string().contains("SHA-256 does not match the manifest"), "{err}");
         assert_eq!(all_rows(&sink).len(), 0, "rows left after the failed restore");

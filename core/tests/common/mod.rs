@@ -73,8 +73,11 @@ pub enum Call {
     PutIfAbsent,
     /// `get`.
     Get,
-    /// `get_range`.
-    GetRange,
+    /// `get_range`, of `len` bytes.
+    GetRange {
+        /// Bytes asked for.
+        len: u64,
+    },
     /// `size`.
     Size,
     /// `list` (the path is the prefix).
@@ -119,7 +122,7 @@ impl ExternalStorage for Hooked {
         self.inner.get(path).await
     }
     async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        self.hook.before(Call::GetRange, path).await?;
+        self.hook.before(Call::GetRange { len: range.end - range.start }, path).await?;
         self.inner.get_range(path, range).await
     }
     async fn size(&self, path: &str) -> Result<u64> {
