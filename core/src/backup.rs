@@ -6,12 +6,10 @@
 //! and exports spans that are new since the previous layer (tables created since) from zero.
 //! With revision history every version in the window is kept, and so is every descriptor change.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::future::{maybe_done, MaybeDone};
+use futures::future::maybe_done;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +25,7 @@ use crate::keys;
 use crate::kv::{KvSource, MvccFilter, ScanPage, ScanRequest, WorkUnit};
 use crate::span::{Span, SpanSet};
 use crate::sql::{TableName, Targets};
+use crate::stage::{output, settle, start};
 use crate::storage::ExternalStorage;
 use crate::timestamp::Timestamp;
 
@@ -721,27 +720,6 @@ async fn upload_file(
     storage.put(&info.path, Bytes::from(bytes)).await?;
     tracker.file_done(unit_index, &info, &next_key, unit_done).await?;
     Ok(info)
-}
-
-/// Polls `fut` once, so work it hands to another thread (a native store's read, a native
-/// storage's write) starts now and proceeds while the caller does something else; the caller
-/// awaits it later. A future that finishes here keeps its output for that later await.
-async fn start<F: Future>(fut: Pin<&mut MaybeDone<F>>) {
-    let _ = futures::poll!(fut);
-}
-
-/// Awaits the stage in `slot`, if any, and takes its output.
-async fn settle<F: Future>(slot: &mut Option<Pin<Box<MaybeDone<F>>>>) -> Option<F::Output> {
-    match slot.take() {
-        Some(mut stage) => Some(output(stage.as_mut()).await),
-        None => None,
-    }
-}
-
-/// Awaits a future [`start`]ed earlier and takes its output.
-async fn output<F: Future>(mut fut: Pin<&mut MaybeDone<F>>) -> F::Output {
-    fut.as_mut().await;
-    fut.take_output().expect("a pipeline stage's output is taken once")
 }
 
 /// The next page of a unit's scan, and whether to keep reading from the change index: a source

@@ -58,6 +58,7 @@ mod result;
 mod schedule;
 mod span;
 pub mod sql;
+mod stage;
 mod storage;
 mod timestamp;
 pub mod verify;

@@ -6,11 +6,13 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
+use futures::future::{maybe_done, MaybeDone};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,6 +27,7 @@ use crate::keys;
 use crate::kv::{Entry, KvSink};
 use crate::span::{Span, SpanSet};
 use crate::sql::{RestoreOptions, Targets};
+use crate::stage;
 use crate::storage::ExternalStorage;
 use crate::timestamp::Timestamp;
 
@@ -743,12 +746,6 @@ struct BlockRun {
     blocks: Vec<(usize, BlockHandle)>,
 }
 
-/// A ranged read of a [`BlockRun`], started before its blocks are needed.
-enum Fetch<'s> {
-    Pending(ReadFuture<'s>),
-    Done(Result<Bytes>),
-}
-
 /// Reads one data file's entries within a span: the blocks that may hold its keys, fetched in
 /// runs of up to [`RestoreRunOptions::read_bytes`], the next run while this one is decoded.
 ///
@@ -765,7 +762,7 @@ struct FileCursor<'s> {
     /// Runs not fetched yet, in file order.
     runs: VecDeque<BlockRun>,
     /// The next run, being fetched.
-    fetch: Option<(BlockRun, Fetch<'s>)>,
+    fetch: Option<(BlockRun, MaybeDone<ReadFuture<'s>>)>,
     /// Fetched blocks, not decoded yet.
     blocks: VecDeque<(usize, BlockHandle, Bytes)>,
     current: VecDeque<Entry>,
@@ -854,18 +851,14 @@ impl<'s> FileCursor<'s> {
         let reader = self.reader.clone();
         let range = run.range.clone();
         let read: ReadFuture<'s> = Box::pin(async move { reader.read_range(range).await });
-        self.fetch = Some((run, Fetch::Pending(read)));
+        self.fetch = Some((run, maybe_done(read)));
         self.poll_fetch().await;
     }
 
     /// Polls the run being fetched once, without waiting.
     async fn poll_fetch(&mut self) {
         if let Some((_, fetch)) = &mut self.fetch {
-            if let Fetch::Pending(read) = fetch {
-                if let Poll::Ready(result) = futures::poll!(read.as_mut()) {
-                    *fetch = Fetch::Done(result);
-                }
-            }
+            stage::start(Pin::new(fetch)).await;
         }
     }
 
@@ -883,11 +876,8 @@ impl<'s> FileCursor<'s> {
                 decode_block(&data, &handle, i, &self.path, |e| current.push_back(e))?;
                 continue;
             }
-            let Some((run, fetch)) = self.fetch.take() else { return Ok(None) };
-            let data = match fetch {
-                Fetch::Pending(read) => read.await?,
-                Fetch::Done(result) => result?,
-            };
+            let Some((run, mut fetch)) = self.fetch.take() else { return Ok(None) };
+            let data = stage::output(Pin::new(&mut fetch)).await?;
             if data.len() as u64 != run.range.end - run.range.start {
                 return Err(Error::corrupt(
                     &self.path,
