@@ -1,4 +1,5 @@
-//! On-disk formats: the data file and the manifest.
+//! On-disk formats: the header every format shares, the data file and the manifest.
 
 pub mod datafile;
+pub mod envelope;
 pub mod manifest;
