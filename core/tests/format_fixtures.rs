@@ -132,3 +132,28 @@ fn unknown_manifest_versions_are_refused_by_name() {
         "corrupt b/BACKUP_MANIFEST: manifest format version 99 is not readable by this build (reads up to 2)"
     );
 }
+
+/// A table descriptor with two indexes, as the system span stores it.
+fn stored_descriptor() -> Descriptor {
+    let t = Timestamp::new(1_795_428_000_000_000_002, 1);
+    Descriptor::Table(TableDescriptor {
+        id: 104,
+        name: "accounts".into(),
+        parent_id: 100,
+        version: 3,
+        modification_time: t,
+        indexes: vec![
+            IndexDescriptor { id: 1, name: "primary".into(), unique: true, state: IndexState::Public },
+            IndexDescriptor { id: 2, name: "by_balance".into(), unique: false, state: IndexState::Dropping },
+        ],
+    })
+}
+
+#[test]
+fn descriptor_v1_fixture_still_reads() {
+    // Frozen: the 1-byte-version form (`1 | postcard`) an older store holds, never rewritten.
+    let committed: &[u8] = include_bytes!("fixtures/descriptor-v1.bin");
+    fixture("descriptor-v1.bin", &stored_descriptor().encode(), committed);
+    assert_eq!(committed[0], 1);
+    assert_eq!(Descriptor::decode(committed).unwrap(), stored_descriptor());
+}
