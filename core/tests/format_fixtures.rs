@@ -6,6 +6,7 @@
 
 use strata_core::datafile::{read_all, DataFileOptions, DataFileWriter};
 use strata_core::manifest::{sha256, BackupScope, DescriptorRevision, FileInfo, Manifest};
+use strata_core::verify::{decode_files_list, encode_files_list, FilesList, ListedFile};
 use strata_core::{
     keys, DatabaseDescriptor, Descriptor, Entry, IndexDescriptor, IndexState, MvccFilter, Span, TableDescriptor,
     Timestamp,
@@ -156,4 +157,17 @@ fn descriptor_v1_fixture_still_reads() {
     fixture("descriptor-v1.bin", &stored_descriptor().encode(), committed);
     assert_eq!(committed[0], 1);
     assert_eq!(Descriptor::decode(committed).unwrap(), stored_descriptor());
+}
+
+#[test]
+fn files_list_v2_fixture_still_reads_and_re_encodes_identically() {
+    let data: &[u8] = include_bytes!("fixtures/datafile-v1.sst");
+    let committed: &[u8] = include_bytes!("fixtures/files-list-v2.bin");
+    let manifest = v2_manifest(data);
+    fixture("files-list-v2.bin", &encode_files_list(&manifest), committed);
+    assert_eq!(&committed[..10], b"STRATAFL\x02\x00");
+    let list = decode_files_list(committed, "files-list-v2.bin").unwrap();
+    // v2_manifest is an incremental layer (its start time is not zero).
+    assert_eq!(list, FilesList { full: false, files: manifest.files.iter().map(ListedFile::from).collect() });
+    assert_eq!(encode_files_list(&manifest), committed);
 }
