@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::format::envelope::DESCRIPTOR;
 use crate::keys;
 use crate::span::Span;
 use crate::timestamp::Timestamp;
@@ -102,26 +103,27 @@ impl Descriptor {
         }
     }
 
-    /// Encodes the descriptor as stored under its key in the system span.
+    /// Encodes the descriptor as stored under its key in the system span: in its envelope
+    /// (`STRATADS`, version 2), a postcard body.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![DESCRIPTOR_ENCODING_VERSION];
-        out.extend(postcard::to_allocvec(self).expect("descriptors always serialize"));
-        out
+        DESCRIPTOR.encode(self)
     }
 
-    /// Decodes a stored descriptor.
+    /// Decodes a stored descriptor, of either form: version 2 in its envelope, or version 1, a
+    /// single byte `1` before the same postcard body (what an older store holds, and the system
+    /// span of older backups).
     pub fn decode(bytes: &[u8]) -> Result<Descriptor> {
+        const SHOWN: &str = "descriptor";
         match bytes.split_first() {
-            Some((&DESCRIPTOR_ENCODING_VERSION, rest)) => {
-                postcard::from_bytes(rest).map_err(|e| Error::corrupt("descriptor", e))
-            }
-            Some((v, _)) => Err(Error::corrupt("descriptor", format!("unknown descriptor encoding version {v}"))),
-            None => Err(Error::corrupt("descriptor", "empty descriptor")),
+            None => Err(Error::corrupt(SHOWN, "empty descriptor")),
+            Some((&DESCRIPTOR_V1, body)) => postcard::from_bytes(body).map_err(|e| DESCRIPTOR.undecodable(SHOWN, e)),
+            Some(_) => DESCRIPTOR.decode(bytes, SHOWN),
         }
     }
 }
 
-const DESCRIPTOR_ENCODING_VERSION: u8 = 1;
+/// The first byte of a version-1 descriptor (it cannot start an envelope, whose magic starts with `S`).
+const DESCRIPTOR_V1: u8 = 1;
 
 /// A change to the catalog that [`crate::KvSink::publish`] applies atomically.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,5 +278,23 @@ mod tests {
             assert_eq!(Descriptor::decode(&d.encode()).unwrap(), d);
         }
         assert!(matches!(Descriptor::decode(&[9, 1, 2]), Err(Error::Corrupt { .. })));
+        assert!(matches!(Descriptor::decode(&[]), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn descriptors_are_stored_in_their_envelope_and_the_one_byte_form_still_reads() {
+        for d in sample().descriptors() {
+            let bytes = d.encode();
+            assert_eq!(&bytes[..10], b"STRATADS\x02\x00");
+            let mut v1 = vec![1u8];
+            v1.extend_from_slice(&bytes[10..]);
+            assert_eq!(Descriptor::decode(&v1).unwrap(), d);
+            let mut newer = bytes.clone();
+            newer[8] = 3;
+            assert_eq!(
+                Descriptor::decode(&newer).unwrap_err().to_string(),
+                "corrupt descriptor: descriptor format version 3 is not readable by this build (reads up to 2)"
+            );
+        }
     }
 }

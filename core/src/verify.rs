@@ -18,113 +18,18 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use crate::crypto::aead::is_sealed;
 use crate::crypto::info::{EncryptionInfo, ENCRYPTION_INFO_NAME};
 use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
 use crate::exec::INCREMENTALS_DIR;
-use crate::format::manifest::{
-    sha256, verify_manifest_checksum, FileInfo, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
+pub use crate::format::files_list::{
+    decode_files_list, encode_files_list, FilesList, ListedFile, FILES_LIST_MAGIC, FILES_LIST_NAME, FILES_LIST_VERSION,
 };
+use crate::format::manifest::{sha256, verify_manifest_checksum, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME};
 use crate::result::QueryResult;
 use crate::storage::{subdir, ExternalStorage};
-
-/// Name of the plaintext file list of an encrypted layer.
-pub const FILES_LIST_NAME: &str = "BACKUP-FILES";
-/// Its magic.
-pub const FILES_LIST_MAGIC: &[u8; 8] = b"STRATAFL";
-/// The list format version this build writes.
-pub const FILES_LIST_VERSION: u16 = 2;
-
-/// One entry of `BACKUP-FILES`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListedFile {
-    /// Path relative to the layer's directory.
-    pub path: String,
-    /// Stored size.
-    pub size: u64,
-    /// SHA-256 of the stored bytes.
-    pub sha256: [u8; 32],
-    /// The locality whose location holds it (`None`: the default location). Since version 2.
-    pub locality: Option<String>,
-}
-
-impl From<&FileInfo> for ListedFile {
-    fn from(f: &FileInfo) -> ListedFile {
-        ListedFile { path: f.path.clone(), size: f.size, sha256: f.sha256, locality: f.locality.clone() }
-    }
-}
-
-/// Version 1 of `BACKUP-FILES`, frozen: read and converted, never written.
-#[derive(Deserialize)]
-struct FilesListV1 {
-    full: bool,
-    files: Vec<ListedFileV1>,
-}
-
-#[derive(Deserialize)]
-struct ListedFileV1 {
-    path: String,
-    size: u64,
-    sha256: [u8; 32],
-}
-
-impl From<FilesListV1> for FilesList {
-    fn from(v1: FilesListV1) -> FilesList {
-        FilesList {
-            full: v1.full,
-            files: v1
-                .files
-                .into_iter()
-                .map(|f| ListedFile { path: f.path, size: f.size, sha256: f.sha256, locality: None })
-                .collect(),
-        }
-    }
-}
-
-/// The contents of `BACKUP-FILES`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FilesList {
-    /// Whether the layer is a full backup (whose directory then holds `ENCRYPTION-INFO`).
-    pub full: bool,
-    /// Its data files.
-    pub files: Vec<ListedFile>,
-}
-
-/// Encodes `BACKUP-FILES` for a layer.
-pub fn encode_files_list(manifest: &Manifest) -> Vec<u8> {
-    let list = FilesList { full: manifest.is_full(), files: manifest.files.iter().map(ListedFile::from).collect() };
-    let mut out = Vec::with_capacity(64 + list.files.len() * 80);
-    out.extend_from_slice(FILES_LIST_MAGIC);
-    out.extend_from_slice(&FILES_LIST_VERSION.to_le_bytes());
-    out.extend(postcard::to_allocvec(&list).expect("file lists serialize"));
-    let digest = sha256(&out);
-    out.extend_from_slice(&digest);
-    out
-}
-
-/// Decodes `BACKUP-FILES` read from `shown`.
-pub fn decode_files_list(bytes: &[u8], shown: &str) -> Result<FilesList> {
-    if bytes.len() < 10 + 32 || &bytes[..8] != FILES_LIST_MAGIC {
-        return Err(Error::corrupt(shown, "not a strata BACKUP-FILES list (bad magic or too short)"));
-    }
-    let (body, digest) = bytes.split_at(bytes.len() - 32);
-    if sha256(body) != digest {
-        return Err(Error::corrupt(shown, "SHA-256 does not match its contents: the file is damaged"));
-    }
-    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    let undecodable = |e: postcard::Error| Error::corrupt(shown, format!("BACKUP-FILES does not decode: {e}"));
-    match version {
-        1 => postcard::from_bytes::<FilesListV1>(&body[10..]).map(FilesList::from).map_err(undecodable),
-        2 => postcard::from_bytes(&body[10..]).map_err(undecodable),
-        _ => Err(Error::corrupt(
-            shown,
-            format!("BACKUP-FILES version {version} is not readable by this build (reads up to {FILES_LIST_VERSION})"),
-        )),
-    }
-}
 
 /// When a manifest does not match its checksum file, which of the two is damaged: with the
 /// chain's key, the manifest's encryption tells (it authenticates, or not). `None` without a key.

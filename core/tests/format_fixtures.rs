@@ -4,12 +4,13 @@
 //! Regenerate (only when adding a new version, never to make a failing test pass):
 //! `STRATA_WRITE_FIXTURES=1 cargo test -p strata-core --test format_fixtures`
 
+use strata_core::crypto::info::EncryptionInfo;
 use strata_core::datafile::{read_all, DataFileOptions, DataFileWriter};
 use strata_core::manifest::{sha256, BackupScope, DescriptorRevision, FileInfo, Manifest};
 use strata_core::verify::{decode_files_list, encode_files_list, FilesList, ListedFile};
 use strata_core::{
     keys, DatabaseDescriptor, Descriptor, Entry, IndexDescriptor, IndexState, MvccFilter, Span, TableDescriptor,
-    Timestamp,
+    Timestamp, ENCRYPTION_INFO_NAME, FILES_LIST_NAME,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -120,6 +121,7 @@ fn manifest_v2_fixture_still_reads() {
     fixture("manifest-v2.bin", &v2_manifest(data).encode(), committed);
     assert_eq!(u16::from_le_bytes([committed[8], committed[9]]), 2);
     assert_eq!(Manifest::decode(committed, "manifest-v2.bin").unwrap(), v2_manifest(data));
+    assert_eq!(v2_manifest(data).encode(), committed, "the current version re-encodes byte for byte");
 }
 
 #[test]
@@ -152,11 +154,22 @@ fn stored_descriptor() -> Descriptor {
 
 #[test]
 fn descriptor_v1_fixture_still_reads() {
-    // Frozen: the 1-byte-version form (`1 | postcard`) an older store holds, never rewritten.
+    // Frozen: the 1-byte-version form (`1 | postcard`) an older store holds, written by the code
+    // of that version, never rewritten.
     let committed: &[u8] = include_bytes!("fixtures/descriptor-v1.bin");
-    fixture("descriptor-v1.bin", &stored_descriptor().encode(), committed);
     assert_eq!(committed[0], 1);
     assert_eq!(Descriptor::decode(committed).unwrap(), stored_descriptor());
+    // Version 2 keeps the body and puts it in its envelope.
+    assert_eq!(stored_descriptor().encode()[10..], committed[1..]);
+}
+
+#[test]
+fn descriptor_v2_fixture_still_reads_and_re_encodes_identically() {
+    let committed: &[u8] = include_bytes!("fixtures/descriptor-v2.bin");
+    fixture("descriptor-v2.bin", &stored_descriptor().encode(), committed);
+    assert_eq!(&committed[..10], b"STRATADS\x02\x00");
+    assert_eq!(Descriptor::decode(committed).unwrap(), stored_descriptor());
+    assert_eq!(stored_descriptor().encode(), committed);
 }
 
 #[test]
@@ -170,4 +183,44 @@ fn files_list_v2_fixture_still_reads_and_re_encodes_identically() {
     // v2_manifest is an incremental layer (its start time is not zero).
     assert_eq!(list, FilesList { full: false, files: manifest.files.iter().map(ListedFile::from).collect() });
     assert_eq!(encode_files_list(&manifest), committed);
+}
+
+/// The objects of the committed encrypted backup (`encryption.rs` packs them: `u32 LE path
+/// length | path | u64 LE size | bytes` each).
+fn encrypted_backup_objects() -> Vec<(String, Vec<u8>)> {
+    let mut b: &[u8] = include_bytes!("fixtures/encrypted-backup-v1.bin");
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let n = u32::from_le_bytes(b[..4].try_into().unwrap()) as usize;
+        let path = String::from_utf8(b[4..4 + n].to_vec()).unwrap();
+        let size = u64::from_le_bytes(b[4 + n..12 + n].try_into().unwrap()) as usize;
+        out.push((path, b[12 + n..12 + n + size].to_vec()));
+        b = &b[12 + n + size..];
+    }
+    out
+}
+
+#[test]
+fn the_committed_encrypted_backup_keeps_its_plaintext_files_readable() {
+    let objects = encrypted_backup_objects();
+    let get = |name: &str| &objects.iter().find(|(p, _)| p == name).unwrap_or_else(|| panic!("{name}")).1;
+    // ENCRYPTION-INFO v1 is the current version: it re-encodes byte for byte.
+    let info_bytes = get(ENCRYPTION_INFO_NAME);
+    let info = EncryptionInfo::decode(info_bytes, "fixture").unwrap();
+    assert_eq!(info.keys.len(), 1);
+    assert_eq!(&info.encode(), info_bytes);
+    // Its BACKUP-FILES lists are version 1 (no localities), read through the frozen struct.
+    let lists: Vec<_> = objects.iter().filter(|(p, _)| p.ends_with(FILES_LIST_NAME)).collect();
+    assert_eq!(lists.len(), 2);
+    for (path, bytes) in lists {
+        assert_eq!(&bytes[..10], b"STRATAFL\x01\x00");
+        let list = decode_files_list(bytes, path).unwrap();
+        assert_eq!(list.full, path == FILES_LIST_NAME, "{path}");
+        assert_eq!(list.files.len(), 1);
+        let data = &list.files[0];
+        assert!(data.path.starts_with("data/") && data.locality.is_none(), "{data:?}");
+        let dir = path.strip_suffix(FILES_LIST_NAME).unwrap();
+        let stored = get(&format!("{dir}{}", data.path));
+        assert_eq!((stored.len() as u64, sha256(stored)), (data.size, data.sha256));
+    }
 }

@@ -36,12 +36,13 @@ use aes_gcm::Aes256Gcm;
 
 use crate::crypto::DataKey;
 use crate::error::{Error, Result};
+use crate::format::envelope::ENCRYPTED_FILE;
 use crate::format::manifest::sha256;
 
 /// The magic every encrypted file starts with.
-pub const MAGIC: &[u8; 8] = b"STRATAEN";
+pub const MAGIC: &[u8; 8] = ENCRYPTED_FILE.magic();
 /// The format version this build writes and reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = ENCRYPTED_FILE.version();
 /// Bytes of the header.
 pub const HEADER_LEN: u64 = 32;
 /// Bytes of a chunk's authentication tag.
@@ -87,13 +88,7 @@ impl Header {
                 "not an encrypted strata file (no STRATAEN header), but the backup is encrypted",
             ));
         }
-        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != VERSION {
-            return Err(Error::corrupt(
-                shown,
-                format!("encryption format version {version} is not readable by this build (reads {VERSION})"),
-            ));
-        }
+        ENCRYPTED_FILE.check_version(u16::from_le_bytes([bytes[8], bytes[9]]), shown)?;
         let chunk_size = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
         if bytes[10..12] != [0, 0] || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
             return Err(Error::corrupt(shown, "encrypted file header is damaged"));

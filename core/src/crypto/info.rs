@@ -18,15 +18,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::kdf::{KdfParams, SALT_LEN};
 use crate::crypto::{DataKey, Entropy};
-use crate::error::{Error, Result};
-use crate::format::manifest::sha256;
+use crate::error::Result;
+use crate::format::envelope::ENCRYPTION_INFO;
 
 /// Name of the file, in the full backup's directory of an encrypted chain.
 pub const ENCRYPTION_INFO_NAME: &str = "ENCRYPTION-INFO";
 /// Its magic.
-pub const MAGIC: &[u8; 8] = b"STRATAEI";
+pub const MAGIC: &[u8; 8] = ENCRYPTION_INFO.magic();
 /// The format version this build writes.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = ENCRYPTION_INFO.version();
 
 /// One wrapped copy of the data key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,33 +68,12 @@ impl EncryptionInfo {
 
     /// Encodes the file.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend(postcard::to_allocvec(self).expect("encryption info always serializes"));
-        let digest = sha256(&out);
-        out.extend_from_slice(&digest);
-        out
+        ENCRYPTION_INFO.encode(self)
     }
 
     /// Decodes the file read from `shown`.
     pub fn decode(bytes: &[u8], shown: &str) -> Result<EncryptionInfo> {
-        if bytes.len() < 10 + 32 || &bytes[..8] != MAGIC {
-            return Err(Error::corrupt(shown, "not a strata ENCRYPTION-INFO file (bad magic or too short)"));
-        }
-        let (body, digest) = bytes.split_at(bytes.len() - 32);
-        if sha256(body) != digest {
-            return Err(Error::corrupt(shown, "SHA-256 does not match its contents: the file is damaged"));
-        }
-        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != VERSION {
-            return Err(Error::corrupt(
-                shown,
-                format!("ENCRYPTION-INFO version {version} is not readable by this build (reads {VERSION})"),
-            ));
-        }
-        let info: EncryptionInfo = postcard::from_bytes(&body[10..])
-            .map_err(|e| Error::corrupt(shown, format!("ENCRYPTION-INFO does not decode: {e}")))?;
+        let info: EncryptionInfo = ENCRYPTION_INFO.decode(bytes, shown)?;
         for k in &info.keys {
             if let WrappedKey::Passphrase { kdf, .. } = k {
                 kdf.check(shown)?;

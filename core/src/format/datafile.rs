@@ -19,14 +19,15 @@ use bytes::Bytes;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
+use crate::format::envelope::DATA_FILE;
 use crate::kv::Entry;
 use crate::span::Span;
 use crate::timestamp::Timestamp;
 
 /// The data file's magic, last 8 bytes of the file.
-pub const DATA_FILE_MAGIC: &[u8; 8] = b"STRATADF";
+pub const DATA_FILE_MAGIC: &[u8; 8] = DATA_FILE.magic();
 /// The data file format version this build writes.
-pub const DATA_FILE_VERSION: u16 = 1;
+pub const DATA_FILE_VERSION: u16 = DATA_FILE.version();
 /// Size of the fixed footer.
 pub const FOOTER_LEN: u64 = 36;
 
@@ -313,9 +314,7 @@ pub fn decode_footer(bytes: &[u8], file_size: u64, path: &str) -> Result<Footer>
     if bytes.len() as u64 != FOOTER_LEN || file_size < FOOTER_LEN {
         return Err(Error::corrupt(path, "file is too short to hold a data file footer"));
     }
-    if &bytes[28..36] != DATA_FILE_MAGIC {
-        return Err(Error::corrupt(path, "not a strata data file (bad magic)"));
-    }
+    DATA_FILE.check_magic(&bytes[28..36], path)?;
     let mut c = Cursor { data: bytes, pos: 0, path, what: "footer" };
     let footer = Footer {
         index_offset: c.u64()?,
@@ -327,12 +326,7 @@ pub fn decode_footer(bytes: &[u8], file_size: u64, path: &str) -> Result<Footer>
     if c.take(2)? != [0, 0] {
         return Err(Error::corrupt(path, "data file footer has unknown flags"));
     }
-    if footer.version == 0 || footer.version > DATA_FILE_VERSION {
-        return Err(Error::corrupt(
-            path,
-            format!("data file version {} is newer than this build reads ({DATA_FILE_VERSION})", footer.version),
-        ));
-    }
+    DATA_FILE.check_version(footer.version, path)?;
     if footer.index_offset + footer.index_len as u64 + FOOTER_LEN != file_size {
         return Err(Error::corrupt(path, "footer does not match the file's size (truncated or extended?)"));
     }

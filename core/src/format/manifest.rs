@@ -6,10 +6,11 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, DescId, Descriptor};
 use crate::error::{Error, Result};
+pub use crate::format::envelope::sha256;
+use crate::format::envelope::MANIFEST;
 use crate::kv::MvccFilter;
 use crate::span::Span;
 use crate::timestamp::Timestamp;
@@ -19,9 +20,9 @@ pub const MANIFEST_NAME: &str = "BACKUP_MANIFEST";
 /// Name of the manifest's checksum file.
 pub const MANIFEST_CHECKSUM_NAME: &str = "BACKUP_MANIFEST-CHECKSUM";
 /// The manifest's magic.
-pub const MANIFEST_MAGIC: &[u8; 8] = b"STRATAMF";
+pub const MANIFEST_MAGIC: &[u8; 8] = MANIFEST.magic();
 /// The manifest format version this build writes.
-pub const MANIFEST_VERSION: u16 = 2;
+pub const MANIFEST_VERSION: u16 = MANIFEST.version();
 
 /// What a backup was asked to cover.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,34 +165,21 @@ impl Manifest {
 
     /// Encodes the manifest: magic, version, postcard body.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1024);
-        out.extend_from_slice(MANIFEST_MAGIC);
-        out.extend_from_slice(&MANIFEST_VERSION.to_le_bytes());
-        out.extend(postcard::to_allocvec(self).expect("manifests always serialize"));
-        out
+        MANIFEST.encode(self)
     }
 
     /// Decodes a manifest read from `path`, accepting every version this build knows.
     pub fn decode(bytes: &[u8], path: &str) -> Result<Manifest> {
-        if bytes.len() < 10 || &bytes[..8] != MANIFEST_MAGIC {
-            return Err(Error::corrupt(path, "not a strata backup manifest (bad magic)"));
-        }
-        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        let undecodable = |e: postcard::Error| Error::corrupt(path, format!("manifest does not decode: {e}"));
+        let (version, body) = MANIFEST.open(bytes, path)?;
+        let undecodable = |e: postcard::Error| MANIFEST.undecodable(path, e);
         match version {
-            1 => postcard::from_bytes::<ManifestV1>(&bytes[10..]).map(Manifest::from).map_err(undecodable),
-            2 => postcard::from_bytes(&bytes[10..]).map_err(undecodable),
-            v => Err(Error::corrupt(
-                path,
-                format!("manifest format version {v} is not readable by this build (reads up to {MANIFEST_VERSION})"),
-            )),
+            1 => postcard::from_bytes::<ManifestV1>(body).map(Manifest::from).map_err(undecodable),
+            MANIFEST_VERSION => postcard::from_bytes(body).map_err(undecodable),
+            // `open` refuses versions past the current one; an older one without an arm here
+            // is a build that forgot its frozen struct.
+            v => Err(MANIFEST.undecodable(path, format!("no reader for version {v}"))),
         }
     }
-}
-
-/// SHA-256 of bytes.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }
 
 /// The contents of `BACKUP_MANIFEST-CHECKSUM` for manifest bytes.

@@ -1,5 +1,7 @@
-//! On-disk formats: the header every format shares, the data file and the manifest.
+//! On-disk formats: the header every format shares, the data file, the manifest and the list of
+//! an encrypted layer's files.
 
 pub mod datafile;
 pub mod envelope;
+pub mod files_list;
 pub mod manifest;
