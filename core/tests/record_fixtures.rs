@@ -3,13 +3,14 @@
 //! the schedule the same statements make today. A store written by an older strata keeps its
 //! jobs and schedules after an upgrade.
 //!
-//! The v1 fixtures were written by the code before records moved to `format::envelope` (commit
-//! "core tests: committed v1 job and schedule records"); they are never regenerated.
+//! The v1 fixtures were written, with `STRATA_WRITE_FIXTURES=1`, by this test at commit 9a1e27b,
+//! before records moved to `format::envelope`; today's code writes version 2, so they are never
+//! regenerated.
 
 use std::sync::Arc;
 
 use futures::executor::block_on;
-use strata_core::{keys, Executor, MemKv, MemoryOpener, Timestamp};
+use strata_core::{keys, Executor, JobStatus, MemKv, MemoryOpener, Timestamp};
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -52,11 +53,9 @@ fn raw(kv: &MemKv, key: &[u8]) -> Vec<u8> {
 #[test]
 fn v1_job_and_schedule_records_still_read() {
     let (kv, exec) = made_today();
-    if std::env::var_os("STRATA_WRITE_FIXTURES").is_some() {
-        let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
-        std::fs::write(format!("{dir}/job-record-v1.bin"), raw(&kv, &key(b"job/", 1))).unwrap();
-        std::fs::write(format!("{dir}/schedule-record-v1.bin"), raw(&kv, &key(b"schedule/", 1))).unwrap();
-    }
+    // Today's records are in the envelope form: magic, then version 2 (little-endian).
+    assert_eq!(&raw(&kv, &key(b"job/", 1))[..10], b"STRATAJB\x02\x00");
+    assert_eq!(&raw(&kv, &key(b"schedule/", 1))[..10], b"STRATASC\x02\x00");
     let job: &[u8] = include_bytes!("fixtures/job-record-v1.bin");
     let schedule: &[u8] = include_bytes!("fixtures/schedule-record-v1.bin");
     assert_eq!(job[0], 1, "a v1 record starts with its version byte");
@@ -64,12 +63,16 @@ fn v1_job_and_schedule_records_still_read() {
 
     let old = store();
     old.write_sync(vec![(key(b"job/", 1), Some(job.to_vec())), (key(b"schedule/", 1), Some(schedule.to_vec()))]);
-    let reader = Executor::new(Arc::new(old), Arc::new(MemoryOpener::default()));
+    let reader = Executor::new(Arc::new(old.clone()), Arc::new(MemoryOpener::default()));
     block_on(async {
         assert_eq!(reader.job(1).await.unwrap(), exec.job(1).await.unwrap());
         assert_eq!(reader.schedule(1).await.unwrap(), exec.schedule(1).await.unwrap());
-        // And the executor goes on from there: a record it rewrites reads back.
-        reader.execute("PAUSE SCHEDULE 1").await.unwrap();
-        assert!(reader.schedule(1).await.unwrap().paused);
+        // And the executor goes on from there: a record it rewrites is in the envelope form.
+        reader.execute("RESUME SCHEDULE 1").await.unwrap();
+        assert!(!reader.schedule(1).await.unwrap().paused);
+        assert_eq!(&raw(&old, &key(b"schedule/", 1))[..8], b"STRATASC");
+        reader.execute("PAUSE JOB 1").await.unwrap();
+        assert_eq!(reader.job(1).await.unwrap().status, JobStatus::Paused);
+        assert_eq!(&raw(&old, &key(b"job/", 1))[..8], b"STRATAJB");
     });
 }
