@@ -42,16 +42,14 @@ mod cron;
 pub mod crypto;
 mod error;
 mod exec;
-mod exec_crypto;
-mod exec_schedule;
 mod format;
-mod jobs;
 pub mod keys;
 mod kv;
 mod locality;
 mod memkv;
 mod offload;
 mod progress;
+mod records;
 mod redact;
 mod restore;
 mod result;
@@ -81,15 +79,13 @@ pub use crypto::keys::{KeyProvider, KeyRequest, Keyring, KmsOpener};
 pub use crypto::{DataKey, Entropy, FileCodec};
 pub use error::{Error, Result, Status};
 pub use exec::{
-    read_chain, read_chain_with, read_manifest, read_manifest_with, show_backup, Chain, Executor, INCREMENTALS_DIR,
-    LATEST_NAME,
+    read_chain, read_chain_with, read_manifest, read_manifest_with, show_backup, Chain, Executor, Job, JobFuture,
+    JobSpawner, JobStatus, RunOutcome, ScheduledRun, INCREMENTALS_DIR, LATEST_NAME,
 };
-pub use exec_schedule::{RunOutcome, ScheduledRun};
 pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
 pub use format::manifest::{
     self, BackupScope, DescriptorRevision, FileInfo, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
 };
-pub use jobs::{Job, JobFuture, JobSpawner, JobStatus};
 pub use kv::{
     check_gc_threshold, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync, MvccFilter, PageBuilder, ScanPage,
     ScanRequest, WorkUnit,

@@ -683,7 +683,7 @@ async fn merge_and_ingest<'s>(
                 value.to_vec()
             }
             None if is_restorable_system_key(&key) => {
-                match crate::exec_schedule::restored_system_value(&key, value.to_vec()) {
+                match crate::records::restored_system_value(&key, value.to_vec()) {
                     Some(v) => v,
                     None => continue,
                 }

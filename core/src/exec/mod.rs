@@ -1,0 +1,296 @@
+//! Runs statements against a [`KvStore`] and storage opened through a [`StorageOpener`].
+//!
+//! The [`Executor`] is a dispatcher: [`Executor::execute_statement`] hands each statement to
+//! the one service that runs it, and the services share only the executor's [`Context`].
+//!
+//! ```text
+//!   CREATE|DROP|SHOW DATABASE(S)|TABLE(S)          ──▶ ddl        (the store's catalog)
+//!   BACKUP                                         ──▶ backup     (BackupService: its options)
+//!   BACKUP … WITH detached, SHOW|PAUSE|RESUME|CANCEL JOB ──▶ jobs (JobService: records, runtime)
+//!   RESTORE                                        ──▶ restore    (RestoreService: its options)
+//!   SHOW BACKUP(S), check_files, ALTER BACKUP      ──▶ show       (reads backups)
+//!   CREATE|SHOW|PAUSE|RESUME|DROP SCHEDULE(S)      ──▶ schedules  (ScheduleService: records)
+//! ```
+//!
+//! Reading chains and the collection's directory names are in `chain_io.rs`.
+
+mod backup;
+pub(crate) mod chain_io;
+mod ddl;
+mod jobs;
+mod restore;
+mod schedules;
+mod show;
+
+use std::sync::Arc;
+
+pub use chain_io::{
+    read_chain, read_chain_with, read_manifest, read_manifest_with, Chain, INCREMENTALS_DIR, LATEST_NAME,
+};
+pub use jobs::{Job, JobFuture, JobSpawner, JobStatus};
+pub use schedules::{RunOutcome, ScheduledRun};
+pub use show::show_backup;
+
+use crate::backup::BackupOptions;
+use crate::catalog::DescId;
+use crate::crypto::kdf::KdfParams;
+use crate::crypto::keys::{KeyRequest, Keyring, KmsOpener};
+use crate::crypto::Entropy;
+use crate::error::Result;
+use crate::keys;
+use crate::kv::KvStore;
+use crate::restore::RestoreRunOptions;
+use crate::result::QueryResult;
+use crate::schedule::Schedule;
+use crate::sql::{self, BackupSource, Statement};
+use crate::storage::{ExternalStorage, StorageOpener};
+use crate::timestamp::Timestamp;
+use crate::verify::VerifyReport;
+
+use backup::BackupService;
+use jobs::JobService;
+use restore::RestoreService;
+use schedules::ScheduleService;
+
+/// What every service works through: the store statements run against, how storage URIs open,
+/// and the encryption settings.
+#[derive(Clone)]
+struct Context {
+    store: Arc<dyn KvStore>,
+    opener: Arc<dyn StorageOpener>,
+    /// Randomness, KMS and KDF settings for encrypted backups.
+    keyring: Keyring,
+}
+
+impl Context {
+    /// The storage of a statement's URI, or of its list of locality URIs (see
+    /// [`crate::open_locations`]).
+    fn open_uris(&self, uris: &[String]) -> Result<Arc<dyn ExternalStorage>> {
+        crate::locality::open_locations(self.opener.as_ref(), uris)
+    }
+}
+
+/// Runs statements: DDL against the store, BACKUP/RESTORE/SHOW against storage, jobs and
+/// schedules in the store's system span. Cloning shares the store, the storage and the job
+/// runner.
+#[derive(Clone)]
+pub struct Executor {
+    cx: Context,
+    backup: BackupService,
+    restore: RestoreService,
+    jobs: JobService,
+    schedules: ScheduleService,
+}
+
+impl Executor {
+    /// An executor over `store`, opening storage URIs with `opener`.
+    pub fn new(store: Arc<dyn KvStore>, opener: Arc<dyn StorageOpener>) -> Executor {
+        Executor {
+            cx: Context { store, opener, keyring: Keyring::default() },
+            backup: BackupService::default(),
+            restore: RestoreService::default(),
+            jobs: JobService::default(),
+            schedules: ScheduleService::default(),
+        }
+    }
+
+    /// Sets how backups run.
+    pub fn with_backup_options(mut self, options: BackupOptions) -> Self {
+        self.backup = BackupService::new(options);
+        self
+    }
+
+    /// Sets how restores run.
+    pub fn with_restore_options(mut self, options: RestoreRunOptions) -> Self {
+        self.restore = RestoreService::new(options);
+        self
+    }
+
+    /// Runs detached jobs with `spawner` (see [`JobSpawner`]).
+    pub fn with_job_spawner(mut self, spawner: Arc<dyn JobSpawner>) -> Self {
+        self.jobs = JobService::with_spawner(spawner);
+        self
+    }
+
+    /// Sets the source of random bytes encrypted backups need (for data keys and salts). Without
+    /// one, `BACKUP … WITH encryption_passphrase` / `kms` fails saying so; restores need none.
+    pub fn with_entropy(mut self, entropy: Entropy) -> Self {
+        self.cx.keyring = self.cx.keyring.with_entropy(entropy);
+        self
+    }
+
+    /// Sets how `kms = 'uri'` options are opened into [`crate::KeyProvider`]s.
+    pub fn with_kms_opener(mut self, opener: Arc<dyn KmsOpener>) -> Self {
+        self.cx.keyring = self.cx.keyring.with_kms_opener(opener);
+        self
+    }
+
+    /// Sets the argon2id parameters of passphrases added from now on (default: 64 MiB, 3
+    /// iterations, 4 lanes). Existing backups open with the parameters stored in their
+    /// `ENCRYPTION-INFO`, whatever this is.
+    pub fn with_kdf_params(mut self, params: KdfParams) -> Self {
+        self.cx.keyring = self.cx.keyring.with_kdf_params(params);
+        self
+    }
+
+    /// Replaces every encryption setting at once.
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.cx.keyring = keyring;
+        self
+    }
+
+    /// The encryption settings.
+    pub fn keyring(&self) -> &Keyring {
+        &self.cx.keyring
+    }
+
+    /// The store statements run against.
+    pub fn store(&self) -> &Arc<dyn KvStore> {
+        &self.cx.store
+    }
+
+    /// Parses and runs one statement.
+    pub async fn execute(&self, statement: &str) -> Result<QueryResult> {
+        let stmt = sql::parse(statement)?;
+        self.execute_statement(&stmt).await
+    }
+
+    /// Runs a parsed statement: hands it to the service that runs it.
+    pub async fn execute_statement(&self, stmt: &Statement) -> Result<QueryResult> {
+        let cx = &self.cx;
+        let store = cx.store.as_ref();
+        match stmt {
+            Statement::Backup(b) if b.options.detached => self.jobs.start(cx, &self.backup, b).await,
+            Statement::Backup(b) => self.backup.run(cx, b, stmt).await,
+            Statement::Restore(r) => self.restore.run(cx, r).await,
+            Statement::ShowBackup(s) => show::show_backup_statement(cx, s).await,
+            Statement::ShowBackups { collection } => show::show_backups(cx, collection).await,
+            Statement::AlterBackup(a) => show::alter_backup(cx, a).await,
+            Statement::CreateDatabase { name, if_not_exists } => {
+                ddl::create_database(store, name, *if_not_exists).await
+            }
+            Statement::CreateTable { name, if_not_exists } => ddl::create_table(store, name, *if_not_exists).await,
+            Statement::DropDatabase { name, if_exists, cascade } => {
+                ddl::drop_database(store, name, *if_exists, *cascade).await
+            }
+            Statement::DropTable { name, if_exists } => ddl::drop_table(store, name, *if_exists).await,
+            Statement::ShowDatabases => ddl::show_databases(store).await,
+            Statement::ShowTables { database } => ddl::show_tables(store, database.as_deref()).await,
+            Statement::CreateSchedule(s) => self.schedules.create(cx, s).await,
+            Statement::ShowSchedules => self.schedules.show(store).await,
+            Statement::PauseSchedule(id) => self.schedules.pause(store, *id).await,
+            Statement::ResumeSchedule(id) => self.schedules.resume(store, *id).await,
+            Statement::DropSchedule(id) => self.schedules.remove(store, *id).await,
+            Statement::ShowJobs => self.jobs.show(store, None).await,
+            Statement::ShowJob(id) => self.jobs.show(store, Some(*id)).await,
+            Statement::PauseJob(id) => self.jobs.pause(store, *id).await,
+            Statement::ResumeJob(id) => self.jobs.resume(cx, &self.backup, *id).await,
+            Statement::CancelJob(id) => self.jobs.cancel(cx, *id).await,
+        }
+    }
+
+    /// Finds the chain of layers a statement's source names, reads and validates it: a list of
+    /// layers given one by one, or a backup directory (with `LATEST IN` / `'subdir' IN` for a
+    /// collection) holding a full backup and the incrementals appended to it.
+    pub async fn open_chain(&self, source: &BackupSource) -> Result<Chain> {
+        self.open_chain_with_keys(source, KeyRequest::default()).await
+    }
+
+    /// [`Executor::open_chain`] of a chain that may be encrypted: `keys` must open it if it is,
+    /// and be empty if it is not. The chain's codec is in [`Chain::codec`].
+    pub async fn open_chain_with_keys(&self, source: &BackupSource, keys: KeyRequest<'_>) -> Result<Chain> {
+        chain_io::open_chain(self.cx.opener.as_ref(), &self.cx.keyring, source, keys).await
+    }
+
+    /// Checks that every file of the backup `source` names exists with the size and SHA-256
+    /// its manifest records, without restoring: each layer's manifest against its checksum,
+    /// `ENCRYPTION-INFO`, and every data file. A backup directory is checked with the incremental
+    /// layers appended to it; a collection (no `IN`) has each of its full backups checked.
+    ///
+    /// An encrypted backup is checked without its key when `keys` is empty and `require_keys`
+    /// is false (its plaintext `BACKUP-FILES` lists the data files); with keys, its manifests are
+    /// decrypted and used. With `require_keys` (as `SHOW BACKUP … WITH check_files`), the keys
+    /// must match the backup as for any other `SHOW BACKUP`.
+    pub async fn check_files(
+        &self,
+        source: &BackupSource,
+        keys: KeyRequest<'_>,
+        require_keys: bool,
+    ) -> Result<VerifyReport> {
+        show::check_files(&self.cx, source, keys, require_keys).await
+    }
+
+    /// Every job, by id, with live progress for those running here.
+    pub async fn jobs(&self) -> Result<Vec<Job>> {
+        self.jobs.all(self.cx.store.as_ref()).await
+    }
+
+    /// One job.
+    pub async fn job(&self, id: u64) -> Result<Job> {
+        self.jobs.get(self.cx.store.as_ref(), id).await
+    }
+
+    /// Starts every `pending` job, and every `running` job no process runs (its process died; it
+    /// resumes from its checkpoint). Call once when a host with a spawner starts. Returns their ids.
+    pub async fn adopt_jobs(&self) -> Result<Vec<u64>> {
+        self.jobs.adopt(&self.cx, &self.backup).await
+    }
+
+    /// Every schedule, by id.
+    pub async fn schedules(&self) -> Result<Vec<Schedule>> {
+        self.schedules.all(self.cx.store.as_ref()).await
+    }
+
+    /// One schedule.
+    pub async fn schedule(&self, id: u64) -> Result<Schedule> {
+        self.schedules.get(self.cx.store.as_ref(), id).await
+    }
+
+    /// Starts every schedule due at `now` (fulls before incrementals) and records the runs as
+    /// running; returns what each due schedule did. A host that runs backups concurrently
+    /// executes each [`RunOutcome::Started`] run's statement and reports it with
+    /// [`Executor::finish_run`]; [`Executor::run_due_schedules`] does both in order.
+    ///
+    /// An incremental due at the same tick as its full backup is skipped: its layer would be empty.
+    pub async fn start_due_runs(&self, now: Timestamp) -> Result<Vec<ScheduledRun>> {
+        self.schedules.start_due_runs(self.cx.store.as_ref(), now).await
+    }
+
+    /// Records that a started run finished at `now` with `result`, applying the schedule's
+    /// failure policy, unpausing a waiting incremental after its full's success, and dropping a
+    /// one-off schedule. Sets the run's outcome.
+    pub async fn finish_run(&self, run: &mut ScheduledRun, now: Timestamp, result: Result<QueryResult>) -> Result<()> {
+        self.schedules.finish_run(self.cx.store.as_ref(), run, now, result).await
+    }
+
+    /// Forgets runs recorded as running: call once when a scheduler starts, when no run of the
+    /// store can be running (one scheduler per store), so that runs of a process that died do not
+    /// hold `on_previous_running = 'wait'` schedules forever. (A killed backup resumes from its
+    /// checkpoint when the schedule runs it again.) Returns how many runs were forgotten.
+    pub async fn recover_schedules(&self) -> Result<usize> {
+        self.schedules.recover(self.cx.store.as_ref()).await
+    }
+
+    /// The host's tick: starts every schedule due at `now`, runs each started backup to the end
+    /// (one after another), and records the results. Returns what each due schedule did.
+    pub async fn run_due_schedules(&self, now: Timestamp) -> Result<Vec<ScheduledRun>> {
+        let mut runs = self.start_due_runs(now).await?;
+        for run in &mut runs {
+            if run.outcome == RunOutcome::Started {
+                let result = self.execute_statement(&Statement::Backup(run.statement.clone())).await;
+                self.finish_run(run, now, result).await?;
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Resolves `db.table` (as of `at`, or now) to its descriptor id, for row operations.
+    pub async fn table_id(&self, db: &str, table: &str, at: Option<Timestamp>) -> Result<DescId> {
+        ddl::table_id(self.cx.store.as_ref(), db, table, at).await
+    }
+
+    /// Resolves `db.table` to its key prefix for row operations (`put`, `get`, `scan`).
+    pub async fn table_prefix(&self, db: &str, table: &str, at: Option<Timestamp>) -> Result<[u8; 5]> {
+        Ok(keys::table_prefix(self.table_id(db, table, at).await?))
+    }
+}

@@ -1,0 +1,281 @@
+//! The schedule service: `CREATE SCHEDULE`, `SHOW SCHEDULES`, `PAUSE|RESUME|DROP SCHEDULE`, and
+//! the two halves of the tick a host drives ([`Executor::run_due_schedules`] runs the backups
+//! between them).
+//!
+//! Schedules live in the store's system span ([`crate::records`]), so a restarted scheduler
+//! continues where it stopped. The decisions are in [`crate::schedule`]; this file reads and
+//! writes the state.
+//!
+//! One scheduler per store is assumed: state is read, decided and written without a
+//! transaction, so two hosts ticking the same store at once could both start a run.
+
+use super::Context;
+#[cfg(doc)]
+use super::Executor;
+use crate::error::{Error, Result};
+use crate::kv::KvStore;
+use crate::records::{RecordStore, SCHEDULES};
+use crate::result::{QueryResult, Value};
+use crate::schedule::{plan_schedules, BackupKind, FinishEffect, Schedule, StartDecision, WAITING_FOR_FULL};
+use crate::sql::{BackupStmt, CreateScheduleStmt, Statement};
+use crate::timestamp::Timestamp;
+
+/// What a tick did with one due schedule.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RunOutcome {
+    /// Started and not finished yet (from [`Executor::start_due_runs`]): run
+    /// [`ScheduledRun::statement`], then call [`Executor::finish_run`].
+    Started,
+    /// The backup ran; its result row.
+    Succeeded(QueryResult),
+    /// The backup failed; the schedule's `on_execution_failure` applied.
+    Failed(Error),
+    /// Not run this time, and why.
+    Skipped(String),
+    /// Not started: the previous run is unfinished and `on_previous_running = 'wait'`.
+    Waiting,
+}
+
+/// One due schedule considered by a tick.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ScheduledRun {
+    /// The schedule.
+    pub schedule_id: u64,
+    /// Its label.
+    pub label: String,
+    /// Full or incremental.
+    pub kind: BackupKind,
+    /// The run's id when it started.
+    pub run_id: Option<u64>,
+    /// The backup it runs.
+    pub statement: BackupStmt,
+    /// What happened.
+    pub outcome: RunOutcome,
+}
+
+fn civil(t: Option<u64>) -> Value {
+    t.map(|t| Timestamp::from_nanos(t).to_civil_string()).into()
+}
+
+/// Reads and writes schedules and decides their runs.
+#[derive(Clone, Copy)]
+pub(super) struct ScheduleService {
+    records: RecordStore<Schedule>,
+}
+
+impl Default for ScheduleService {
+    fn default() -> Self {
+        ScheduleService { records: SCHEDULES }
+    }
+}
+
+impl ScheduleService {
+    /// Every schedule, by id.
+    pub(super) async fn all(&self, store: &dyn KvStore) -> Result<Vec<Schedule>> {
+        self.records.all(store).await
+    }
+
+    /// One schedule.
+    pub(super) async fn get(&self, store: &dyn KvStore, id: u64) -> Result<Schedule> {
+        self.records.get(store, id).await
+    }
+
+    async fn save(&self, store: &dyn KvStore, schedules: &[&Schedule]) -> Result<()> {
+        self.records.write(store, schedules.iter().map(|s| (s.id, Some(*s))).collect()).await
+    }
+
+    /// `CREATE SCHEDULE`: plans the schedule (or the full and incremental pair) and stores it.
+    pub(super) async fn create(&self, cx: &Context, stmt: &CreateScheduleStmt) -> Result<QueryResult> {
+        let store = cx.store.as_ref();
+        let mut out = QueryResult::new(&["schedule_id", "label", "status", "first_run", "schedule", "backup_stmt"]);
+        let now = store.now().await?.wall;
+        let label = stmt.label.clone().unwrap_or_else(|| format!("BACKUP {}", now / 1_000_000_000));
+        let existing = self.all(store).await?;
+        if stmt.if_not_exists && existing.iter().any(|s| s.label == label) {
+            return Ok(out);
+        }
+        // Check the collection opens and the statement plans before storing anything.
+        if let crate::sql::BackupDestination::Into { uris, .. } = &stmt.backup.destination {
+            cx.open_uris(uris)?;
+        }
+        let n = plan_schedules(stmt, &label, now, 1)?.len() as u64;
+        let first = self.records.allocate_ids(store, n).await?;
+        let schedules = plan_schedules(stmt, &label, now, first)?;
+        self.save(store, &schedules.iter().collect::<Vec<_>>()).await?;
+        for s in &schedules {
+            let status = match &s.status_message {
+                Some(m) if s.paused => format!("PAUSED: {m}"),
+                _ => s.state().to_string(),
+            };
+            out.push(vec![
+                s.id.into(),
+                s.label.clone().into(),
+                status.into(),
+                civil(s.next_run),
+                s.recurrence().to_string().into(),
+                Statement::Backup(s.backup.clone()).to_string().into(),
+            ]);
+        }
+        Ok(out)
+    }
+
+    /// `SHOW SCHEDULES`.
+    pub(super) async fn show(&self, store: &dyn KvStore) -> Result<QueryResult> {
+        let mut out = QueryResult::new(&[
+            "id",
+            "label",
+            "schedule_status",
+            "next_run",
+            "state",
+            "recurrence",
+            "jobs_running",
+            "created",
+            "command",
+        ]);
+        for s in self.all(store).await? {
+            out.push(vec![
+                s.id.into(),
+                s.label.clone().into(),
+                s.state().into(),
+                civil(s.next_run),
+                s.status_message.clone().into(),
+                s.recurrence().to_string().into(),
+                (s.running.len() as u64).into(),
+                civil(Some(s.created)),
+                Statement::Backup(s.backup.clone()).to_string().into(),
+            ]);
+        }
+        Ok(out)
+    }
+
+    /// `PAUSE SCHEDULE id`.
+    pub(super) async fn pause(&self, store: &dyn KvStore, id: u64) -> Result<QueryResult> {
+        let mut s = self.get(store, id).await?;
+        s.paused = true;
+        s.status_message = Some("paused by PAUSE SCHEDULE".into());
+        self.save(store, &[&s]).await?;
+        Ok(QueryResult::default())
+    }
+
+    /// `RESUME SCHEDULE id`.
+    pub(super) async fn resume(&self, store: &dyn KvStore, id: u64) -> Result<QueryResult> {
+        let mut s = self.get(store, id).await?;
+        let now = store.now().await?.wall;
+        s.paused = false;
+        s.status_message = None;
+        if s.cron.is_some() {
+            s.next_run = s.next_after(now);
+        } else if s.next_run.is_none() {
+            s.next_run = Some(now);
+        }
+        self.save(store, &[&s]).await?;
+        Ok(QueryResult::default())
+    }
+
+    /// `DROP SCHEDULE id` (its paired schedule forgets it).
+    pub(super) async fn remove(&self, store: &dyn KvStore, id: u64) -> Result<QueryResult> {
+        let s = self.get(store, id).await?;
+        let mut other = None;
+        if let Some(o) = s.paired {
+            if let Ok(mut o) = self.get(store, o).await {
+                o.paired = None;
+                other = Some(o);
+            }
+        }
+        let mut batch = vec![(s.id, None)];
+        batch.extend(other.as_ref().map(|o| (o.id, Some(o))));
+        self.records.write(store, batch).await?;
+        Ok(QueryResult::default())
+    }
+
+    /// See [`Executor::start_due_runs`].
+    pub(super) async fn start_due_runs(&self, store: &dyn KvStore, now: Timestamp) -> Result<Vec<ScheduledRun>> {
+        let now = now.wall;
+        let mut due: Vec<Schedule> = self.all(store).await?.into_iter().filter(|s| s.is_due(now)).collect();
+        due.sort_by_key(|s| (s.kind == BackupKind::Incremental, s.id));
+        let mut out = Vec::new();
+        let mut fulls_started = Vec::new();
+        for mut s in due {
+            let mut run = ScheduledRun {
+                schedule_id: s.id,
+                label: s.label.clone(),
+                kind: s.kind,
+                run_id: None,
+                statement: s.backup.clone(),
+                outcome: RunOutcome::Waiting,
+            };
+            if s.kind == BackupKind::Incremental && s.paired.is_some_and(|f| fulls_started.contains(&f)) {
+                s.skip(now);
+                run.outcome = RunOutcome::Skipped("its full backup runs at this time".into());
+            } else {
+                let run_id = self.records.allocate_ids(store, 1).await?;
+                match s.start(now, run_id) {
+                    StartDecision::Start => {
+                        run.run_id = Some(run_id);
+                        run.outcome = RunOutcome::Started;
+                        if s.kind == BackupKind::Full {
+                            fulls_started.push(s.id);
+                        }
+                    }
+                    StartDecision::Skip => {
+                        run.outcome = RunOutcome::Skipped("the previous run is still running".into())
+                    }
+                    StartDecision::Wait => run.outcome = RunOutcome::Waiting,
+                }
+            }
+            self.save(store, &[&s]).await?;
+            out.push(run);
+        }
+        Ok(out)
+    }
+
+    /// See [`Executor::finish_run`].
+    pub(super) async fn finish_run(
+        &self,
+        store: &dyn KvStore,
+        run: &mut ScheduledRun,
+        now: Timestamp,
+        result: Result<QueryResult>,
+    ) -> Result<()> {
+        let now = now.wall;
+        let Some(run_id) = run.run_id else { return Ok(()) };
+        let error = result.as_ref().err().map(|e| e.to_string());
+        run.outcome = match result {
+            Ok(r) => RunOutcome::Succeeded(r),
+            Err(e) => RunOutcome::Failed(e),
+        };
+        let mut s = match self.get(store, run.schedule_id).await {
+            Ok(s) => s,
+            Err(Error::NotFound { .. }) => return Ok(()), // dropped while running
+            Err(e) => return Err(e),
+        };
+        match s.finish(run_id, now, error) {
+            FinishEffect::None => self.save(store, &[&s]).await,
+            FinishEffect::Drop => self.records.delete(store, s.id).await,
+            FinishEffect::UnpauseIncremental(inc) => match self.get(store, inc).await {
+                Ok(mut i) if i.paused && i.status_message.as_deref() == Some(WAITING_FOR_FULL) => {
+                    i.paused = false;
+                    i.status_message = None;
+                    i.next_run = i.next_after(now);
+                    self.save(store, &[&s, &i]).await
+                }
+                _ => self.save(store, &[&s]).await,
+            },
+        }
+    }
+
+    /// See [`Executor::recover_schedules`].
+    pub(super) async fn recover(&self, store: &dyn KvStore) -> Result<usize> {
+        let mut forgotten = 0;
+        for mut s in self.all(store).await? {
+            if !s.running.is_empty() {
+                forgotten += s.running.len();
+                s.running.clear();
+                self.save(store, &[&s]).await?;
+            }
+        }
+        Ok(forgotten)
+    }
+}
