@@ -4,17 +4,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::envelope::DESCRIPTOR;
 use crate::error::{Error, Result};
-use crate::format::envelope::DESCRIPTOR;
 use crate::keys;
 use crate::span::Span;
 use crate::timestamp::Timestamp;
 
-/// A descriptor id. Databases and tables share one id space; user ids start at [`FIRST_USER_ID`].
-pub type DescId = u32;
-
-/// The first id given to a user-created database or table.
-pub const FIRST_USER_ID: DescId = 100;
+pub use crate::keys::{DescId, FIRST_USER_ID};
 
 /// Where an index is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

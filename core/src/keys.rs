@@ -7,8 +7,15 @@
 //! 0x10 <table id u32 BE> ...  a table's rows: the user's key follows the prefix
 //! ```
 
-use crate::catalog::DescId;
+use std::fmt;
+
 use crate::span::Span;
+
+/// A descriptor id. Databases and tables share one id space; user ids start at [`FIRST_USER_ID`].
+pub type DescId = u32;
+
+/// The first id given to a user-created database or table.
+pub const FIRST_USER_ID: DescId = 100;
 
 /// First byte of every system key.
 pub const SYSTEM_PREFIX: u8 = 0x01;
@@ -109,6 +116,19 @@ fn escape(bytes: &[u8]) -> String {
     }
     s.push('"');
     s
+}
+
+// A span prints its bounds as keys of this key space (here, so that `span` needs no `keys`).
+impl fmt::Debug for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}, {})", pretty_key(&self.start), pretty_key(&self.end))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
 }
 
 #[cfg(test)]

@@ -253,11 +253,6 @@ pub trait KvSink: MaybeSendSync {
     async fn validate_indexes(&self, _table: &TableDescriptor) -> Result<()> {
         Ok(())
     }
-
-    /// Whether the sink holds no user database or table (required by a full-cluster restore).
-    async fn is_empty(&self) -> Result<bool> {
-        Ok(self.catalog().await?.has_no_user_objects())
-    }
 }
 
 /// An engine that is both a source and a sink and takes ordinary writes: what the CLI and the

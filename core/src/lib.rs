@@ -35,16 +35,18 @@
 
 mod backup;
 mod catalog;
-mod checkpoint;
+mod chain;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod cron;
 pub mod crypto;
+mod envelope;
 mod error;
 mod exec;
 mod format;
 pub mod keys;
 mod kv;
+mod layout;
 mod locality;
 mod memkv;
 mod offload;
@@ -61,46 +63,42 @@ mod storage;
 mod timestamp;
 pub mod verify;
 
-pub use backup::{
-    dated_subdir, describe_scope, expand_table_name, is_dated_subdir, layer_subdir, plan_backup, plan_full_backup,
-    read_descriptor_history, resolve_targets, run_backup, BackupOptions, BackupPlan, BackupSpec, ExportTask,
+pub use backup::plan::{
+    describe_scope, expand_table_name, plan_backup, plan_full_backup, read_descriptor_history, resolve_targets,
+    split_units, BackupPlan, BackupSpec, ExportTask, PlannedUnit,
 };
+pub use backup::resume::{
+    find_unfinished, read_run, BackupPlanV1, CheckpointV1, RunState, UnitCheckpointV1, UnitRecord,
+};
+pub use backup::run::{run_backup, BackupOptions};
 pub use catalog::{
     Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor,
     FIRST_USER_ID,
 };
-pub use checkpoint::{
-    find_unfinished, find_unfinished_layer, read_checkpoint, Checkpoint, UnitCheckpoint, CHECKPOINT_NAME,
-};
+pub use chain::{catalog_at, layers_for, read_manifest, unlock, validate, Chain, Layer};
 pub use cron::CronExpr;
-pub use crypto::info::ENCRYPTION_INFO_NAME;
 pub use crypto::kdf::KdfParams;
-pub use crypto::keys::{KeyProvider, KeyRequest, Keyring, KmsOpener};
+pub use crypto::keyring::{KeyProvider, KeyRequest, Keyring, KmsOpener};
 pub use crypto::{DataKey, Entropy, FileCodec};
 pub use error::{Error, Result, Status};
-pub use exec::{
-    read_chain, read_chain_with, read_manifest, read_manifest_with, show_backup, Chain, Executor, Job, JobFuture,
-    JobSpawner, JobStatus, RunOutcome, ScheduledRun, INCREMENTALS_DIR, LATEST_NAME,
-};
+pub use exec::{show_backup, Executor, Job, JobFuture, JobSpawner, JobStatus, RunOutcome, ScheduledRun};
 pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
-pub use format::manifest::{
-    self, BackupScope, DescriptorRevision, FileInfo, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
-};
+pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest};
 pub use kv::{
     check_gc_threshold, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync, MvccFilter, PageBuilder, ScanPage,
     ScanRequest, WorkUnit,
 };
-pub use locality::{
-    locality_of, open_locations, route, storage_for_file, LocalityStorage, DEFAULT_LOCALITY, LOCALITY_PARAM,
+pub use layout::{
+    dated_subdir, is_dated_subdir, layer_dir, layer_subdir, CHECKPOINT_NAME, DATA_DIR, ENCRYPTION_INFO_NAME,
+    FILES_LIST_NAME, INCREMENTALS_DIR, LATEST_NAME, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME, PLAN_NAME, PROGRESS_DIR,
 };
+pub use locality::{locality_of, open_locations, Locations, DEFAULT_LOCALITY, LOCALITY_PARAM};
 pub use memkv::{Clock, MemKv};
 pub use offload::{CpuPool, Offload};
 pub use progress::{Progress, ProgressOperation, ProgressReporter};
 pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_uri, REDACTED};
-pub use restore::{
-    catalog_at, layers_for, prepare_restore, run_restore, validate_chain, DatabaseRestore, LayerFile, RestorePlan,
-    RestoreRunOptions, RestoreSelection, RestoreSummary, TableRestore,
-};
+pub use restore::plan::{prepare_restore, DatabaseRestore, LayerFile, RestorePlan, RestoreSelection, TableRestore};
+pub use restore::run::{run_restore, RestoreRunOptions, RestoreSummary};
 pub use result::{QueryResult, Value};
 pub use schedule::{
     pick_full_recurrence, plan_schedules, BackupKind, FinishEffect, OnFailure, OnPreviousRunning, Schedule,
@@ -112,4 +110,4 @@ pub use storage::{
     StorageOpener,
 };
 pub use timestamp::{Civil, Timestamp};
-pub use verify::{FileProblem, VerifyReport, FILES_LIST_NAME};
+pub use verify::{FileProblem, VerifyReport};

@@ -1,5 +1,5 @@
 //! Locality-aware backups: a list of URIs, each tagged `COCKROACH_LOCALITY=default` or
-//! `COCKROACH_LOCALITY=key%3Dvalue`, opened as one [`LocalityStorage`].
+//! `COCKROACH_LOCALITY=key%3Dvalue`, opened as one set of [`Locations`].
 //!
 //! ```text
 //!   BACKUP … TO ('s3://us?COCKROACH_LOCALITY=default', 's3://west?COCKROACH_LOCALITY=region%3Dus-west')
@@ -9,22 +9,19 @@
 //!   BACKUP_MANIFEST, checksum, LATEST, ENCRYPTION-INFO ───▶ 's3://us…' (the default location)
 //! ```
 //!
-//! A [`LocalityStorage`] is an [`ExternalStorage`] whose every operation goes to the default
-//! location, so the rest of backup and restore treat a list like one URI (subdirectories of it
-//! are lists of the same subdirectories, see [`ExternalStorage::locality`]). Data files are the
-//! exception: a backup writes each to the location matching its work unit's locality and records
-//! that locality in the manifest; a restore reads each from the location its `FileInfo` names.
+//! Every file but the data files lives in the default location ([`Locations::storage`]); a
+//! subdirectory of a set of locations is the set of the same subdirectories
+//! ([`Locations::subdir`]). A backup writes each data file to the location matching its work
+//! unit's locality ([`Locations::route`]) and records that locality in the manifest; a restore
+//! reads each from the location its `FileInfo` names ([`Locations::for_file`]). One URI is a set
+//! with a default location only. (The storage trait knows nothing of localities.)
 
-use std::ops::Range;
 use std::sync::Arc;
-
-use async_trait::async_trait;
-use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::format::manifest::FileInfo;
 use crate::redact::redact_uri;
-use crate::storage::{ExternalStorage, MultipartUpload, ObjectMeta, StorageOpener};
+use crate::storage::{subdir, ExternalStorage, StorageOpener};
 
 /// The URI parameter that tags the URIs of a locality-aware backup.
 pub const LOCALITY_PARAM: &str = "COCKROACH_LOCALITY";
@@ -32,26 +29,94 @@ pub const LOCALITY_PARAM: &str = "COCKROACH_LOCALITY";
 /// The value of [`LOCALITY_PARAM`] that marks the default location.
 pub const DEFAULT_LOCALITY: &str = "default";
 
-/// The default location of a locality-aware backup and one location per locality tier
-/// (`region=us-west`). Every [`ExternalStorage`] operation goes to the default location, except
-/// [`ExternalStorage::delete`], which removes the path from every location (a path of a backup
-/// names one file, wherever its locality put it); [`ExternalStorage::locality`] gives the others.
-pub struct LocalityStorage {
+/// Where a backup's files go: the default location, and one location per locality tier
+/// (`region=us-west`) of a locality-aware backup. Cloning shares the storages.
+#[derive(Clone)]
+pub struct Locations {
     default: Arc<dyn ExternalStorage>,
-    localities: Vec<(String, Arc<dyn ExternalStorage>)>,
+    tiers: Vec<(String, Arc<dyn ExternalStorage>)>,
 }
 
-impl LocalityStorage {
+impl Locations {
     /// A default location and `(tier, location)` pairs, tiers as `key=value`.
-    pub fn new(default: Arc<dyn ExternalStorage>, localities: Vec<(String, Arc<dyn ExternalStorage>)>) -> Self {
-        LocalityStorage { default, localities }
+    pub fn new(default: Arc<dyn ExternalStorage>, tiers: Vec<(String, Arc<dyn ExternalStorage>)>) -> Self {
+        Locations { default, tiers }
+    }
+
+    /// One location (not locality-aware).
+    pub fn single(storage: Arc<dyn ExternalStorage>) -> Self {
+        Locations { default: storage, tiers: Vec::new() }
+    }
+
+    /// The default location: where everything but locality-routed data files lives.
+    pub fn storage(&self) -> &Arc<dyn ExternalStorage> {
+        &self.default
+    }
+
+    /// The default location's URI, secrets redacted.
+    pub fn describe(&self) -> String {
+        self.default.describe()
+    }
+
+    /// The same subdirectory `dir` of every location.
+    pub fn subdir(&self, dir: &str) -> Locations {
+        Locations {
+            default: subdir(&self.default, dir),
+            tiers: self.tiers.iter().map(|(t, s)| (t.clone(), subdir(s, dir))).collect(),
+        }
+    }
+
+    /// The location of locality tier `tier`, if the list has one.
+    pub fn tier(&self, tier: &str) -> Option<&Arc<dyn ExternalStorage>> {
+        self.tiers.iter().find(|(t, _)| t == tier).map(|(_, s)| s)
+    }
+
+    /// Removes `path` from every location (a data file's path names one file, wherever its
+    /// locality put it).
+    pub async fn delete_everywhere(&self, path: &str) -> Result<()> {
+        self.default.delete(path).await?;
+        for (_, location) in &self.tiers {
+            location.delete(path).await?;
+        }
+        Ok(())
+    }
+
+    /// Where the files of a work unit go: the location of the most specific tier of `locality`
+    /// (`region=us-west,zone=us-west-1a` prefers a `zone=us-west-1a` URI to a `region=us-west`
+    /// one) that the list has, with that tier; otherwise the default location, with `None`.
+    pub fn route(&self, locality: Option<&str>) -> (Arc<dyn ExternalStorage>, Option<String>) {
+        for tier in locality.unwrap_or_default().split(',').rev().map(str::trim).filter(|t| !t.is_empty()) {
+            if let Some(location) = self.tier(tier) {
+                return (location.clone(), Some(tier.to_string()));
+            }
+        }
+        (self.default.clone(), None)
+    }
+
+    /// The location holding `file` of a backup layer: the default location, or the one of its
+    /// recorded locality, which the restore must have been given.
+    pub fn for_file(&self, file: &FileInfo) -> Result<Arc<dyn ExternalStorage>> {
+        match &file.locality {
+            None => Ok(self.default.clone()),
+            Some(tier) => self.tier(tier).cloned().ok_or_else(|| {
+                Error::invalid(
+                    "restore source",
+                    format!(
+                        "{} is stored in locality {tier}, but no URI with {LOCALITY_PARAM}={} was given: \
+                         list the backup's URIs for every locality, as in BACKUP",
+                        file.path,
+                        tier.replace('=', "%3D")
+                    ),
+                )
+            }),
+        }
     }
 }
 
-/// Opens a backup's list of URIs: one URI as it is, several as a [`LocalityStorage`]. In a list
+/// Opens a backup's list of URIs: one URI as a single location, several as the locations of a locality-aware backup. In a list
 /// every URI carries `COCKROACH_LOCALITY`, exactly one of them `default`, the others distinct
 /// `key=value` tiers. A single URI may carry `COCKROACH_LOCALITY=default`, nothing else.
-pub fn open_locations(opener: &dyn StorageOpener, uris: &[String]) -> Result<Arc<dyn ExternalStorage>> {
+pub fn open_locations(opener: &dyn StorageOpener, uris: &[String]) -> Result<Locations> {
     let invalid = |message: String| Error::invalid("locality-aware backup", message);
     match uris {
         [] => Err(Error::invalid("backup location", "no URI given")),
@@ -61,7 +126,7 @@ pub fn open_locations(opener: &dyn StorageOpener, uris: &[String]) -> Result<Arc
                  {LOCALITY_PARAM}=default",
                 redact_uri(one)
             ))),
-            _ => opener.open(one),
+            _ => Ok(Locations::single(opener.open(one)?)),
         },
         many => {
             let mut default = None;
@@ -88,7 +153,7 @@ pub fn open_locations(opener: &dyn StorageOpener, uris: &[String]) -> Result<Arc
             }
             let default = default
                 .ok_or_else(|| invalid(format!("no URI of the list has {LOCALITY_PARAM}=default; exactly one must")))?;
-            Ok(Arc::new(LocalityStorage::new(default, localities)))
+            Ok(Locations::new(default, localities))
         }
     }
 }
@@ -122,83 +187,11 @@ pub fn locality_of(uri: &str) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// Where the files of a work unit go: the location of the most specific tier of `locality`
-/// (`region=us-west,zone=us-west-1a` prefers a `zone=us-west-1a` URI to a `region=us-west` one)
-/// that the storage has, with that tier; otherwise the storage itself (the default), with `None`.
-pub fn route(storage: &Arc<dyn ExternalStorage>, locality: Option<&str>) -> (Arc<dyn ExternalStorage>, Option<String>) {
-    for tier in locality.unwrap_or_default().split(',').rev().map(str::trim).filter(|t| !t.is_empty()) {
-        if let Some(location) = storage.locality(tier) {
-            return (location, Some(tier.to_string()));
-        }
-    }
-    (storage.clone(), None)
-}
-
-/// The location holding `file` of a backup layer stored in `layer`: the default location, or
-/// the one of its recorded locality, which the restore must have been given.
-pub fn storage_for_file(layer: &Arc<dyn ExternalStorage>, file: &FileInfo) -> Result<Arc<dyn ExternalStorage>> {
-    match &file.locality {
-        None => Ok(layer.clone()),
-        Some(tier) => layer.locality(tier).ok_or_else(|| {
-            Error::invalid(
-                "restore source",
-                format!(
-                    "{} is stored in locality {tier}, but no URI with {LOCALITY_PARAM}={} was given: \
-                     list the backup's URIs for every locality, as in BACKUP",
-                    file.path,
-                    tier.replace('=', "%3D")
-                ),
-            )
-        }),
-    }
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl ExternalStorage for LocalityStorage {
-    fn describe(&self) -> String {
-        self.default.describe()
-    }
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.default.put(path, data).await
-    }
-    async fn put_volatile(&self, path: &str, data: Bytes) -> Result<()> {
-        self.default.put_volatile(path, data).await
-    }
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        self.default.put_if_absent(path, data).await
-    }
-    async fn get(&self, path: &str) -> Result<Bytes> {
-        self.default.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        self.default.get_range(path, range).await
-    }
-    async fn size(&self, path: &str) -> Result<u64> {
-        self.default.size(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.default.list(prefix).await
-    }
-    async fn delete(&self, path: &str) -> Result<()> {
-        self.default.delete(path).await?;
-        for (_, location) in &self.localities {
-            location.delete(path).await?;
-        }
-        Ok(())
-    }
-    async fn put_multipart<'a>(&'a self, path: &str) -> Result<Box<dyn MultipartUpload + 'a>> {
-        self.default.put_multipart(path).await
-    }
-    fn locality(&self, tier: &str) -> Option<Arc<dyn ExternalStorage>> {
-        self.localities.iter().find(|(l, _)| l == tier).map(|(_, s)| s.clone())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{subdir, MemoryOpener};
+    use crate::storage::MemoryOpener;
+    use bytes::Bytes;
     use futures::executor::block_on;
     #[cfg(all(target_family = "wasm", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -259,7 +252,7 @@ mod tests {
         // One URI, default or untagged, is a plain location.
         for one in ["memory://a", "memory://a?COCKROACH_LOCALITY=default"] {
             let s = open_locations(&opener, &uris(&[one])).unwrap();
-            assert!(s.locality("region=x").is_none());
+            assert!(s.tier("region=x").is_none());
         }
     }
 
@@ -275,7 +268,7 @@ mod tests {
             let root = open_locations(&opener, &list).unwrap();
             assert_eq!(root.describe(), "memory://main");
             // A subdirectory of the list is the list of the subdirectories.
-            let layer = subdir(&root, "2026/layer");
+            let layer = root.subdir("2026/layer");
             let cases = [
                 (Some("region=us-west"), "memory://west/2026/layer", Some("region=us-west")),
                 (Some("region=us-west,zone=w1"), "memory://zone/2026/layer", Some("zone=w1")),
@@ -284,23 +277,23 @@ mod tests {
                 (None, "memory://main/2026/layer", None),
             ];
             for (unit, shown, recorded) in cases {
-                let (target, tier) = route(&layer, unit);
+                let (target, tier) = layer.route(unit);
                 assert_eq!((target.describe().as_str(), tier.as_deref()), (shown, recorded), "{unit:?}");
                 target.put("data/f.sst", Bytes::from_static(b"x")).await.unwrap();
                 let file = file(tier);
-                let found = storage_for_file(&layer, &file).unwrap();
+                let found = layer.for_file(&file).unwrap();
                 assert_eq!(found.describe(), shown);
                 assert_eq!(found.get("data/f.sst").await.unwrap(), Bytes::from_static(b"x"));
             }
             // Deleting through the list removes the path everywhere.
-            layer.delete("data/f.sst").await.unwrap();
+            layer.delete_everywhere("data/f.sst").await.unwrap();
             for store in ["memory://west", "memory://zone", "memory://main"] {
                 assert!(opener.open(store).unwrap().list("").await.unwrap().is_empty(), "{store}");
             }
             // A restore given fewer URIs than the backup wrote to names the missing locality.
             let partial = open_locations(&opener, &uris(&["memory://main?COCKROACH_LOCALITY=default"])).unwrap();
             let file = file(Some("zone=w1".into()));
-            let err = storage_for_file(&subdir(&partial, "2026/layer"), &file).err().unwrap();
+            let err = partial.subdir("2026/layer").for_file(&file).err().unwrap();
             assert_eq!(
                 err.to_string(),
                 "invalid restore source: data/f.sst is stored in locality zone=w1, but no URI with \

@@ -19,8 +19,8 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::envelope::Envelope;
 use crate::error::{Error, Result};
-use crate::format::envelope::Envelope;
 use crate::keys::system_key;
 use crate::kv::{read_span, KvStore};
 use crate::schedule::Schedule;

@@ -47,18 +47,6 @@ impl Span {
     }
 }
 
-impl fmt::Debug for Span {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}, {})", crate::keys::pretty_key(&self.start), crate::keys::pretty_key(&self.end))
-    }
-}
-
-impl fmt::Display for Span {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
 /// The smallest key greater than every key with this prefix (`[0xff]` for an all-`0xff` prefix,
 /// which no key in strata's key space reaches).
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {

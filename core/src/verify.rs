@@ -15,40 +15,21 @@
 //! [`verify_chain`] reports each problem by file: missing, wrong size, wrong SHA-256, a manifest
 //! that does not match its checksum or does not decrypt, a damaged `ENCRYPTION-INFO` or list.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
+use crate::chain::blame_checksum_mismatch;
 use crate::crypto::aead::is_sealed;
-use crate::crypto::info::{EncryptionInfo, ENCRYPTION_INFO_NAME};
+use crate::crypto::info::EncryptionInfo;
 use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
-use crate::exec::INCREMENTALS_DIR;
 pub use crate::format::files_list::{
-    decode_files_list, encode_files_list, FilesList, ListedFile, FILES_LIST_MAGIC, FILES_LIST_NAME, FILES_LIST_VERSION,
+    decode_files_list, encode_files_list, FilesList, ListedFile, FILES_LIST_MAGIC, FILES_LIST_VERSION,
 };
-use crate::format::manifest::{sha256, verify_manifest_checksum, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME};
+use crate::format::manifest::{sha256, verify_manifest_checksum, Manifest};
+use crate::layout::{self, ENCRYPTION_INFO_NAME, FILES_LIST_NAME, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME};
+use crate::locality::Locations;
 use crate::result::QueryResult;
-use crate::storage::{subdir, ExternalStorage};
-
-/// When a manifest does not match its checksum file, which of the two is damaged: with the
-/// chain's key, the manifest's encryption tells (it authenticates, or not). `None` without a key.
-pub fn blame_checksum_mismatch(dir: &dyn ExternalStorage, codec: &FileCodec, manifest: &Bytes) -> Option<Error> {
-    if !codec.is_encrypted() {
-        return None;
-    }
-    let shown = dir.describe();
-    Some(match codec.open(MANIFEST_NAME, manifest.clone(), &format!("{shown}/{MANIFEST_NAME}")) {
-        Ok(_) => Error::corrupt(
-            format!("{shown}/{MANIFEST_CHECKSUM_NAME}"),
-            format!("does not match {MANIFEST_NAME}, which is intact (its encryption authenticates it)"),
-        ),
-        Err(_) => Error::corrupt(
-            format!("{shown}/{MANIFEST_NAME}"),
-            format!("does not match {MANIFEST_CHECKSUM_NAME}, and fails authentication: the manifest is damaged"),
-        ),
-    })
-}
+use crate::storage::ExternalStorage;
 
 /// A problem with one file of a backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,34 +85,15 @@ impl VerifyReport {
 /// The layer directories of the chain rooted at `root`: `root`, then each layer appended under
 /// `incrementals/` (found by any of its files, so a layer whose manifest is gone is still
 /// checked), in name (time) order.
-pub async fn layer_dirs(root: &Arc<dyn ExternalStorage>) -> Result<Vec<Arc<dyn ExternalStorage>>> {
-    let mut dirs: Vec<String> = Vec::new();
-    for o in root.list(&format!("{INCREMENTALS_DIR}/")).await? {
-        let dir = match o.path.split_once("/data/") {
-            Some((dir, _)) => dir,
-            None => match o.path.rsplit_once('/') {
-                Some((dir, name)) if LAYER_FILES.contains(&name) => dir,
-                _ => continue,
-            },
-        };
-        if !dirs.iter().any(|d| d == dir) {
-            dirs.push(dir.to_string());
-        }
-    }
-    dirs.sort();
-    Ok(std::iter::once(root.clone()).chain(dirs.iter().map(|d| subdir(root, d))).collect())
+pub async fn layer_dirs(root: &Locations) -> Result<Vec<Locations>> {
+    let dirs = layout::layer_dirs(root.storage().as_ref()).await?;
+    Ok(std::iter::once(root.clone()).chain(dirs.iter().map(|d| root.subdir(d))).collect())
 }
-
-/// The files every layer directory holds besides its data files.
-const LAYER_FILES: &[&str] = &[MANIFEST_NAME, MANIFEST_CHECKSUM_NAME, FILES_LIST_NAME];
 
 /// Checks every file of a chain: `ENCRYPTION-INFO` in `root` (the full backup's directory), and
 /// each of `layers` (see [`verify_layer`]). `codec` is the chain's, when its key is known.
-pub async fn verify_chain(
-    root: &Arc<dyn ExternalStorage>,
-    layers: &[Arc<dyn ExternalStorage>],
-    codec: Option<&FileCodec>,
-) -> VerifyReport {
+pub async fn verify_chain(root: &Locations, layers: &[Locations], codec: Option<&FileCodec>) -> VerifyReport {
+    let root = root.storage();
     let mut report = VerifyReport::default();
     let root_sealed = match root.get_range(MANIFEST_NAME, 0..8).await {
         Ok(head) => is_sealed(&head),
@@ -165,7 +127,7 @@ pub async fn verify_chain(
         Err(e) => report.error(root.as_ref(), ENCRYPTION_INFO_NAME, e),
     }
     for layer in layers {
-        report.extend(verify_layer(layer.as_ref(), codec).await);
+        report.extend(verify_layer(layer, codec).await);
     }
     report
 }
@@ -173,7 +135,8 @@ pub async fn verify_chain(
 /// Checks one layer's directory: its manifest against its checksum (and, with the key, that it
 /// decrypts), then every data file it names for existence, size and SHA-256 of the stored bytes.
 /// Without the key, an encrypted layer's data files are taken from `BACKUP-FILES`.
-pub async fn verify_layer(dir: &dyn ExternalStorage, codec: Option<&FileCodec>) -> VerifyReport {
+pub async fn verify_layer(locations: &Locations, codec: Option<&FileCodec>) -> VerifyReport {
+    let dir = locations.storage().as_ref();
     let mut report = VerifyReport { layers: 1, ..VerifyReport::default() };
     let manifest = read_or_report(dir, MANIFEST_NAME, &mut report).await;
     let checksum = read_or_report(dir, MANIFEST_CHECKSUM_NAME, &mut report).await;
@@ -242,15 +205,11 @@ pub async fn verify_layer(dir: &dyn ExternalStorage, codec: Option<&FileCodec>) 
     for f in &files {
         report.files += 1;
         // A locality-aware backup keeps each file in its locality's location.
-        let located;
         let dir: &dyn ExternalStorage = match &f.locality {
             None => dir,
             Some(tier) => {
-                match dir.locality(tier) {
-                    Some(location) => {
-                        located = location;
-                        located.as_ref()
-                    }
+                match locations.tier(tier) {
+                    Some(location) => location.as_ref(),
                     None => {
                         report.problem(
                         dir,

@@ -23,6 +23,7 @@ use strata_core::{
     MemKv, MemoryOpener, ObjectMeta, QueryResult, RestorePlan, RestoreRunOptions, Result, StorageOpener,
     TableDescriptor, TableRestore, Timestamp, VerifyReport, ENCRYPTION_INFO_NAME,
 };
+use strata_core::{BackupScope, Chain, Layer, Locations, Manifest, MvccFilter};
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -205,7 +206,7 @@ fn encrypted_backup_restores_and_no_plaintext_reaches_storage() {
             .await
             .unwrap();
         assert!(chain.codec.is_encrypted());
-        let statement = &chain.manifests[0].statement;
+        let statement = &chain.layers[0].manifest.statement;
         assert!(statement.contains("encryption_passphrase = 'redacted'") && !statement.contains(PASS), "{statement}");
 
         // Every file checks out, with and without the key.
@@ -715,7 +716,7 @@ fn ranged_reads_of_an_encrypted_file_fetch_and_decrypt_only_the_needed_chunks() 
         };
         let plan = |path: &str| RestorePlan {
             as_of: ts,
-            layers: 1,
+            layers: vec!["memory://r".into()],
             databases: vec![DatabaseRestore {
                 old_id: 100,
                 descriptor: DatabaseDescriptor { id: 200, name: "db".into(), version: 1, modification_time: ts },
@@ -735,8 +736,8 @@ fn ranged_reads_of_an_encrypted_file_fetch_and_decrypt_only_the_needed_chunks() 
             files: vec![LayerFile { layer: 0, file: file(path) }],
         };
         let sink = MemKv::new();
-        let layers: Vec<Arc<dyn ExternalStorage>> = vec![counting.clone()];
-        let options = RestoreRunOptions::default().with_codec(codec.clone());
+        let layers = one_layer_chain(counting.clone(), codec.clone(), ts);
+        let options = RestoreRunOptions::default();
         run_restore(&sink, &layers, &plan("data/two.sst"), &options).await.unwrap();
         let now = sink.now().await.unwrap();
         let got: Vec<_> =
@@ -751,7 +752,7 @@ fn ranged_reads_of_an_encrypted_file_fetch_and_decrypt_only_the_needed_chunks() 
         let mut plain_plan = plan("data/two.sst");
         plain_plan.files[0].file.size = plain.len() as u64;
         plain_plan.files[0].file.sha256 = sha256(&plain);
-        let plain_layers: Vec<Arc<dyn ExternalStorage>> = vec![plain_counting.clone()];
+        let plain_layers = one_layer_chain(plain_counting.clone(), FileCodec::plain(), ts);
         run_restore(&MemKv::new(), &plain_layers, &plain_plan, &RestoreRunOptions::default()).await.unwrap();
         let plain_read = plain_counting.read.load(Ordering::Relaxed);
         assert!(plain_read < plain.len() as u64 / 2, "plain: read {plain_read} of {}", plain.len());
@@ -908,4 +909,26 @@ fn unknown_versions_of_the_encrypted_formats_are_refused_by_name() {
         err.to_string(),
         "corrupt x/BACKUP_MANIFEST: encryption format version 9 is not readable by this build (reads 1)"
     );
+}
+
+/// A chain of one layer, named `memory://r`, in `storage` (its manifest holds only what a
+/// hand-made restore plan needs: the plan names the files itself).
+fn one_layer_chain(storage: Arc<dyn ExternalStorage>, codec: FileCodec, end_time: Timestamp) -> Chain {
+    let manifest = Manifest {
+        created_by: "test".into(),
+        start_time: Timestamp::ZERO,
+        end_time,
+        mvcc_filter: MvccFilter::Latest,
+        scope: BackupScope::Cluster,
+        is_full_cluster: false,
+        spans: vec![],
+        introduced_spans: vec![],
+        descriptors: vec![],
+        descriptor_changes: vec![],
+        files: vec![],
+        dependencies: vec![],
+        statement: String::new(),
+        revision_start_time: end_time,
+    };
+    Chain { layers: vec![Layer { name: "memory://r".into(), dir: Locations::single(storage), manifest }], codec }
 }

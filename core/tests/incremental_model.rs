@@ -287,7 +287,7 @@ impl Model {
                 }
             };
             let c = texec.open_chain(&src).await.unwrap();
-            for (i, m) in c.manifests.iter().enumerate() {
+            for (i, m) in c.layers.iter().map(|l| &l.manifest).enumerate() {
                 eprintln!(
                     "layer {i}: ({}, {}] rs={} filter={:?} spans={:?} introduced={:?}",
                     m.start_time, m.end_time, m.revision_start_time, m.mvcc_filter, m.spans, m.introduced_spans

@@ -15,7 +15,7 @@ use futures::executor::block_on;
 use futures::task::noop_waker;
 use strata_core::{
     keys, BackupOptions, Executor, JobFuture, JobSpawner, MemKv, MemoryOpener, QueryResult, Result, StorageOpener,
-    Value, CHECKPOINT_NAME, MANIFEST_NAME,
+    Value, MANIFEST_NAME, PLAN_NAME,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -154,7 +154,7 @@ fn detached_backup_pause_resume_and_succeed() {
     assert_eq!(s.spawner.pending(), 0);
     assert_eq!(s.field(id, "status"), "paused");
     let files = s.files("memory://c");
-    assert!(files.iter().any(|f| f.ends_with(CHECKPOINT_NAME)), "{files:?}");
+    assert!(files.iter().any(|f| f.ends_with(PLAN_NAME)), "{files:?}");
     assert!(!files.iter().any(|f| f.ends_with(MANIFEST_NAME)));
     let err = block_on(s.exec.execute(&format!("PAUSE JOB {id}"))).unwrap_err();
     assert!(err.to_string().contains("only a running job can be paused"), "{err}");
@@ -168,7 +168,7 @@ fn detached_backup_pause_resume_and_succeed() {
     assert_eq!(s.field(id, "fraction_completed"), "1.000");
     assert_eq!(s.field(id, "rows"), "600");
     assert_eq!(s.sql("SHOW BACKUPS IN 'memory://c'").rows.len(), 1);
-    assert!(!s.files("memory://c").iter().any(|f| f.ends_with(CHECKPOINT_NAME)));
+    assert!(!s.files("memory://c").iter().any(|f| f.ends_with(PLAN_NAME)));
 
     // It restores exactly.
     let target_kv = MemKv::new();

@@ -15,6 +15,7 @@ use strata_core::{
     DatabaseDescriptor, Descriptor, DescriptorChange, ExternalStorage, IndexDescriptor, IndexState, KvSink, KvSource,
     MemKv, MemoryStorage, RestoreRunOptions, TableDescriptor, Timestamp,
 };
+use strata_core::{Chain, KeyRequest, Keyring, Locations};
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -131,7 +132,9 @@ fn check(ops: Vec<Op>, at: prop::sample::Index, target: u8, block_size: usize) -
         let options = BackupOptions::default()
             .with_target_file_size(300)
             .with_data_file(DataFileOptions::default().with_block_size(block_size));
-        let manifest = run_backup(&source, storage.clone(), &plan, &options).await.unwrap();
+        let dir = Locations::single(storage.clone());
+        let manifest = run_backup(&source, &dir, &plan, &options).await.unwrap();
+        let chain = Chain::open_dir(&dir, &Keyring::default(), KeyRequest::default()).await.unwrap();
         prop_assert_eq!(manifest.end_time, end);
 
         let target_kv = MemKv::new();
@@ -142,18 +145,10 @@ fn check(ops: Vec<Op>, at: prop::sample::Index, target: u8, block_size: usize) -
             target_kv.publish(vec![DescriptorChange::Put(Descriptor::Database(db))]).await.unwrap();
         }
         let target_catalog = target_kv.catalog().await.unwrap();
-        let selection = prepare_restore(
-            std::slice::from_ref(&manifest),
-            None,
-            &target_catalog,
-            &targets,
-            &RestoreOptions::default(),
-        )
-        .unwrap();
+        let selection = prepare_restore(&chain, None, &target_catalog, &targets, &RestoreOptions::default()).unwrap();
         let first = target_kv.allocate_ids(selection.ids_needed()).await.unwrap();
         let plan = selection.plan(first).unwrap();
-        let storage: Arc<dyn ExternalStorage> = storage;
-        run_restore(&target_kv, &[storage], &plan, &RestoreRunOptions::default()).await.unwrap();
+        run_restore(&target_kv, &chain, &plan, &RestoreRunOptions::default()).await.unwrap();
 
         let now = target_kv.now().await.unwrap();
         let restored_catalog = target_kv.catalog_at(now).await.unwrap();
@@ -189,7 +184,9 @@ fn a_failed_restore_leaves_nothing_visible() {
         let catalog = source.catalog_at(end).await.unwrap();
         let storage = Arc::new(MemoryStorage::new("fail"));
         let plan = plan_full_backup(&catalog, &Targets::Cluster, end, "BACKUP".into()).unwrap();
-        let manifest = run_backup(&source, storage.clone(), &plan, &BackupOptions::default()).await.unwrap();
+        let dir = Locations::single(storage.clone());
+        let manifest = run_backup(&source, &dir, &plan, &BackupOptions::default()).await.unwrap();
+        let chain = Chain::open_dir(&dir, &Keyring::default(), KeyRequest::default()).await.unwrap();
         // Damage the only data file of the table: the restore must fail and leave nothing behind.
         let file = manifest.files.iter().find(|f| keys::decode_table_key(&f.span.start).is_some()).unwrap();
         let mut bytes = storage.get(&file.path).await.unwrap().to_vec();
@@ -199,18 +196,11 @@ fn a_failed_restore_leaves_nothing_visible() {
 
         let target = MemKv::new();
         let target_catalog = target.catalog().await.unwrap();
-        let selection = prepare_restore(
-            std::slice::from_ref(&manifest),
-            None,
-            &target_catalog,
-            &Targets::Cluster,
-            &RestoreOptions::default(),
-        )
-        .unwrap();
+        let selection =
+            prepare_restore(&chain, None, &target_catalog, &Targets::Cluster, &RestoreOptions::default()).unwrap();
         let first = target.allocate_ids(selection.ids_needed()).await.unwrap();
         let plan = selection.plan(first).unwrap();
-        let storage: Arc<dyn ExternalStorage> = storage;
-        let err = run_restore(&target, &[storage], &plan, &RestoreRunOptions::default()).await.unwrap_err();
+        let err = run_restore(&target, &chain, &plan, &RestoreRunOptions::default()).await.unwrap_err();
         assert!(err.to_string().contains(&file.path), "error should name the damaged file: {err}");
         assert!(target.catalog().await.unwrap().has_no_user_objects());
         for t in &plan.tables {

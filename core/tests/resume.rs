@@ -1,5 +1,5 @@
-//! Checkpoints and resume in-process: a backup future dropped mid-way (as a killed process
-//! stops: no cleanup runs) leaves `BACKUP-CHECKPOINT`; the same statement run again resumes it
+//! Resume in-process: a backup future dropped mid-way (as a killed process stops: no cleanup
+//! runs) leaves its `BACKUP-PLAN` and per-unit done records; the same statement run again resumes it
 //! without writing the finished files again, and the backup restores exactly.
 
 use std::collections::BTreeMap;
@@ -14,8 +14,8 @@ use common::{Call, Hook, HookedOpener};
 use futures::executor::block_on;
 use futures::FutureExt;
 use strata_core::{
-    keys, read_checkpoint, BackupOptions, Executor, FileCodec, MemKv, MemoryOpener, Result, StorageOpener,
-    CHECKPOINT_NAME, MANIFEST_NAME,
+    keys, read_run, BackupOptions, Executor, FileCodec, MemKv, MemoryOpener, Result, StorageOpener, MANIFEST_NAME,
+    PLAN_NAME, PROGRESS_DIR,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -81,11 +81,11 @@ fn a_dropped_backup_resumes_from_its_checkpoint() {
     assert!(block_on(async { first.execute(statement).now_or_never() }).is_none(), "the backup should hang");
     let root = memory.open("memory://c").unwrap();
     let listed = block_on(root.list("")).unwrap();
-    let checkpoint_path = listed.iter().find(|o| o.path.ends_with(CHECKPOINT_NAME)).expect("a checkpoint").path.clone();
-    let dir = checkpoint_path.strip_suffix(&format!("/{CHECKPOINT_NAME}")).unwrap().to_string();
+    let checkpoint_path = listed.iter().find(|o| o.path.ends_with(PLAN_NAME)).expect("a plan").path.clone();
+    let dir = checkpoint_path.strip_suffix(&format!("/{PLAN_NAME}")).unwrap().to_string();
     assert!(!listed.iter().any(|o| o.path.ends_with(MANIFEST_NAME)));
     let dir_storage = memory.open(&format!("memory://c/{dir}")).unwrap();
-    let checkpoint = block_on(read_checkpoint(dir_storage.as_ref(), &FileCodec::plain())).unwrap();
+    let checkpoint = block_on(read_run(dir_storage.as_ref(), &FileCodec::plain())).unwrap();
     let finished: BTreeMap<String, Bytes> =
         checkpoint.files().map(|f| (f.path.clone(), block_on(dir_storage.get(&f.path)).unwrap())).collect();
     assert!(finished.len() >= 5, "finished files: {:?}", finished.keys());
@@ -102,7 +102,8 @@ fn a_dropped_backup_resumes_from_its_checkpoint() {
         assert!(!puts.iter().any(|p| p.ends_with(&format!("/{path}"))), "{path} was written again");
         assert_eq!(&block_on(dir_storage.get(path)).unwrap(), &finished[path], "{path} changed");
     }
-    assert!(block_on(dir_storage.size(CHECKPOINT_NAME)).is_err(), "the checkpoint is removed at the end");
+    assert!(block_on(dir_storage.size(PLAN_NAME)).is_err(), "the plan is removed at the end");
+    assert!(block_on(dir_storage.list(PROGRESS_DIR)).unwrap().is_empty(), "so are the done records");
     assert_eq!(block_on(second.execute("SHOW BACKUPS IN 'memory://c'")).unwrap().rows.len(), 1);
 
     // It restores exactly the data as of the backup's end time.
@@ -147,16 +148,12 @@ fn a_dropped_incremental_resumes_its_layer() {
     let first = executor(&kv, opener(&memory, 6));
     assert!(block_on(async { first.execute(statement).now_or_never() }).is_none(), "the backup should hang");
     let root = memory.open("memory://c").unwrap();
-    let checkpoint_path = block_on(root.list(""))
-        .unwrap()
-        .into_iter()
-        .find(|o| o.path.ends_with(CHECKPOINT_NAME))
-        .expect("a checkpoint")
-        .path;
+    let checkpoint_path =
+        block_on(root.list("")).unwrap().into_iter().find(|o| o.path.ends_with(PLAN_NAME)).expect("a plan").path;
     assert!(checkpoint_path.contains("/incrementals/"), "{checkpoint_path}");
-    let dir = checkpoint_path.strip_suffix(&format!("/{CHECKPOINT_NAME}")).unwrap().to_string();
+    let dir = checkpoint_path.strip_suffix(&format!("/{PLAN_NAME}")).unwrap().to_string();
     let dir_storage = memory.open(&format!("memory://c/{dir}")).unwrap();
-    let checkpoint = block_on(read_checkpoint(dir_storage.as_ref(), &FileCodec::plain())).unwrap();
+    let checkpoint = block_on(read_run(dir_storage.as_ref(), &FileCodec::plain())).unwrap();
     assert!(checkpoint.files().count() >= 4);
 
     write(600, 700); // after the adopted end time: not in the layer

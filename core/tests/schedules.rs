@@ -126,7 +126,7 @@ impl Sim {
     fn layers(&self, path: &str) -> Vec<(String, bool)> {
         let source = BackupSource { subdir: Some(Subdir::Path(path.into())), layers: vec![vec![URI.into()]] };
         let chain = block_on(self.exec.open_chain(&source)).unwrap();
-        chain.manifests.iter().map(|m| (show(m.end_time.wall), m.is_full())).collect()
+        chain.layers.iter().map(|l| (show(l.manifest.end_time.wall), l.manifest.is_full())).collect()
     }
 
     fn schedule_column(&self, column: &str) -> Vec<Value> {

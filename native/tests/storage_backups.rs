@@ -86,9 +86,6 @@ impl KvSink for LocalityKv {
     async fn validate_indexes(&self, table: &TableDescriptor) -> Result<()> {
         self.inner.validate_indexes(table).await
     }
-    async fn is_empty(&self) -> Result<bool> {
-        self.inner.is_empty().await
-    }
 }
 
 #[async_trait]

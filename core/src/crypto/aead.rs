@@ -35,8 +35,8 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::Aes256Gcm;
 
 use crate::crypto::DataKey;
+use crate::envelope::ENCRYPTED_FILE;
 use crate::error::{Error, Result};
-use crate::format::envelope::ENCRYPTED_FILE;
 use crate::format::manifest::sha256;
 
 /// The magic every encrypted file starts with.

@@ -18,11 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::kdf::{KdfParams, SALT_LEN};
 use crate::crypto::{DataKey, Entropy};
+use crate::envelope::ENCRYPTION_INFO;
 use crate::error::Result;
-use crate::format::envelope::ENCRYPTION_INFO;
 
-/// Name of the file, in the full backup's directory of an encrypted chain.
-pub const ENCRYPTION_INFO_NAME: &str = "ENCRYPTION-INFO";
 /// Its magic.
 pub const MAGIC: &[u8; 8] = ENCRYPTION_INFO.magic();
 /// The format version this build writes.
@@ -42,9 +40,9 @@ pub enum WrappedKey {
         /// The wrapped data key (32 bytes and a 16-byte tag).
         ciphertext: Vec<u8>,
     },
-    /// Wrapped by a KMS key through a [`crate::crypto::keys::KeyProvider`].
+    /// Wrapped by a KMS key through a [`crate::crypto::keyring::KeyProvider`].
     Kms {
-        /// The provider's [`crate::crypto::keys::KeyProvider::key_id`].
+        /// The provider's [`crate::crypto::keyring::KeyProvider::key_id`].
         key_id: String,
         /// What the provider's `wrap` returned.
         ciphertext: Vec<u8>,

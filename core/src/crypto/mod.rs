@@ -28,7 +28,7 @@ pub mod aead;
 mod codec;
 pub mod info;
 pub mod kdf;
-pub mod keys;
+pub mod keyring;
 
 use std::fmt;
 use std::sync::Arc;

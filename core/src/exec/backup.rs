@@ -2,28 +2,27 @@
 //! to one, a dated full backup in a collection, or a resumed unfinished run), the chain it
 //! extends, the plan, the run, and the collection's `LATEST`.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
+use serde::Serialize;
 
-use super::chain_io::{new_layer_dir, read_chain_with, read_manifest_with, resolve_subdir, Chain};
-use super::chain_io::{INCREMENTALS_DIR, LATEST_NAME};
-use super::Context;
-use crate::backup::{
-    dated_subdir, layer_subdir, plan_backup, read_descriptor_history, run_backup, BackupOptions, BackupSpec,
-};
-use crate::crypto::info::ENCRYPTION_INFO_NAME;
-use crate::crypto::keys::KeyRequest;
+use super::{source_dir, Context};
+use crate::backup::plan::{plan_backup, read_descriptor_history, split_units, BackupPlan, BackupSpec};
+use crate::backup::resume::find_unfinished;
+use crate::backup::run::{run_backup, BackupOptions};
+use crate::chain::{create_keys, Chain};
+use crate::crypto::keyring::KeyRequest;
 use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
-use crate::format::manifest::MANIFEST_NAME;
+use crate::format::manifest::sha256;
+use crate::layout::{
+    dated_subdir, layer_dir, new_layer_dir, ENCRYPTION_INFO_NAME, INCREMENTALS_DIR, LATEST_NAME, MANIFEST_NAME,
+};
+use crate::locality::Locations;
 use crate::progress::ProgressReporter;
 use crate::redact::redact_uri;
-use crate::restore::validate_chain;
 use crate::result::QueryResult;
 use crate::span::Span;
-use crate::sql::{BackupDestination, BackupStmt, Secret, Statement};
-use crate::storage::{subdir, ExternalStorage};
+use crate::sql::{BackupDestination, BackupStmt, Secret, Statement, Subdir, Targets};
 use crate::timestamp::Timestamp;
 
 /// Runs backups with its options (the one part of a backup that is the executor's to set).
@@ -44,44 +43,42 @@ impl BackupService {
         BackupService { options }
     }
 
-    /// Runs `BACKUP` (`stmt` is `b` as a statement, whose text names the plan) to the end.
-    /// (`WITH detached` is the job service's: see `jobs.rs`.)
+    /// Runs `BACKUP` (`stmt` is `b` as a statement, whose text the manifest records) to the
+    /// end. (`WITH detached` is the job service's: see `jobs.rs`.)
     pub(super) async fn run(&self, cx: &Context, b: &BackupStmt, stmt: &Statement) -> Result<QueryResult> {
         let keys = KeyRequest::new(b.options.encryption_passphrase.as_ref().map(Secret::expose), &b.options.kms);
-        // The chain's codec: found from the chain's ENCRYPTION-INFO when extending one; made
-        // (with a new ENCRYPTION-INFO) just before a new full backup runs.
-        let mut codec = FileCodec::plain();
         let now = cx.store.now().await?;
         let mut end_time = match &b.as_of {
             Some(a) => resolve_as_of(&a.0, now)?,
             None => now,
         };
-        // Where the new layer goes, the chain it extends (if any), and a LATEST to update.
-        let mut latest: Option<(Arc<dyn ExternalStorage>, String)> = None;
-        let (storage, chain, shown_path) = match &b.destination {
+        let request = request_key(b);
+        let statement = stmt.to_string();
+        // Where the new layer goes, the chain it extends (if any), an unfinished run of the same
+        // request to resume (its plan), and a LATEST to update.
+        let mut latest: Option<(Locations, String)> = None;
+        let mut resumed: Option<BackupPlan> = None;
+        let (dir, chain, shown_path) = match &b.destination {
             BackupDestination::To(uris) if !b.incremental_from.is_empty() => {
                 let dest = cx.open_uris(uris)?;
-                if dest.size(MANIFEST_NAME).await.is_ok() {
+                if dest.storage().size(MANIFEST_NAME).await.is_ok() {
                     return Err(Error::exists("backup", dest.describe()));
                 }
-                let mut chain = Chain::default();
-                codec = cx.keyring.open_chain(cx.opener.open(&b.incremental_from[0])?.as_ref(), keys).await?;
-                for uri in &b.incremental_from {
-                    let layer = cx.opener.open(uri)?;
-                    chain.push(layer.clone(), read_manifest_with(layer.as_ref(), &codec).await?, redact_uri(uri));
-                }
-                chain.codec = codec.clone();
-                validate_chain(&chain.manifests, &chain.names)?;
+                let layers = b
+                    .incremental_from
+                    .iter()
+                    .map(|uri| Ok((Locations::single(cx.opener.open(uri)?), redact_uri(uri))))
+                    .collect::<Result<Vec<_>>>()?;
+                let chain = Chain::open_layers(layers, &cx.keyring, keys).await?;
                 let shown = dest.describe();
                 (dest, Some(chain), shown)
             }
             BackupDestination::To(uris) => {
                 let dest = cx.open_uris(uris)?;
-                if dest.size(MANIFEST_NAME).await.is_ok() {
+                if dest.storage().size(MANIFEST_NAME).await.is_ok() {
                     // BACKUP TO a location holding a backup appends an incremental layer.
-                    codec = cx.keyring.open_chain(dest.as_ref(), keys).await?;
-                    let chain = read_chain_with(&dest, &codec).await?;
-                    let dir = format!("{INCREMENTALS_DIR}/{}", layer_subdir(end_time));
+                    let chain = Chain::open_dir(&dest, &cx.keyring, keys).await?;
+                    let dir = layer_dir(end_time);
                     let shown = format!("{}/{dir}", dest.describe());
                     (new_layer_dir(&dest, &dir).await?, Some(chain), shown)
                 } else {
@@ -94,82 +91,80 @@ impl BackupService {
                     return Err(Error::invalid("BACKUP INTO", "INCREMENTAL FROM goes with BACKUP TO"));
                 }
                 let root = cx.open_uris(uris)?;
-                // The same statement re-run after its process was killed resumes the unfinished
-                // backup: same directory, same end time, so the same plan (see `checkpoint.rs`).
-                let (dir, storage) = match crate::checkpoint::find_unfinished(&root, &stmt.to_string()).await? {
-                    Some((dir, t)) if b.as_of.is_none() || t == end_time => {
-                        end_time = t;
-                        (dir.clone(), subdir(&root, &dir))
+                // The same request re-run after its process was killed resumes the unfinished
+                // backup: same directory, same plan (see `backup::resume`). (An encrypted full
+                // backup's plan cannot be read before its key is, so those start over.)
+                let unfinished =
+                    find_unfinished(root.storage(), "", &request, &statement, &FileCodec::plain(), dated_subdir)
+                        .await?;
+                let dir = match unfinished {
+                    Some((dir, run)) if b.as_of.is_none() || run.plan.end_time == end_time => {
+                        resumed = Some(run.plan);
+                        dir
                     }
-                    _ => {
-                        let dir = dated_subdir(end_time);
-                        (dir.clone(), new_layer_dir(&root, &dir).await?)
-                    }
+                    _ => dated_subdir(end_time),
                 };
+                let layer = if resumed.is_some() { root.subdir(&dir) } else { new_layer_dir(&root, &dir).await? };
                 latest = Some((root, format!("/{dir}")));
-                (storage, None, format!("/{dir}"))
+                (layer, None, format!("/{dir}"))
             }
             BackupDestination::Into { subdir: Some(sub), uris } => {
                 if !b.incremental_from.is_empty() {
                     return Err(Error::invalid("BACKUP INTO", "INCREMENTAL FROM goes with BACKUP TO"));
                 }
-                let root = cx.open_uris(uris)?;
-                let full_dir = resolve_subdir(&root, sub).await?;
-                let full = subdir(&root, &full_dir);
-                codec = cx.keyring.open_chain(full.as_ref(), keys).await?;
-                let chain = read_chain_with(&full, &codec).await?;
-                // A re-run after a killed run resumes its unfinished layer (see `checkpoint.rs`).
-                let last_end = chain.manifests.last().map(|m| m.end_time).unwrap_or_default();
-                let (dir, layer) =
-                    match crate::checkpoint::find_unfinished_layer(&full, &stmt.to_string(), &codec).await? {
-                        Some((dir, t)) if t > last_end && (b.as_of.is_none() || t == end_time) => {
-                            end_time = t;
-                            (dir.clone(), subdir(&full, &dir))
-                        }
-                        _ => {
-                            let dir = format!("{INCREMENTALS_DIR}/{}", layer_subdir(end_time));
-                            (dir.clone(), new_layer_dir(&full, &dir).await?)
-                        }
-                    };
+                let (full, full_dir) = source_dir(cx, uris, Some(sub)).await?;
+                let chain = Chain::open_dir(&full, &cx.keyring, keys).await?;
+                // A re-run after a killed run resumes its unfinished layer (see `backup::resume`).
+                let last_end = chain.last().map(|m| m.end_time).unwrap_or_default();
+                let prefix = format!("{INCREMENTALS_DIR}/");
+                let unfinished =
+                    find_unfinished(full.storage(), &prefix, &request, &statement, &chain.codec, layer_dir).await?;
+                let dir = match unfinished {
+                    Some((dir, run))
+                        if run.plan.start_time == last_end && (b.as_of.is_none() || run.plan.end_time == end_time) =>
+                    {
+                        resumed = Some(run.plan);
+                        dir
+                    }
+                    _ => layer_dir(end_time),
+                };
+                let layer = if resumed.is_some() { full.subdir(&dir) } else { new_layer_dir(&full, &dir).await? };
                 let shown = format!("/{}/{dir}", full_dir.trim_matches('/'));
                 (layer, Some(chain), shown)
             }
         };
-        let catalog = cx.store.catalog_at(end_time).await?;
-        let previous = chain.as_ref().map(|c| c.manifests.last().expect("chains are never empty"));
-        let everything = Span::new(vec![0u8], vec![0xff]);
-        let gc_threshold = cx.store.gc_threshold(&everything).await?;
-        let history = if b.options.revision_history {
-            let (base, start) = match previous {
-                Some(p) => (None, p.end_time),
-                None => (Some(gc_threshold), gc_threshold),
-            };
-            read_descriptor_history(cx.store.as_ref(), base.filter(|b| !b.is_zero()), start, end_time).await?
-        } else {
-            Vec::new()
+        let plan = match resumed {
+            Some(plan) => plan,
+            None => {
+                let spec = BackupSpec::new(b.targets.clone(), end_time)
+                    .with_revision_history(b.options.revision_history)
+                    .with_statement(statement)
+                    .with_request(request);
+                self.plan(cx, &spec, chain.as_ref()).await?
+            }
         };
-        let spec = BackupSpec::new(b.targets.clone(), end_time)
-            .with_revision_history(b.options.revision_history)
-            .with_statement(stmt.to_string());
-        let dependencies = chain.as_ref().map(|c| c.names.clone()).unwrap_or_default();
-        let plan = plan_backup(&catalog, &spec, previous, &history, gc_threshold, dependencies)?;
-        let mut created_info = false;
-        if chain.is_none() {
-            (codec, created_info) = cx.keyring.create_chain(storage.as_ref(), keys).await?;
-        }
+        end_time = plan.end_time;
+        // The chain's codec: found from the chain's ENCRYPTION-INFO when extending one; made
+        // (with a new ENCRYPTION-INFO) just before a new full backup runs.
+        let (codec, created_info) = match &chain {
+            Some(chain) => (chain.codec.clone(), false),
+            None => create_keys(dir.storage().as_ref(), &cx.keyring, keys).await?,
+        };
+        let key_check = codec.key().map(|k| k.check_value());
+        let plan = if plan.key_check == key_check { plan } else { plan.with_key_check(key_check) };
         let options = self.options.clone().with_codec(codec);
-        let manifest = match run_backup(cx.store.as_ref(), storage.clone(), &plan, &options).await {
+        let manifest = match run_backup(cx.store.as_ref(), &dir, &plan, &options).await {
             Ok(m) => m,
             Err(e) => {
                 if created_info && !matches!(e, Error::AlreadyExists { .. }) {
                     // Best effort, like the data files: without a manifest this is no backup.
-                    let _ = storage.delete(ENCRYPTION_INFO_NAME).await;
+                    let _ = dir.storage().delete(ENCRYPTION_INFO_NAME).await;
                 }
                 return Err(e);
             }
         };
         if let Some((root, dir)) = latest {
-            root.put(LATEST_NAME, Bytes::from(dir)).await?;
+            root.storage().put(LATEST_NAME, Bytes::from(dir)).await?;
         }
         let mut r = QueryResult::new(&["status", "backup_type", "path", "end_time", "files", "rows", "bytes"]);
         r.push(vec![
@@ -183,6 +178,66 @@ impl BackupService {
         ]);
         Ok(r)
     }
+
+    /// Plans a new layer: the catalog at its end time, the descriptor history of its window
+    /// (with revision history), the source's GC threshold, the chain it extends, and the work
+    /// units the source cuts its spans into.
+    async fn plan(&self, cx: &Context, spec: &BackupSpec, chain: Option<&Chain>) -> Result<BackupPlan> {
+        let end_time = spec.end_time;
+        let catalog = cx.store.catalog_at(end_time).await?;
+        let previous = chain.and_then(Chain::last);
+        let everything = Span::new(vec![0u8], vec![0xff]);
+        let gc_threshold = cx.store.gc_threshold(&everything).await?;
+        let history = if spec.revision_history {
+            let (base, start) = match previous {
+                Some(p) => (None, p.end_time),
+                None => (Some(gc_threshold), gc_threshold),
+            };
+            read_descriptor_history(cx.store.as_ref(), base.filter(|b| !b.is_zero()), start, end_time).await?
+        } else {
+            Vec::new()
+        };
+        let dependencies = chain.map(Chain::names).unwrap_or_default();
+        let plan = plan_backup(&catalog, spec, previous, &history, gc_threshold, dependencies)?;
+        split_units(cx.store.as_ref(), plan).await
+    }
+}
+
+/// A key for what a BACKUP statement asks, from its structured parts (never its printed text):
+/// what it backs up, with or without revision history, where (URIs redacted), extending what,
+/// encrypted or not. A re-run of the same request resumes its unfinished run.
+pub(super) fn request_key(b: &BackupStmt) -> String {
+    #[derive(Serialize)]
+    struct Request<'a> {
+        targets: &'a Targets,
+        revision_history: bool,
+        into: bool,
+        subdir: Option<String>,
+        uris: Vec<String>,
+        incremental_from: Vec<String>,
+        encrypted: bool,
+    }
+    let (into, subdir, uris) = match &b.destination {
+        BackupDestination::To(uris) => (false, None, uris),
+        BackupDestination::Into { subdir, uris } => (
+            true,
+            subdir.as_ref().map(|s| match s {
+                Subdir::Latest => "LATEST".to_string(),
+                Subdir::Path(p) => p.clone(),
+            }),
+            uris,
+        ),
+    };
+    let request = Request {
+        targets: &b.targets,
+        revision_history: b.options.revision_history,
+        into,
+        subdir,
+        uris: uris.iter().map(|u| redact_uri(u)).collect(),
+        incremental_from: b.incremental_from.iter().map(|u| redact_uri(u)).collect(),
+        encrypted: b.options.encryption_passphrase.is_some() || !b.options.kms.is_empty(),
+    };
+    hex::encode(sha256(&postcard::to_allocvec(&request).expect("requests serialize")))
 }
 
 fn resolve_as_of(text: &str, now: Timestamp) -> Result<Timestamp> {

@@ -11,7 +11,7 @@
 //!
 //! ```text
 //!   BACKUP … WITH detached ──▶ job record (system span) ──spawner──▶ backup ──▶ succeeded | failed
-//!   PAUSE JOB  ──▶ stop at the next await (files and BACKUP-CHECKPOINT stay) ──▶ paused
+//!   PAUSE JOB  ──▶ stop at the next await (files and run records stay) ──▶ paused
 //!   RESUME JOB ──▶ run the statement again: resumes from the checkpoint
 //!   CANCEL JOB ──▶ stop, then delete the unfinished backup's files ──▶ canceled
 //! ```
@@ -22,20 +22,19 @@ use std::sync::{Arc, Mutex};
 use futures::future::{AbortHandle, Abortable};
 use serde::{Deserialize, Serialize};
 
-use super::backup::BackupService;
+use super::backup::{request_key, BackupService};
 use super::Context;
 #[cfg(doc)]
 use super::Executor;
-use crate::checkpoint::{read_checkpoint, CHECKPOINT_NAME};
+use crate::backup::resume::read_run;
 use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
-use crate::format::manifest::MANIFEST_NAME;
 use crate::kv::{KvStore, MaybeSendSync};
+use crate::layout;
 use crate::progress::{Progress, ProgressReporter};
 use crate::records::{RecordStore, JOB_ENVELOPE, JOB_NEXT_ID, JOB_PREFIX};
 use crate::result::QueryResult;
 use crate::sql::{BackupDestination, BackupStmt, Statement};
-use crate::storage::ExternalStorage;
 use crate::timestamp::Timestamp;
 
 /// Job records (see [`crate::records`]).
@@ -380,34 +379,25 @@ impl JobService {
 }
 
 /// Removes the files of `statement`'s unfinished backup: every directory under its
-/// destination holding a (plain) checkpoint of that statement and no manifest loses the
-/// checkpoint, the data files named by its plan, and — once nothing else is left in it — its
-/// `ENCRYPTION-INFO`. An encrypted backup's checkpoint cannot be read without its key, so
-/// its files stay (they are no backup without a manifest).
+/// destination holding a (plain) run of that request and no manifest loses the run's data files,
+/// its records, and — once nothing else is left in it — its `ENCRYPTION-INFO`. An encrypted
+/// backup's plan cannot be read without its key, so its files stay (they are no backup without
+/// a manifest).
 async fn discard_unfinished_backup(cx: &Context, statement: &BackupStmt) -> Result<()> {
     let uris = match &statement.destination {
         BackupDestination::To(uris) | BackupDestination::Into { uris, .. } => uris,
     };
     let root = cx.open_uris(uris)?;
+    let request = request_key(statement);
     let shown = Statement::Backup(statement.clone()).to_string();
-    let suffix = format!("/{CHECKPOINT_NAME}");
-    for o in root.list("").await? {
-        let dir = if o.path == CHECKPOINT_NAME {
-            String::new()
-        } else if let Some(d) = o.path.strip_suffix(&suffix) {
-            d.to_string()
-        } else {
-            continue;
-        };
-        let storage = crate::storage::subdir(&root, &dir);
-        if storage.size(MANIFEST_NAME).await.is_ok() {
-            continue;
+    for dir in layout::unfinished_dirs(root.storage().as_ref(), "").await? {
+        let location = root.subdir(&dir);
+        let Some(run) = read_run(location.storage().as_ref(), &FileCodec::plain()).await else { continue };
+        let same = if run.legacy { run.plan.statement == shown } else { run.plan.request == request };
+        if same {
+            let files: Vec<String> = run.files().map(|f| f.path.clone()).collect();
+            layout::remove_unfinished(&location, Some(run.plan.file_prefix()), &files).await?;
         }
-        let Some(c) = read_checkpoint(storage.as_ref(), &FileCodec::plain()).await else { continue };
-        if c.plan.statement != shown {
-            continue;
-        }
-        discard_dir(storage.as_ref(), &crate::backup::plan_file_prefix(&c.plan)).await?;
     }
     Ok(())
 }
@@ -418,18 +408,4 @@ fn execute_boxed(
     b: BackupStmt,
 ) -> futures::future::LocalBoxFuture<'static, Result<QueryResult>> {
     Box::pin(async move { backup.run(&cx, &b, &Statement::Backup(b.clone())).await })
-}
-
-async fn discard_dir(storage: &dyn ExternalStorage, file_prefix: &str) -> Result<()> {
-    for o in storage.list(&format!("data/{file_prefix}-")).await? {
-        storage.delete(&o.path).await?;
-    }
-    storage.delete(CHECKPOINT_NAME).await?;
-    let rest = storage.list("").await?;
-    if rest.iter().all(|o| o.path == crate::crypto::info::ENCRYPTION_INFO_NAME) {
-        for o in rest {
-            storage.delete(&o.path).await?;
-        }
-    }
-    Ok(())
 }

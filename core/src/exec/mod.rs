@@ -12,10 +12,9 @@
 //!   CREATE|SHOW|PAUSE|RESUME|DROP SCHEDULE(S)      ──▶ schedules  (ScheduleService: records)
 //! ```
 //!
-//! Reading chains and the collection's directory names are in `chain_io.rs`.
+//! Chains are opened through `crate::chain`, directory names come from `crate::layout`.
 
 mod backup;
-pub(crate) mod chain_io;
 mod ddl;
 mod jobs;
 mod restore;
@@ -24,26 +23,27 @@ mod show;
 
 use std::sync::Arc;
 
-pub use chain_io::{
-    read_chain, read_chain_with, read_manifest, read_manifest_with, Chain, INCREMENTALS_DIR, LATEST_NAME,
-};
 pub use jobs::{Job, JobFuture, JobSpawner, JobStatus};
 pub use schedules::{RunOutcome, ScheduledRun};
 pub use show::show_backup;
 
-use crate::backup::BackupOptions;
+use crate::backup::run::BackupOptions;
 use crate::catalog::DescId;
+use crate::chain::Chain;
 use crate::crypto::kdf::KdfParams;
-use crate::crypto::keys::{KeyRequest, Keyring, KmsOpener};
+use crate::crypto::keyring::{KeyRequest, Keyring, KmsOpener};
 use crate::crypto::Entropy;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keys;
 use crate::kv::KvStore;
-use crate::restore::RestoreRunOptions;
+use crate::layout::read_latest;
+use crate::locality::{open_locations, Locations};
+use crate::redact::redact_uri;
+use crate::restore::run::RestoreRunOptions;
 use crate::result::QueryResult;
 use crate::schedule::Schedule;
-use crate::sql::{self, BackupSource, Statement};
-use crate::storage::{ExternalStorage, StorageOpener};
+use crate::sql::{self, BackupSource, Statement, Subdir};
+use crate::storage::StorageOpener;
 use crate::timestamp::Timestamp;
 use crate::verify::VerifyReport;
 
@@ -63,11 +63,44 @@ struct Context {
 }
 
 impl Context {
-    /// The storage of a statement's URI, or of its list of locality URIs (see
+    /// The locations of a statement's URI, or of its list of locality URIs (see
     /// [`crate::open_locations`]).
-    fn open_uris(&self, uris: &[String]) -> Result<Arc<dyn ExternalStorage>> {
-        crate::locality::open_locations(self.opener.as_ref(), uris)
+    fn open_uris(&self, uris: &[String]) -> Result<Locations> {
+        open_locations(self.opener.as_ref(), uris)
     }
+}
+
+/// The directory a single-location source names: the root `uris` name, or the subdirectory of
+/// it a collection's `LATEST` or `'subdir'` names; with that subdirectory (`""` for the root).
+async fn source_dir(cx: &Context, uris: &[String], sub: Option<&Subdir>) -> Result<(Locations, String)> {
+    let root = cx.open_uris(uris)?;
+    let dir = match sub {
+        None => return Ok((root, String::new())),
+        Some(Subdir::Latest) => read_latest(root.storage().as_ref()).await?,
+        Some(Subdir::Path(p)) => p.clone(),
+    };
+    Ok((root.subdir(&dir), dir))
+}
+
+/// Opens the chain a statement's source names: a list of layers given one by one, or a backup
+/// directory (with `LATEST IN` / `'subdir' IN` for a collection) holding a full backup and the
+/// incrementals appended to it. `keys` must open the chain if it is encrypted, and be empty if
+/// it is not.
+async fn open_source_chain(cx: &Context, source: &BackupSource, keys: KeyRequest<'_>) -> Result<Chain> {
+    if source.layers.len() > 1 {
+        if source.subdir.is_some() {
+            return Err(Error::invalid("backup source", "a list of layers cannot be combined with IN"));
+        }
+        let layers = source
+            .layers
+            .iter()
+            .map(|uris| Ok((cx.open_uris(uris)?, redact_uri(&uris[0]))))
+            .collect::<Result<Vec<_>>>()?;
+        return Chain::open_layers(layers, &cx.keyring, keys).await;
+    }
+    let uris = source.layers.first().map_or(&[][..], |l| &l[..]);
+    let (dir, _) = source_dir(cx, uris, source.subdir.as_ref()).await?;
+    Chain::open_dir(&dir, &cx.keyring, keys).await
 }
 
 /// Runs statements: DDL against the store, BACKUP/RESTORE/SHOW against storage, jobs and
@@ -199,7 +232,7 @@ impl Executor {
     /// [`Executor::open_chain`] of a chain that may be encrypted: `keys` must open it if it is,
     /// and be empty if it is not. The chain's codec is in [`Chain::codec`].
     pub async fn open_chain_with_keys(&self, source: &BackupSource, keys: KeyRequest<'_>) -> Result<Chain> {
-        chain_io::open_chain(self.cx.opener.as_ref(), &self.cx.keyring, source, keys).await
+        open_source_chain(&self.cx, source, keys).await
     }
 
     /// Checks that every file of the backup `source` names exists with the size and SHA-256

@@ -1,11 +1,11 @@
 //! The RESTORE statement: opens the chain its source names, checks the selection against this
 //! store's catalog, allocates ids, and runs the restore.
 
-use super::chain_io::open_chain;
-use super::Context;
-use crate::crypto::keys::KeyRequest;
+use super::{open_source_chain, Context};
+use crate::crypto::keyring::KeyRequest;
 use crate::error::{Error, Result};
-use crate::restore::{prepare_restore, run_restore, RestoreRunOptions};
+use crate::restore::plan::prepare_restore;
+use crate::restore::run::{run_restore, RestoreRunOptions};
 use crate::result::QueryResult;
 use crate::sql::{RestoreStmt, Secret};
 use crate::timestamp::Timestamp;
@@ -27,7 +27,7 @@ impl RestoreService {
         if r.options.detached {
             return Err(Error::unsupported("detached restore jobs"));
         }
-        let chain = open_chain(cx.opener.as_ref(), &cx.keyring, &r.source, keys).await?;
+        let chain = open_source_chain(cx, &r.source, keys).await?;
         let as_of = match &r.as_of {
             // Bounded by the chain's window, not by this store's clock: a restore may target
             // another cluster whose clock is behind the source's.
@@ -36,14 +36,13 @@ impl RestoreService {
         };
         let catalog = cx.store.catalog().await?;
         // Ids are allocated only once every check has passed.
-        let selection = prepare_restore(&chain.manifests, as_of, &catalog, &r.targets, &r.options)?;
+        let selection = prepare_restore(&chain, as_of, &catalog, &r.targets, &r.options)?;
         let first = match selection.ids_needed() {
             0 => 0,
             n => cx.store.allocate_ids(n).await?,
         };
         let plan = selection.plan(first)?;
-        let options = self.options.clone().with_codec(chain.codec.clone());
-        let summary = run_restore(cx.store.as_ref(), &chain.storages, &plan, &options).await?;
+        let summary = run_restore(cx.store.as_ref(), &chain, &plan, &self.options).await?;
         let mut out = QueryResult::new(&["status", "as_of", "databases", "tables", "rows", "bytes"]);
         out.push(vec![
             "succeeded".into(),

@@ -3,18 +3,14 @@
 //! `strata verify`; and `ALTER BACKUP … ADD NEW_KMS / NEW_PASSPHRASE`, which rewrites only a
 //! chain's `ENCRYPTION-INFO`. Stateless: each takes the executor's [`Context`].
 
-use std::sync::Arc;
-
-use super::chain_io::{open_chain, resolve_subdir, INCREMENTALS_DIR};
-use super::Context;
-use crate::backup::is_dated_subdir;
-use crate::crypto::info::ENCRYPTION_INFO_NAME;
-use crate::crypto::keys::KeyRequest;
+use super::{open_source_chain, source_dir, Context};
+use crate::crypto::keyring::KeyRequest;
 use crate::error::{Error, Result};
-use crate::format::manifest::{Manifest, MANIFEST_NAME};
+use crate::format::manifest::Manifest;
+use crate::layout::{full_backup_dirs, full_backups, ENCRYPTION_INFO_NAME, MANIFEST_NAME};
+use crate::locality::Locations;
 use crate::result::{QueryResult, Value};
 use crate::sql::{AlterBackupStmt, BackupSource, KeyChange, Secret, ShowBackupStmt};
-use crate::storage::{subdir, ExternalStorage};
 use crate::verify::{layer_dirs, verify_chain, FileProblem, VerifyReport};
 
 /// `SHOW BACKUP`: the chain's contents, or with `check_files` its verification.
@@ -23,21 +19,16 @@ pub(super) async fn show_backup_statement(cx: &Context, s: &ShowBackupStmt) -> R
     if s.options.check_files {
         return Ok(check_files(cx, &s.source, keys, true).await?.to_result());
     }
-    let chain = open_chain(cx.opener.as_ref(), &cx.keyring, &s.source, keys).await?;
-    Ok(show_backup(&chain.manifests))
+    let chain = open_source_chain(cx, &s.source, keys).await?;
+    Ok(show_backup(&chain.layers))
 }
 
 /// `SHOW BACKUPS IN`: the full backups of a collection.
 pub(super) async fn show_backups(cx: &Context, collection: &[String]) -> Result<QueryResult> {
     let root = cx.open_uris(collection)?;
     let mut r = QueryResult::new(&["path"]);
-    let suffix = format!("/{MANIFEST_NAME}");
-    for o in root.list("").await? {
-        if let Some(dir) = o.path.strip_suffix(&suffix) {
-            if is_dated_subdir(dir) {
-                r.push(vec![format!("/{dir}").into()]);
-            }
-        }
+    for dir in full_backups(root.storage().as_ref()).await? {
+        r.push(vec![format!("/{dir}").into()]);
     }
     Ok(r)
 }
@@ -48,14 +39,16 @@ pub(super) async fn alter_backup(cx: &Context, a: &AlterBackupStmt) -> Result<Qu
     if a.source.layers.len() > 1 {
         return Err(Error::invalid("ALTER BACKUP", "name the full backup's directory, not a list of layers"));
     }
-    let root = source_dir(cx, &a.source).await?;
+    let uris = a.source.layers.first().map_or(&[][..], |l| &l[..]);
+    let (root, _) = source_dir(cx, uris, a.source.subdir.as_ref()).await?;
+    let root = root.storage();
     let (old, new) = match &a.change {
         KeyChange::Kms { new, old } => (KeyRequest::new(None, old), KeyRequest::new(None, new)),
         KeyChange::Passphrase { new, old } => {
             (KeyRequest::new(Some(old.expose()), &[]), KeyRequest::new(Some(new.expose()), &[]))
         }
     };
-    let keys = cx.keyring.add_keys(root.as_ref(), old, new).await?;
+    let keys = crate::chain::add_keys(root.as_ref(), &cx.keyring, old, new).await?;
     let mut r = QueryResult::new(&["status", "path", "keys"]);
     r.push(vec!["succeeded".into(), root.describe().into(), (keys as u64).into()]);
     Ok(r)
@@ -86,18 +79,20 @@ pub(super) async fn check_files(
         }
         return check_chain(cx, &dirs[0].clone(), dirs, keys, require_keys).await;
     }
-    let dir = source_dir(cx, source).await?;
-    if source.subdir.is_none() && dir.size(MANIFEST_NAME).await.is_err() {
-        let fulls = collection_backups(dir.as_ref()).await?;
+    let uris = source.layers.first().map_or(&[][..], |l| &l[..]);
+    let (dir, _) = source_dir(cx, uris, source.subdir.as_ref()).await?;
+    let storage = dir.storage();
+    if source.subdir.is_none() && storage.size(MANIFEST_NAME).await.is_err() {
+        let fulls = full_backup_dirs(storage.as_ref()).await?;
         if !fulls.is_empty() {
             let mut report = VerifyReport::default();
             for full in fulls {
-                let full = subdir(&dir, &full);
+                let full = dir.subdir(&full);
                 report.extend(check_chain(cx, &full, layer_dirs(&full).await?, keys, require_keys).await?);
             }
             return Ok(report);
         }
-        if dir.list("").await?.is_empty() {
+        if storage.list("").await?.is_empty() {
             return Err(Error::not_found("backup", format!("{} (it is empty)", dir.describe())));
         }
     }
@@ -106,8 +101,8 @@ pub(super) async fn check_files(
 
 async fn check_chain(
     cx: &Context,
-    root: &Arc<dyn ExternalStorage>,
-    layers: Vec<Arc<dyn ExternalStorage>>,
+    root: &Locations,
+    layers: Vec<Locations>,
     keys: KeyRequest<'_>,
     require_keys: bool,
 ) -> Result<VerifyReport> {
@@ -115,7 +110,7 @@ async fn check_chain(
     let codec = if keys.is_empty() && !require_keys {
         None
     } else {
-        match cx.keyring.open_chain(root.as_ref(), keys).await {
+        match crate::chain::unlock(root.storage().as_ref(), &cx.keyring, keys).await {
             Ok(codec) => Some(codec),
             // A damaged or missing ENCRYPTION-INFO is a finding; the rest is checked without it.
             Err(Error::Corrupt { path, message }) => {
@@ -132,20 +127,8 @@ async fn check_chain(
     Ok(report)
 }
 
-/// The directory a single-location source names (resolving `LATEST IN` / `'subdir' IN`).
-async fn source_dir(cx: &Context, source: &BackupSource) -> Result<Arc<dyn ExternalStorage>> {
-    let root = cx.open_uris(source.layers.first().map_or(&[][..], |l| &l[..]))?;
-    Ok(match &source.subdir {
-        None => root,
-        Some(sub) => {
-            let dir = resolve_subdir(&root, sub).await?;
-            subdir(&root, &dir)
-        }
-    })
-}
-
 /// The rows of `SHOW BACKUP`: for each layer of the chain, one per database and one per table.
-pub fn show_backup(chain: &[Manifest]) -> QueryResult {
+pub fn show_backup<M: AsRef<Manifest>>(chain: &[M]) -> QueryResult {
     let mut r = QueryResult::new(&[
         "database_name",
         "table_name",
@@ -157,7 +140,7 @@ pub fn show_backup(chain: &[Manifest]) -> QueryResult {
         "is_full_cluster",
         "revision_history",
     ]);
-    for m in chain {
+    for m in chain.iter().map(AsRef::as_ref) {
         let catalog = m.catalog();
         let kind: Value = if m.is_full() { "full" } else { "incremental" }.into();
         let head = |db: &str, table: Value| {
@@ -181,21 +164,4 @@ pub fn show_backup(chain: &[Manifest]) -> QueryResult {
         }
     }
     r
-}
-
-/// The full backups of a collection (`2026/11/23-101500.00`, …): dated directories holding any
-/// file, whether or not their manifest survived.
-async fn collection_backups(dir: &dyn ExternalStorage) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    for o in dir.list("").await? {
-        let p = &o.path;
-        if p.len() > 21 && is_dated_subdir(&p[..20]) && p.as_bytes()[20] == b'/' && !p.starts_with(INCREMENTALS_DIR) {
-            let d = p[..20].to_string();
-            if out.last() != Some(&d) {
-                out.push(d);
-            }
-        }
-    }
-    out.dedup();
-    Ok(out)
 }

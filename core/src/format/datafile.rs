@@ -18,8 +18,8 @@
 use bytes::Bytes;
 use std::ops::Range;
 
+use crate::envelope::DATA_FILE;
 use crate::error::{Error, Result};
-use crate::format::envelope::DATA_FILE;
 use crate::kv::Entry;
 use crate::span::Span;
 use crate::timestamp::Timestamp;

@@ -11,12 +11,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::envelope::FILES_LIST;
 use crate::error::Result;
-use crate::format::envelope::FILES_LIST;
 use crate::format::manifest::{FileInfo, Manifest};
 
-/// Name of the plaintext file list of an encrypted layer.
-pub const FILES_LIST_NAME: &str = "BACKUP-FILES";
 /// Its magic.
 pub const FILES_LIST_MAGIC: &[u8; 8] = FILES_LIST.magic();
 /// The list format version this build writes.

@@ -8,17 +8,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, DescId, Descriptor};
+pub use crate::envelope::sha256;
+use crate::envelope::MANIFEST;
 use crate::error::{Error, Result};
-pub use crate::format::envelope::sha256;
-use crate::format::envelope::MANIFEST;
 use crate::kv::MvccFilter;
 use crate::span::Span;
 use crate::timestamp::Timestamp;
 
-/// Name of the manifest file in a backup directory.
-pub const MANIFEST_NAME: &str = "BACKUP_MANIFEST";
-/// Name of the manifest's checksum file.
-pub const MANIFEST_CHECKSUM_NAME: &str = "BACKUP_MANIFEST-CHECKSUM";
 /// The manifest's magic.
 pub const MANIFEST_MAGIC: &[u8; 8] = MANIFEST.magic();
 /// The manifest format version this build writes.

@@ -2,6 +2,5 @@
 //! an encrypted layer's files.
 
 pub mod datafile;
-pub mod envelope;
 pub mod files_list;
 pub mod manifest;

@@ -1,22 +1,18 @@
-//! Key-encryption keys: the [`KeyProvider`] trait for KMS plugins, and the [`Keyring`] that makes
-//! a chain's data key at its full backup, finds it again from a passphrase or KMS key, and adds
-//! keys (`ALTER BACKUP … ADD NEW_KMS` / `ADD NEW_PASSPHRASE`).
+//! Key-encryption keys: the [`KeyProvider`] trait for KMS plugins, and the [`Keyring`] that wraps
+//! a chain's data key for each passphrase and KMS key, and unwraps it again. Reading and writing
+//! a chain's `ENCRYPTION-INFO` is the chain's business (`crate::chain`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use zeroize::Zeroizing;
 
-use crate::crypto::aead::is_sealed;
-use crate::crypto::info::{EncryptionInfo, WrappedKey, ENCRYPTION_INFO_NAME};
+use crate::crypto::info::{EncryptionInfo, WrappedKey};
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::{DataKey, Entropy, FileCodec};
 use crate::error::{Error, Result};
-use crate::format::manifest::MANIFEST_NAME;
 use crate::kv::MaybeSendSync;
 use crate::redact::redact_uri;
-use crate::storage::ExternalStorage;
 
 /// A key-encryption key held by a key management service (or a local key file): it wraps and
 /// unwraps a backup chain's 32-byte data key, which never leaves strata unwrapped.
@@ -83,7 +79,7 @@ impl<'a> KeyRequest<'a> {
         self.passphrase.is_none() && self.kms.is_empty()
     }
 
-    fn option_name(&self) -> &'static str {
+    pub(crate) fn option_name(&self) -> &'static str {
         if self.passphrase.is_some() {
             "encryption_passphrase"
         } else {
@@ -91,7 +87,7 @@ impl<'a> KeyRequest<'a> {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.passphrase.is_some() && !self.kms.is_empty() {
             return Err(Error::invalid("encryption options", "give encryption_passphrase or kms, not both"));
         }
@@ -154,7 +150,7 @@ impl Keyring {
         self.kdf
     }
 
-    fn codec(&self, key: DataKey) -> FileCodec {
+    pub(crate) fn codec(&self, key: DataKey) -> FileCodec {
         let codec = FileCodec::encrypted(key);
         match self.chunk_size {
             Some(n) => codec.with_chunk_size(n),
@@ -162,7 +158,7 @@ impl Keyring {
         }
     }
 
-    fn entropy(&self) -> Result<&Entropy> {
+    pub(crate) fn entropy(&self) -> Result<&Entropy> {
         self.entropy.as_ref().ok_or_else(|| {
             Error::Precondition(
                 "encryption needs a source of random bytes, and none is configured (Executor::with_entropy)".into(),
@@ -170,120 +166,7 @@ impl Keyring {
         })
     }
 
-    /// The codec of the chain whose full backup is the directory `root`: plain for a plain
-    /// chain opened without keys, encrypting with the chain's data key when `request` opens it.
-    /// A plain chain given a key, an encrypted one given none, and a key that does not open it
-    /// are errors that say so.
-    pub async fn open_chain(&self, root: &dyn ExternalStorage, request: KeyRequest<'_>) -> Result<FileCodec> {
-        request.check()?;
-        let shown = root.describe();
-        let Some(info) = read_info(root).await? else {
-            if manifest_is_sealed(root).await {
-                return Err(Error::corrupt(
-                    format!("{shown}/{ENCRYPTION_INFO_NAME}"),
-                    "is missing, but the backup is encrypted: its data key cannot be found without it",
-                ));
-            }
-            if request.is_empty() {
-                return Ok(FileCodec::plain());
-            }
-            return Err(Error::Precondition(format!(
-                "the backup at {shown} is not encrypted; run the statement without {}",
-                request.option_name()
-            )));
-        };
-        if request.is_empty() {
-            return Err(Error::Precondition(format!(
-                "the backup at {shown} is encrypted: give encryption_passphrase = '…' or kms = '…' ({})",
-                describe_keys(&info)
-            )));
-        }
-        Ok(self.codec(self.unwrap(&info, request, &shown).await?))
-    }
-
-    /// Makes the data key of a new chain whose full backup goes into `dir` (which holds no
-    /// backup) and writes its `ENCRYPTION-INFO` there; plain when `request` is empty. Returns the
-    /// codec and whether an `ENCRYPTION-INFO` was written (to remove if the backup fails).
-    ///
-    /// An `ENCRYPTION-INFO` already in `dir` without a manifest beside it is left by an unfinished
-    /// backup: when `request` opens it its key is reused (a retry writes the same files), and
-    /// otherwise it is an error.
-    pub async fn create_chain(&self, dir: &dyn ExternalStorage, request: KeyRequest<'_>) -> Result<(FileCodec, bool)> {
-        request.check()?;
-        let shown = dir.describe();
-        let stale = |why: String| {
-            Error::Precondition(format!(
-                "{shown}/{ENCRYPTION_INFO_NAME} was left by an unfinished backup ({why}); remove it, \
-                 or back up with that backup's key"
-            ))
-        };
-        let existing = read_info(dir).await?;
-        if request.is_empty() {
-            return match existing {
-                Some(_) => Err(stale("this backup is not encrypted".into())),
-                None => Ok((FileCodec::plain(), false)),
-            };
-        }
-        let entropy = self.entropy()?;
-        if let Some(info) = existing {
-            let key = self.unwrap(&info, request, &shown).await.map_err(|e| stale(e.to_string()))?;
-            return Ok((self.codec(key), false));
-        }
-        let key = DataKey::generate(entropy)?;
-        let mut info = EncryptionInfo::new(&key);
-        self.wrap_into(&mut info, &key, request).await?;
-        match dir.put_if_absent(ENCRYPTION_INFO_NAME, Bytes::from(info.encode())).await {
-            Ok(()) => Ok((self.codec(key), true)),
-            Err(Error::AlreadyExists { .. }) => {
-                // Another backup into the same directory raced us: use its key if ours opens it.
-                let info = read_info(dir).await?.ok_or_else(|| stale("it vanished".into()))?;
-                let key = self.unwrap(&info, request, &shown).await.map_err(|e| stale(e.to_string()))?;
-                Ok((self.codec(key), false))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Adds the keys `new` to the encrypted chain whose full backup is `root`, opened with `old`;
-    /// rewrites only its `ENCRYPTION-INFO` (one atomic `put`). Keys already present are not
-    /// added twice. Returns the number of keys the chain then opens with.
-    pub async fn add_keys(
-        &self,
-        root: &dyn ExternalStorage,
-        old: KeyRequest<'_>,
-        new: KeyRequest<'_>,
-    ) -> Result<usize> {
-        old.check()?;
-        new.check()?;
-        let shown = root.describe();
-        if root.size(MANIFEST_NAME).await.is_err() {
-            return Err(Error::not_found("backup", format!("{shown} (no {MANIFEST_NAME})")));
-        }
-        let Some(mut info) = read_info(root).await? else {
-            return Err(Error::Precondition(format!(
-                "the backup at {shown} is not encrypted: there is no key to add a key to"
-            )));
-        };
-        let key = self.unwrap(&info, old, &shown).await?;
-        let before = info.keys.len();
-        if let Some(p) = new.passphrase {
-            if info.unwrap_passphrase(p)?.is_none() {
-                info.add_passphrase(&key, p, self.kdf, self.entropy()?)?;
-            }
-        }
-        for uri in new.kms {
-            let provider = self.kms_opener()?.open(uri)?;
-            if !info.kms_key_ids().contains(&provider.key_id().as_str()) {
-                info.keys.push(self.wrap_kms(provider.as_ref(), uri, &key).await?);
-            }
-        }
-        if info.keys.len() != before {
-            root.put(ENCRYPTION_INFO_NAME, Bytes::from(info.encode())).await?;
-        }
-        Ok(info.keys.len())
-    }
-
-    fn kms_opener(&self) -> Result<&Arc<dyn KmsOpener>> {
+    pub(crate) fn kms_opener(&self) -> Result<&Arc<dyn KmsOpener>> {
         self.kms.as_ref().ok_or_else(|| {
             Error::Precondition(
                 "kms = '…' needs a KMS, and none is configured for this executor (Executor::with_kms_opener)".into(),
@@ -291,7 +174,12 @@ impl Keyring {
         })
     }
 
-    async fn wrap_into(&self, info: &mut EncryptionInfo, key: &DataKey, request: KeyRequest<'_>) -> Result<()> {
+    pub(crate) async fn wrap_into(
+        &self,
+        info: &mut EncryptionInfo,
+        key: &DataKey,
+        request: KeyRequest<'_>,
+    ) -> Result<()> {
         if let Some(p) = request.passphrase {
             info.add_passphrase(key, p, self.kdf, self.entropy()?)?;
         }
@@ -303,7 +191,7 @@ impl Keyring {
     }
 
     /// Wraps `key` with a KMS key, checking the provider unwraps it back.
-    async fn wrap_kms(&self, provider: &dyn KeyProvider, uri: &str, key: &DataKey) -> Result<WrappedKey> {
+    pub(crate) async fn wrap_kms(&self, provider: &dyn KeyProvider, uri: &str, key: &DataKey) -> Result<WrappedKey> {
         let ciphertext = provider.wrap(key.expose()).await?;
         let back = Zeroizing::new(provider.unwrap(&ciphertext).await?);
         if back.as_slice() != key.expose() {
@@ -316,7 +204,7 @@ impl Keyring {
     }
 
     /// The chain's data key, from the keys of `request`.
-    async fn unwrap(&self, info: &EncryptionInfo, request: KeyRequest<'_>, shown: &str) -> Result<DataKey> {
+    pub(crate) async fn unwrap(&self, info: &EncryptionInfo, request: KeyRequest<'_>, shown: &str) -> Result<DataKey> {
         if let Some(p) = request.passphrase {
             if !info.has_passphrase() {
                 return Err(Error::WrongKey(format!(
@@ -367,7 +255,7 @@ impl Keyring {
 }
 
 /// `a passphrase and KMS keys file-kms:ab12…`, for messages.
-fn describe_keys(info: &EncryptionInfo) -> String {
+pub(crate) fn describe_keys(info: &EncryptionInfo) -> String {
     let mut parts = Vec::new();
     let n = info.keys.iter().filter(|k| matches!(k, WrappedKey::Passphrase { .. })).count();
     match n {
@@ -383,22 +271,5 @@ fn describe_keys(info: &EncryptionInfo) -> String {
         "no key at all".into()
     } else {
         format!("it opens with {}", parts.join(" and "))
-    }
-}
-
-/// Reads `ENCRYPTION-INFO` from a full backup's directory (`None`: not there).
-pub async fn read_info(root: &dyn ExternalStorage) -> Result<Option<EncryptionInfo>> {
-    match root.get(ENCRYPTION_INFO_NAME).await {
-        Ok(bytes) => Ok(Some(EncryptionInfo::decode(&bytes, &format!("{}/{ENCRYPTION_INFO_NAME}", root.describe()))?)),
-        Err(Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Whether the directory's manifest exists and is encrypted.
-async fn manifest_is_sealed(dir: &dyn ExternalStorage) -> bool {
-    match dir.size(MANIFEST_NAME).await {
-        Ok(n) if n >= 8 => dir.get_range(MANIFEST_NAME, 0..8).await.is_ok_and(|b| is_sealed(&b)),
-        _ => false,
     }
 }

@@ -1,0 +1,321 @@
+//! The layout of backups in storage, in one place: every file and directory name, the shapes of
+//! dated directories, how a collection's backups and a backup's layers are found, and how an
+//! abandoned run's files are removed.
+//!
+//! ```text
+//!   collection/                         BACKUP INTO 'collection'
+//!     LATEST                            names the newest full backup: /2026/11/23-101500.00
+//!     2026/11/23-101500.00/             a full backup (dated_subdir)
+//!       BACKUP_MANIFEST                 written last: without it there is no backup
+//!       BACKUP_MANIFEST-CHECKSUM
+//!       ENCRYPTION-INFO                 an encrypted chain's wrapped data keys (full backup only)
+//!       BACKUP-FILES                    an encrypted layer's data files, in plaintext, for checks
+//!       BACKUP-PLAN                     while running: the plan being run
+//!       progress/<plan>-<unit>          while running: one record per work unit's finished files
+//!       BACKUP-CHECKPOINT               left by older strata while running (still read)
+//!       data/<plan>-<unit>-<seq>.sst    the data files
+//!       incrementals/2026/11/23-111500.123456789-0/   an incremental layer (layer_subdir)
+//!         BACKUP_MANIFEST, …            the same files as above, but no ENCRYPTION-INFO
+//! ```
+//!
+//! This module knows names and shapes only; what the files hold is the business of `format`,
+//! `crypto` and `backup`.
+
+use crate::error::{Error, Result};
+use crate::locality::Locations;
+use crate::storage::ExternalStorage;
+use crate::timestamp::Timestamp;
+
+/// The manifest of a backup layer: written last, the commit point.
+pub const MANIFEST_NAME: &str = "BACKUP_MANIFEST";
+/// The SHA-256 of the manifest's stored bytes, as hex and a newline.
+pub const MANIFEST_CHECKSUM_NAME: &str = "BACKUP_MANIFEST-CHECKSUM";
+/// An encrypted chain's data key, wrapped by each of its passphrases and KMS keys.
+pub const ENCRYPTION_INFO_NAME: &str = "ENCRYPTION-INFO";
+/// An encrypted layer's data files (path, size, SHA-256) in plaintext, for checks without a key.
+pub const FILES_LIST_NAME: &str = "BACKUP-FILES";
+/// The plan of a run in progress.
+pub const PLAN_NAME: &str = "BACKUP-PLAN";
+/// The directory of a running backup's per-unit done records.
+pub const PROGRESS_DIR: &str = "progress";
+/// The single checkpoint older strata rewrote while a backup ran (read to resume such a run).
+pub const CHECKPOINT_NAME: &str = "BACKUP-CHECKPOINT";
+/// The file in a collection naming its newest full backup.
+pub const LATEST_NAME: &str = "LATEST";
+/// Where incremental layers appended to a backup directory live, below it.
+pub const INCREMENTALS_DIR: &str = "incrementals";
+/// Where a layer's data files live, below it.
+pub const DATA_DIR: &str = "data";
+
+/// The files every finished layer directory holds besides its data files.
+pub const LAYER_FILES: &[&str] = &[MANIFEST_NAME, MANIFEST_CHECKSUM_NAME, FILES_LIST_NAME];
+
+/// The path of data file `seq` of work unit `unit` of the plan whose file prefix is `prefix`.
+pub fn data_file_path(prefix: &str, unit: usize, seq: usize) -> String {
+    format!("{DATA_DIR}/{prefix}-{unit:06}-{seq:04}.sst")
+}
+
+/// The directory prefix of the data files of a plan with file prefix `prefix`.
+pub fn data_files_prefix(prefix: &str) -> String {
+    format!("{DATA_DIR}/{prefix}-")
+}
+
+/// The path of the done record of work unit `unit` of the plan with file prefix `prefix`.
+pub fn unit_record_path(prefix: &str, unit: usize) -> String {
+    format!("{PROGRESS_DIR}/{prefix}-{unit:06}")
+}
+
+/// The dated subdirectory a `BACKUP INTO` collection gives a full backup ending at `ts`:
+/// `2026/11/23-101500.00` (CockroachDB's layout, hundredths of a second).
+pub fn dated_subdir(ts: Timestamp) -> String {
+    let c = ts.civil();
+    format!(
+        "{:04}/{:02}/{:02}-{:02}{:02}{:02}.{:02}",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        c.nanos / 10_000_000
+    )
+}
+
+/// The directory of an incremental layer ending at `ts`, relative to its full backup:
+/// `incrementals/` and the dated form with the full nanoseconds and logical counter, so that
+/// layers taken in quick succession never collide (`…/2026/11/23-101500.123456789-0`).
+pub fn layer_dir(ts: Timestamp) -> String {
+    format!("{INCREMENTALS_DIR}/{}", layer_subdir(ts))
+}
+
+/// [`layer_dir`] without its `incrementals/`.
+pub fn layer_subdir(ts: Timestamp) -> String {
+    let c = ts.civil();
+    format!(
+        "{:04}/{:02}/{:02}-{:02}{:02}{:02}.{:09}-{}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.nanos, ts.logical
+    )
+}
+
+/// Whether `path` (without leading `/`) has the shape of a dated full-backup subdirectory.
+pub fn is_dated_subdir(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'/',
+            10 => *c == b'-',
+            17 => *c == b'.',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// The full backups of a collection with a manifest, oldest first (`SHOW BACKUPS IN`).
+pub async fn full_backups(root: &dyn ExternalStorage) -> Result<Vec<String>> {
+    let suffix = format!("/{MANIFEST_NAME}");
+    Ok(root
+        .list("")
+        .await?
+        .iter()
+        .filter_map(|o| o.path.strip_suffix(&suffix))
+        .filter(|d| is_dated_subdir(d))
+        .map(str::to_string)
+        .collect())
+}
+
+/// The full backups of a collection whether or not their manifest survived: dated directories
+/// holding any file, oldest first (for checks, which report what is missing).
+pub async fn full_backup_dirs(root: &dyn ExternalStorage) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for o in root.list("").await? {
+        let p = &o.path;
+        if p.len() > 21 && is_dated_subdir(&p[..20]) && p.as_bytes()[20] == b'/' {
+            let d = &p[..20];
+            if out.last().map(String::as_str) != Some(d) {
+                out.push(d.to_string());
+            }
+        }
+    }
+    out.dedup();
+    Ok(out)
+}
+
+/// The incremental layers appended to the backup directory `full` that have a manifest
+/// (relative to `full`, in name order).
+pub async fn finished_layers(full: &dyn ExternalStorage) -> Result<Vec<String>> {
+    let suffix = format!("/{MANIFEST_NAME}");
+    Ok(full
+        .list(&format!("{INCREMENTALS_DIR}/"))
+        .await?
+        .iter()
+        .filter_map(|o| o.path.strip_suffix(&suffix))
+        .map(str::to_string)
+        .collect())
+}
+
+/// The incremental layer directories below `full` found by any of their files (so a layer
+/// whose manifest is gone is still found), relative to `full`, in name (time) order.
+pub async fn layer_dirs(full: &dyn ExternalStorage) -> Result<Vec<String>> {
+    let mut dirs: Vec<String> = Vec::new();
+    for o in full.list(&format!("{INCREMENTALS_DIR}/")).await? {
+        let dir = match o.path.split_once(&format!("/{DATA_DIR}/")) {
+            Some((dir, _)) => dir,
+            None => match o.path.rsplit_once('/') {
+                Some((dir, name)) if LAYER_FILES.contains(&name) => dir,
+                _ => continue,
+            },
+        };
+        if !dirs.iter().any(|d| d == dir) {
+            dirs.push(dir.to_string());
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The directories below `root` (and `root` itself, as `""`) where a run left a plan or a
+/// legacy checkpoint and no manifest: backups that were started and did not finish.
+pub async fn unfinished_dirs(root: &dyn ExternalStorage, prefix: &str) -> Result<Vec<String>> {
+    let listed = root.list(prefix).await?;
+    let has = |dir: &str, name: &str| {
+        let path = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+        listed.iter().any(|o| o.path == path)
+    };
+    let mut out = Vec::new();
+    for o in &listed {
+        let (dir, name) = o.path.rsplit_once('/').unwrap_or(("", o.path.as_str()));
+        if (name == PLAN_NAME || name == CHECKPOINT_NAME) && !has(dir, MANIFEST_NAME) && !out.iter().any(|d| d == dir) {
+            out.push(dir.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// A new, empty layer directory `dir` below `root` (an error if something is already there).
+pub async fn new_layer_dir(root: &Locations, dir: &str) -> Result<Locations> {
+    if !root.storage().list(&format!("{dir}/")).await?.is_empty() {
+        return Err(Error::exists("backup", format!("{}/{dir}", root.describe())));
+    }
+    Ok(root.subdir(dir))
+}
+
+/// Removes the records of the run of the plan with file prefix `prefix` (its done records, the
+/// plan, a legacy checkpoint): what a finished run no longer needs.
+pub async fn remove_records(dir: &dyn ExternalStorage, prefix: &str) -> Result<()> {
+    for o in dir.list(&format!("{PROGRESS_DIR}/{prefix}-")).await? {
+        dir.delete(&o.path).await?;
+    }
+    dir.delete(PLAN_NAME).await?;
+    dir.delete(CHECKPOINT_NAME).await
+}
+
+/// Removes what a run of the plan with file prefix `prefix` left in `dir` besides its
+/// records: every data file of that prefix in the default location (files routed to other
+/// locations are removed by the caller, which knows them), then its records.
+pub async fn remove_run(dir: &dyn ExternalStorage, prefix: &str) -> Result<()> {
+    for o in dir.list(&data_files_prefix(prefix)).await? {
+        dir.delete(&o.path).await?;
+    }
+    remove_records(dir, prefix).await
+}
+
+/// Removes everything an unfinished backup left in its directory `dir`: the data files it
+/// names (`files`, removed from every location), every data file of its plan's prefix, its
+/// records, and a file list or manifest checksum without a manifest. Once nothing else is left,
+/// an `ENCRYPTION-INFO` it created goes too. A finished backup (with a manifest) is never
+/// touched.
+pub async fn remove_unfinished(dir: &Locations, prefix: Option<&str>, files: &[String]) -> Result<()> {
+    let storage = dir.storage().as_ref();
+    if storage.size(MANIFEST_NAME).await.is_ok() {
+        return Ok(());
+    }
+    for path in files {
+        dir.delete_everywhere(path).await?;
+    }
+    if let Some(prefix) = prefix {
+        remove_run(storage, prefix).await?;
+    }
+    for o in storage.list(&format!("{PROGRESS_DIR}/")).await? {
+        storage.delete(&o.path).await?;
+    }
+    for name in [PLAN_NAME, CHECKPOINT_NAME, FILES_LIST_NAME, MANIFEST_CHECKSUM_NAME] {
+        storage.delete(name).await?;
+    }
+    let rest = storage.list("").await?;
+    if rest.iter().all(|o| o.path == ENCRYPTION_INFO_NAME) {
+        for o in rest {
+            storage.delete(&o.path).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The subdirectory a collection's `LATEST` names.
+pub async fn read_latest(root: &dyn ExternalStorage) -> Result<String> {
+    let latest = root.get(LATEST_NAME).await.map_err(|e| match e {
+        Error::NotFound { .. } => Error::not_found("backup collection (no LATEST file)", root.describe()),
+        e => e,
+    })?;
+    Ok(String::from_utf8_lossy(&latest).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{subdir, MemoryStorage};
+    use bytes::Bytes;
+    use futures::executor::block_on;
+    use std::sync::Arc;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn dated_subdirs() {
+        let ts = Timestamp::parse_as_of("2026-11-23 10:15:00.127", Timestamp::ZERO).unwrap();
+        assert_eq!(dated_subdir(ts), "2026/11/23-101500.12");
+        assert!(is_dated_subdir("2026/11/23-101500.12"));
+        assert!(!is_dated_subdir("2026/11/23-101500.1"));
+        assert!(!is_dated_subdir("incrementals/2026/11/23-101500.12"));
+        assert_eq!(layer_dir(ts.next()), "incrementals/2026/11/23-101500.127000000-1");
+    }
+
+    #[test]
+    fn discovery_and_cleanup() {
+        block_on(async {
+            let s = MemoryStorage::new("c");
+            let put = |p: &str| {
+                let s = s.clone();
+                let p = p.to_string();
+                async move { s.put(&p, Bytes::from_static(b"x")).await.unwrap() }
+            };
+            put("2026/11/23-101500.00/BACKUP_MANIFEST").await;
+            put("2026/11/23-101500.00/incrementals/2026/11/23-111500.000000000-0/BACKUP_MANIFEST").await;
+            put("2026/11/23-101500.00/incrementals/2026/11/23-121500.000000000-0/data/a-000000-0000.sst").await;
+            put("2026/11/24-101500.00/BACKUP-PLAN").await;
+            put("2026/11/24-101500.00/ENCRYPTION-INFO").await;
+            put("2026/11/24-101500.00/progress/ab-000000").await;
+            put("2026/11/24-101500.00/data/ab-000000-0000.sst").await;
+            put("2026/11/24-101500.00/data/cd-000000-0000.sst").await;
+            assert_eq!(full_backups(&s).await.unwrap(), ["2026/11/23-101500.00"]);
+            assert_eq!(full_backup_dirs(&s).await.unwrap(), ["2026/11/23-101500.00", "2026/11/24-101500.00"]);
+            assert_eq!(unfinished_dirs(&s, "").await.unwrap(), ["2026/11/24-101500.00"]);
+            let full: Arc<dyn ExternalStorage> = Arc::new(s.clone());
+            let full = subdir(&full, "2026/11/23-101500.00");
+            assert_eq!(finished_layers(full.as_ref()).await.unwrap(), ["incrementals/2026/11/23-111500.000000000-0"]);
+            assert_eq!(layer_dirs(full.as_ref()).await.unwrap().len(), 2);
+            // Cleanup keeps another plan's file and so the ENCRYPTION-INFO.
+            let root: Arc<dyn ExternalStorage> = Arc::new(s.clone());
+            let dir = Locations::single(subdir(&root, "2026/11/24-101500.00"));
+            remove_unfinished(&dir, Some("ab"), &[]).await.unwrap();
+            let dir = dir.storage();
+            let left: Vec<String> = dir.list("").await.unwrap().into_iter().map(|o| o.path).collect();
+            assert_eq!(left, ["ENCRYPTION-INFO", "data/cd-000000-0000.sst"]);
+            remove_unfinished(&Locations::single(dir.clone()), None, &["data/cd-000000-0000.sst".into()])
+                .await
+                .unwrap();
+            assert!(dir.list("").await.unwrap().is_empty());
+            // A finished backup is never touched.
+            remove_unfinished(&Locations::single(full.clone()), None, &["BACKUP_MANIFEST".into()]).await.unwrap();
+            assert!(full.size(MANIFEST_NAME).await.is_ok());
+        });
+    }
+}
