@@ -26,7 +26,7 @@ use crate::format::manifest::{FileInfo, Manifest, MANIFEST_NAME};
 use crate::keys;
 use crate::kv::{Entry, KvSink};
 use crate::span::{Span, SpanSet};
-use crate::sql::{RestoreOptions, Targets};
+use crate::sql::{RestoreStmtOptions, Targets};
 use crate::stage;
 use crate::storage::ExternalStorage;
 use crate::timestamp::Timestamp;
@@ -209,7 +209,7 @@ pub fn prepare_restore<'a>(
     as_of: Option<Timestamp>,
     target: &Catalog,
     targets: &Targets,
-    options: &RestoreOptions,
+    options: &RestoreStmtOptions,
 ) -> Result<RestoreSelection<'a>> {
     let t = as_of.unwrap_or_else(|| chain[chain.len() - 1].end_time);
     let layers = layers_for(chain, t)?;

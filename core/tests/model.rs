@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use proptest::prelude::*;
-use strata_core::sql::{RestoreOptions, TableName, Targets};
+use strata_core::sql::{RestoreStmtOptions, TableName, Targets};
 use strata_core::{
     keys, plan_full_backup, prepare_restore, run_backup, run_restore, BackupOptions, Catalog, DataFileOptions,
     DatabaseDescriptor, Descriptor, DescriptorChange, ExternalStorage, IndexDescriptor, IndexState, KvSink, KvSource,
@@ -147,7 +147,7 @@ fn check(ops: Vec<Op>, at: prop::sample::Index, target: u8, block_size: usize) -
             None,
             &target_catalog,
             &targets,
-            &RestoreOptions::default(),
+            &RestoreStmtOptions::default(),
         )
         .unwrap();
         let first = target_kv.allocate_ids(selection.ids_needed()).await.unwrap();
@@ -204,7 +204,7 @@ fn a_failed_restore_leaves_nothing_visible() {
             None,
             &target_catalog,
             &Targets::Cluster,
-            &RestoreOptions::default(),
+            &RestoreStmtOptions::default(),
         )
         .unwrap();
         let first = target.allocate_ids(selection.ids_needed()).await.unwrap();

@@ -170,7 +170,7 @@ fn flag_option(options: &mut Vec<String>, name: &str, on: bool) {
     }
 }
 
-fn backup_options(o: &BackupOptions) -> Vec<String> {
+fn backup_options(o: &BackupStmtOptions) -> Vec<String> {
     let mut options = Vec::new();
     flag_option(&mut options, "revision_history", o.revision_history);
     secret_option(&mut options, "encryption_passphrase", &o.encryption_passphrase);
@@ -179,7 +179,7 @@ fn backup_options(o: &BackupOptions) -> Vec<String> {
     options
 }
 
-fn restore_options(o: &RestoreOptions) -> Vec<String> {
+fn restore_options(o: &RestoreStmtOptions) -> Vec<String> {
     let mut options = Vec::new();
     if let Some(db) = &o.into_db {
         options.push(format!("into_db = {}", Lit(db)));
@@ -334,7 +334,13 @@ mod tests {
     }
 
     fn backup_stmt(targets: Targets, destination: BackupDestination) -> BackupStmt {
-        BackupStmt { targets, destination, as_of: None, incremental_from: vec![], options: BackupOptions::default() }
+        BackupStmt {
+            targets,
+            destination,
+            as_of: None,
+            incremental_from: vec![],
+            options: BackupStmtOptions::default(),
+        }
     }
 
     #[test]
@@ -351,7 +357,7 @@ mod tests {
             },
             as_of: Some(AsOf(s("1700000000000000000.0000000001"))),
             incremental_from: vec![s("https://u:pw@h/full")],
-            options: BackupOptions {
+            options: BackupStmtOptions {
                 revision_history: true,
                 encryption_passphrase: Some(Secret(s("hunter2"))),
                 kms: vec![s("aws:///k")],
@@ -378,7 +384,7 @@ mod tests {
             targets: Targets::Cluster,
             source: BackupSource { subdir: None, layers: vec![vec![s("a"), s("b")], vec![s("c")]] },
             as_of: None,
-            options: RestoreOptions {
+            options: RestoreStmtOptions {
                 into_db: Some(s("x")),
                 new_db_name: Some(s("y")),
                 encryption_passphrase: Some(Secret(s("pw"))),

@@ -81,9 +81,9 @@ fn secret() -> impl Strategy<Value = Option<Secret>> {
     option::of(text().prop_map(Secret))
 }
 
-fn backup_options() -> impl Strategy<Value = BackupOptions> {
+fn backup_options() -> impl Strategy<Value = BackupStmtOptions> {
     (any::<bool>(), secret(), vec(uri(), 0..3), any::<bool>()).prop_map(
-        |(revision_history, encryption_passphrase, kms, detached)| BackupOptions {
+        |(revision_history, encryption_passphrase, kms, detached)| BackupStmtOptions {
             revision_history,
             encryption_passphrase,
             kms,
@@ -114,7 +114,7 @@ fn backup() -> impl Strategy<Value = Statement> {
 fn restore() -> impl Strategy<Value = Statement> {
     let options = (option::of(text()), option::of(text()), secret(), vec(uri(), 0..3), any::<bool>(), any::<bool>())
         .prop_map(|(into_db, new_db_name, encryption_passphrase, kms, skip_missing_foreign_keys, detached)| {
-            RestoreOptions { into_db, new_db_name, encryption_passphrase, kms, skip_missing_foreign_keys, detached }
+            RestoreStmtOptions { into_db, new_db_name, encryption_passphrase, kms, skip_missing_foreign_keys, detached }
         });
     (targets(), source(), as_of(), options).prop_map(|(targets, source, as_of, options)| {
         Statement::Restore(RestoreStmt { targets, source, as_of, options })
@@ -215,7 +215,7 @@ fn redact_backup(b: BackupStmt) -> BackupStmt {
         BackupDestination::To(uris) => BackupDestination::To(redact_all(uris)),
         BackupDestination::Into { subdir, uris } => BackupDestination::Into { subdir, uris: redact_all(uris) },
     };
-    let options = BackupOptions {
+    let options = BackupStmtOptions {
         encryption_passphrase: redact_secret(b.options.encryption_passphrase),
         kms: redact_all(b.options.kms),
         ..b.options
@@ -234,7 +234,7 @@ fn redacted(stmt: Statement) -> Statement {
         Statement::Backup(b) => Statement::Backup(redact_backup(b)),
         Statement::Restore(r) => Statement::Restore(RestoreStmt {
             source: redact_source(r.source),
-            options: RestoreOptions {
+            options: RestoreStmtOptions {
                 encryption_passphrase: redact_secret(r.options.encryption_passphrase),
                 kms: redact_all(r.options.kms),
                 ..r.options

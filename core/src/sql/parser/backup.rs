@@ -49,7 +49,7 @@ impl Parser {
                 break;
             }
         }
-        let options = if self.eat_kw("WITH") { self.backup_options()? } else { BackupOptions::default() };
+        let options = if self.eat_kw("WITH") { self.backup_options()? } else { BackupStmtOptions::default() };
         Ok(BackupStmt { targets, destination, as_of, incremental_from: incremental_from.unwrap_or_default(), options })
     }
 
@@ -63,7 +63,7 @@ impl Parser {
         }
         let source = self.source()?;
         let as_of = if self.is_kw("AS") { Some(self.as_of()?) } else { None };
-        let options = if self.eat_kw("WITH") { self.restore_options()? } else { RestoreOptions::default() };
+        let options = if self.eat_kw("WITH") { self.restore_options()? } else { RestoreStmtOptions::default() };
         Ok(RestoreStmt { targets, source, as_of, options })
     }
 
@@ -137,8 +137,8 @@ impl Parser {
         Ok(BackupSource { subdir: None, layers })
     }
 
-    pub(super) fn backup_options(&mut self) -> Result<BackupOptions> {
-        let mut o = BackupOptions::default();
+    pub(super) fn backup_options(&mut self) -> Result<BackupStmtOptions> {
+        let mut o = BackupStmtOptions::default();
         self.options(BACKUP_OPTIONS, |p, name| {
             match name {
                 "revision_history" => o.revision_history = p.flag()?,
@@ -151,8 +151,8 @@ impl Parser {
         Ok(o)
     }
 
-    fn restore_options(&mut self) -> Result<RestoreOptions> {
-        let mut o = RestoreOptions::default();
+    fn restore_options(&mut self) -> Result<RestoreStmtOptions> {
+        let mut o = RestoreStmtOptions::default();
         self.options(RESTORE_OPTIONS, |p, name| {
             match name {
                 "into_db" => o.into_db = Some(p.string_value("expected a string literal (database name)")?),
@@ -198,7 +198,7 @@ mod tests {
                 destination: into(&["nodelocal://1/backups"]),
                 as_of: None,
                 incremental_from: vec![],
-                options: BackupOptions::default(),
+                options: BackupStmtOptions::default(),
             })
         );
     }
@@ -215,7 +215,7 @@ mod tests {
                 destination: BackupDestination::To(v(&["s3://a?AWS_SECRET_ACCESS_KEY=k", "s3://b"])),
                 as_of: Some(AsOf(s("-10s"))),
                 incremental_from: v(&["full", "inc1"]),
-                options: BackupOptions {
+                options: BackupStmtOptions {
                     revision_history: true,
                     encryption_passphrase: Some(Secret(s("pw"))),
                     kms: v(&["aws:///k1", "aws:///k2"]),
@@ -235,7 +235,7 @@ mod tests {
                 destination: BackupDestination::To(v(&["x"])),
                 as_of: Some(AsOf(s("1700000000000000000.0000000001"))),
                 incremental_from: v(&["f"]),
-                options: BackupOptions { revision_history: true, detached: true, kms: v(&["k"]), ..Default::default() },
+                options: BackupStmtOptions { revision_history: true, detached: true, kms: v(&["k"]), ..Default::default() },
             })
         );
     }
@@ -258,7 +258,7 @@ mod tests {
                 destination: BackupDestination::Into { subdir: Some(Subdir::Latest), uris: v(&["s3://x"]) },
                 as_of: Some(AsOf(s("1700000000"))),
                 incremental_from: vec![],
-                options: BackupOptions::default(),
+                options: BackupStmtOptions::default(),
             })
         );
     }
@@ -275,7 +275,7 @@ mod tests {
                 },
                 as_of: None,
                 incremental_from: vec![],
-                options: BackupOptions::default(),
+                options: BackupStmtOptions::default(),
             })
         );
     }
@@ -288,7 +288,7 @@ mod tests {
                 targets: Targets::Cluster,
                 source: BackupSource { subdir: Some(Subdir::Latest), layers: vec![v(&["gs://b/c"])] },
                 as_of: None,
-                options: RestoreOptions::default(),
+                options: RestoreStmtOptions::default(),
             })
         );
     }
@@ -303,7 +303,7 @@ mod tests {
                 targets: Targets::Tables(vec![t(Some("bank"), "accounts")]),
                 source: BackupSource { subdir: None, layers: vec![v(&["full"]), v(&["inc1"]), v(&["inc2"])] },
                 as_of: Some(AsOf(s("2026-11-23 10:00:00"))),
-                options: RestoreOptions {
+                options: RestoreStmtOptions {
                     into_db: Some(s("other")),
                     new_db_name: Some(s("n")),
                     encryption_passphrase: Some(Secret(s("it's"))),
@@ -323,7 +323,7 @@ mod tests {
                 targets: Targets::Databases(v(&["bank"])),
                 source: BackupSource { subdir: None, layers: vec![v(&["a", "b"]), v(&["c", "d"]), v(&["e"])] },
                 as_of: None,
-                options: RestoreOptions::default(),
+                options: RestoreStmtOptions::default(),
             })
         );
         assert_eq!(
@@ -335,7 +335,7 @@ mod tests {
                     layers: vec![v(&["x"])]
                 },
                 as_of: None,
-                options: RestoreOptions::default(),
+                options: RestoreStmtOptions::default(),
             })
         );
     }

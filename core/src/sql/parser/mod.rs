@@ -465,7 +465,7 @@ mod tests {
                 destination: into(&["x"]),
                 as_of: None,
                 incremental_from: vec![],
-                options: BackupOptions::default(),
+                options: BackupStmtOptions::default(),
             })
         );
     }

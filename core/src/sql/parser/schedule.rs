@@ -37,7 +37,7 @@ impl Parser {
         if with && self.is_kw("SCHEDULE") {
             return Err(self.error("WITH SCHEDULE OPTIONS must come after RECURRING"));
         }
-        let options = if with { self.backup_options()? } else { BackupOptions::default() };
+        let options = if with { self.backup_options()? } else { BackupStmtOptions::default() };
         if !self.eat_kw("RECURRING") {
             return Err(self.error(if with { "expected RECURRING" } else { "expected WITH or RECURRING" }));
         }
@@ -133,7 +133,7 @@ mod tests {
                     destination: into(&["s3://x"]),
                     as_of: None,
                     incremental_from: vec![],
-                    options: BackupOptions { revision_history: true, ..Default::default() },
+                    options: BackupStmtOptions { revision_history: true, ..Default::default() },
                 },
                 recurring: Recurrence::Cron(s("@daily")),
                 full_backup: Some(Recurrence::Cron(s("@weekly"))),
@@ -153,7 +153,7 @@ mod tests {
             destination: into(&["a", "b"]),
             as_of: None,
             incremental_from: vec![],
-            options: BackupOptions::default(),
+            options: BackupStmtOptions::default(),
         };
         assert_eq!(
             ok("CREATE SCHEDULE FOR BACKUP INTO ('a', 'b') RECURRING NEVER"),
