@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use proptest::prelude::*;
-use strata_core::sql::{RestoreOptions, TableName, Targets};
+use strata_core::sql::{RestoreStmtOptions, TableName, Targets};
 use strata_core::{
     keys, plan_full_backup, prepare_restore, run_backup, run_restore, BackupOptions, Catalog, DataFileOptions,
     DatabaseDescriptor, Descriptor, DescriptorChange, ExternalStorage, IndexDescriptor, IndexState, KvSink, KvSource,
@@ -145,7 +145,8 @@ fn check(ops: Vec<Op>, at: prop::sample::Index, target: u8, block_size: usize) -
             target_kv.publish(vec![DescriptorChange::Put(Descriptor::Database(db))]).await.unwrap();
         }
         let target_catalog = target_kv.catalog().await.unwrap();
-        let selection = prepare_restore(&chain, None, &target_catalog, &targets, &RestoreOptions::default()).unwrap();
+        let selection =
+            prepare_restore(&chain, None, &target_catalog, &targets, &RestoreStmtOptions::default()).unwrap();
         let first = target_kv.allocate_ids(selection.ids_needed()).await.unwrap();
         let plan = selection.plan(first).unwrap();
         run_restore(&target_kv, &chain, &plan, &RestoreRunOptions::default()).await.unwrap();
@@ -197,7 +198,7 @@ fn a_failed_restore_leaves_nothing_visible() {
         let target = MemKv::new();
         let target_catalog = target.catalog().await.unwrap();
         let selection =
-            prepare_restore(&chain, None, &target_catalog, &Targets::Cluster, &RestoreOptions::default()).unwrap();
+            prepare_restore(&chain, None, &target_catalog, &Targets::Cluster, &RestoreStmtOptions::default()).unwrap();
         let first = target.allocate_ids(selection.ids_needed()).await.unwrap();
         let plan = selection.plan(first).unwrap();
         let err = run_restore(&target, &chain, &plan, &RestoreRunOptions::default()).await.unwrap_err();

@@ -3,7 +3,7 @@
 
 use js_sys::{Array, Object, Reflect};
 use strata_core::sql::{
-    AsOf, BackupDestination, BackupOptions, BackupSource, BackupStmt, RestoreOptions, RestoreStmt, Secret,
+    AsOf, BackupDestination, BackupSource, BackupStmt, BackupStmtOptions, RestoreStmt, RestoreStmtOptions, Secret,
     ShowBackupOptions, ShowBackupStmt, Statement, Subdir, TableName, Targets,
 };
 use strata_core::{Error, Result};
@@ -229,7 +229,7 @@ pub fn backup_statement(o: &Options) -> Result<Statement> {
         destination,
         as_of: o.as_of()?,
         incremental_from,
-        options: BackupOptions {
+        options: BackupStmtOptions {
             revision_history: o.flag("revisionHistory")?,
             encryption_passphrase: o.secret("encryptionPassphrase")?,
             kms: o.strings("kms")?,
@@ -261,7 +261,7 @@ pub fn restore_statement(o: &Options) -> Result<Statement> {
         targets: o.targets()?,
         source: o.source()?,
         as_of: o.as_of()?,
-        options: RestoreOptions {
+        options: RestoreStmtOptions {
             into_db: o.string("intoDb")?,
             new_db_name: o.string("newDbName")?,
             encryption_passphrase: o.secret("encryptionPassphrase")?,

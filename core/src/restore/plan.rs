@@ -14,7 +14,7 @@ use crate::format::manifest::FileInfo;
 use crate::keys;
 use crate::layout::MANIFEST_NAME;
 use crate::span::{Span, SpanSet};
-use crate::sql::{RestoreOptions, Targets};
+use crate::sql::{RestoreStmtOptions, Targets};
 use crate::timestamp::Timestamp;
 
 /// A database the restore creates.
@@ -105,7 +105,7 @@ pub fn prepare_restore<'a>(
     as_of: Option<Timestamp>,
     target: &Catalog,
     targets: &Targets,
-    options: &RestoreOptions,
+    options: &RestoreStmtOptions,
 ) -> Result<RestoreSelection<'a>> {
     let last = chain.last().ok_or_else(|| Error::not_found("backup", "an empty list of layers"))?;
     let t = as_of.unwrap_or(last.end_time);

@@ -68,9 +68,10 @@ pub enum BackupDestination {
     },
 }
 
-/// Options of BACKUP (`WITH …`).
+/// Options of the BACKUP statement (`WITH …`), as stored in job and schedule records; how a
+/// run goes (file sizes, concurrency, progress) is the run's options, not these.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackupOptions {
+pub struct BackupStmtOptions {
     /// `revision_history` (or `revision_history = true|false`).
     pub revision_history: bool,
     /// `encryption_passphrase = '…'`.
@@ -93,7 +94,7 @@ pub struct BackupStmt {
     /// `INCREMENTAL FROM 'full', 'inc1', …`: the explicit chain this backup extends.
     pub incremental_from: Vec<String>,
     /// `WITH …`.
-    pub options: BackupOptions,
+    pub options: BackupStmtOptions,
 }
 
 /// Where RESTORE and SHOW BACKUP read.
@@ -106,9 +107,10 @@ pub struct BackupSource {
     pub layers: Vec<Vec<String>>,
 }
 
-/// Options of RESTORE (`WITH …`).
+/// Options of the RESTORE statement (`WITH …`), as stored in job records; how a run goes
+/// (concurrency, progress) is the run's options, not these.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RestoreOptions {
+pub struct RestoreStmtOptions {
     /// `into_db = 'name'`: restore tables into this existing database.
     pub into_db: Option<String>,
     /// `new_db_name = 'name'`: restore a single database under a new name.
@@ -133,7 +135,7 @@ pub struct RestoreStmt {
     /// `AS OF SYSTEM TIME`.
     pub as_of: Option<AsOf>,
     /// `WITH …`.
-    pub options: RestoreOptions,
+    pub options: RestoreStmtOptions,
 }
 
 /// Options of SHOW BACKUP (`WITH …`).

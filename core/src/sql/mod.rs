@@ -25,6 +25,8 @@ mod ast;
 mod display;
 mod lexer;
 mod parser;
+#[cfg(test)]
+mod round_trip;
 
 pub use ast::*;
 pub use parser::parse;
