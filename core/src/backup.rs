@@ -123,6 +123,8 @@ pub struct BackupOptions {
     pub codec: FileCodec,
     /// Where progress is reported.
     pub progress: crate::progress::ProgressReporter,
+    /// Stops the backup before its next page read once canceled.
+    pub cancel: crate::progress::Cancel,
     /// Where finished data files are sealed (indexed, encrypted, hashed): inline by default.
     pub offload: crate::offload::Offload,
 }
@@ -136,6 +138,7 @@ impl Default for BackupOptions {
             data_file: DataFileOptions::default(),
             codec: FileCodec::plain(),
             progress: Default::default(),
+            cancel: Default::default(),
             offload: Default::default(),
         }
     }
@@ -145,6 +148,11 @@ impl BackupOptions {
     /// Sets where progress is reported.
     pub fn with_progress(mut self, progress: crate::progress::ProgressReporter) -> Self {
         self.progress = progress;
+        self
+    }
+    /// Sets the signal that cancels the backup.
+    pub fn with_cancel(mut self, cancel: crate::progress::Cancel) -> Self {
+        self.cancel = cancel;
         self
     }
     /// Seals finished data files on `pool` while the next file is encoded.
@@ -615,7 +623,7 @@ async fn export_unit(
     // page n is encoded, and file k uploads while file k+1 is encoded. A source or storage that
     // works on other threads (the native ones do) thus overlaps reading, encoding (compressing,
     // encrypting, hashing) and uploading; one that works in `poll` runs them in turn.
-    let mut reading = Box::pin(maybe_done(next_page(source, request.clone(), use_changes)));
+    let mut reading = Box::pin(maybe_done(next_page(source, request.clone(), use_changes, &options.cancel)));
     let mut uploading = None;
     loop {
         let (page, use_changes) = match output(reading.as_mut()).await {
@@ -630,7 +638,7 @@ async fn export_unit(
         let last = page.resume_key.is_none();
         if let Some(k) = &page.resume_key {
             request.span.start.clone_from(k);
-            reading.set(maybe_done(next_page(source, request.clone(), use_changes)));
+            reading.set(maybe_done(next_page(source, request.clone(), use_changes, &options.cancel)));
             start(reading.as_mut()).await;
         }
         for e in &page.entries {
@@ -723,8 +731,15 @@ async fn upload_file(
 }
 
 /// The next page of a unit's scan, and whether to keep reading from the change index: a source
-/// without one answers `None` once, and the unit falls back to full scans.
-async fn next_page(source: &dyn KvSource, request: ScanRequest, use_changes: bool) -> Result<(ScanPage, bool)> {
+/// without one answers `None` once, and the unit falls back to full scans. Fails instead once
+/// the backup is canceled.
+async fn next_page(
+    source: &dyn KvSource,
+    request: ScanRequest,
+    use_changes: bool,
+    cancel: &crate::progress::Cancel,
+) -> Result<(ScanPage, bool)> {
+    cancel.check()?;
     if use_changes {
         if let Some(page) = source.scan_changes(request.clone()).await? {
             return Ok((page, true));

@@ -196,7 +196,15 @@ impl Tracker {
             let done = c.units.iter().filter(|u| u.done).count();
             let fraction = if c.units.is_empty() { 1.0 } else { done as f64 / c.units.len() as f64 };
             let (rows, bytes) = c.files().fold((0, 0), |(r, b), f| (r + f.rows, b + f.logical_bytes));
-            self.progress.report(&Progress { operation: ProgressOperation::Backup, fraction, bytes, rows });
+            let (storage_bytes, files) = (c.files().map(|f| f.size).sum(), c.files().count() as u64);
+            self.progress.report(&Progress {
+                operation: ProgressOperation::Backup,
+                fraction,
+                bytes,
+                rows,
+                storage_bytes,
+                files,
+            });
         }
         let bytes = self.codec.seal(CHECKPOINT_NAME, c.encode());
         // A checkpoint lost in a crash costs only redone work: it is not synced to disk.

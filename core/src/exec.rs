@@ -63,9 +63,18 @@ impl Executor {
         self
     }
 
-    /// Sets where backups report progress (keeping the other backup options).
-    pub(crate) fn set_backup_progress(&mut self, progress: crate::progress::ProgressReporter) {
-        self.backup_options.progress = progress;
+    /// Sets where backups and restores report progress and the signal that cancels them
+    /// (keeping their other options). Clones share the store, the storage opener, the keyring and
+    /// the job runner, so a host keeps one executor and runs each call on
+    /// `exec.clone().with_run_control(…)`.
+    pub fn with_run_control(
+        mut self,
+        progress: crate::progress::ProgressReporter,
+        cancel: crate::progress::Cancel,
+    ) -> Self {
+        self.backup_options = self.backup_options.with_progress(progress.clone()).with_cancel(cancel.clone());
+        self.restore_options = self.restore_options.with_progress(progress).with_cancel(cancel);
+        self
     }
 
     /// Sets how restores run.

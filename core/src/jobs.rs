@@ -268,8 +268,9 @@ impl Executor {
         let intent: Arc<Mutex<Option<Intent>>> = Arc::default();
         let p = progress.clone();
         let reporter = ProgressReporter::new(move |x: &Progress| *p.lock().expect("progress lock") = Some(*x));
-        let mut exec = self.clone();
-        exec.set_backup_progress(reporter);
+        // The job reports to its record, and only PAUSE or CANCEL JOB stop it: it outlives the
+        // call that started it, whose cancellation is not the job's.
+        let exec = self.clone().with_run_control(reporter, crate::progress::Cancel::default());
         let (abort, registration) = AbortHandle::new_pair();
         rt.live
             .lock()

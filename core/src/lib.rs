@@ -99,7 +99,7 @@ pub use locality::{
 };
 pub use memkv::{Clock, MemKv};
 pub use offload::{CpuPool, Offload};
-pub use progress::{Progress, ProgressOperation, ProgressReporter};
+pub use progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
 pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_uri, REDACTED};
 pub use restore::{
     catalog_at, layers_for, prepare_restore, run_restore, validate_chain, DatabaseRestore, LayerFile, RestorePlan,

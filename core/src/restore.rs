@@ -361,6 +361,8 @@ pub struct RestoreRunOptions {
     pub codec: FileCodec,
     /// Where progress is reported.
     pub progress: crate::progress::ProgressReporter,
+    /// Stops the restore (before its next batch or file read) once canceled.
+    pub cancel: crate::progress::Cancel,
 }
 
 impl Default for RestoreRunOptions {
@@ -371,6 +373,7 @@ impl Default for RestoreRunOptions {
             read_bytes: 4 << 20,
             codec: FileCodec::plain(),
             progress: Default::default(),
+            cancel: Default::default(),
         }
     }
 }
@@ -379,6 +382,11 @@ impl RestoreRunOptions {
     /// Sets where progress is reported.
     pub fn with_progress(mut self, progress: crate::progress::ProgressReporter) -> Self {
         self.progress = progress;
+        self
+    }
+    /// Sets the signal that cancels the restore.
+    pub fn with_cancel(mut self, cancel: crate::progress::Cancel) -> Self {
+        self.cancel = cancel;
         self
     }
     /// Sets how the chain's files are stored (see [`crate::Chain::codec`]).
@@ -462,7 +470,7 @@ async fn ingest_and_publish(
         jobs.push(SpanJob { span: keys::system_span(), new_id: None });
     }
     let total_bytes = plan.files.iter().map(|lf| lf.file.logical_bytes).sum();
-    let counter = crate::progress::RestoreCounter::new(options.progress.clone(), total_bytes);
+    let counter = crate::progress::RestoreCounter::new(options.progress.clone(), options.cancel.clone(), total_bytes);
     // The first span to fail stops the others at their next batch; every span returns only
     // once its ingests are done, so the discard that follows a failure races none of them.
     let stop = AtomicBool::new(false);
@@ -500,6 +508,7 @@ async fn ingest_and_publish(
         .map(|d| DescriptorChange::Put(Descriptor::Database(d.descriptor.clone())))
         .chain(plan.tables.iter().map(|t| DescriptorChange::Put(Descriptor::Table(t.descriptor.clone()))))
         .collect();
+    counter.check()?;
     let published_at = sink.publish(changes).await?;
     counter.finish();
     Ok(RestoreSummary { rows: totals.iter().map(|t| t.0).sum(), bytes: totals.iter().map(|t| t.1).sum(), published_at })
@@ -621,9 +630,15 @@ async fn merge_and_ingest<'s>(
             Slot::Unread => {
                 // The merge reached this file's part of the span.
                 let (lf, span) = &files[i];
-                let mut cursor =
-                    FileCursor::open(storages[i].as_ref(), &lf.file, span.clone(), &options.codec, options.read_bytes)
-                        .await?;
+                let mut cursor = FileCursor::open(
+                    storages[i].as_ref(),
+                    &lf.file,
+                    span.clone(),
+                    &options.codec,
+                    options.read_bytes,
+                    counter,
+                )
+                .await?;
                 match cursor.next().await? {
                     Some(head) => {
                         heap.push(Reverse((head.key.clone(), Reverse(head.ts), i)));
@@ -696,6 +711,7 @@ async fn merge_and_ingest<'s>(
         batch.push((key, value));
         if batch_bytes >= options.batch_bytes {
             finish_ingest(in_flight, counter).await?;
+            counter.check()?;
             if stop.load(Ordering::Relaxed) {
                 return Ok((rows, bytes));
             }
@@ -709,6 +725,7 @@ async fn merge_and_ingest<'s>(
     }
     finish_ingest(in_flight, counter).await?;
     if !batch.is_empty() {
+        counter.check()?;
         let n = batch.len() as u64;
         sink.ingest(batch).await?;
         counter.add(n, batch_bytes as u64);
@@ -759,6 +776,8 @@ struct FileCursor<'s> {
     path: String,
     span: Span,
     reader: Arc<FileReader<'s>>,
+    /// Counts the bytes read, and says when the restore is canceled.
+    counter: &'s crate::progress::RestoreCounter,
     /// Runs not fetched yet, in file order.
     runs: VecDeque<BlockRun>,
     /// The next run, being fetched.
@@ -781,7 +800,9 @@ impl<'s> FileCursor<'s> {
         span: Span,
         codec: &FileCodec,
         read_bytes: u64,
+        counter: &'s crate::progress::RestoreCounter,
     ) -> Result<FileCursor<'s>> {
+        counter.opened();
         let path = format!("{}/{}", storage.describe(), file.path);
         let size = storage.size(&file.path).await.map_err(|e| match e {
             Error::NotFound { .. } => Error::corrupt(&path, "data file named by the manifest is missing"),
@@ -798,6 +819,7 @@ impl<'s> FileCursor<'s> {
         let footer_bytes = reader.read_range(size - FOOTER_LEN..size).await?;
         let footer = decode_footer(&footer_bytes, size, &path)?;
         let index_bytes = reader.read_range(footer.index_offset..footer.index_offset + footer.index_len as u64).await?;
+        counter.fetched(footer_bytes.len() + index_bytes.len())?;
         let index = decode_index(&index_bytes, &footer, &path)?;
         let whole = span.start <= file.span.start && file.span.end <= span.end;
         let check = if whole && !codec.is_encrypted() {
@@ -835,6 +857,7 @@ impl<'s> FileCursor<'s> {
             path,
             span,
             reader,
+            counter,
             runs,
             fetch: None,
             blocks: VecDeque::new(),
@@ -878,6 +901,7 @@ impl<'s> FileCursor<'s> {
             }
             let Some((run, mut fetch)) = self.fetch.take() else { return Ok(None) };
             let data = stage::output(Pin::new(&mut fetch)).await?;
+            self.counter.fetched(data.len())?;
             if data.len() as u64 != run.range.end - run.range.start {
                 return Err(Error::corrupt(
                     &self.path,
