@@ -62,7 +62,10 @@ fn backup_and_restore_report_progress() {
         let (files, stored) = (data.len() as u64, data.iter().sum::<u64>());
         let last = *backups.lock().unwrap().last().unwrap();
         assert_eq!((last.files, last.storage_bytes), (files, stored), "{last:?}");
-        assert_eq!((r.get(0, "files"), r.get(0, "bytes")), (Some(&Value::Int(files as i64)), Some(&Value::Int(stored as i64))));
+        assert_eq!(
+            (r.get(0, "files"), r.get(0, "bytes")),
+            (Some(&Value::Int(files as i64)), Some(&Value::Int(stored as i64)))
+        );
 
         let (restore_progress, restores) = recorder();
         let target = Executor::new(Arc::new(MemKv::new()), storage.clone())
@@ -107,9 +110,10 @@ fn canceled_backups_and_restores_stop_and_leave_nothing() {
             let (canceling, seen) = canceled_at(&exec, at);
             let err = canceling.execute(&format!("BACKUP DATABASE d INTO '{uri}'")).await.unwrap_err();
             assert_eq!(err.code(), "CANCELLED", "{err}");
-            let seen = seen.lock().unwrap();
-            assert_eq!(seen.len(), at, "no report after the cancellation: {seen:?}");
-            assert_eq!(seen.last().unwrap().files as usize, at - 1, "{seen:?}");
+            let seen = seen.lock().unwrap().clone();
+            // Stopped at its next page: a file already uploading may still be reported.
+            assert!(seen.len() == at || seen.len() == at + 1, "{seen:?}");
+            assert_eq!(seen[at - 1].files as usize, at - 1, "{seen:?}");
             let left = storage.open(uri).unwrap().list("").await.unwrap();
             assert!(left.is_empty(), "a canceled backup leaves no manifest nor files: {left:?}");
         }
