@@ -95,7 +95,7 @@ pub use layout::{
 pub use locality::{locality_of, open_locations, Locations, DEFAULT_LOCALITY, LOCALITY_PARAM};
 pub use memkv::{Clock, MemKv};
 pub use offload::{CpuPool, Offload};
-pub use progress::{Progress, ProgressOperation, ProgressReporter};
+pub use progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
 pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_uri, REDACTED};
 pub use restore::plan::{prepare_restore, DatabaseRestore, LayerFile, RestorePlan, RestoreSelection, TableRestore};
 pub use restore::run::{run_restore, RestoreRunOptions, RestoreSummary};

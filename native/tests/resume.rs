@@ -1,5 +1,5 @@
 //! A real `strata` process killed (SIGKILL) in the middle of a backup, then the same statement
-//! run again: it resumes from `BACKUP-CHECKPOINT`, the files finished before the kill are not
+//! run again: it resumes from its `BACKUP-PLAN` and done records, the files finished before the kill are not
 //! written again, and the backup restores exactly.
 
 #![cfg(unix)]
@@ -11,7 +11,15 @@ use std::process::{Command, Output};
 mod cli_support;
 use std::time::{Duration, Instant};
 
-use strata_core::{Checkpoint, CHECKPOINT_NAME, MANIFEST_NAME};
+use strata_core::{read_run, FileCodec, RunState, StorageOpener, MANIFEST_NAME, PLAN_NAME, PROGRESS_DIR};
+use strata_native::NativeOpener;
+
+/// The run a backup directory holds (its plan and done records), read as strata reads it.
+fn run_in(dir: &Path) -> Option<RunState> {
+    let storage = NativeOpener::new(dir.to_path_buf()).open(&format!("file://{}", dir.display())).ok()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(read_run(storage.as_ref(), &FileCodec::plain()))
+}
 
 fn strata(store: &Path, args: &[&str]) -> Output {
     cli_support::strata(store, args).ok().out
@@ -54,14 +62,15 @@ fn a_killed_backup_resumes_without_rewriting_finished_files() {
         .env_remove("STRATA_STORE")
         .spawn()
         .unwrap();
-    // Wait until the checkpoint records a finished file, then kill -9.
+    // Wait until a done record names a finished file, then kill -9.
     let deadline = Instant::now() + Duration::from_secs(120);
     let (dir, checkpoint) = loop {
-        assert!(Instant::now() < deadline, "no checkpoint with a finished file appeared");
+        assert!(Instant::now() < deadline, "no done record with a finished file appeared");
         assert!(find(&collection, MANIFEST_NAME).is_empty(), "the backup finished before it could be killed");
-        let found = find(&collection, CHECKPOINT_NAME).into_iter().find_map(|p| {
-            let c = Checkpoint::decode(&std::fs::read(&p).ok()?, "checkpoint").ok()?;
-            (c.files().count() > 0).then(|| (p.parent().unwrap().to_path_buf(), c))
+        let found = find(&collection, PLAN_NAME).into_iter().find_map(|p| {
+            let dir = p.parent().unwrap().to_path_buf();
+            let c = run_in(&dir)?;
+            (c.files().count() > 0).then_some((dir, c))
         });
         if let Some(found) = found {
             break found;
@@ -84,7 +93,11 @@ fn a_killed_backup_resumes_without_rewriting_finished_files() {
     for (path, before) in &finished {
         assert!(fingerprint(path) == *before, "{} was rewritten", path.display());
     }
-    assert!(find(&collection, CHECKPOINT_NAME).is_empty(), "the checkpoint is removed at the end");
+    assert!(find(&collection, PLAN_NAME).is_empty(), "the plan is removed at the end");
+    assert!(
+        !dir.join(PROGRESS_DIR).exists() || std::fs::read_dir(dir.join(PROGRESS_DIR)).unwrap().next().is_none(),
+        "so are the done records"
+    );
     assert_eq!(find(&collection, MANIFEST_NAME).len(), 1);
 
     // It restores exactly: a fresh store sharing the collection.

@@ -286,7 +286,7 @@ async fn locality_aware_backup_to_two_buckets_and_webdav() {
     let layers = vec![vec![default.clone(), west.clone(), east.clone()]];
     let source_list = BackupSource { subdir: Some(Subdir::Latest), layers };
     let chain = exec.open_chain_with_keys(&source_list, KeyRequest::new(Some(PASSPHRASE), &[])).await.unwrap();
-    assert_eq!(chain.manifests.len(), 2);
+    assert_eq!(chain.layers.len(), 2);
     let locations: Vec<(Option<&str>, Arc<dyn ExternalStorage>)> = vec![
         (None, opener.open(&default).unwrap()),
         (Some("region=us-west"), opener.open(&west).unwrap()),
@@ -295,11 +295,11 @@ async fn locality_aware_backup_to_two_buckets_and_webdav() {
     let latest = String::from_utf8(locations[0].1.get("LATEST").await.unwrap().to_vec()).unwrap();
     let full_dir = latest.trim_matches('/').to_string();
     let mut seen = [0usize; 3];
-    for (layer, manifest) in chain.manifests.iter().enumerate() {
+    for (layer, manifest) in chain.layers.iter().map(|l| &l.manifest).enumerate() {
         let layer_dir = if layer == 0 {
             full_dir.clone()
         } else {
-            let name = &chain.names[layer];
+            let name = &chain.layers[layer].name;
             format!("{full_dir}/incrementals/{}", name.split("/incrementals/").nth(1).unwrap())
         };
         assert!(!manifest.files.is_empty());
@@ -338,7 +338,8 @@ async fn locality_aware_backup_to_two_buckets_and_webdav() {
     assert!(r.rows.is_empty(), "check_files found problems in an intact backup: {r}");
     let keyless = exec.check_files(&source_list, KeyRequest::new(None, &[]), false).await.unwrap();
     assert!(keyless.problems.is_empty(), "{:?}", keyless.problems);
-    let west_file = chain.manifests[0].files.iter().find(|f| f.locality.as_deref() == Some("region=us-west")).unwrap();
+    let west_file =
+        chain.layers[0].manifest.files.iter().find(|f| f.locality.as_deref() == Some("region=us-west")).unwrap();
     let west_path = format!("{full_dir}/{}", west_file.path);
     let saved = locations[1].1.get(&west_path).await.unwrap();
     locations[1].1.delete(&west_path).await.unwrap();

@@ -1,19 +1,12 @@
-//! Progress and cancellation of one statement. Rows, bytes and the fraction done come from the
-//! core's progress reports ([`strata_core::ProgressReporter`]); the storage a statement uses is
-//! wrapped to count the files and bytes it writes (backup) or reads (restore); and the store and
-//! the storage check a cancellation signal before every call, so a cancelled statement stops at
-//! its next step (and a backup then cleans up what it wrote, as after any failure).
+//! Progress and cancellation of one call, as JavaScript sees them. The counting and the
+//! cancellation are the core's ([`strata_core::Progress`], [`strata_core::Cancel`], set on the
+//! call's executor with [`strata_core::Executor::with_run_control`]); a [`Run`] keeps the last
+//! report, hands it to the call's `onProgress` as a [`Progress`], and reports `done` once the
+//! statement has succeeded.
 
-use std::collections::BTreeSet;
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use strata_core::{
-    Catalog, DescId, DescriptorChange, Error, ExternalStorage, KvSink, KvSource, KvStore, MultipartUpload, ObjectMeta,
-    Result, ScanPage, ScanRequest, Span, StorageOpener, TableDescriptor, Timestamp, WorkUnit,
-};
+use strata_core::{Cancel, ProgressOperation, ProgressReporter};
 
 /// What kind of statement is running.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,9 +44,9 @@ pub struct Progress {
     pub rows: u64,
     /// Key and value bytes of those rows.
     pub bytes: u64,
-    /// Bytes written to backup storage (backup) or read from it (restore).
+    /// Bytes of the data files written to backup storage (backup) or read from it (restore).
     pub storage_bytes: u64,
-    /// Files written (backup) or read (restore).
+    /// Data files written (backup) or read (restore).
     pub files: u64,
     /// Set on the last report, once the statement has succeeded.
     pub done: bool,
@@ -63,294 +56,88 @@ pub struct Progress {
 type ProgressFn = dyn Fn(&Progress) + Send + Sync;
 #[cfg(target_arch = "wasm32")]
 type ProgressFn = dyn Fn(&Progress);
-#[cfg(not(target_arch = "wasm32"))]
-type CancelledFn = dyn Fn() -> bool + Send + Sync;
-#[cfg(target_arch = "wasm32")]
-type CancelledFn = dyn Fn() -> bool;
 
-/// Counts one statement's work, reports it to a callback and answers whether to stop.
-pub struct Tracker {
-    state: Mutex<(Progress, BTreeSet<String>)>,
+/// One call's progress so far, the callback it goes to, and the signal that cancels it.
+pub struct Run {
+    last: Mutex<Progress>,
     on_progress: Option<Box<ProgressFn>>,
-    cancelled: Option<Box<CancelledFn>>,
+    cancel: Cancel,
 }
 
-impl Tracker {
-    /// A tracker for `operation` with no callback and no cancellation.
-    pub fn new(operation: Operation) -> Tracker {
-        let progress = Progress { operation, ..Progress::default() };
-        Tracker { state: Mutex::new((progress, BTreeSet::new())), on_progress: None, cancelled: None }
+impl Run {
+    /// A run of `operation` with no callback and no cancellation.
+    pub fn new(operation: Operation) -> Run {
+        let last = Progress { operation, ..Progress::default() };
+        Run { last: Mutex::new(last), on_progress: None, cancel: Cancel::new() }
     }
 
     /// Reports every change to `f`.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn with_callback(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Tracker {
+    pub fn with_callback(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Run {
         self.on_progress = Some(Box::new(f));
         self
     }
 
     /// Reports every change to `f`.
     #[cfg(target_arch = "wasm32")]
-    pub fn with_callback(mut self, f: impl Fn(&Progress) + 'static) -> Tracker {
+    pub fn with_callback(mut self, f: impl Fn(&Progress) + 'static) -> Run {
         self.on_progress = Some(Box::new(f));
         self
     }
 
-    /// Stops the statement (with [`Error::Cancelled`]) at the first call after `f` returns true.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn with_cancellation(mut self, f: impl Fn() -> bool + Send + Sync + 'static) -> Tracker {
-        self.cancelled = Some(Box::new(f));
+    /// Cancels the run with `cancel` (e.g. [`Cancel::from_fn`] over an `AbortSignal`).
+    pub fn with_cancel(mut self, cancel: Cancel) -> Run {
+        self.cancel = cancel;
         self
     }
 
-    /// Stops the statement (with [`Error::Cancelled`]) at the first call after `f` returns true.
-    #[cfg(target_arch = "wasm32")]
-    pub fn with_cancellation(mut self, f: impl Fn() -> bool + 'static) -> Tracker {
-        self.cancelled = Some(Box::new(f));
-        self
+    /// The reporter and the signal to run the call's executor with
+    /// ([`strata_core::Executor::with_run_control`]).
+    pub fn control(self: &Arc<Self>) -> (ProgressReporter, Cancel) {
+        let run = self.clone();
+        (ProgressReporter::new(move |p| run.core_progress(p)), self.cancel.clone())
     }
 
     /// The progress so far.
     pub fn progress(&self) -> Progress {
-        self.lock().0.clone()
+        self.lock().clone()
     }
 
     /// Reports the end of a successful statement.
     pub fn finish(&self) {
-        self.update(|p, _| {
+        self.update(|p| {
             p.done = true;
             p.fraction = 1.0;
         });
     }
 
-    /// Takes in a progress report of the core (rows, bytes, fraction).
-    pub fn core_progress(&self, core: &strata_core::Progress) {
-        self.update(|p, _| {
+    /// Takes in a progress report of the core.
+    fn core_progress(&self, core: &strata_core::Progress) {
+        self.update(|p| {
+            p.operation = match core.operation {
+                ProgressOperation::Backup => Operation::Backup,
+                ProgressOperation::Restore => Operation::Restore,
+            };
             p.fraction = core.fraction.clamp(0.0, 1.0);
-            p.rows = core.rows;
-            p.bytes = core.bytes;
+            (p.rows, p.bytes) = (core.rows, core.bytes);
+            (p.storage_bytes, p.files) = (core.storage_bytes, core.files);
         });
     }
 
-    fn check(&self) -> Result<()> {
-        match &self.cancelled {
-            Some(f) if f() => Err(Error::Cancelled(format!("the {} was cancelled by its caller", self.kind()))),
-            _ => Ok(()),
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn kind(&self) -> &'static str {
-        self.lock().0.operation.as_str()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Progress, BTreeSet<String>)> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn update(&self, f: impl FnOnce(&mut Progress, &mut BTreeSet<String>)) {
+    fn update(&self, f: impl FnOnce(&mut Progress)) {
         let snapshot = {
-            let mut state = self.lock();
-            let (progress, files) = &mut *state;
-            f(progress, files);
-            progress.clone()
+            let mut last = self.lock();
+            f(&mut last);
+            last.clone()
         };
         // Called without the lock: the callback may ask for progress() itself.
         if let Some(cb) = &self.on_progress {
             cb(&snapshot);
         }
-    }
-
-    fn written(&self, bytes: usize) {
-        if self.kind() == "backup" {
-            self.update(|p, _| {
-                p.storage_bytes += bytes as u64;
-                p.files += 1;
-            });
-        }
-    }
-
-    fn read(&self, path: &str, bytes: usize) {
-        if self.kind() == "restore" {
-            self.update(|p, files| {
-                p.storage_bytes += bytes as u64;
-                if files.insert(path.to_string()) {
-                    p.files += 1;
-                }
-            });
-        }
-    }
-}
-
-/// A store that stops (with [`Error::Cancelled`]) at its next scan, ingest or publish once the
-/// [`Tracker`]'s statement is cancelled.
-pub struct TrackedStore {
-    inner: Arc<dyn KvStore>,
-    tracker: Arc<Tracker>,
-}
-
-impl TrackedStore {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn KvStore>, tracker: Arc<Tracker>) -> TrackedStore {
-        TrackedStore { inner, tracker }
-    }
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl KvSource for TrackedStore {
-    async fn now(&self) -> Result<Timestamp> {
-        self.inner.now().await
-    }
-    async fn scan(&self, request: ScanRequest) -> Result<ScanPage> {
-        self.tracker.check()?;
-        self.inner.scan(request).await
-    }
-    async fn gc_threshold(&self, span: &Span) -> Result<Timestamp> {
-        self.inner.gc_threshold(span).await
-    }
-    async fn split(&self, span: &Span) -> Result<Vec<WorkUnit>> {
-        self.inner.split(span).await
-    }
-    async fn scan_changes(&self, request: ScanRequest) -> Result<Option<ScanPage>> {
-        self.tracker.check()?;
-        self.inner.scan_changes(request).await
-    }
-    async fn catalog_at(&self, ts: Timestamp) -> Result<Catalog> {
-        self.inner.catalog_at(ts).await
-    }
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl KvSink for TrackedStore {
-    async fn catalog(&self) -> Result<Catalog> {
-        self.inner.catalog().await
-    }
-    async fn allocate_ids(&self, count: u32) -> Result<DescId> {
-        self.inner.allocate_ids(count).await
-    }
-    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        self.tracker.check()?;
-        self.inner.ingest(pairs).await
-    }
-    async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
-        self.tracker.check()?;
-        self.inner.publish(changes).await
-    }
-    async fn discard(&self, spans: &[Span]) -> Result<()> {
-        self.inner.discard(spans).await
-    }
-    async fn validate_indexes(&self, table: &TableDescriptor) -> Result<()> {
-        self.inner.validate_indexes(table).await
-    }
-    async fn is_empty(&self) -> Result<bool> {
-        self.inner.is_empty().await
-    }
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl KvStore for TrackedStore {
-    async fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Timestamp> {
-        self.inner.write(batch).await
-    }
-}
-
-/// Opens storages whose reads (restore) and writes (backup) are counted by a [`Tracker`].
-pub struct TrackedOpener {
-    inner: Arc<dyn StorageOpener>,
-    tracker: Arc<Tracker>,
-}
-
-impl TrackedOpener {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn StorageOpener>, tracker: Arc<Tracker>) -> TrackedOpener {
-        TrackedOpener { inner, tracker }
-    }
-}
-
-impl StorageOpener for TrackedOpener {
-    fn open(&self, uri: &str) -> Result<Arc<dyn ExternalStorage>> {
-        let inner = self.inner.open(uri)?;
-        Ok(Arc::new(TrackedStorage { inner, tracker: self.tracker.clone() }))
-    }
-}
-
-struct TrackedStorage {
-    inner: Arc<dyn ExternalStorage>,
-    tracker: Arc<Tracker>,
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl ExternalStorage for TrackedStorage {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.tracker.check()?;
-        let n = data.len();
-        self.inner.put(path, data).await?;
-        self.tracker.written(n);
-        Ok(())
-    }
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        self.tracker.check()?;
-        let n = data.len();
-        self.inner.put_if_absent(path, data).await?;
-        self.tracker.written(n);
-        Ok(())
-    }
-    async fn get(&self, path: &str) -> Result<Bytes> {
-        self.tracker.check()?;
-        let data = self.inner.get(path).await?;
-        self.tracker.read(path, data.len());
-        Ok(data)
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        self.tracker.check()?;
-        let data = self.inner.get_range(path, range).await?;
-        self.tracker.read(path, data.len());
-        Ok(data)
-    }
-    async fn size(&self, path: &str) -> Result<u64> {
-        self.inner.size(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path).await
-    }
-    async fn put_multipart<'a>(&'a self, path: &str) -> Result<Box<dyn MultipartUpload + 'a>> {
-        self.tracker.check()?;
-        let inner = self.inner.put_multipart(path).await?;
-        Ok(Box::new(TrackedUpload { inner, tracker: &self.tracker, bytes: 0 }))
-    }
-}
-
-struct TrackedUpload<'a> {
-    inner: Box<dyn MultipartUpload + 'a>,
-    tracker: &'a Tracker,
-    bytes: usize,
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl MultipartUpload for TrackedUpload<'_> {
-    async fn write(&mut self, data: Bytes) -> Result<()> {
-        self.tracker.check()?;
-        self.bytes += data.len();
-        self.inner.write(data).await
-    }
-    async fn complete(self: Box<Self>) -> Result<()> {
-        let (tracker, bytes) = (self.tracker, self.bytes);
-        self.inner.complete().await?;
-        tracker.written(bytes);
-        Ok(())
-    }
-    async fn abort(self: Box<Self>) -> Result<()> {
-        self.inner.abort().await
     }
 }
 
@@ -360,6 +147,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use futures::executor::block_on;
+    use strata_core::{StorageOpener, Value};
 
     use super::*;
     use crate::Strata;
@@ -378,37 +166,46 @@ mod tests {
                 async move {
                     let reports = Arc::new(Mutex::new(Vec::<Progress>::new()));
                     let seen = reports.clone();
-                    let tracker = Tracker::new(op)
+                    let run = Run::new(op)
                         .with_callback(move |p| seen.lock().unwrap().push(p.clone()))
-                        .with_cancellation(move || cancel);
-                    let tracker = Arc::new(tracker);
+                        .with_cancel(Cancel::from_fn(move || cancel));
+                    let run = Arc::new(run);
                     let stmt = strata_core::sql::parse(sql).unwrap();
-                    let result = s.execute_statement(&stmt, Some(tracker.clone())).await;
+                    let result = s.execute_statement(&stmt, Some(run.clone())).await;
                     let reports = reports.lock().unwrap().clone();
-                    (result, tracker.progress(), reports)
+                    (result, run.progress(), reports)
                 }
             };
             let (result, p, reports) = run(Operation::Backup, "BACKUP DATABASE bank INTO 'memory://b'", false).await;
-            result.unwrap();
+            let result = result.unwrap();
             assert!(p.done && p.fraction == 1.0, "{p:?}");
             assert_eq!((p.rows, p.bytes), (100, 100 * 59), "{p:?}");
-            assert!(p.files >= 3 && p.storage_bytes > 0, "{p:?}");
-            assert!(reports.len() >= 4, "{reports:?}");
+            // The data files, as the backup's result counts them.
+            let (files, stored) = (result.get(0, "files"), result.get(0, "bytes"));
+            assert_eq!((files, stored), (Some(&Value::Int(p.files as i64)), Some(&Value::Int(p.storage_bytes as i64))));
+            assert!(p.files >= 1 && p.storage_bytes > 0, "{p:?}");
+            assert!(reports.len() >= 3, "{reports:?}");
             assert!(
                 reports.windows(2).all(|w| w[0].fraction <= w[1].fraction && w[0].rows <= w[1].rows),
                 "{reports:?}"
             );
             let restore = "RESTORE DATABASE bank FROM LATEST IN 'memory://b' WITH new_db_name = 'copy'";
-            let (result, p, _) = run(Operation::Restore, restore, false).await;
+            let (result, r, _) = run(Operation::Restore, restore, false).await;
             result.unwrap();
-            assert_eq!((p.rows, p.bytes), (100, 100 * 59), "{p:?}");
-            assert!(p.files >= 1 && p.storage_bytes > 0 && p.done, "{p:?}");
+            assert_eq!((r.rows, r.bytes), (100, 100 * 59), "{r:?}");
+            assert_eq!((r.files, r.storage_bytes), (p.files, p.storage_bytes), "{r:?}");
+            assert!(r.done && r.operation == Operation::Restore, "{r:?}");
 
             let (result, p, _) = run(Operation::Backup, "BACKUP DATABASE bank INTO 'memory://c'", true).await;
             let err = result.unwrap_err();
             assert_eq!(err.code(), "CANCELLED", "{err}");
             assert!(!p.done);
             assert!(s.mounts().open("memory://c").unwrap().list("").await.unwrap().is_empty());
+            let restore = "RESTORE DATABASE bank FROM LATEST IN 'memory://b' WITH new_db_name = 'other'";
+            let (result, _, _) = run(Operation::Restore, restore, true).await;
+            assert_eq!(result.unwrap_err().code(), "CANCELLED");
+            let dbs = s.execute("SHOW DATABASES").await.unwrap();
+            assert_eq!(dbs.rows.len(), 2, "a canceled restore publishes nothing: {dbs:?}");
         });
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use js_sys::{Array, Function, Object, Reflect};
 use strata_core::sql::Statement;
 use strata_core::{
-    keys, prefix_end, read_span, BackupOptions, Entropy, Error, Executor, ExternalStorage, KvStore, MemKv, MvccFilter,
-    ProgressReporter, QueryResult, RestoreRunOptions, Result, ScanRequest, Span, StorageOpener, Timestamp,
+    keys, prefix_end, read_span, BackupOptions, Cancel, Entropy, Error, Executor, ExternalStorage, KvStore, MemKv,
+    MvccFilter, QueryResult, RestoreRunOptions, Result, ScanRequest, Span, Timestamp,
 };
 use wasm_bindgen::prelude::*;
 
@@ -19,7 +19,7 @@ use crate::options::{
     backup_statement, restore_statement, show_backup_statement, Options, BACKUP_OPTIONS, RESTORE_OPTIONS, RUN_OPTIONS,
     SHOW_BACKUP_OPTIONS,
 };
-use crate::progress::{Operation, Progress, TrackedOpener, TrackedStore, Tracker};
+use crate::progress::{Operation, Progress, Run};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = include_str!("types.d.ts");
@@ -32,12 +32,13 @@ type JsResult<T> = std::result::Result<T, JsValue>;
 ///
 /// Every method returning a Promise rejects with a `StrataError` (an `Error` with a stable
 /// `code`), and so do the constructor and `mount` when given something unusable.
+///
+/// One executor runs every call (each on a clone carrying the call's progress callback and
+/// abort signal); `BACKUP … WITH detached` jobs run on the JavaScript event loop.
 #[wasm_bindgen]
 pub struct Strata {
-    store: Arc<dyn KvStore>,
+    exec: Executor,
     mounts: Arc<Mounts>,
-    backup_options: BackupOptions,
-    restore_options: RestoreRunOptions,
 }
 
 impl Default for Strata {
@@ -54,32 +55,33 @@ impl Strata {
         Strata::with_store(Arc::new(MemKv::with_clock(Arc::new(host::wall_clock_nanos))))
     }
 
-    /// A strata over `store`.
+    /// A strata over `store`: one executor over it and the mounts (which it reads as it opens
+    /// each URI, so later mounts count), with the host's randomness for encryption and, in wasm,
+    /// detached jobs run on the JavaScript event loop.
     pub fn with_store(store: Arc<dyn KvStore>) -> Strata {
         host::install_panic_hook();
-        Strata {
-            store,
-            mounts: Arc::new(Mounts::default()),
-            backup_options: BackupOptions::default(),
-            restore_options: RestoreRunOptions::default(),
-        }
+        let mounts = Arc::new(Mounts::default());
+        let exec = Executor::new(store, mounts.clone()).with_entropy(Entropy::new(host::fill_random));
+        #[cfg(target_arch = "wasm32")]
+        let exec = exec.with_job_spawner(Arc::new(EventLoop));
+        Strata { exec, mounts }
     }
 
     /// Sets how backups run (concurrency, file and page sizes).
     pub fn with_backup_options(mut self, options: BackupOptions) -> Strata {
-        self.backup_options = options;
+        self.exec = self.exec.with_backup_options(options);
         self
     }
 
     /// Sets how restores run.
     pub fn with_restore_options(mut self, options: RestoreRunOptions) -> Strata {
-        self.restore_options = options;
+        self.exec = self.exec.with_restore_options(options);
         self
     }
 
     /// The store statements run against.
     pub fn store(&self) -> &Arc<dyn KvStore> {
-        &self.store
+        self.exec.store()
     }
 
     /// Which storage each backup URI names.
@@ -87,50 +89,35 @@ impl Strata {
         &self.mounts
     }
 
-    /// An executor over the store and the mounts, with the host's randomness for encryption;
-    /// with a tracker, every scan, ingest and file it does is counted and may be cancelled.
-    pub fn executor(&self, tracker: Option<Arc<Tracker>>) -> Executor {
-        let (store, opener): (Arc<dyn KvStore>, Arc<dyn StorageOpener>) = match &tracker {
-            Some(t) => (
-                Arc::new(TrackedStore::new(self.store.clone(), t.clone())),
-                Arc::new(TrackedOpener::new(self.mounts.clone(), t.clone())),
-            ),
-            None => (self.store.clone(), self.mounts.clone()),
-        };
-        let (mut backup, mut restore) = (self.backup_options.clone(), self.restore_options.clone());
-        if let Some(t) = tracker {
-            let (b, r) = (t.clone(), t);
-            backup = backup.with_progress(ProgressReporter::new(move |p| b.core_progress(p)));
-            restore = restore.with_progress(ProgressReporter::new(move |p| r.core_progress(p)));
-        }
-        Executor::new(store, opener)
-            .with_backup_options(backup)
-            .with_restore_options(restore)
-            .with_entropy(Entropy::new(host::fill_random))
+    /// The executor every call runs on (a clone of it, with the call's progress and
+    /// cancellation, when it has them).
+    pub fn executor(&self) -> &Executor {
+        &self.exec
     }
 
     /// Parses and runs one statement.
     pub async fn execute(&self, sql: &str) -> Result<QueryResult> {
-        self.executor(None).execute(sql).await
+        self.exec.execute(sql).await
     }
 
-    /// Runs a parsed statement, counted by `tracker` if given (which is told when it succeeds).
-    pub async fn execute_statement(&self, stmt: &Statement, tracker: Option<Arc<Tracker>>) -> Result<QueryResult> {
-        let result = self.executor(tracker.clone()).execute_statement(stmt).await?;
-        if let Some(t) = tracker {
-            t.finish();
-        }
+    /// Runs a parsed statement, reporting to `run` and canceled by it if given (which is told
+    /// when the statement succeeds).
+    pub async fn execute_statement(&self, stmt: &Statement, run: Option<Arc<Run>>) -> Result<QueryResult> {
+        let Some(run) = run else { return self.exec.execute_statement(stmt).await };
+        let (progress, cancel) = run.control();
+        let result = self.exec.clone().with_run_control(progress, cancel).execute_statement(stmt).await?;
+        run.finish();
         Ok(result)
     }
 
     async fn table_prefix(&self, db: &str, table: &str, at: Option<Timestamp>) -> Result<[u8; 5]> {
-        self.executor(None).table_prefix(db, table, at).await
+        self.exec.table_prefix(db, table, at).await
     }
 
     /// Writes `value` under `key` in table `db.table`; returns the write's timestamp.
     pub async fn put(&self, db: &str, table: &str, key: &[u8], value: &[u8]) -> Result<Timestamp> {
         let prefix = self.table_prefix(db, table, None).await?;
-        self.store.write(vec![([&prefix[..], key].concat(), Some(value.to_vec()))]).await
+        self.store().write(vec![([&prefix[..], key].concat(), Some(value.to_vec()))]).await
     }
 
     /// Writes every `(key, value)` of `rows` into table `db.table` in one atomic batch; returns
@@ -138,25 +125,25 @@ impl Strata {
     pub async fn put_many(&self, db: &str, table: &str, rows: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Timestamp> {
         let prefix = self.table_prefix(db, table, None).await?;
         let batch = rows.into_iter().map(|(k, v)| ([&prefix[..], &k].concat(), Some(v))).collect();
-        self.store.write(batch).await
+        self.store().write(batch).await
     }
 
     /// Deletes `key` from table `db.table`; returns the deletion's timestamp.
     pub async fn delete(&self, db: &str, table: &str, key: &[u8]) -> Result<Timestamp> {
         let prefix = self.table_prefix(db, table, None).await?;
-        self.store.write(vec![([&prefix[..], key].concat(), None)]).await
+        self.store().write(vec![([&prefix[..], key].concat(), None)]).await
     }
 
     /// The value of `key` in table `db.table` as of `at` (default: now), if any.
     pub async fn get(&self, db: &str, table: &str, key: &[u8], at: Option<Timestamp>) -> Result<Option<Vec<u8>>> {
         let at = match at {
             Some(t) => t,
-            None => self.store.now().await?,
+            None => self.store().now().await?,
         };
         let prefix = self.table_prefix(db, table, Some(at)).await?;
         let full = [&prefix[..], key].concat();
         let span = Span::new(full.clone(), [&full[..], &[0]].concat());
-        let page = self.store.scan(ScanRequest::new(span, Timestamp::ZERO, at, MvccFilter::Latest)).await?;
+        let page = self.store().scan(ScanRequest::new(span, Timestamp::ZERO, at, MvccFilter::Latest)).await?;
         Ok(page.entries.into_iter().find(|e| e.key == full).and_then(|e| e.value).map(|v| v.to_vec()))
     }
 
@@ -172,12 +159,12 @@ impl Strata {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let at = match at {
             Some(t) => t,
-            None => self.store.now().await?,
+            None => self.store().now().await?,
         };
         let table_prefix = self.table_prefix(db, table, Some(at)).await?;
         let start = [&table_prefix[..], prefix].concat();
         let span = Span::new(start.clone(), prefix_end(&start));
-        let mut rows = read_span(self.store.as_ref(), span, at).await?;
+        let mut rows = read_span(self.store().as_ref(), span, at).await?;
         if let Some(n) = limit {
             rows.truncate(n);
         }
@@ -186,7 +173,7 @@ impl Strata {
 
     /// Resolves an `AS OF SYSTEM TIME` expression (`'-10s'`, a decimal, a date) against the store's clock.
     pub async fn resolve_time(&self, as_of: &str) -> Result<Timestamp> {
-        Timestamp::parse_as_of(as_of, self.store.now().await?)
+        Timestamp::parse_as_of(as_of, self.store().now().await?)
     }
 }
 
@@ -242,8 +229,8 @@ impl Strata {
         #[wasm_bindgen(unchecked_optional_param_type = "RunOptions")] options: JsValue,
     ) -> JsResult<JsValue> {
         let stmt = strata_core::sql::parse(&sql).map_err(|e| to_js_error(&e))?;
-        let tracker = run_tracker(&options, RUN_OPTIONS, "execute", &stmt)?;
-        let result = self.execute_statement(&stmt, tracker).await.map_err(|e| to_js_error(&e))?;
+        let run = call_run(&options, RUN_OPTIONS, "execute", &stmt)?;
+        let result = self.execute_statement(&stmt, run).await.map_err(|e| to_js_error(&e))?;
         Ok(query_result_to_js(&result))
     }
 
@@ -301,8 +288,8 @@ impl Strata {
         allowed: &'static [&'static str],
         what: &'static str,
     ) -> JsResult<Array> {
-        let tracker = run_tracker(options, allowed, what, &stmt)?;
-        let result = self.execute_statement(&stmt, tracker).await.map_err(|e| to_js_error(&e))?;
+        let run = call_run(options, allowed, what, &stmt)?;
+        let result = self.execute_statement(&stmt, run).await.map_err(|e| to_js_error(&e))?;
         Ok(result_rows_to_objects(&result))
     }
 
@@ -390,17 +377,17 @@ impl Strata {
     /// `now()`: the store's current timestamp, as decimal text (usable as `asOf`).
     #[wasm_bindgen(js_name = now)]
     pub async fn now_js(&self) -> JsResult<String> {
-        self.store.now().await.map(|t| t.to_string()).map_err(|e| to_js_error(&e))
+        self.store().now().await.map(|t| t.to_string()).map_err(|e| to_js_error(&e))
     }
 }
 
-/// The tracker of a call whose options may hold `onProgress` and `signal`, if either is given.
-fn run_tracker(
+/// The run of a call whose options may hold `onProgress` and `signal`, if either is given.
+fn call_run(
     options: &JsValue,
     allowed: &'static [&'static str],
     what: &'static str,
     stmt: &Statement,
-) -> JsResult<Option<Arc<Tracker>>> {
+) -> JsResult<Option<Arc<Run>>> {
     let o = Options::new(options, what, allowed).map_err(|e| to_js_error(&e))?;
     let on_progress = o.function("onProgress").map_err(|e| to_js_error(&e))?;
     let signal = o.object("signal").map_err(|e| to_js_error(&e))?;
@@ -417,14 +404,25 @@ fn run_tracker(
         Statement::Restore(_) => Operation::Restore,
         _ => Operation::Statement,
     };
-    let mut tracker = Tracker::new(operation);
+    let mut run = Run::new(operation);
     if let Some(f) = on_progress {
-        tracker = tracker.with_callback(move |p| report(&f, p));
+        run = run.with_callback(move |p| report(&f, p));
     }
     if let Some(signal) = signal {
-        tracker = tracker.with_cancellation(move || is_aborted(&signal));
+        run = run.with_cancel(Cancel::from_fn(move || is_aborted(&signal)));
     }
-    Ok(Some(Arc::new(tracker)))
+    Ok(Some(Arc::new(run)))
+}
+
+/// Runs detached jobs' futures on the JavaScript event loop.
+#[cfg(target_arch = "wasm32")]
+struct EventLoop;
+
+#[cfg(target_arch = "wasm32")]
+impl strata_core::JobSpawner for EventLoop {
+    fn spawn(&self, job: strata_core::JobFuture) {
+        wasm_bindgen_futures::spawn_local(job);
+    }
 }
 
 /// `[key, value]` pairs from a JS array.

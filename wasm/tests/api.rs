@@ -411,3 +411,43 @@ fn timestamps_are_bigint_nanoseconds() {
     assert!(strata_wasm::ts_from_js(&JsValue::from_f64(-1.0), "t").is_err());
     assert!(strata_wasm::ts_from_js(&JsValue::from_str("5"), "t").is_err());
 }
+
+/// Lets the JavaScript event loop run what is queued on it (a resolved promise's turn: no wall
+/// clock involved).
+async fn yield_to_event_loop() {
+    wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&JsValue::UNDEFINED)).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn detached_backups_run_on_the_event_loop() {
+    let s = new_strata();
+    bank(&s).await;
+    let (columns, rows) = table(&exec(&s, "BACKUP DATABASE bank INTO 'memory://jobs' WITH detached").await);
+    assert_eq!(columns, ["job_id", "status"]);
+    assert_eq!(rows, [["1", "running"]], "a Strata runs its jobs");
+
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        yield_to_event_loop().await;
+        let (columns, rows) = table(&exec(&s, "SHOW JOBS").await);
+        let status = columns.iter().position(|c| c == "status").expect("a status column");
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        statuses.push(rows[0][status].clone());
+        if matches!(statuses.last().map(String::as_str), Some("succeeded" | "failed" | "canceled")) {
+            break;
+        }
+    }
+    assert_eq!(statuses.last().map(String::as_str), Some("succeeded"), "{statuses:?}");
+
+    exec(&s, "RESTORE DATABASE bank FROM LATEST IN 'memory://jobs' WITH new_db_name = 'copy'").await;
+    let scan = |db: &'static str| s.scan_js(db.into(), "accounts".into(), JsValue::UNDEFINED);
+    let (source, copy) = (Array::from(&scan("bank").await.unwrap()), Array::from(&scan("copy").await.unwrap()));
+    assert_eq!(copy.length(), 3);
+    for i in 0..source.length() {
+        let (a, b) = (Array::from(&source.get(i)), Array::from(&copy.get(i)));
+        for j in 0..2 {
+            let (a, b) = (js_sys::Uint8Array::new(&a.get(j)).to_vec(), js_sys::Uint8Array::new(&b.get(j)).to_vec());
+            assert_eq!(a, b, "row {i}");
+        }
+    }
+}

@@ -26,7 +26,7 @@ use crate::layout::{
     PLAN_NAME,
 };
 use crate::locality::Locations;
-use crate::progress::{Progress, ProgressOperation, ProgressReporter};
+use crate::progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
 use crate::span::Span;
 use crate::stage::{output, settle, start};
 use crate::storage::ExternalStorage;
@@ -47,6 +47,8 @@ pub struct BackupOptions {
     pub codec: FileCodec,
     /// Where progress is reported.
     pub progress: ProgressReporter,
+    /// Stops the backup before its next page read once canceled.
+    pub cancel: Cancel,
     /// Where finished data files are sealed (indexed, encrypted, hashed): inline by default.
     pub offload: crate::offload::Offload,
 }
@@ -60,6 +62,7 @@ impl Default for BackupOptions {
             data_file: DataFileOptions::default(),
             codec: FileCodec::plain(),
             progress: Default::default(),
+            cancel: Default::default(),
             offload: Default::default(),
         }
     }
@@ -69,6 +72,11 @@ impl BackupOptions {
     /// Sets where progress is reported.
     pub fn with_progress(mut self, progress: ProgressReporter) -> Self {
         self.progress = progress;
+        self
+    }
+    /// Sets the signal that cancels the backup.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
         self
     }
     /// Seals finished data files on `pool` while the next file is encoded.
@@ -162,6 +170,25 @@ pub async fn run_backup(
     }
 }
 
+/// What a run's progress reports count.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counted {
+    units_done: usize,
+    rows: u64,
+    bytes: u64,
+    storage_bytes: u64,
+    files: u64,
+}
+
+impl Counted {
+    fn add(&mut self, f: &FileInfo) {
+        self.rows += f.rows;
+        self.bytes += f.logical_bytes;
+        self.storage_bytes += f.size;
+        self.files += 1;
+    }
+}
+
 /// The state of a run: its plan's done records, kept in memory and written to the backup
 /// directory as work finishes (each unit's record by that unit's export only).
 struct Runner {
@@ -172,8 +199,8 @@ struct Runner {
     /// Paths of every data file the run's records name (to remove if it fails).
     written: futures::lock::Mutex<Vec<String>>,
     progress: ProgressReporter,
-    /// Units done, and rows and logical bytes of the files stored, for progress reports.
-    counted: std::sync::Mutex<(usize, u64, u64)>,
+    /// For progress reports: units done, and the files stored so far.
+    counted: std::sync::Mutex<Counted>,
 }
 
 impl Runner {
@@ -231,9 +258,8 @@ impl Runner {
         }
         let files = || records.iter().flat_map(|r| r.files.iter());
         let written = files().map(|f| f.path.clone()).collect();
-        let counted = files().fold((records.iter().filter(|r| r.done).count(), 0, 0), |(d, r, b), f| {
-            (d, r + f.rows, b + f.logical_bytes)
-        });
+        let mut counted = Counted { units_done: records.iter().filter(|r| r.done).count(), ..Counted::default() };
+        files().for_each(|f| counted.add(f));
         let runner = Runner {
             storage,
             codec: codec.clone(),
@@ -259,10 +285,17 @@ impl Runner {
 
     fn report(&self) {
         if self.progress.is_set() {
-            let (done, rows, bytes) = *self.counted.lock().expect("progress lock");
+            let c = *self.counted.lock().expect("progress lock");
             let total = self.units.len();
-            let fraction = if total == 0 { 1.0 } else { done as f64 / total as f64 };
-            self.progress.report(&Progress { operation: ProgressOperation::Backup, fraction, bytes, rows });
+            let fraction = if total == 0 { 1.0 } else { c.units_done as f64 / total as f64 };
+            self.progress.report(&Progress {
+                operation: ProgressOperation::Backup,
+                fraction,
+                bytes: c.bytes,
+                rows: c.rows,
+                storage_bytes: c.storage_bytes,
+                files: c.files,
+            });
         }
     }
 
@@ -288,9 +321,8 @@ impl Runner {
         self.write(i, &r).await?;
         {
             let mut counted = self.counted.lock().expect("progress lock");
-            counted.0 += usize::from(unit_done);
-            counted.1 += info.rows;
-            counted.2 += info.logical_bytes;
+            counted.units_done += usize::from(unit_done);
+            counted.add(info);
         }
         self.report();
         Ok(())
@@ -301,7 +333,7 @@ impl Runner {
         let mut r = self.units[i].lock().await;
         r.done = true;
         self.write(i, &r).await?;
-        self.counted.lock().expect("progress lock").0 += 1;
+        self.counted.lock().expect("progress lock").units_done += 1;
         self.report();
         Ok(())
     }
@@ -388,7 +420,7 @@ async fn export_unit(
     // page n is encoded, and file k uploads while file k+1 is encoded. A source or storage that
     // works on other threads (the native ones do) thus overlaps reading, encoding (compressing,
     // encrypting, hashing) and uploading; one that works in `poll` runs them in turn.
-    let mut reading = Box::pin(maybe_done(next_page(source, request.clone(), use_changes)));
+    let mut reading = Box::pin(maybe_done(next_page(source, request.clone(), use_changes, &options.cancel)));
     let mut uploading = None;
     loop {
         let (page, use_changes) = match output(reading.as_mut()).await {
@@ -403,7 +435,7 @@ async fn export_unit(
         let last = page.resume_key.is_none();
         if let Some(k) = &page.resume_key {
             request.span.start.clone_from(k);
-            reading.set(maybe_done(next_page(source, request.clone(), use_changes)));
+            reading.set(maybe_done(next_page(source, request.clone(), use_changes, &options.cancel)));
             start(reading.as_mut()).await;
         }
         for e in &page.entries {
@@ -495,8 +527,15 @@ async fn upload_file(
 }
 
 /// The next page of a unit's scan, and whether to keep reading from the change index: a source
-/// without one answers `None` once, and the unit falls back to full scans.
-async fn next_page(source: &dyn KvSource, request: ScanRequest, use_changes: bool) -> Result<(ScanPage, bool)> {
+/// without one answers `None` once, and the unit falls back to full scans. Fails instead once
+/// the backup is canceled.
+async fn next_page(
+    source: &dyn KvSource,
+    request: ScanRequest,
+    use_changes: bool,
+    cancel: &Cancel,
+) -> Result<(ScanPage, bool)> {
+    cancel.check()?;
     if use_changes {
         if let Some(page) = source.scan_changes(request.clone()).await? {
             return Ok((page, true));

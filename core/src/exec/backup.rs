@@ -18,7 +18,7 @@ use crate::layout::{
     dated_subdir, layer_dir, new_layer_dir, ENCRYPTION_INFO_NAME, INCREMENTALS_DIR, LATEST_NAME, MANIFEST_NAME,
 };
 use crate::locality::Locations;
-use crate::progress::ProgressReporter;
+use crate::progress::{Cancel, ProgressReporter};
 use crate::redact::redact_uri;
 use crate::result::QueryResult;
 use crate::span::Span;
@@ -36,11 +36,9 @@ impl BackupService {
         BackupService { options }
     }
 
-    /// The same service reporting progress to `progress` (for a detached job).
-    pub(super) fn with_progress(&self, progress: ProgressReporter) -> BackupService {
-        let mut options = self.options.clone();
-        options.progress = progress;
-        BackupService { options }
+    /// The same service reporting progress to `progress` and stopped by `cancel`.
+    pub(super) fn with_control(&self, progress: ProgressReporter, cancel: Cancel) -> BackupService {
+        BackupService { options: self.options.clone().with_progress(progress).with_cancel(cancel) }
     }
 
     /// Runs `BACKUP` (`stmt` is `b` as a statement, whose text the manifest records) to the

@@ -231,7 +231,9 @@ impl JobService {
         let intent: Arc<Mutex<Option<Intent>>> = Arc::default();
         let p = progress.clone();
         let reporter = ProgressReporter::new(move |x: &Progress| *p.lock().expect("progress lock") = Some(*x));
-        let backup = backup.with_progress(reporter);
+        // The job reports to its record, and only PAUSE or CANCEL JOB stop it: it outlives the
+        // call that started it, whose cancellation is not the job's.
+        let backup = backup.with_control(reporter, crate::progress::Cancel::default());
         let (abort, registration) = AbortHandle::new_pair();
         rt.live
             .lock()

@@ -38,6 +38,7 @@ use crate::keys;
 use crate::kv::KvStore;
 use crate::layout::read_latest;
 use crate::locality::{open_locations, Locations};
+use crate::progress::{Cancel, ProgressReporter};
 use crate::redact::redact_uri;
 use crate::restore::run::RestoreRunOptions;
 use crate::result::QueryResult;
@@ -130,6 +131,16 @@ impl Executor {
     /// Sets how backups run.
     pub fn with_backup_options(mut self, options: BackupOptions) -> Self {
         self.backup = BackupService::new(options);
+        self
+    }
+
+    /// Sets where backups and restores report progress and the signal that cancels them
+    /// (keeping their other options). Clones share the store, the storage opener, the keyring and
+    /// the job runner, so a host keeps one executor and runs each call on
+    /// `exec.clone().with_run_control(…)`.
+    pub fn with_run_control(mut self, progress: ProgressReporter, cancel: Cancel) -> Self {
+        self.backup = self.backup.with_control(progress.clone(), cancel.clone());
+        self.restore = self.restore.with_control(progress, cancel);
         self
     }
 

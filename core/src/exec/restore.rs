@@ -4,6 +4,7 @@
 use super::{open_source_chain, Context};
 use crate::crypto::keyring::KeyRequest;
 use crate::error::{Error, Result};
+use crate::progress::{Cancel, ProgressReporter};
 use crate::restore::plan::prepare_restore;
 use crate::restore::run::{run_restore, RestoreRunOptions};
 use crate::result::QueryResult;
@@ -19,6 +20,11 @@ pub(super) struct RestoreService {
 impl RestoreService {
     pub(super) fn new(options: RestoreRunOptions) -> RestoreService {
         RestoreService { options }
+    }
+
+    /// The same service reporting progress to `progress` and stopped by `cancel`.
+    pub(super) fn with_control(&self, progress: ProgressReporter, cancel: Cancel) -> RestoreService {
+        RestoreService { options: self.options.clone().with_progress(progress).with_cancel(cancel) }
     }
 
     /// Runs `RESTORE` to the end.

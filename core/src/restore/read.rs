@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::datafile::{decode_block, decode_footer, decode_index, BlockHandle, FOOTER_LEN};
 use crate::format::manifest::FileInfo;
 use crate::kv::Entry;
+use crate::progress::RestoreCounter;
 use crate::span::Span;
 use crate::stage;
 use crate::storage::ExternalStorage;
@@ -48,6 +49,8 @@ pub(crate) struct FileCursor<'s> {
     path: String,
     span: Span,
     reader: Arc<FileReader<'s>>,
+    /// Counts the bytes read, and says when the restore is canceled.
+    counter: &'s RestoreCounter,
     /// Runs not fetched yet, in file order.
     runs: VecDeque<BlockRun>,
     /// The next run, being fetched.
@@ -70,7 +73,9 @@ impl<'s> FileCursor<'s> {
         span: Span,
         codec: &FileCodec,
         read_bytes: u64,
+        counter: &'s RestoreCounter,
     ) -> Result<FileCursor<'s>> {
+        counter.opened();
         let path = format!("{}/{}", storage.describe(), file.path);
         let size = storage.size(&file.path).await.map_err(|e| match e {
             Error::NotFound { .. } => Error::corrupt(&path, "data file named by the manifest is missing"),
@@ -87,6 +92,7 @@ impl<'s> FileCursor<'s> {
         let footer_bytes = reader.read_range(size - FOOTER_LEN..size).await?;
         let footer = decode_footer(&footer_bytes, size, &path)?;
         let index_bytes = reader.read_range(footer.index_offset..footer.index_offset + footer.index_len as u64).await?;
+        counter.fetched(footer_bytes.len() + index_bytes.len())?;
         let index = decode_index(&index_bytes, &footer, &path)?;
         let whole = span.start <= file.span.start && file.span.end <= span.end;
         let check = if whole && !codec.is_encrypted() {
@@ -124,6 +130,7 @@ impl<'s> FileCursor<'s> {
             path,
             span,
             reader,
+            counter,
             runs,
             fetch: None,
             blocks: VecDeque::new(),
@@ -167,6 +174,7 @@ impl<'s> FileCursor<'s> {
             }
             let Some((run, mut fetch)) = self.fetch.take() else { return Ok(None) };
             let data = stage::output(Pin::new(&mut fetch)).await?;
+            self.counter.fetched(data.len())?;
             if data.len() as u64 != run.range.end - run.range.start {
                 return Err(Error::corrupt(
                     &self.path,

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::kv::{Entry, KvSink};
 use crate::locality::Locations;
-use crate::progress::{ProgressReporter, RestoreCounter};
+use crate::progress::{Cancel, ProgressReporter, RestoreCounter};
 use crate::records::restored_system_value;
 use crate::restore::plan::{LayerFile, RestorePlan};
 use crate::restore::read::FileCursor;
@@ -40,6 +40,8 @@ pub struct RestoreRunOptions {
     pub(crate) codec: FileCodec,
     /// Where progress is reported.
     pub progress: ProgressReporter,
+    /// Stops the restore (before its next batch or file read) once canceled.
+    pub cancel: Cancel,
 }
 
 impl Default for RestoreRunOptions {
@@ -50,6 +52,7 @@ impl Default for RestoreRunOptions {
             read_bytes: 4 << 20,
             codec: FileCodec::plain(),
             progress: Default::default(),
+            cancel: Default::default(),
         }
     }
 }
@@ -58,6 +61,11 @@ impl RestoreRunOptions {
     /// Sets where progress is reported.
     pub fn with_progress(mut self, progress: ProgressReporter) -> Self {
         self.progress = progress;
+        self
+    }
+    /// Sets the signal that cancels the restore.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
         self
     }
     /// Sets how many spans (tables) are restored at once (at least 1).
@@ -141,7 +149,7 @@ async fn ingest_and_publish(
         jobs.push(SpanJob { span: keys::system_span(), new_id: None });
     }
     let total_bytes = plan.files.iter().map(|lf| lf.file.logical_bytes).sum();
-    let counter = RestoreCounter::new(options.progress.clone(), total_bytes);
+    let counter = RestoreCounter::new(options.progress.clone(), options.cancel.clone(), total_bytes);
     // The first span to fail stops the others at their next batch; every span returns only
     // once its ingests are done, so the discard that follows a failure races none of them.
     let stop = AtomicBool::new(false);
@@ -179,6 +187,7 @@ async fn ingest_and_publish(
         .map(|d| DescriptorChange::Put(Descriptor::Database(d.descriptor.clone())))
         .chain(plan.tables.iter().map(|t| DescriptorChange::Put(Descriptor::Table(t.descriptor.clone()))))
         .collect();
+    counter.check()?;
     let published_at = sink.publish(changes).await?;
     counter.finish();
     Ok(RestoreSummary { rows: totals.iter().map(|t| t.0).sum(), bytes: totals.iter().map(|t| t.1).sum(), published_at })
@@ -298,9 +307,15 @@ async fn merge_and_ingest<'s>(
             Slot::Unread => {
                 // The merge reached this file's part of the span.
                 let (lf, span) = &files[i];
-                let mut cursor =
-                    FileCursor::open(storages[i].as_ref(), &lf.file, span.clone(), &options.codec, options.read_bytes)
-                        .await?;
+                let mut cursor = FileCursor::open(
+                    storages[i].as_ref(),
+                    &lf.file,
+                    span.clone(),
+                    &options.codec,
+                    options.read_bytes,
+                    counter,
+                )
+                .await?;
                 match cursor.next().await? {
                     Some(head) => {
                         heap.push(Reverse((head.key.clone(), Reverse(head.ts), i)));
@@ -371,6 +386,7 @@ async fn merge_and_ingest<'s>(
         batch.push((key, value));
         if batch_bytes >= options.batch_bytes {
             finish_ingest(in_flight, counter).await?;
+            counter.check()?;
             if stop.load(Ordering::Relaxed) {
                 return Ok((rows, bytes));
             }
@@ -384,6 +400,7 @@ async fn merge_and_ingest<'s>(
     }
     finish_ingest(in_flight, counter).await?;
     if !batch.is_empty() {
+        counter.check()?;
         let n = batch.len() as u64;
         sink.ingest(batch).await?;
         counter.add(n, batch_bytes as u64);
