@@ -39,6 +39,10 @@ pub(crate) async fn run(exec: &Executor, command: ScheduleCommand) -> anyhow::Re
 }
 
 async fn daemon(exec: Executor, once: bool) -> anyhow::Result<()> {
+    // Take SIGTERM and Ctrl-C over before any work: a signal that arrives while a backup runs is
+    // then kept until the run ends (and the daemon stops cleanly), instead of killing the
+    // process mid-write with the default action.
+    let mut stop = StopSignal::new();
     // Detached jobs recorded by `strata sql "BACKUP … WITH detached"` (pending), or left running
     // by a daemon that stopped (they resume from their checkpoints).
     let forgotten = exec.recover_schedules().await?;
@@ -72,7 +76,7 @@ async fn daemon(exec: Executor, once: bool) -> anyhow::Result<()> {
         let sleep = until_next_run(&exec).await?;
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
-            _ = stop_signal() => {
+            _ = stop.recv() => {
                 eprintln!("schedule run: stopping");
                 return Ok(());
             }
@@ -92,21 +96,46 @@ async fn until_next_run(exec: &Executor) -> anyhow::Result<Duration> {
     Ok(wait.clamp(Duration::from_millis(100), MAX_SLEEP))
 }
 
-async fn stop_signal() {
+/// SIGTERM or Ctrl-C, registered once when the daemon starts (see [`daemon`]).
+struct StopSignal {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    fn new() -> StopSignal {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignal { term: signal(SignalKind::terminate()).ok(), interrupt: signal(SignalKind::interrupt()).ok() }
         }
+        #[cfg(not(unix))]
+        StopSignal {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves once a stop signal has arrived (at once if one arrived before).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.term) => {}
+                _ = next(&mut self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
