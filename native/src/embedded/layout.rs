@@ -45,10 +45,12 @@ pub(super) const TAG_TOMBSTONE: u8 = 0;
 /// The first byte of a stored version: the value follows.
 pub(super) const TAG_VALUE: u8 = 1;
 
+#[inline]
 pub(super) fn version_key(key: &[u8], ts: Timestamp) -> (&[u8], u64, u32) {
     (key, u64::MAX - ts.wall, u32::MAX - ts.logical)
 }
 
+#[inline]
 pub(super) fn version_ts(inverted_wall: u64, inverted_logical: u32) -> Timestamp {
     Timestamp::new(u64::MAX - inverted_wall, u32::MAX - inverted_logical)
 }
@@ -81,6 +83,9 @@ pub(super) fn encode_ts(ts: Timestamp) -> [u8; 12] {
     out
 }
 
+// The helpers called once per row are `#[inline]`: they live in another module (so possibly
+// another codegen unit) than the loops of scan.rs, changes.rs and gc.rs that call them.
+
 impl Inner {
     fn decode_ts(&self, what: &str, bytes: &[u8]) -> Result<Timestamp> {
         let b: [u8; 12] =
@@ -91,6 +96,7 @@ impl Inner {
     }
 
     /// The value of a stored version: `None` for a tombstone.
+    #[inline]
     pub(super) fn decode_value<'v>(&self, key: &[u8], bytes: &'v [u8]) -> Result<Option<&'v [u8]>> {
         match bytes.split_first() {
             Some((&TAG_VALUE, value)) => Ok(Some(value)),
