@@ -27,6 +27,7 @@ use crate::span::{Span, SpanSet};
 use crate::sql::{TableName, Targets};
 use crate::stage::{output, settle, start};
 use crate::storage::ExternalStorage;
+use crate::storage::ExternalStorageExt;
 use crate::timestamp::Timestamp;
 
 /// One export: the versions of `span` in `(start, end]` that `filter` selects.

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::format::manifest::{FileInfo, MANIFEST_NAME};
 use crate::kv::{KvSource, WorkUnit};
 use crate::progress::{Progress, ProgressOperation, ProgressReporter};
+use crate::storage::ExternalStorageExt;
 use crate::storage::{subdir, ExternalStorage};
 use crate::timestamp::Timestamp;
 

@@ -24,6 +24,7 @@ use crate::span::Span;
 use crate::sql::{
     self, BackupDestination, BackupSource, BackupStmt, RestoreStmt, Secret, Statement, Subdir, TableName,
 };
+use crate::storage::ExternalStorageExt;
 use crate::storage::{subdir, ExternalStorage, StorageOpener};
 use crate::timestamp::Timestamp;
 

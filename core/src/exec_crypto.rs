@@ -14,6 +14,7 @@ use crate::exec::{resolve_subdir, Executor, INCREMENTALS_DIR};
 use crate::format::manifest::MANIFEST_NAME;
 use crate::result::QueryResult;
 use crate::sql::{AlterBackupStmt, BackupSource, KeyChange};
+use crate::storage::ExternalStorageExt;
 use crate::storage::{subdir, ExternalStorage};
 use crate::verify::{layer_dirs, verify_chain, FileProblem, VerifyReport};
 

@@ -34,6 +34,7 @@ use crate::result::QueryResult;
 use crate::span::Span;
 use crate::sql::{BackupDestination, BackupStmt, Statement};
 use crate::storage::ExternalStorage;
+use crate::storage::ExternalStorageExt;
 use crate::timestamp::Timestamp;
 
 const JOB_PREFIX: &[u8] = b"job/";

@@ -15,16 +15,14 @@
 //! exception: a backup writes each to the location matching its work unit's locality and records
 //! that locality in the manifest; a restore reads each from the location its `FileInfo` names.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::format::manifest::FileInfo;
 use crate::redact::redact_uri;
-use crate::storage::{ExternalStorage, MultipartUpload, ObjectMeta, StorageOpener};
+use crate::storage::{ExternalStorage, StorageOpener, StorageWrapper};
 
 /// The URI parameter that tags the URIs of a locality-aware backup.
 pub const LOCALITY_PARAM: &str = "COCKROACH_LOCALITY";
@@ -155,30 +153,9 @@ pub fn storage_for_file(layer: &Arc<dyn ExternalStorage>, file: &FileInfo) -> Re
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl ExternalStorage for LocalityStorage {
-    fn describe(&self) -> String {
-        self.default.describe()
-    }
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.default.put(path, data).await
-    }
-    async fn put_volatile(&self, path: &str, data: Bytes) -> Result<()> {
-        self.default.put_volatile(path, data).await
-    }
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        self.default.put_if_absent(path, data).await
-    }
-    async fn get(&self, path: &str) -> Result<Bytes> {
-        self.default.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        self.default.get_range(path, range).await
-    }
-    async fn size(&self, path: &str) -> Result<u64> {
-        self.default.size(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.default.list(prefix).await
+impl StorageWrapper for LocalityStorage {
+    fn inner(&self) -> &dyn ExternalStorage {
+        self.default.as_ref()
     }
     async fn delete(&self, path: &str) -> Result<()> {
         self.default.delete(path).await?;
@@ -186,9 +163,6 @@ impl ExternalStorage for LocalityStorage {
             location.delete(path).await?;
         }
         Ok(())
-    }
-    async fn put_multipart<'a>(&'a self, path: &str) -> Result<Box<dyn MultipartUpload + 'a>> {
-        self.default.put_multipart(path).await
     }
     fn locality(&self, tier: &str) -> Option<Arc<dyn ExternalStorage>> {
         self.localities.iter().find(|(l, _)| l == tier).map(|(_, s)| s.clone())
@@ -198,7 +172,8 @@ impl ExternalStorage for LocalityStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{subdir, MemoryOpener};
+    use crate::storage::{subdir, ExternalStorageExt, MemoryOpener};
+    use bytes::Bytes;
     use futures::executor::block_on;
     #[cfg(all(target_family = "wasm", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;

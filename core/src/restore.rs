@@ -29,6 +29,7 @@ use crate::span::{Span, SpanSet};
 use crate::sql::{RestoreOptions, Targets};
 use crate::stage;
 use crate::storage::ExternalStorage;
+use crate::storage::ExternalStorageExt;
 use crate::timestamp::Timestamp;
 
 /// A database the restore creates.

@@ -29,6 +29,7 @@ use crate::format::manifest::{
     sha256, verify_manifest_checksum, FileInfo, Manifest, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
 };
 use crate::result::QueryResult;
+use crate::storage::ExternalStorageExt;
 use crate::storage::{subdir, ExternalStorage};
 
 /// Name of the plaintext file list of an encrypted layer.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use futures::executor::block_on;
 use proptest::prelude::*;
 use strata_core::sql::{RestoreOptions, TableName, Targets};
+use strata_core::ExternalStorageExt;
 use strata_core::{
     keys, plan_full_backup, prepare_restore, run_backup, run_restore, BackupOptions, Catalog, DataFileOptions,
     DatabaseDescriptor, Descriptor, DescriptorChange, ExternalStorage, IndexDescriptor, IndexState, KvSink, KvSource,

@@ -17,6 +17,7 @@ use crate::format::manifest::MANIFEST_NAME;
 use crate::kv::MaybeSendSync;
 use crate::redact::redact_uri;
 use crate::storage::ExternalStorage;
+use crate::storage::ExternalStorageExt;
 
 /// A key-encryption key held by a key management service (or a local key file): it wraps and
 /// unwraps a backup chain's 32-byte data key, which never leaves strata unwrapped.
