@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use strata_core::ExternalStorageExt;
 use strata_core::sql::{BackupSource, Subdir};
 use strata_core::{
     keys, read_span, Catalog, DescId, DescriptorChange, Executor, ExternalStorage, KeyRequest, KvSink, KvSource,
