@@ -5,14 +5,14 @@
 //! its next step (and a backup then cleans up what it wrote, as after any failure).
 
 use std::collections::BTreeSet;
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use strata_core::{
-    Catalog, DescId, DescriptorChange, Error, ExternalStorage, KvSink, KvSource, KvStore, MultipartUpload, ObjectMeta,
-    Result, ScanPage, ScanRequest, Span, StorageOpener, TableDescriptor, Timestamp, WorkUnit,
+    Catalog, DescId, DescriptorChange, Error, ExternalStorage, GetOptions, GetResult, KvSink, KvSource, KvStore,
+    PutOptions, Result, ScanPage, ScanRequest, Span, StorageOpener, StorageWrapper, TableDescriptor, Timestamp,
+    WorkUnit,
 };
 
 /// What kind of statement is running.
@@ -283,74 +283,29 @@ struct TrackedStorage {
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl ExternalStorage for TrackedStorage {
-    fn describe(&self) -> String {
-        self.inner.describe()
+impl StorageWrapper for TrackedStorage {
+    fn inner(&self) -> &dyn ExternalStorage {
+        self.inner.as_ref()
     }
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+    async fn put_opts(&self, path: &str, data: Bytes, options: PutOptions) -> Result<()> {
         self.tracker.check()?;
         let n = data.len();
-        self.inner.put(path, data).await?;
+        self.inner.put_opts(path, data, options).await?;
         self.tracker.written(n);
         Ok(())
     }
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
+    async fn get_opts(&self, path: &str, options: GetOptions) -> Result<GetResult> {
+        if options.head {
+            return self.inner.get_opts(path, options).await;
+        }
         self.tracker.check()?;
-        let n = data.len();
-        self.inner.put_if_absent(path, data).await?;
-        self.tracker.written(n);
-        Ok(())
+        let got = self.inner.get_opts(path, options).await?;
+        self.tracker.read(path, got.bytes.len());
+        Ok(got)
     }
-    async fn get(&self, path: &str) -> Result<Bytes> {
-        self.tracker.check()?;
-        let data = self.inner.get(path).await?;
-        self.tracker.read(path, data.len());
-        Ok(data)
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        self.tracker.check()?;
-        let data = self.inner.get_range(path, range).await?;
-        self.tracker.read(path, data.len());
-        Ok(data)
-    }
-    async fn size(&self, path: &str) -> Result<u64> {
-        self.inner.size(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path).await
-    }
-    async fn put_multipart<'a>(&'a self, path: &str) -> Result<Box<dyn MultipartUpload + 'a>> {
-        self.tracker.check()?;
-        let inner = self.inner.put_multipart(path).await?;
-        Ok(Box::new(TrackedUpload { inner, tracker: &self.tracker, bytes: 0 }))
-    }
-}
-
-struct TrackedUpload<'a> {
-    inner: Box<dyn MultipartUpload + 'a>,
-    tracker: &'a Tracker,
-    bytes: usize,
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl MultipartUpload for TrackedUpload<'_> {
-    async fn write(&mut self, data: Bytes) -> Result<()> {
-        self.tracker.check()?;
-        self.bytes += data.len();
-        self.inner.write(data).await
-    }
-    async fn complete(self: Box<Self>) -> Result<()> {
-        let (tracker, bytes) = (self.tracker, self.bytes);
-        self.inner.complete().await?;
-        tracker.written(bytes);
-        Ok(())
-    }
-    async fn abort(self: Box<Self>) -> Result<()> {
-        self.inner.abort().await
+    fn locality(&self, tier: &str) -> Option<Arc<dyn ExternalStorage>> {
+        let inner = self.inner.locality(tier)?;
+        Some(Arc::new(TrackedStorage { inner, tracker: self.tracker.clone() }))
     }
 }
 

@@ -803,6 +803,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
     #[should_panic(expected = "the storage suite has no such check")]
     fn only_existing_checks_can_be_skipped() {
         let _ = Capabilities::all().without("multipart", "gone");

@@ -87,14 +87,7 @@ impl ObjectStorage {
             Some(stripped) if !without_query.ends_with("://") => stripped.to_string(),
             _ => without_query.to_string(),
         };
-        ObjectStorage {
-            store,
-            root: String::new(),
-            uri: redacted,
-            base,
-            secrets: secrets_of(uri),
-            volatile: None,
-        }
+        ObjectStorage { store, root: String::new(), uri: redacted, base, secrets: secrets_of(uri), volatile: None }
     }
 
     /// Sets a view of the same objects that does not sync writes to stable storage (a

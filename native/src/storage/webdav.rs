@@ -23,7 +23,9 @@ use bytes::Bytes;
 use object_store::RetryConfig;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode};
-use strata_core::{Error, ExternalStorage, GetOptions, GetResult, ListResult, ObjectMeta, PutMode, PutOptions, Result, Status};
+use strata_core::{
+    Error, ExternalStorage, GetOptions, GetResult, ListResult, ObjectMeta, PutMode, PutOptions, Result, Status,
+};
 use url::Url;
 
 use super::object::ObjectStorage;
