@@ -220,35 +220,46 @@ impl ListResult {
 /// implements [`StorageWrapper`] instead, which forwards every method it does not override.
 ///
 /// # Contract
-/// What [`crate::conformance::storage::run_all`] checks, against every implementation:
-/// - Paths are relative to the storage's root, `/`-separated, without a leading `/`; names may
-///   hold spaces, punctuation, capitals and non-ASCII letters. [`ExternalStorage::describe`] is
-///   never empty.
-/// - [`ExternalStorage::put_opts`] stores the whole object atomically: readers racing writers see
-///   the old bytes or one writer's new bytes, never a mix or a prefix, and a shorter object
-///   leaves no tail of a longer one. Empty objects and every byte value round-trip; parent
-///   directories need not exist. [`PutMode::Create`] fails with [`Error::AlreadyExists`] naming
-///   the path if the object exists and leaves it unchanged; of racing creates of one path exactly
-///   one succeeds; after a delete the path can be created again. [`Durability::Volatile`] writes
-///   are seen by readers exactly like durable ones.
-/// - [`ExternalStorage::get_opts`] of a missing object, or of a "directory" (a prefix of other
-///   objects' paths), fails with [`Error::NotFound`] naming the path, whatever the options (an
-///   empty range and a head request included). A range returns exactly those bytes; ranges that
-///   touch either end and empty ranges inside the object or at its end are valid; a range that
-///   ends past the object, starts past it, or is reversed is an [`Error::InvalidArgument`]
-///   naming the path. A head request returns the size and no bytes. [`GetResult::size`] is the
-///   whole object's size, set for whole reads and head requests.
+/// Exactly what the checks of [`crate::conformance::storage::CHECKS`] check, against every
+/// implementation (the check's name in brackets):
+/// - Paths are relative to the storage's root, `/`-separated, without a leading `/`; names with
+///   spaces, punctuation, capitals and non-ASCII letters work, and every byte value and empty
+///   objects round-trip. [`ExternalStorage::describe`] is not empty. (`put_get_delete`)
+/// - [`ExternalStorage::put_opts`] replaces the whole object: a shorter object leaves no tail
+///   of a longer one, and parent directories need not exist (`put_get_delete`). Readers racing
+///   writers see the old bytes or one writer's new bytes, never a mix or a prefix, and sizes
+///   read meanwhile are one version's (`overwrite_is_atomic`). [`PutMode::Create`] fails with
+///   [`Error::AlreadyExists`] naming the path if the object exists, durable or volatile, and
+///   leaves it unchanged; after a delete the path can be created again (`put_if_absent`,
+///   `put_and_get_options`); of 16 racing creates of one path exactly one succeeds
+///   (`concurrent_writers`). A [`Durability::Volatile`] put is seen by readers exactly like a
+///   durable one (`put_get_delete`, `put_and_get_options`).
+/// - [`ExternalStorage::get_opts`] with a range returns exactly those bytes; ranges touching
+///   either end and empty ranges inside the object or at its end are valid; a range that ends
+///   past the object, starts past it, or is reversed is an [`Error::InvalidArgument`] naming the
+///   path (`ranged_get`). A head request returns the size and no bytes, whatever the range; a
+///   whole read's [`GetResult::size`] is the object's size, a ranged read's that size or `None`
+///   (`put_and_get_options`).
+/// - Every read of a missing object, or of a "directory" (a prefix of other objects' paths),
+///   fails with [`Error::NotFound`] naming the path: whole, ranged (an empty range too) and head
+///   (`missing_objects`).
 /// - [`ExternalStorage::list`] returns every object whose path starts with the *string*
-///   `prefix` (`a/b` lists `a/b/c`, `a/bc` and `a/bd/e`), recursively, with exact sizes, sorted by
-///   path, complete (1,100 entries and more), each once; nothing for a prefix that matches
-///   nothing.
+///   `prefix` (`a/b` lists `a/b/c`, `a/bc` and `a/bd/e`), recursively, with exact sizes, sorted
+///   by path, all of 1,100 entries; nothing for a prefix that matches nothing (`list_prefixes`,
+///   `missing_objects`).
 /// - [`ExternalStorage::list_with_delimiter`] returns, of the same objects, those with no `/`
-///   after the prefix, and the common prefixes of the others up to and including that `/`
-///   (see [`ListResult`]), each sorted and once.
-/// - [`ExternalStorage::delete`] removes one object and nothing else; deleting a missing object
-///   or a "directory" succeeds, and may be repeated.
-/// - Many calls may run at once: racing `put`s on one or many paths all land whole.
-/// - Errors name the path (with secrets redacted) and say whether retrying can help.
+///   after the prefix, and the common prefixes of the others up to and including that `/` (see
+///   [`ListResult`]), each sorted and once; nothing for a missing directory
+///   (`list_with_delimiter`, `missing_objects`).
+/// - [`ExternalStorage::delete`] removes the object, and only it: deleting a missing object or a
+///   "directory" succeeds and removes nothing else, and may be repeated (`put_get_delete`,
+///   `missing_objects`).
+/// - Calls may run at once: 16 racing overwrites of one path leave one writer's whole bytes,
+///   and 64 racing puts and 64 racing creates of different paths all land (`concurrent_writers`).
+///
+/// Required too, though no check can see it: other errors name the path with secrets redacted
+/// and say whether retrying can help ([`Error::status`]); a durable put survives a crash of the
+/// machine once it returns.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait ExternalStorage: MaybeSendSync {

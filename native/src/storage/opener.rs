@@ -56,7 +56,7 @@ const SCHEMES: &[&str] = &["nodelocal", "file", "memory", "s3", "gs", "azure", "
 /// by deletes are removed, up to the URI's directory.
 ///
 /// ```
-/// use strata_core::StorageOpener;
+/// use strata_core::{ExternalStorageExt, StorageOpener};
 /// use strata_native::NativeOpener;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
