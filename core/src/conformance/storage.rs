@@ -100,8 +100,8 @@ checks!(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// `(check, reason)` pairs.
-    pub skipped: Vec<(&'static str, String)>,
+    /// `(check, reason)` pairs, each check one of [`CHECKS`].
+    skipped: Vec<(&'static str, String)>,
 }
 
 impl Capabilities {
