@@ -22,6 +22,7 @@ use crate::format::manifest::{verify_manifest_checksum, Manifest};
 use crate::layout::{finished_layers, ENCRYPTION_INFO_NAME, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME};
 use crate::locality::Locations;
 use crate::storage::ExternalStorage;
+use crate::storage::ExternalStorageExt;
 use crate::timestamp::Timestamp;
 
 /// One layer of a chain: its manifest, its directory, and its location (secrets redacted) for

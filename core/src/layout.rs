@@ -24,6 +24,7 @@
 use crate::error::{Error, Result};
 use crate::locality::Locations;
 use crate::storage::ExternalStorage;
+use crate::storage::ExternalStorageExt;
 use crate::timestamp::Timestamp;
 
 /// The manifest of a backup layer: written last, the commit point.

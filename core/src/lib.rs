@@ -106,8 +106,8 @@ pub use schedule::{
 };
 pub use span::{prefix_end, Span, SpanSet};
 pub use storage::{
-    slice_range, subdir, ExternalStorage, MemoryOpener, MemoryStorage, MultipartUpload, ObjectMeta, Prefixed,
-    StorageOpener,
+    slice_range, subdir, Durability, ExternalStorage, ExternalStorageExt, GetOptions, GetResult, ListResult,
+    MemoryOpener, MemoryStorage, ObjectMeta, Prefixed, PutMode, PutOptions, StorageOpener, StorageWrapper,
 };
 pub use timestamp::{Civil, Timestamp};
 pub use verify::{FileProblem, VerifyReport};

@@ -190,7 +190,7 @@ pub fn locality_of(uri: &str) -> Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::MemoryOpener;
+    use crate::storage::{ExternalStorageExt, MemoryOpener};
     use bytes::Bytes;
     use futures::executor::block_on;
     #[cfg(all(target_family = "wasm", target_os = "unknown"))]

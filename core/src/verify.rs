@@ -29,7 +29,7 @@ use crate::format::manifest::{sha256, verify_manifest_checksum, Manifest};
 use crate::layout::{self, ENCRYPTION_INFO_NAME, FILES_LIST_NAME, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME};
 use crate::locality::Locations;
 use crate::result::QueryResult;
-use crate::storage::ExternalStorage;
+use crate::storage::{ExternalStorage, ExternalStorageExt};
 
 /// A problem with one file of a backup.
 #[derive(Debug, Clone, PartialEq, Eq)]

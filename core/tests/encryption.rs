@@ -6,7 +6,6 @@
 //! Regenerate the fixture (only when adding a new format version, never to make a test pass):
 //! `STRATA_WRITE_FIXTURES=1 cargo test -p strata-core --test encryption`
 
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -24,6 +23,7 @@ use strata_core::{
     TableDescriptor, TableRestore, Timestamp, VerifyReport, ENCRYPTION_INFO_NAME,
 };
 use strata_core::{BackupScope, Chain, Layer, Locations, Manifest, MvccFilter};
+use strata_core::{ExternalStorageExt, GetOptions, GetResult, StorageWrapper};
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -645,34 +645,14 @@ struct Counting {
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-impl ExternalStorage for Counting {
-    fn describe(&self) -> String {
-        self.inner.describe()
+impl StorageWrapper for Counting {
+    fn inner(&self) -> &dyn ExternalStorage {
+        self.inner.as_ref()
     }
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.inner.put(path, data).await
-    }
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        self.inner.put_if_absent(path, data).await
-    }
-    async fn get(&self, path: &str) -> Result<Bytes> {
-        let b = self.inner.get(path).await?;
-        self.read.fetch_add(b.len() as u64, Ordering::Relaxed);
-        Ok(b)
-    }
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        let b = self.inner.get_range(path, range).await?;
-        self.read.fetch_add(b.len() as u64, Ordering::Relaxed);
-        Ok(b)
-    }
-    async fn size(&self, path: &str) -> Result<u64> {
-        self.inner.size(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path).await
+    async fn get_opts(&self, path: &str, options: GetOptions) -> Result<GetResult> {
+        let got = self.inner.get_opts(path, options).await?;
+        self.read.fetch_add(got.bytes.len() as u64, Ordering::Relaxed);
+        Ok(got)
     }
 }
 

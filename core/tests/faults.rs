@@ -9,6 +9,7 @@ mod common;
 use async_trait::async_trait;
 use common::{Call, Hook, Hooked};
 use futures::executor::block_on;
+use strata_core::ExternalStorageExt;
 use strata_core::{
     keys, Error, Executor, ExternalStorage, KvSink, KvSource, MemKv, MemoryOpener, MemoryStorage, Result, Status,
     StorageOpener, Timestamp, MANIFEST_NAME,

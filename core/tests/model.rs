@@ -10,10 +10,11 @@ use std::sync::Arc;
 use futures::executor::block_on;
 use proptest::prelude::*;
 use strata_core::sql::{RestoreStmtOptions, TableName, Targets};
+use strata_core::ExternalStorageExt;
 use strata_core::{
     keys, plan_full_backup, prepare_restore, run_backup, run_restore, BackupOptions, Catalog, DataFileOptions,
-    DatabaseDescriptor, Descriptor, DescriptorChange, ExternalStorage, IndexDescriptor, IndexState, KvSink, KvSource,
-    MemKv, MemoryStorage, RestoreRunOptions, TableDescriptor, Timestamp,
+    DatabaseDescriptor, Descriptor, DescriptorChange, IndexDescriptor, IndexState, KvSink, KvSource, MemKv,
+    MemoryStorage, RestoreRunOptions, TableDescriptor, Timestamp,
 };
 use strata_core::{Chain, KeyRequest, Keyring, Locations};
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]

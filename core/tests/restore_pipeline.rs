@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use futures::executor::block_on;
 use futures::FutureExt;
+use strata_core::ExternalStorageExt;
 use strata_core::{
     datafile, keys, Catalog, DescId, DescriptorChange, Error, Executor, KvSink, KvSource, KvStore, MemKv, MemoryOpener,
     RestoreRunOptions, Result, ScanPage, ScanRequest, Span, Status, StorageOpener, Timestamp,

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use common::{Call, Hook, HookedOpener};
 use futures::executor::block_on;
 use futures::FutureExt;
+use strata_core::ExternalStorageExt;
 use strata_core::{
     keys, read_run, BackupOptions, Executor, FileCodec, MemKv, MemoryOpener, Result, StorageOpener, MANIFEST_NAME,
     PLAN_NAME, PROGRESS_DIR,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use strata_core::sql::{BackupSource, Subdir};
+use strata_core::ExternalStorageExt;
 use strata_core::{
     keys, read_span, Catalog, DescId, DescriptorChange, Executor, ExternalStorage, KeyRequest, KvSink, KvSource,
     KvStore, MemKv, QueryResult, Result, ScanPage, ScanRequest, Span, StorageOpener, TableDescriptor, Timestamp,

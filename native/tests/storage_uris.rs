@@ -4,6 +4,7 @@
 //! (GCS has no server in the tests, see `storage_servers.rs`; its URIs are covered here.)
 
 use base64::Engine as _;
+use strata_core::ExternalStorageExt;
 use strata_core::{Error, StorageOpener};
 use strata_native::NativeOpener;
 

@@ -6,7 +6,10 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 use js_sys::{Array, Function, Object, Promise, Reflect};
-use strata_core::{redact_uri, slice_range, Error, ExternalStorage, ObjectMeta, Result, Status};
+use strata_core::{
+    redact_uri, slice_range, Error, ExternalStorage, GetOptions, GetResult, ListResult, ObjectMeta, PutMode,
+    PutOptions, Result, Status,
+};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -25,6 +28,10 @@ const REQUIRED: &[&str] = &["put", "get", "list", "delete"];
 /// slices it, `size` lists the path, `putIfAbsent` checks `size` then `put`s (serialized within
 /// this adapter, but not atomic against other writers: plugins whose backend has a conditional
 /// write should provide it).
+///
+/// The Rust methods map onto the plugin's: `put_opts` onto `put` (overwrite) or `putIfAbsent`
+/// (create; both durabilities alike), `get_opts` onto `get` (whole), `getRange` (range) or
+/// `size` (head), `list_with_delimiter` onto `list`.
 pub struct JsStorage {
     plugin: Object,
     name: String,
@@ -72,17 +79,13 @@ impl JsStorage {
     }
 }
 
-#[async_trait(?Send)]
-impl ExternalStorage for JsStorage {
-    fn describe(&self) -> String {
-        self.name.clone()
-    }
-
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+/// The plugin's methods, each with its defaults.
+impl JsStorage {
+    async fn put_js(&self, path: &str, data: Bytes) -> Result<()> {
         self.call("put", &[path.into(), bytes_to_js(&data).into()], path).await.map(|_| ())
     }
 
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
+    async fn put_if_absent_js(&self, path: &str, data: Bytes) -> Result<()> {
         if self.has("putIfAbsent") {
             let created = self.call("putIfAbsent", &[path.into(), bytes_to_js(&data).into()], path).await?;
             if created.as_bool() == Some(false) {
@@ -91,14 +94,14 @@ impl ExternalStorage for JsStorage {
             return Ok(());
         }
         let _serialized = self.creating.lock().await;
-        match self.size(path).await {
+        match self.size_js(path).await {
             Ok(_) => Err(Error::AlreadyExists { what: "file".into(), name: self.where_(path) }),
-            Err(Error::NotFound { .. }) => self.put(path, data).await,
+            Err(Error::NotFound { .. }) => self.put_js(path, data).await,
             Err(e) => Err(e),
         }
     }
 
-    async fn get(&self, path: &str) -> Result<Bytes> {
+    async fn get_js(&self, path: &str) -> Result<Bytes> {
         let v = self.call("get", &[path.into()], path).await?;
         if v.is_null() || v.is_undefined() {
             return Err(self.missing(path));
@@ -107,7 +110,7 @@ impl ExternalStorage for JsStorage {
         Ok(Bytes::from(bytes))
     }
 
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
+    async fn get_range_js(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
         if range.start > range.end {
             return Err(Error::InvalidArgument {
                 what: "range".into(),
@@ -115,7 +118,7 @@ impl ExternalStorage for JsStorage {
             });
         }
         if !self.has("getRange") {
-            let data = self.get(path).await?;
+            let data = self.get_js(path).await?;
             return slice_range(&data, range, &self.where_(path));
         }
         let args = [path.into(), (range.start as f64).into(), (range.end as f64).into()];
@@ -133,7 +136,7 @@ impl ExternalStorage for JsStorage {
         match (bytes.len() as u64).cmp(&want) {
             // An empty range is valid only inside the object (or at its end).
             std::cmp::Ordering::Equal if want == 0 => {
-                let len = self.size(path).await?;
+                let len = self.size_js(path).await?;
                 if range.end > len {
                     return Err(outside(len));
                 }
@@ -150,7 +153,7 @@ impl ExternalStorage for JsStorage {
         }
     }
 
-    async fn size(&self, path: &str) -> Result<u64> {
+    async fn size_js(&self, path: &str) -> Result<u64> {
         if self.has("size") {
             let v = self.call("size", &[path.into()], path).await?;
             if v.is_null() || v.is_undefined() {
@@ -158,11 +161,11 @@ impl ExternalStorage for JsStorage {
             }
             return u64_from_js(&v, "size").map_err(|e| self.bad_result("size", path, e.to_string()));
         }
-        let found = self.list(path).await?.into_iter().find(|o| o.path == path);
+        let found = self.list_js(path).await?.into_iter().find(|o| o.path == path);
         found.map(|o| o.size).ok_or_else(|| self.missing(path))
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    async fn list_js(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let v = self.call("list", &[prefix.into()], prefix).await?;
         if !Array::is_array(&v) {
             return Err(self.bad_result("list", prefix, format!("returned {}, not an array", type_name(&v))));
@@ -191,7 +194,7 @@ impl ExternalStorage for JsStorage {
                     u64_from_js(&s, "size").map_err(|e| self.bad_result("list", prefix, e.to_string()))?
                 }
                 // Entries given as bare paths: ask for each size.
-                _ => self.size(&path).await?,
+                _ => Box::pin(self.size_js(&path)).await?,
             };
             out.push(ObjectMeta { path, size });
         }
@@ -200,11 +203,52 @@ impl ExternalStorage for JsStorage {
         Ok(out)
     }
 
-    async fn delete(&self, path: &str) -> Result<()> {
+    async fn delete_js(&self, path: &str) -> Result<()> {
         match self.call("delete", &[path.into()], path).await {
             Err(Error::NotFound { .. }) => Ok(()),
             other => other.map(|_| ()),
         }
+    }
+}
+
+#[async_trait(?Send)]
+impl ExternalStorage for JsStorage {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn put_opts(&self, path: &str, data: Bytes, options: PutOptions) -> Result<()> {
+        match options.mode {
+            PutMode::Create => self.put_if_absent_js(path, data).await,
+            _ => self.put_js(path, data).await,
+        }
+    }
+
+    async fn get_opts(&self, path: &str, options: GetOptions) -> Result<GetResult> {
+        if options.head {
+            return Ok(GetResult::head(self.size_js(path).await?));
+        }
+        match options.range {
+            // Without `size` from the plugin, a ranged read cannot tell the object's size.
+            Some(range) => Ok(GetResult::new(self.get_range_js(path, range).await?, None)),
+            None => {
+                let bytes = self.get_js(path).await?;
+                let size = bytes.len() as u64;
+                Ok(GetResult::new(bytes, Some(size)))
+            }
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.list_js(prefix).await
+    }
+
+    async fn list_with_delimiter(&self, prefix: &str) -> Result<ListResult> {
+        Ok(ListResult::from_listing(prefix, self.list_js(prefix).await?))
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        self.delete_js(path).await
     }
 }
 

@@ -141,7 +141,7 @@ mod tests {
 
     use bytes::Bytes;
     use futures::executor::block_on;
-    use strata_core::MemoryStorage;
+    use strata_core::{ExternalStorageExt, MemoryStorage};
 
     use super::*;
 

@@ -500,6 +500,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use futures::executor::block_on;
+    use strata_core::ExternalStorageExt;
 
     use super::*;
 

@@ -33,14 +33,14 @@ fn unique(what: &str) -> String {
 async fn opfs_storage_conformance() {
     let dir = unique("opfs");
     let storage = JsStorage::new(opfs_storage(&dir), &format!("opfs://{dir}")).unwrap();
-    storage_suite::run_all(&storage).await;
+    wasm_bindgen_test::console_log!("{}", storage_suite::run_all(&storage, &storage_suite::Capabilities::all()).await);
 }
 
 #[wasm_bindgen_test]
 async fn indexed_db_storage_conformance() {
     let name = unique("idb");
     let storage = JsStorage::new(indexed_db_storage(&name), &format!("idb://{name}")).unwrap();
-    storage_suite::run_all(&storage).await;
+    wasm_bindgen_test::console_log!("{}", storage_suite::run_all(&storage, &storage_suite::Capabilities::all()).await);
 }
 
 #[wasm_bindgen_test]

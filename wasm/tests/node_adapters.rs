@@ -5,7 +5,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use strata_core::conformance::storage as storage_suite;
-use strata_core::ExternalStorage;
+use strata_core::ExternalStorageExt;
 use strata_wasm::JsStorage;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -77,7 +77,7 @@ impl Server {
 async fn fs_storage_conformance() {
     let dir = temp_dir();
     let storage = JsStorage::new(fs_storage(&dir, obj(&[("fsync", false.into())])), &format!("file://{dir}")).unwrap();
-    storage_suite::run_all(&storage).await;
+    wasm_bindgen_test::console_log!("{}", storage_suite::run_all(&storage, &storage_suite::Capabilities::all()).await);
     remove_dir(&dir);
 }
 
@@ -85,7 +85,7 @@ async fn fs_storage_conformance() {
 async fn http_storage_conformance_webdav() {
     let server = Server::start(JsValue::UNDEFINED).await;
     let storage = JsStorage::new(http_storage(&server.url(), JsValue::UNDEFINED), &server.url()).unwrap();
-    storage_suite::run_all(&storage).await;
+    wasm_bindgen_test::console_log!("{}", storage_suite::run_all(&storage, &storage_suite::Capabilities::all()).await);
     server.close().await;
 }
 
@@ -94,7 +94,7 @@ async fn http_storage_conformance_presigned() {
     let server = Server::start(obj(&[("secret", "s3cr3t".into()), ("autoParents", true.into())])).await;
     let sign = presigner(&server.url(), "s3cr3t");
     let storage = JsStorage::new(http_storage(&server.url(), obj(&[("sign", sign)])), &server.url()).unwrap();
-    storage_suite::run_all(&storage).await;
+    wasm_bindgen_test::console_log!("{}", storage_suite::run_all(&storage, &storage_suite::Capabilities::all()).await);
 
     // A wrong signature is refused, and the error shows no query string.
     let forged = presigner(&server.url(), "wrong");

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use strata_core::conformance::{kv as kv_suite, storage as storage_suite};
-use strata_core::{Error, ExternalStorage, KvSource, ScanRequest, Span, Timestamp};
+use strata_core::{Error, ExternalStorageExt, KvSource, ScanRequest, Span, Timestamp};
 use strata_wasm::{JsKv, JsStorage, Strata};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -84,13 +84,13 @@ extern "C" {
 #[wasm_bindgen_test]
 async fn storage_conformance_minimal_plugin() {
     let storage = JsStorage::new(minimal_storage(), "js://minimal").unwrap();
-    storage_suite::run_all(&storage).await;
+    wasm_bindgen_test::console_log!("{}", storage_suite::run_all(&storage, &storage_suite::Capabilities::all()).await);
 }
 
 #[wasm_bindgen_test]
 async fn storage_conformance_full_plugin() {
     let storage = JsStorage::new(full_storage(), "js://full").unwrap();
-    storage_suite::run_all(&storage).await;
+    wasm_bindgen_test::console_log!("{}", storage_suite::run_all(&storage, &storage_suite::Capabilities::all()).await);
 }
 
 #[wasm_bindgen_test]

@@ -27,6 +27,7 @@ use crate::format::manifest::{sha256, BackupScope, DescriptorRevision, FileInfo}
 use crate::kv::{MvccFilter, WorkUnit};
 use crate::layout::{self, CHECKPOINT_NAME, PLAN_NAME, PROGRESS_DIR};
 use crate::span::Span;
+use crate::storage::ExternalStorageExt;
 use crate::storage::{subdir, ExternalStorage};
 use crate::timestamp::Timestamp;
 use std::sync::Arc;
@@ -139,10 +140,9 @@ pub async fn find_unfinished(
     for dir in layout::unfinished_dirs(root.as_ref(), prefix).await? {
         let Some(run) = read_run(subdir(root, &dir).as_ref(), codec).await else { continue };
         let same = if run.legacy { run.plan.statement == statement } else { run.plan.request == request };
-        if same && expected_dir(run.plan.end_time) == dir {
-            if found.as_ref().is_none_or(|(_, r)| r.plan.end_time < run.plan.end_time) {
-                found = Some((dir, run));
-            }
+        let newer = found.as_ref().is_none_or(|(_, r)| r.plan.end_time < run.plan.end_time);
+        if same && expected_dir(run.plan.end_time) == dir && newer {
+            found = Some((dir, run));
         }
     }
     Ok(found)

@@ -30,6 +30,7 @@ use crate::progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
 use crate::span::Span;
 use crate::stage::{output, settle, start};
 use crate::storage::ExternalStorage;
+use crate::storage::ExternalStorageExt;
 
 /// How a backup runs.
 #[derive(Debug, Clone)]

@@ -2,40 +2,55 @@
 //! for every implementation (memory, local files, S3-compatible servers, the JS adapters, a
 //! plugin's own).
 //!
-//! Each function takes `&dyn ExternalStorage`, works in a scratch directory of its own under
-//! `strata-conformance/` (claimed with [`ExternalStorage::put_if_absent`], so several runs can
-//! share one bucket), asserts exact values, panics with a message naming the operation, path and
-//! values on the first difference, and deletes what it wrote when it passes. A failed run leaves
-//! its scratch directory behind for inspection; later runs skip it.
+//! Every backend's test calls [`run_all`], which runs each check of [`CHECKS`] in turn: a check
+//! added to the list runs against every backend at once. A backend that cannot pass a check
+//! says so by name, with a reason ([`Capabilities::without`]); the [`Report`] that `run_all`
+//! returns names it, and backends' tests print it.
+//!
+//! Each check takes `&dyn ExternalStorage`, works in a scratch directory of its own under
+//! `strata-conformance/` (claimed with `put_if_absent`, so several runs can share one bucket),
+//! asserts exact values, panics with a message naming the operation, path and values on the
+//! first difference, and deletes what it wrote when it passes. A failed run leaves its scratch
+//! directory behind for inspection; later runs skip it.
 //!
 //! The suite does no IO of its own and names no runtime: run it under whatever executor the
-//! implementation needs.
+//! implementation needs. To see what strata does when a backend fails, wrap it in
+//! [`super::faults::Hooked`].
 //!
 //! ```
-//! use strata_core::{conformance::storage, MemoryStorage};
+//! use strata_core::conformance::storage::{self, Capabilities};
+//! use strata_core::MemoryStorage;
 //!
-//! futures::executor::block_on(storage::run_all(&MemoryStorage::new("doc")));
+//! let report = futures::executor::block_on(storage::run_all(&MemoryStorage::new("doc"), &Capabilities::all()));
+//! assert!(report.skipped.is_empty());
+//! println!("{report}");
 //! ```
 //!
-//! | function | checks |
+//! | check | checks |
 //! | --- | --- |
-//! | [`put_get_delete`] | round trips, overwrite by a shorter object, empty objects, every byte value, unusual names, `delete` twice |
+//! | [`put_get_delete`] | round trips, overwrite by a shorter object, volatile puts, empty objects, every byte value, unusual names, `delete` twice |
 //! | [`put_if_absent`] | creates once, then [`Error::AlreadyExists`] naming the path, old bytes kept |
+//! | [`put_and_get_options`] | `put_opts` with [`PutMode::Create`] (durable and volatile) refuses an existing object; `get_opts` head requests give the size and no bytes; [`GetResult::size`] |
 //! | [`ranged_get`] | ranges at both ends, empty ranges, past-the-end and reversed ranges are [`Error::InvalidArgument`] |
 //! | [`list_prefixes`] | string prefixes that cut a path segment, nested directories, 1,100 entries, sorted, sizes |
-//! | [`missing_objects`] | [`Error::NotFound`] naming the path for `get`, `get_range`, `size`; a directory is not an object |
+//! | [`list_with_delimiter`] | objects directly under a prefix and common prefixes, for string prefixes too, sorted, once each |
+//! | [`missing_objects`] | [`Error::NotFound`] naming the path for every kind of read; a directory is not an object |
 //! | [`overwrite_is_atomic`] | readers racing writers see one whole version, never a mix or a prefix |
-//! | [`multipart`] | several MiB in many parts, invisible until complete, abort leaves nothing |
 //! | [`concurrent_writers`] | racing `put_if_absent` on one key: exactly one wins; racing `put`s on one and many keys |
 
+use std::fmt;
+use std::future::Future;
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use futures::future::join_all;
 
 use crate::error::{Error, Result};
-use crate::storage::{ExternalStorage, ObjectMeta};
+use crate::storage::{
+    Durability, ExternalStorage, ExternalStorageExt, GetOptions, GetResult, ListResult, ObjectMeta, PutMode, PutOptions,
+};
 
 /// The directory under which every run claims its scratch directory.
 pub const SCRATCH_ROOT: &str = "strata-conformance";
@@ -43,16 +58,111 @@ pub const SCRATCH_ROOT: &str = "strata-conformance";
 /// How many operations the suite issues at once when it only needs many objects.
 const BATCH: usize = 64;
 
-/// Runs every check of the suite, one after the other.
-pub async fn run_all(storage: &dyn ExternalStorage) {
-    put_get_delete(storage).await;
-    put_if_absent(storage).await;
-    ranged_get(storage).await;
-    list_prefixes(storage).await;
-    missing_objects(storage).await;
-    overwrite_is_atomic(storage).await;
-    multipart(storage).await;
-    concurrent_writers(storage).await;
+/// A check's future, borrowing the storage it checks.
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// One check of the suite: its name (the name of its function here) and how to run it.
+#[derive(Clone, Copy)]
+pub struct Check {
+    /// The check's name, as [`Capabilities::without`] takes it.
+    pub name: &'static str,
+    /// Runs the check; it panics on the first difference from the contract.
+    pub run: for<'a> fn(&'a dyn ExternalStorage) -> CheckFuture<'a>,
+}
+
+impl fmt::Debug for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Check").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+macro_rules! checks {
+    ($($name:ident),* $(,)?) => {
+        /// Every check of the suite, in the order [`run_all`] runs them.
+        pub const CHECKS: &[Check] = &[$(Check { name: stringify!($name), run: |s| Box::pin($name(s)) }),*];
+    };
+}
+
+checks!(
+    put_get_delete,
+    put_if_absent,
+    put_and_get_options,
+    ranged_get,
+    list_prefixes,
+    list_with_delimiter,
+    missing_objects,
+    overwrite_is_atomic,
+    concurrent_writers,
+);
+
+/// What a storage cannot do: the checks [`run_all`] skips for it, each by name with a reason.
+/// The default is everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// `(check, reason)` pairs, each check one of [`CHECKS`].
+    skipped: Vec<(&'static str, String)>,
+}
+
+impl Capabilities {
+    /// A storage that passes every check.
+    pub fn all() -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// Skips check `name` of [`CHECKS`] because of `reason`. Panics if no check has that name,
+    /// so that a renamed check is never skipped by accident.
+    pub fn without(mut self, name: &str, reason: &str) -> Capabilities {
+        let check = CHECKS.iter().find(|c| c.name == name).unwrap_or_else(|| {
+            let names: Vec<&str> = CHECKS.iter().map(|c| c.name).collect();
+            panic!("Capabilities::without({name:?}): the storage suite has no such check (it has {names:?})")
+        });
+        self.skipped.push((check.name, reason.to_string()));
+        self
+    }
+
+    fn skips(&self, name: &str) -> Option<&str> {
+        self.skipped.iter().find(|(n, _)| *n == name).map(|(_, reason)| reason.as_str())
+    }
+}
+
+/// What [`run_all`] did: the checks that passed and those skipped, with their reasons. Its
+/// `Display` is one line per skipped check, for the test to print.
+#[must_use = "print the report, so that skipped checks are seen"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The storage, as it describes itself.
+    pub storage: String,
+    /// The checks that ran and passed, in order.
+    pub passed: Vec<&'static str>,
+    /// The checks skipped, with their reasons.
+    pub skipped: Vec<(&'static str, String)>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "storage conformance of {}: {} of {} checks passed", self.storage, self.passed.len(), CHECKS.len())?;
+        for (name, reason) in &self.skipped {
+            write!(f, "\n  SKIPPED {name}: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs every check of [`CHECKS`] against `storage`, one after the other, except those
+/// `capabilities` skips. Panics on the first failure; returns what ran and what was skipped.
+pub async fn run_all(storage: &dyn ExternalStorage, capabilities: &Capabilities) -> Report {
+    let mut report = Report { storage: storage.describe(), passed: Vec::new(), skipped: Vec::new() };
+    for check in CHECKS {
+        match capabilities.skips(check.name) {
+            Some(reason) => report.skipped.push((check.name, reason.to_string())),
+            None => {
+                (check.run)(storage).await;
+                report.passed.push(check.name);
+            }
+        }
+    }
+    report
 }
 
 /// Objects round-trip exactly; a `put` (or `put_volatile`) replaces the whole object (a shorter
@@ -151,6 +261,48 @@ pub async fn put_if_absent(storage: &dyn ExternalStorage) {
     s.finish().await;
 }
 
+/// The full-option methods themselves: `put_opts` in [`PutMode::Create`] creates once, then
+/// refuses with [`Error::AlreadyExists`] naming the path, durable or volatile, and keeps the
+/// first bytes; a volatile overwrite replaces them. `get_opts` with `head` gives the size and
+/// no bytes (any range is ignored), for an empty object too; a whole read's
+/// [`GetResult::size`] is the object's size; a ranged read's is that size or `None`.
+pub async fn put_and_get_options(storage: &dyn ExternalStorage) {
+    let s = Scratch::claim(storage, "put_and_get_options").await;
+    let p = s.path("created");
+    let create = PutOptions::default().with_mode(PutMode::Create);
+    let volatile = PutOptions::default().with_durability(Durability::Volatile);
+    let volatile_create = create.with_durability(Durability::Volatile);
+    let first = pattern(300, 5);
+    ok(storage.put_opts(&p, first.clone(), volatile_create).await, "put_opts(Create, Volatile) of a new object", &p);
+    expect_bytes(&ok(storage.get(&p).await, "get", &p), &first, &format!("get {p} after a volatile create"));
+    expect_already_exists(storage.put_opts(&p, pattern(10, 6), create).await, &p);
+    expect_already_exists(storage.put_opts(&p, Bytes::new(), volatile_create).await, &p);
+    expect_bytes(&ok(storage.get(&p).await, "get", &p), &first, &format!("get {p} after refused creates"));
+    let second = pattern(20, 7);
+    ok(storage.put_opts(&p, second.clone(), volatile).await, "put_opts(Overwrite, Volatile)", &p);
+    expect_bytes(&ok(storage.get(&p).await, "get", &p), &second, &format!("get {p} after a volatile overwrite"));
+
+    let head = GetOptions::default().with_head(true);
+    for (options, what) in [(head.clone(), "a head request"), (head.with_range(2..5), "a head request with a range")] {
+        let got = ok(storage.get_opts(&p, options).await, what, &p);
+        assert_eq!(got.size, Some(20), "{what} of {p} (20 bytes): size");
+        assert!(got.bytes.is_empty(), "{what} of {p} returned {} bytes, expected none", got.bytes.len());
+    }
+    let whole = ok(storage.get_opts(&p, GetOptions::default()).await, "get_opts of the whole object", &p);
+    assert_eq!(whole.size, Some(20), "get_opts of the whole of {p} (20 bytes): size");
+    expect_bytes(&whole.bytes, &second, &format!("get_opts of the whole of {p}"));
+    let ranged = ok(storage.get_opts(&p, GetOptions::default().with_range(5..9)).await, "get_opts of 5..9", &p);
+    expect_bytes(&ranged.bytes, &second[5..9], &format!("get_opts({p}, 5..9)"));
+    assert!(matches!(ranged.size, None | Some(20)), "get_opts({p}, 5..9): size {:?}, expected 20 or None", ranged.size);
+
+    let empty = s.path("empty");
+    ok(storage.put_opts(&empty, Bytes::new(), create).await, "put_opts(Create) of an empty object", &empty);
+    let got = ok(storage.get_opts(&empty, GetOptions::default().with_head(true)).await, "a head request", &empty);
+    assert_eq!(got, GetResult::head(0), "a head request of the empty object {empty}");
+    expect_already_exists(storage.put_opts(&empty, Bytes::new(), create).await, &empty);
+    s.finish().await;
+}
+
 /// `get_range` returns exactly the requested bytes, including ranges that touch either end and
 /// empty ranges (also at the very end); a range that ends past the object, starts past it, or
 /// is reversed is an [`Error::InvalidArgument`].
@@ -234,6 +386,66 @@ pub async fn list_prefixes(storage: &dyn ExternalStorage) {
     s.finish().await;
 }
 
+/// `list_with_delimiter(prefix)` returns the objects whose path starts with the *string*
+/// prefix and has no `/` after it, with exact sizes, and the common prefixes of the deeper ones,
+/// each ending with that `/`: `a/b` gives the object `a/bc` and the prefixes `a/b/` and `a/bd/`.
+/// Both are sorted and hold each entry once; a prefix that matches nothing gives nothing.
+pub async fn list_with_delimiter(storage: &dyn ExternalStorage) {
+    let s = Scratch::claim(storage, "list_with_delimiter").await;
+    let names = ["a/b/c", "a/b/d", "a/bc", "a/bd/e", "a/bd/f", "a/c", "ab", "b", "a-", "a/b/c0/deep/er", "top"];
+    for (i, name) in names.iter().enumerate() {
+        let p = s.path(name);
+        ok(storage.put(&p, pattern(i, 0)).await, "put", &p);
+    }
+    let size_of = |name: &str| names.iter().position(|n| *n == name).expect("a name of the fixture") as u64;
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("", &["a-", "ab", "b", "top"], &["a/"]),
+        ("a", &["a-", "ab"], &["a/"]),
+        ("a/", &["a/bc", "a/c"], &["a/b/", "a/bd/"]),
+        ("a/b", &["a/bc"], &["a/b/", "a/bd/"]),
+        ("a/b/", &["a/b/c", "a/b/d"], &["a/b/c0/"]),
+        ("a/b/c", &["a/b/c"], &["a/b/c0/"]),
+        ("a/b/c0/", &[], &["a/b/c0/deep/"]),
+        ("a/bd/", &["a/bd/e", "a/bd/f"], &[]),
+        ("a/bd/e", &["a/bd/e"], &[]),
+        ("zzz", &[], &[]),
+        ("no/such/dir/", &[], &[]),
+    ];
+    for (prefix, objects, prefixes) in cases {
+        let objects: Vec<ObjectMeta> =
+            objects.iter().map(|n| ObjectMeta { path: n.to_string(), size: size_of(n) }).collect();
+        let prefixes: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+        let expected = ListResult::new(objects, prefixes);
+        assert_eq!(
+            s.list_with_delimiter(prefix).await,
+            expected,
+            "list_with_delimiter({:?}) with objects {names:?}",
+            s.path(prefix)
+        );
+    }
+
+    // More entries than fit one small page, directly under the prefix and in directories.
+    let many: Vec<String> =
+        (0..150).map(|i| if i % 3 == 0 { format!("many/d{}/{i}", i % 5) } else { format!("many/{i}") }).collect();
+    for batch in many.chunks(BATCH) {
+        let puts = batch.iter().map(|name| {
+            let p = s.path(name);
+            async move { ok(storage.put(&p, Bytes::from(name.clone().into_bytes())).await, "put", &p) }
+        });
+        join_all(puts).await;
+    }
+    let listed = s.list_with_delimiter("many/").await;
+    let mut objects: Vec<ObjectMeta> = many
+        .iter()
+        .filter(|n| n.matches('/').count() == 1)
+        .map(|n| ObjectMeta { path: n.clone(), size: n.len() as u64 })
+        .collect();
+    objects.sort_by(|a, b| a.path.cmp(&b.path));
+    let prefixes: Vec<String> = (0..5).map(|d| format!("many/d{d}/")).collect();
+    assert_eq!(listed, ListResult::new(objects, prefixes), "list_with_delimiter({:?})", s.path("many/"));
+    s.finish().await;
+}
+
 /// Reading a missing object — by `get`, `get_range` (even an empty range) or `size` — is an
 /// [`Error::NotFound`] naming the path. A directory is not an object. `delete` of a missing
 /// object or of a directory succeeds and removes nothing else; listing a missing directory
@@ -250,6 +462,11 @@ pub async fn missing_objects(storage: &dyn ExternalStorage) {
         assert_eq!(s.list(name).await, [], "list({p:?}) of nothing");
     }
     assert_eq!(s.list("no/such/").await, [], "list of a missing directory");
+    assert_eq!(
+        s.list_with_delimiter("no/such/").await,
+        ListResult::default(),
+        "list_with_delimiter of a missing directory"
+    );
 
     let child = s.path("dir/child");
     ok(storage.put(&child, Bytes::from_static(b"child")).await, "put", &child);
@@ -315,82 +532,6 @@ pub async fn overwrite_is_atomic(storage: &dyn ExternalStorage) {
     ok(storage.put(&p, version(3)).await, "put", &p);
     assert_eq!(check(&ok(storage.get(&p).await, "get", &p), "get"), 3);
     assert_eq!(ok(storage.size(&p).await, "size", &p), len_of(3) as u64, "size after a shorter put");
-    s.finish().await;
-}
-
-/// `put_multipart` streams several MiB in many parts of odd sizes (and many tiny writes); the
-/// object is invisible until `complete`, an overwritten object keeps its old bytes until then,
-/// `abort` leaves nothing behind (nor touches the object it would have replaced), and an upload
-/// of nothing completes to an empty object.
-pub async fn multipart(storage: &dyn ExternalStorage) {
-    let s = Scratch::claim(storage, "multipart").await;
-    let sizes = [1usize, 4095, 65536, 1 << 20, (1 << 20) + 7, 3, 2 << 20, 500_000, 1 << 20, 12_345];
-    let total: usize = sizes.iter().sum();
-    let data = pattern(total, 42);
-
-    let p = s.path("data/big.sst");
-    let mut upload = ok(storage.put_multipart(&p).await, "put_multipart", &p);
-    let mut at = 0;
-    for (i, size) in sizes.into_iter().enumerate() {
-        ok(upload.write(data.slice(at..at + size)).await, &format!("write of {size} bytes at {at}"), &p);
-        at += size;
-        if i == 3 {
-            expect_not_found(storage.get(&p).await, &p, "get of an upload in progress");
-        }
-    }
-    expect_not_found(storage.get(&p).await, &p, "get before complete");
-    assert_eq!(s.list("data/").await, [], "an upload in progress must not be listed");
-    ok(upload.complete().await, "complete", &p);
-    assert_eq!(ok(storage.size(&p).await, "size", &p), total as u64, "size after multipart upload");
-    expect_bytes(&ok(storage.get(&p).await, "get", &p), &data, &format!("get {p} after multipart upload"));
-    let across = ((1 << 20) - 10)..((1 << 20) + 10);
-    expect_bytes(
-        &ok(storage.get_range(&p, across.clone()).await, "get_range", &p),
-        &data[across.start as usize..across.end as usize],
-        "a range across part boundaries",
-    );
-    assert_eq!(s.list("data/").await, [ObjectMeta { path: "data/big.sst".into(), size: total as u64 }]);
-
-    // Many tiny writes.
-    let tiny = s.path("data/tiny");
-    let mut upload = ok(storage.put_multipart(&tiny).await, "put_multipart", &tiny);
-    let small = pattern(10_000 * 101, 3);
-    for chunk in 0..10_000 {
-        ok(upload.write(small.slice(chunk * 101..(chunk + 1) * 101)).await, "write of 101 bytes", &tiny);
-    }
-    ok(upload.complete().await, "complete", &tiny);
-    expect_bytes(&ok(storage.get(&tiny).await, "get", &tiny), &small, "10,000 writes of 101 bytes");
-
-    // Overwriting: the old object stays whole until complete.
-    let q = s.path("replace");
-    ok(storage.put(&q, Bytes::from_static(b"old")).await, "put", &q);
-    let mut upload = ok(storage.put_multipart(&q).await, "put_multipart over an existing object", &q);
-    ok(upload.write(data.slice(..3 << 20)).await, "write", &q);
-    expect_bytes(&ok(storage.get(&q).await, "get", &q), b"old", "an object being replaced by an upload in progress");
-    ok(upload.complete().await, "complete", &q);
-    expect_bytes(&ok(storage.get(&q).await, "get", &q), &data[..3 << 20], "an object replaced by an upload");
-
-    // Abort leaves nothing: no object, no listing, the replaced object untouched.
-    let r = s.path("aborted/object");
-    let mut upload = ok(storage.put_multipart(&r).await, "put_multipart", &r);
-    ok(upload.write(data.slice(..(2 << 20) + 5)).await, "write", &r);
-    ok(upload.write(data.slice(..(1 << 20))).await, "write", &r);
-    ok(upload.abort().await, "abort", &r);
-    expect_not_found(storage.get(&r).await, &r, "get after abort");
-    assert_eq!(s.list("aborted").await, [], "an aborted upload must leave nothing");
-    let keep = s.path("keep");
-    ok(storage.put(&keep, Bytes::from_static(b"keep")).await, "put", &keep);
-    let mut upload = ok(storage.put_multipart(&keep).await, "put_multipart", &keep);
-    ok(upload.write(data.slice(..1 << 20)).await, "write", &keep);
-    ok(upload.abort().await, "abort", &keep);
-    expect_bytes(&ok(storage.get(&keep).await, "get", &keep), b"keep", "an object whose replacement was aborted");
-
-    // An upload of nothing.
-    let e = s.path("empty");
-    let upload = ok(storage.put_multipart(&e).await, "put_multipart", &e);
-    ok(upload.complete().await, "complete of an upload of nothing", &e);
-    assert_eq!(ok(storage.size(&e).await, "size", &e), 0, "size of an upload of nothing");
-    expect_bytes(&ok(storage.get(&e).await, "get", &e), b"", "an upload of nothing");
     s.finish().await;
 }
 
@@ -501,6 +642,20 @@ impl<'a> Scratch<'a> {
             .collect()
     }
 
+    /// `list_with_delimiter(dir + prefix)`, with paths made relative to the scratch directory.
+    async fn list_with_delimiter(&self, prefix: &str) -> ListResult {
+        let full = self.path(prefix);
+        let listed = ok(self.storage.list_with_delimiter(&full).await, "list_with_delimiter", &full);
+        let relative = |path: String| -> String {
+            match path.strip_prefix(&self.dir) {
+                Some(p) => p.to_string(),
+                None => panic!("list_with_delimiter({full:?}) returned {path:?}, which does not start with the prefix"),
+            }
+        };
+        let objects = listed.objects.into_iter().map(|o| ObjectMeta { path: relative(o.path), size: o.size }).collect();
+        ListResult::new(objects, listed.common_prefixes.into_iter().map(relative).collect())
+    }
+
     /// Deletes everything the check wrote, checks that it is gone, and releases the claim.
     async fn finish(self) {
         let left = self.list("").await;
@@ -600,44 +755,59 @@ mod tests {
     #[cfg(all(target_family = "wasm", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
+    use async_trait::async_trait;
     use futures::executor::block_on;
 
     use super::*;
-    use crate::storage::{MemoryStorage, Prefixed};
+    use crate::storage::{MemoryStorage, Prefixed, StorageWrapper};
 
-    fn memory() -> MemoryStorage {
-        MemoryStorage::new("conformance")
+    #[test]
+    fn memory_passes_every_check() {
+        let report = block_on(run_all(&MemoryStorage::new("conformance"), &Capabilities::all()));
+        assert_eq!(report.passed, CHECKS.iter().map(|c| c.name).collect::<Vec<_>>());
+        assert_eq!(
+            report.to_string(),
+            format!("storage conformance of memory://conformance: {0} of {0} checks passed", CHECKS.len())
+        );
     }
 
-    fn prefixed() -> Prefixed {
-        Prefixed::new(Arc::new(MemoryStorage::new("conformance")), "some/view")
+    #[test]
+    fn a_prefixed_view_passes_every_check() {
+        let view = Prefixed::new(Arc::new(MemoryStorage::new("conformance")), "some/view");
+        let report = block_on(run_all(&view, &Capabilities::all()));
+        assert!(report.skipped.is_empty() && report.passed.len() == CHECKS.len(), "{report}");
     }
 
-    macro_rules! suite {
-        ($($check:ident),* $(,)?) => {
-            mod memory {
-                #[cfg(all(target_family = "wasm", target_os = "unknown"))]
-                use wasm_bindgen_test::wasm_bindgen_test as test;
-                $(#[test] fn $check() { futures::executor::block_on(super::super::$check(&super::memory())); })*
-            }
-            mod prefixed {
-                #[cfg(all(target_family = "wasm", target_os = "unknown"))]
-                use wasm_bindgen_test::wasm_bindgen_test as test;
-                $(#[test] fn $check() { futures::executor::block_on(super::super::$check(&super::prefixed())); })*
-            }
-        };
+    #[test]
+    fn checks_have_distinct_names() {
+        let mut names: Vec<&str> = CHECKS.iter().map(|c| c.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CHECKS.len(), "{names:?}");
     }
 
-    suite!(
-        put_get_delete,
-        put_if_absent,
-        ranged_get,
-        list_prefixes,
-        missing_objects,
-        overwrite_is_atomic,
-        multipart,
-        concurrent_writers,
-    );
+    #[test]
+    fn skipped_checks_are_named_in_the_report() {
+        let capabilities = Capabilities::all().without("overwrite_is_atomic", "readers racing a MOVE see torn objects");
+        let report = block_on(run_all(&MemoryStorage::new("m"), &capabilities));
+        assert!(!report.passed.contains(&"overwrite_is_atomic"));
+        assert_eq!(report.passed.len(), CHECKS.len() - 1);
+        assert_eq!(
+            report.to_string(),
+            format!(
+                "storage conformance of memory://m: {} of {} checks passed\n  SKIPPED overwrite_is_atomic: readers racing a MOVE see torn objects",
+                CHECKS.len() - 1,
+                CHECKS.len()
+            )
+        );
+    }
+
+    #[test]
+    #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
+    #[should_panic(expected = "the storage suite has no such check")]
+    fn only_existing_checks_can_be_skipped() {
+        let _ = Capabilities::all().without("multipart", "gone");
+    }
 
     #[test]
     fn run_all_shares_one_store_and_cleans_up() {
@@ -645,14 +815,16 @@ mod tests {
         block_on(async {
             // Two runs on one store, one through a view: neither sees the other's objects.
             let view = Prefixed::new(store.clone(), "sub");
-            futures::join!(run_all(store.as_ref()), run_all(&view));
+            let all = Capabilities::all();
+            let (a, b) = futures::join!(run_all(store.as_ref(), &all), run_all(&view, &all));
+            assert_eq!((a.passed.len(), b.passed.len()), (CHECKS.len(), CHECKS.len()));
             assert_eq!(store.list("").await.unwrap(), [], "the suite must delete what it wrote");
         });
     }
 
     #[test]
     fn a_claimed_run_number_is_skipped() {
-        let store = memory();
+        let store = MemoryStorage::new("conformance");
         block_on(async {
             // Another run holds every number this process would try next.
             let next = NEXT_RUN.load(Ordering::Relaxed);
@@ -665,42 +837,72 @@ mod tests {
         });
     }
 
-    #[test]
+    /// A memory storage with one deliberate defect, to show that the suite notices it.
+    struct Broken {
+        inner: MemoryStorage,
+        defect: Defect,
+    }
+
+    #[derive(PartialEq)]
+    enum Defect {
+        CreateOverwrites,
+        HeadReturnsBytes,
+        DelimiterIgnored,
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+    #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+    impl StorageWrapper for Broken {
+        fn inner(&self) -> &dyn ExternalStorage {
+            &self.inner
+        }
+        async fn put_opts(&self, path: &str, data: Bytes, options: PutOptions) -> Result<()> {
+            let options = if self.defect == Defect::CreateOverwrites { PutOptions::default() } else { options };
+            self.inner.put_opts(path, data, options).await
+        }
+        async fn get_opts(&self, path: &str, options: GetOptions) -> Result<GetResult> {
+            let options = if self.defect == Defect::HeadReturnsBytes { options.with_head(false) } else { options };
+            self.inner.get_opts(path, options).await
+        }
+        async fn list_with_delimiter(&self, prefix: &str) -> Result<ListResult> {
+            if self.defect != Defect::DelimiterIgnored {
+                return self.inner.list_with_delimiter(prefix).await;
+            }
+            Ok(ListResult::new(self.inner.list(prefix).await?, Vec::new()))
+        }
+    }
+
+    fn broken(defect: Defect) -> Broken {
+        Broken { inner: MemoryStorage::new("broken"), defect }
+    }
+
     // On wasm32 a panic aborts without unwinding: the executor guard `block_on` holds stays set
-    // and every later `block_on` in the same test instance fails, so this runs natively only.
+    // and every later `block_on` in the same test instance fails, so these run natively only.
+    #[test]
     #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
     #[should_panic(expected = "expected AlreadyExists, got success")]
     fn a_storage_without_put_if_absent_fails() {
-        // put_if_absent that overwrites: the suite must notice.
-        struct Overwriting(MemoryStorage);
-        #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-        #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-        impl ExternalStorage for Overwriting {
-            fn describe(&self) -> String {
-                self.0.describe()
-            }
-            async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-                self.0.put(path, data).await
-            }
-            async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-                self.0.put(path, data).await
-            }
-            async fn get(&self, path: &str) -> Result<Bytes> {
-                self.0.get(path).await
-            }
-            async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-                self.0.get_range(path, range).await
-            }
-            async fn size(&self, path: &str) -> Result<u64> {
-                self.0.size(path).await
-            }
-            async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-                self.0.list(prefix).await
-            }
-            async fn delete(&self, path: &str) -> Result<()> {
-                self.0.delete(path).await
-            }
-        }
-        block_on(put_if_absent(&Overwriting(memory())));
+        block_on(put_if_absent(&broken(Defect::CreateOverwrites)));
+    }
+
+    #[test]
+    #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
+    #[should_panic(expected = "returned 20 bytes, expected none")]
+    fn a_storage_whose_head_reads_bytes_fails() {
+        block_on(put_and_get_options(&broken(Defect::HeadReturnsBytes)));
+    }
+
+    #[test]
+    #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
+    #[should_panic(expected = "list_with_delimiter(")]
+    fn a_storage_without_a_delimiter_fails() {
+        block_on(list_with_delimiter(&broken(Defect::DelimiterIgnored)));
+    }
+
+    #[test]
+    #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
+    #[should_panic(expected = "expected AlreadyExists, got success")]
+    fn run_all_runs_the_checks_of_the_list() {
+        let _ = block_on(run_all(&broken(Defect::CreateOverwrites), &Capabilities::all()));
     }
 }

@@ -10,6 +10,7 @@ use crate::crypto::aead::{self, Opener, DEFAULT_CHUNK_SIZE, HEADER_LEN, MAX_CHUN
 use crate::crypto::DataKey;
 use crate::error::{Error, Result};
 use crate::storage::ExternalStorage;
+use crate::storage::ExternalStorageExt;
 
 /// How the files strata writes into a backup directory are stored: plain (the default, the
 /// format of unencrypted backups), or encrypted with a chain's [`DataKey`] in the chunked format

@@ -23,6 +23,7 @@ use crate::redact::redact_uri;
 use crate::result::QueryResult;
 use crate::span::Span;
 use crate::sql::{BackupDestination, BackupStmt, Secret, Statement, Subdir, Targets};
+use crate::storage::ExternalStorageExt;
 use crate::timestamp::Timestamp;
 
 /// Runs backups with its options (the one part of a backup that is the executor's to set).

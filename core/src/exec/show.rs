@@ -11,6 +11,7 @@ use crate::layout::{full_backup_dirs, full_backups, ENCRYPTION_INFO_NAME, MANIFE
 use crate::locality::Locations;
 use crate::result::{QueryResult, Value};
 use crate::sql::{AlterBackupStmt, BackupSource, KeyChange, Secret, ShowBackupStmt};
+use crate::storage::ExternalStorageExt;
 use crate::verify::{layer_dirs, verify_chain, FileProblem, VerifyReport};
 
 /// `SHOW BACKUP`: the chain's contents, or with `check_files` its verification.

@@ -20,6 +20,7 @@ use crate::progress::RestoreCounter;
 use crate::span::Span;
 use crate::stage;
 use crate::storage::ExternalStorage;
+use crate::storage::ExternalStorageExt;
 
 /// What [`FileReader::read_range`] returns, boxed to be kept while the cursor decodes.
 #[cfg(not(target_arch = "wasm32"))]

@@ -4,37 +4,32 @@ use std::error::Error as _;
 use std::fmt;
 use std::io;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart};
-use strata_core::{is_secret_param, redact_uri, Error, ExternalStorage, MultipartUpload, ObjectMeta, Result, Status};
-
-/// The default size of each part of a streamed upload (8 MiB; S3 needs at least 5 MiB).
-const DEFAULT_PART_SIZE: usize = 8 << 20;
-
-/// The default number of parts a streamed upload sends at once.
-const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
+use object_store::{GetOptions, ObjectStore, PutMode, PutOptions, PutPayload};
+use strata_core::{
+    is_secret_param, redact_uri, Durability, Error, ExternalStorage, GetResult, ListResult, ObjectMeta, Result, Status,
+};
 
 /// An [`ExternalStorage`] over an [`ObjectStore`], rooted at a directory of it.
 ///
 /// It keeps every point of the trait's contract, whatever the store does natively:
-/// - `put` is atomic because `ObjectStore::put_opts` is ("no clients should be able to observe
-///   a partially written object"); `put_if_absent` is `PutMode::Create`, and a store's
-///   `AlreadyExists` or `Precondition` answer becomes [`Error::AlreadyExists`].
-/// - `get`, `get_range` and `size` of a missing object (or of a "directory") are
-///   [`Error::NotFound`] naming the full location, e.g. `nodelocal://1/backups/data/1.sst`.
-/// - `get_range` checks bounds itself: object stores clamp a range that ends past the object,
-///   strata calls it an [`Error::InvalidArgument`]; empty ranges are valid.
-/// - `list` takes a *string* prefix: object stores list by path segment, so it lists the deepest
-///   directory containing the prefix and keeps the paths that start with it, sorted.
+/// - `put_opts` is atomic because `ObjectStore::put_opts` is ("no clients should be able to
+///   observe a partially written object"); strata's `PutMode::Create` is object_store's, and a
+///   store's `AlreadyExists` or `Precondition` answer becomes [`Error::AlreadyExists`]. A
+///   volatile put goes to the store set by [`ObjectStorage::with_volatile_store`], if any.
+/// - `get_opts` of a missing object (or of a "directory") is [`Error::NotFound`] naming the full
+///   location, e.g. `nodelocal://1/backups/data/1.sst`; a head request is object_store's.
+/// - Ranges are checked here: object stores clamp a range that ends past the object, strata
+///   calls it an [`Error::InvalidArgument`]; empty ranges are valid.
+/// - `list` and `list_with_delimiter` take a *string* prefix: object stores list by path
+///   segment, so they list the deepest directory containing the prefix and keep the paths that
+///   start with it, sorted.
 /// - `delete` of a missing object, or of a path that is a directory, succeeds.
-/// - `put_multipart` streams fixed-size parts through the store's multipart upload (for local
-///   files: one temporary file, renamed into place on completion), with at most
-///   `part size × (parts in flight + 1)` bytes buffered. It needs a tokio runtime.
 ///
 /// Errors name the location with secrets redacted, say whether retrying can help
 /// ([`Status::Temporary`] for timeouts, refused or reset connections and the like), and never
@@ -46,7 +41,7 @@ const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
 ///
 /// ```
 /// use std::sync::Arc;
-/// use strata_core::ExternalStorage;
+/// use strata_core::{ExternalStorage, ExternalStorageExt};
 /// use strata_native::ObjectStorage;
 ///
 /// # futures::executor::block_on(async {
@@ -68,9 +63,7 @@ pub struct ObjectStorage {
     base: String,
     /// Secret values of the URI, raw and percent-decoded, scrubbed from every message.
     secrets: Vec<String>,
-    part_size: usize,
-    parts_in_flight: usize,
-    /// The same store without syncing writes to disk, for [`ExternalStorage::put_volatile`].
+    /// The same store without syncing writes to disk, for [`Durability::Volatile`] puts.
     volatile: Option<Arc<dyn ObjectStore>>,
 }
 
@@ -94,20 +87,11 @@ impl ObjectStorage {
             Some(stripped) if !without_query.ends_with("://") => stripped.to_string(),
             _ => without_query.to_string(),
         };
-        ObjectStorage {
-            store,
-            root: String::new(),
-            uri: redacted,
-            base,
-            secrets: secrets_of(uri),
-            part_size: DEFAULT_PART_SIZE,
-            parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
-            volatile: None,
-        }
+        ObjectStorage { store, root: String::new(), uri: redacted, base, secrets: secrets_of(uri), volatile: None }
     }
 
     /// Sets a view of the same objects that does not sync writes to stable storage (a
-    /// `LocalFileSystem` without fsync), used by [`ExternalStorage::put_volatile`].
+    /// `LocalFileSystem` without fsync), used by [`Durability::Volatile`] puts.
     pub fn with_volatile_store(mut self, store: Arc<dyn ObjectStore>) -> ObjectStorage {
         self.volatile = Some(store);
         self
@@ -124,20 +108,6 @@ impl ObjectStorage {
             self.root = format!("{root}/");
         }
         Ok(self)
-    }
-
-    /// Sets the size of each part of a streamed upload: 8 MiB by default, at least 1 byte
-    /// (stores such as S3 reject parts under 5 MiB except the last).
-    pub fn with_part_size(mut self, bytes: usize) -> ObjectStorage {
-        self.part_size = bytes.max(1);
-        self
-    }
-
-    /// Sets how many parts of one streamed upload may be in flight at once: 4 by default, at
-    /// least 1.
-    pub fn with_parts_in_flight(mut self, parts: usize) -> ObjectStorage {
-        self.parts_in_flight = parts.max(1);
-        self
     }
 
     /// The underlying object store.
@@ -204,6 +174,54 @@ impl ObjectStorage {
         let result = self.store.get_opts(location, GetOptions::new().with_head(true)).await;
         Ok(result.map_err(|e| self.error(op, path, e))?.meta.size)
     }
+
+    /// Reads bytes `range` of the object at `location` (`path` for messages).
+    async fn get_range(&self, path: &str, location: &Path, range: Range<u64>) -> Result<GetResult> {
+        if range.start > range.end {
+            let size = self.head("get_range", path, location).await?;
+            return Err(self.out_of_range(path, &range, size));
+        }
+        if range.start == range.end {
+            // Object stores reject empty ranges; strata allows them inside the object.
+            let size = self.head("get_range", path, location).await?;
+            return if range.end > size {
+                Err(self.out_of_range(path, &range, size))
+            } else {
+                Ok(GetResult::new(Bytes::new(), Some(size)))
+            };
+        }
+        let options = GetOptions::new().with_range(Some(range.clone()));
+        match self.store.get_opts(location, options).await {
+            Ok(result) if result.range != range => Err(self.out_of_range(path, &range, result.meta.size)),
+            Ok(result) => {
+                let size = result.meta.size;
+                let bytes = result.bytes().await.map_err(|e| self.error("get_range", path, e))?;
+                Ok(GetResult::new(bytes, Some(size)))
+            }
+            Err(e @ object_store::Error::NotFound { .. }) => Err(self.error("get_range", path, e)),
+            // A range starting past the end fails in a store-specific way: ask for the size.
+            Err(e) => match self.head("get_range", path, location).await {
+                Ok(size) if range.end > size => Err(self.out_of_range(path, &range, size)),
+                _ => Err(self.error("get_range", path, e)),
+            },
+        }
+    }
+
+    /// The deepest directory of the store holding the string prefix `full` (root included).
+    fn list_dir(&self, full: &str) -> Result<Option<Path>> {
+        match full.rfind('/') {
+            Some(i) => Ok(Some(Path::parse(&full[..i]).map_err(|e| Error::InvalidArgument {
+                what: "list prefix".into(),
+                message: self.scrub(e.to_string()),
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A path of the store as this storage names it, if it is under the root and `full`.
+    fn relative<'a>(&self, raw: &'a str, full: &str) -> Option<&'a str> {
+        raw.strip_prefix(&self.root).filter(|_| raw.starts_with(full))
+    }
 }
 
 #[async_trait]
@@ -212,89 +230,90 @@ impl ExternalStorage for ObjectStorage {
         self.uri.clone()
     }
 
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
+    async fn put_opts(&self, path: &str, data: Bytes, options: strata_core::PutOptions) -> Result<()> {
         let location = self.object_path(path)?;
-        let result = self.store.put_opts(&location, PutPayload::from(data), PutOptions::default()).await;
-        result.map(drop).map_err(|e| self.error("put", path, e))
-    }
-
-    async fn put_volatile(&self, path: &str, data: Bytes) -> Result<()> {
-        let Some(store) = &self.volatile else { return self.put(path, data).await };
-        let location = self.object_path(path)?;
-        let result = store.put_opts(&location, PutPayload::from(data), PutOptions::default()).await;
-        result.map(drop).map_err(|e| self.error("put", path, e))
-    }
-
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        let location = self.object_path(path)?;
-        match self.store.put_opts(&location, PutPayload::from(data), PutMode::Create.into()).await {
-            Ok(_) => Ok(()),
-            // Some stores answer a lost conditional create with a failed precondition.
-            Err(object_store::Error::Precondition { .. }) => {
-                Err(Error::AlreadyExists { what: "file".into(), name: self.location(path) })
-            }
-            Err(e) => Err(self.error("put_if_absent", path, e)),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Result<Bytes> {
-        let location = self.object_path(path)?;
-        let result = self.store.get_opts(&location, GetOptions::new()).await.map_err(|e| self.error("get", path, e))?;
-        result.bytes().await.map_err(|e| self.error("get", path, e))
-    }
-
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        let location = self.object_path(path)?;
-        if range.start > range.end {
-            let size = self.head("get_range", path, &location).await?;
-            return Err(self.out_of_range(path, &range, size));
-        }
-        if range.start == range.end {
-            // Object stores reject empty ranges; strata allows them inside the object.
-            let size = self.head("get_range", path, &location).await?;
-            return if range.end > size { Err(self.out_of_range(path, &range, size)) } else { Ok(Bytes::new()) };
-        }
-        let options = GetOptions::new().with_range(Some(range.clone()));
-        match self.store.get_opts(&location, options).await {
-            Ok(result) if result.range != range => Err(self.out_of_range(path, &range, result.meta.size)),
-            Ok(result) => result.bytes().await.map_err(|e| self.error("get_range", path, e)),
-            Err(e @ object_store::Error::NotFound { .. }) => Err(self.error("get_range", path, e)),
-            // A range starting past the end fails in a store-specific way: ask for the size.
-            Err(e) => match self.head("get_range", path, &location).await {
-                Ok(size) if range.end > size => Err(self.out_of_range(path, &range, size)),
-                _ => Err(self.error("get_range", path, e)),
+        let store = match (options.durability, &self.volatile) {
+            (Durability::Volatile, Some(volatile)) => volatile,
+            _ => &self.store,
+        };
+        let payload = PutPayload::from(data);
+        match options.mode {
+            strata_core::PutMode::Create => match store.put_opts(&location, payload, PutMode::Create.into()).await {
+                Ok(_) => Ok(()),
+                // Some stores answer a lost conditional create with a failed precondition.
+                Err(object_store::Error::Precondition { .. }) => {
+                    Err(Error::AlreadyExists { what: "file".into(), name: self.location(path) })
+                }
+                Err(e) => Err(self.error("put_if_absent", path, e)),
             },
+            _ => {
+                let result = store.put_opts(&location, payload, PutOptions::default()).await;
+                result.map(drop).map_err(|e| self.error("put", path, e))
+            }
         }
     }
 
-    async fn size(&self, path: &str) -> Result<u64> {
+    async fn get_opts(&self, path: &str, options: strata_core::GetOptions) -> Result<GetResult> {
         let location = self.object_path(path)?;
-        self.head("size", path, &location).await
+        if options.head {
+            return Ok(GetResult::head(self.head("size", path, &location).await?));
+        }
+        if let Some(range) = options.range {
+            return self.get_range(path, &location, range).await;
+        }
+        let result = self.store.get_opts(&location, GetOptions::new()).await.map_err(|e| self.error("get", path, e))?;
+        let size = result.meta.size;
+        let bytes = result.bytes().await.map_err(|e| self.error("get", path, e))?;
+        Ok(GetResult::new(bytes, Some(size)))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         check_prefix(prefix)?;
         let full = format!("{}{prefix}", self.root);
         // object_store lists whole path segments: list the deepest directory holding the prefix.
-        let dir = match full.rfind('/') {
-            Some(i) => Some(Path::parse(&full[..i]).map_err(|e| Error::InvalidArgument {
-                what: "list prefix".into(),
-                message: self.scrub(e.to_string()),
-            })?),
-            None => None,
-        };
+        let dir = self.list_dir(&full)?;
         let mut out = Vec::new();
         let mut stream = self.store.list(dir.as_ref());
         while let Some(meta) = stream.try_next().await.map_err(|e| self.error("list", prefix, e))? {
-            let raw: &str = meta.location.as_ref();
-            if let Some(relative) = raw.strip_prefix(&self.root) {
-                if raw.starts_with(&full) {
-                    out.push(ObjectMeta { path: relative.to_string(), size: meta.size });
-                }
+            if let Some(relative) = self.relative(meta.location.as_ref(), &full) {
+                out.push(ObjectMeta { path: relative.to_string(), size: meta.size });
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
+    }
+
+    async fn list_with_delimiter(&self, prefix: &str) -> Result<ListResult> {
+        check_prefix(prefix)?;
+        let full = format!("{}{prefix}", self.root);
+        // Objects and directories directly in the deepest directory holding the prefix: those
+        // that start with it are the ones directly under the string prefix.
+        let dir = self.list_dir(&full)?;
+        let listed = match self.store.list_with_delimiter(dir.as_ref()).await {
+            Ok(listed) => listed,
+            Err(object_store::Error::NotFound { .. }) => return Ok(ListResult::default()),
+            Err(e) => return Err(self.error("list_with_delimiter", prefix, e)),
+        };
+        let objects = listed
+            .objects
+            .iter()
+            .filter_map(|meta| {
+                let relative = self.relative(meta.location.as_ref(), &full)?;
+                Some(ObjectMeta { path: relative.to_string(), size: meta.size })
+            })
+            .collect();
+        let prefixes = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| {
+                let with_slash = format!("{}/", p.as_ref());
+                self.relative(&with_slash, &full).map(str::to_string)
+            })
+            .collect();
+        let mut result = ListResult::new(objects, prefixes);
+        result.objects.sort_by(|a, b| a.path.cmp(&b.path));
+        result.common_prefixes.sort();
+        Ok(result)
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
@@ -308,114 +327,6 @@ impl ExternalStorage for ObjectStorage {
                 Err(Error::NotFound { .. }) => Ok(()),
                 _ => Err(self.error("delete", path, e)),
             },
-        }
-    }
-
-    async fn put_multipart<'a>(&'a self, path: &str) -> Result<Box<dyn MultipartUpload + 'a>> {
-        let location = self.object_path(path)?;
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::Storage {
-                path: self.location(path),
-                message: "streamed uploads run their parts on tokio: call put_multipart inside a tokio runtime".into(),
-                status: Status::Permanent,
-            });
-        }
-        let upload = self
-            .store
-            .put_multipart_opts(&location, PutMultipartOptions::default())
-            .await
-            .map_err(|e| self.error("put_multipart", path, e))?;
-        let writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
-        Ok(Box::new(ObjectUpload {
-            storage: self,
-            path: path.to_string(),
-            writer: Mutex::new(Some(writer)),
-            failed: false,
-        }))
-    }
-}
-
-/// A streamed upload through object_store's multipart API.
-///
-/// A part that fails poisons the upload: it is aborted at once and `complete` fails, so a
-/// missing part can never be published. Dropping an upload without `complete` or `abort`
-/// aborts it in the background.
-struct ObjectUpload<'a> {
-    storage: &'a ObjectStorage,
-    path: String,
-    /// `WriteMultipart` is `Send` but not `Sync`; the mutex is only ever used through
-    /// `get_mut`, never locked across an await.
-    writer: Mutex<Option<WriteMultipart>>,
-    failed: bool,
-}
-
-impl ObjectUpload<'_> {
-    fn take_writer(&mut self) -> Option<WriteMultipart> {
-        self.writer.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
-    }
-
-    fn finished(&self, op: &str) -> Error {
-        let message = if self.failed {
-            format!("{op}: the upload already failed and was aborted; nothing was written")
-        } else {
-            format!("{op}: the upload was already completed or aborted")
-        };
-        Error::Storage { path: self.storage.location(&self.path), message, status: Status::Permanent }
-    }
-
-    async fn fail(&mut self, op: &str, err: object_store::Error) -> Error {
-        self.failed = true;
-        if let Some(writer) = self.take_writer() {
-            // Best effort: the part's error is the one worth reporting.
-            let _ = writer.abort().await;
-        }
-        self.storage.error(op, &self.path, err)
-    }
-}
-
-#[async_trait]
-impl MultipartUpload for ObjectUpload<'_> {
-    async fn write(&mut self, data: Bytes) -> Result<()> {
-        let in_flight = self.storage.parts_in_flight;
-        let Some(writer) = self.writer.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).as_mut() else {
-            return Err(self.finished("write"));
-        };
-        match writer.wait_for_capacity(in_flight).await {
-            Ok(()) => {
-                writer.put(data);
-                Ok(())
-            }
-            Err(e) => Err(self.fail("write", e).await),
-        }
-    }
-
-    async fn complete(mut self: Box<Self>) -> Result<()> {
-        let Some(writer) = self.take_writer() else {
-            return Err(self.finished("complete"));
-        };
-        // On failure `finish` aborts the upload itself.
-        writer.finish().await.map(drop).map_err(|e| self.storage.error("complete", &self.path, e))
-    }
-
-    async fn abort(mut self: Box<Self>) -> Result<()> {
-        match self.take_writer() {
-            Some(writer) => writer.abort().await.map_err(|e| self.storage.error("abort", &self.path, e)),
-            None if self.failed => Ok(()),
-            None => Err(self.finished("abort")),
-        }
-    }
-}
-
-impl Drop for ObjectUpload<'_> {
-    fn drop(&mut self) {
-        if let Some(writer) = self.take_writer() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = writer.abort().await;
-                });
-            }
-            // Without a runtime, dropping the writer cancels its parts; a local upload also
-            // removes its temporary file when dropped.
         }
     }
 }

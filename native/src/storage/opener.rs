@@ -48,16 +48,15 @@ const SCHEMES: &[&str] = &["nodelocal", "file", "memory", "s3", "gs", "azure", "
 ///
 /// # Local files are never half-written
 /// Local directories are served by object_store's `LocalFileSystem`, which writes every object
-/// (a `put`, a `put_if_absent` or a whole multipart upload) to a temporary file
-/// `<name>#<n>` beside it and publishes it with a `rename` (a hard link for `put_if_absent`,
-/// which fails if the name exists): readers see the old file or the new one, never a prefix.
-/// Listings skip the temporary files, and an aborted or dropped upload deletes its own. With
+/// to a temporary file `<name>#<n>` beside it and publishes it with a `rename` (a hard link
+/// for a create, `put_if_absent`, which fails if the name exists): readers see the old file or
+/// the new one, never a prefix. Listings skip the temporary files. With
 /// [`NativeOpener::with_fsync`] (on by default) the file and its directory are also synced
 /// before a write returns, so a completed backup survives a power loss. Empty directories left
 /// by deletes are removed, up to the URI's directory.
 ///
 /// ```
-/// use strata_core::StorageOpener;
+/// use strata_core::{ExternalStorageExt, StorageOpener};
 /// use strata_native::NativeOpener;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -81,7 +80,6 @@ pub struct NativeOpener {
     fsync: bool,
     memory: Arc<Mutex<HashMap<String, Arc<InMemory>>>>,
     clients: ClientSettings,
-    part_size: Option<usize>,
     /// One WebDAV client (connection pool) for every `http(s)://` storage, built on first use.
     webdav: Arc<OnceLock<reqwest::Client>>,
 }
@@ -109,7 +107,6 @@ impl NativeOpener {
             fsync: true,
             memory: Arc::default(),
             clients: ClientSettings { retry: RetryConfig::default(), options: ClientOptions::new() },
-            part_size: None,
             webdav: Arc::default(),
         }
     }
@@ -133,13 +130,6 @@ impl NativeOpener {
     /// proxies, …); `allow_http` is set per URI, from its endpoint.
     pub fn with_client_options(mut self, options: ClientOptions) -> NativeOpener {
         self.clients.options = options;
-        self
-    }
-
-    /// The part size of streamed (multipart) uploads to object stores; see
-    /// [`ObjectStorage::with_part_size`] (8 MiB by default; S3 needs at least 5 MiB).
-    pub fn with_part_size(mut self, bytes: usize) -> NativeOpener {
-        self.part_size = Some(bytes);
         self
     }
 
@@ -183,10 +173,7 @@ impl NativeOpener {
 
     /// An object store rooted at the URI's path.
     fn object_storage(&self, uri: &StorageUri<'_>, store: Arc<dyn ObjectStore>) -> Result<Arc<dyn ExternalStorage>> {
-        let mut storage = ObjectStorage::new(store, uri.raw).with_root(&uri.path())?;
-        if let Some(bytes) = self.part_size {
-            storage = storage.with_part_size(bytes);
-        }
+        let storage = ObjectStorage::new(store, uri.raw).with_root(&uri.path())?;
         Ok(Arc::new(storage))
     }
 

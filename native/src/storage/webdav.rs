@@ -5,9 +5,8 @@
 //! place, so a reader sees a prefix) and `HttpStore` has neither conditional nor streamed puts:
 //!
 //! ```text
-//!   put            PUT  dir/.name.strata-tmp-<unique>   then  MOVE → dir/name  (Overwrite: T)
-//!   put_if_absent  PUT  dir/.name.strata-tmp-<unique>   then  MOVE → dir/name  (Overwrite: F; 412 = exists)
-//!   put_multipart  parts spill to a local temporary file, then the file is PUT as a stream and MOVEd
+//!   put_opts, Overwrite  PUT  dir/.name.strata-tmp-<unique>   then  MOVE → dir/name  (Overwrite: T)
+//!   put_opts, Create     PUT  dir/.name.strata-tmp-<unique>   then  MOVE → dir/name  (Overwrite: F; 412 = exists)
 //! ```
 //!
 //! A `MOVE` is a rename on the server, so readers never see a partial object. Over an existing
@@ -16,8 +15,6 @@
 //! and a failed write deletes its own.
 
 use std::fmt;
-use std::io::{Read, Seek, Write};
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,7 +23,9 @@ use bytes::Bytes;
 use object_store::RetryConfig;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, StatusCode};
-use strata_core::{Error, ExternalStorage, MultipartUpload, ObjectMeta, Result, Status};
+use strata_core::{
+    Error, ExternalStorage, GetOptions, GetResult, ListResult, ObjectMeta, PutMode, PutOptions, Result, Status,
+};
 use url::Url;
 
 use super::object::ObjectStorage;
@@ -34,13 +33,9 @@ use super::object::ObjectStorage;
 /// What marks a temporary object's name; such objects are never listed.
 const TMP_MARK: &str = ".strata-tmp-";
 
-/// The size of each chunk a streamed PUT reads from its spill file.
-const STREAM_CHUNK: usize = 1 << 20;
-
 /// An [`ExternalStorage`] on a WebDAV server (`http://` or `https://`, with optional
 /// `user:password@` basic authentication), keeping the whole contract: atomic `put`,
-/// `put_if_absent` that exactly one of racing writers wins, streamed uploads with bounded memory,
-/// and `delete` that never removes a directory. Transient failures (connection errors,
+/// creates that exactly one of racing writers wins, and `delete` that never removes a directory. Transient failures (connection errors,
 /// timeouts, `5xx`, `429`, `423 Locked`) are retried with exponential backoff under the
 /// opener's [`RetryConfig`]; other failures fail at once, naming the path.
 pub struct WebDavStorage {
@@ -57,12 +52,6 @@ impl fmt::Debug for WebDavStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebDavStorage").field("uri", &self.inner.describe()).finish_non_exhaustive()
     }
-}
-
-/// The body of a PUT: bytes in memory, or a local file streamed in chunks.
-enum Body<'a> {
-    Bytes(Bytes),
-    File(&'a std::fs::File, u64),
 }
 
 impl WebDavStorage {
@@ -200,30 +189,11 @@ impl WebDavStorage {
 
     /// PUTs `body` at `target`, creating parent directories when the server asks for them;
     /// `path` names the object in messages.
-    async fn upload(&self, op: &str, path: &str, target: &str, body: &Body<'_>) -> Result<()> {
+    async fn upload(&self, op: &str, path: &str, target: &str, body: &Bytes) -> Result<()> {
         let url = self.url(target);
         for attempt in 0..2 {
-            let response = self
-                .send(op, path, || {
-                    let request = self.request(Method::PUT, url.clone());
-                    Ok(match body {
-                        Body::Bytes(bytes) => request.body(bytes.clone()),
-                        Body::File(file, len) => {
-                            let stream = file_stream(file).map_err(|e| {
-                                self.storage_error(
-                                    op,
-                                    path,
-                                    format!("cannot read the spill file: {e}"),
-                                    Status::Permanent,
-                                )
-                            })?;
-                            request
-                                .header(reqwest::header::CONTENT_LENGTH, *len)
-                                .body(reqwest::Body::wrap_stream(stream))
-                        }
-                    })
-                })
-                .await?;
+            let response =
+                self.send(op, path, || Ok(self.request(Method::PUT, url.clone()).body(body.clone()))).await?;
             match response.status() {
                 s if s.is_success() => return Ok(()),
                 // A missing parent directory (some servers say 404).
@@ -237,7 +207,7 @@ impl WebDavStorage {
     }
 
     /// Uploads `body` to a temporary name beside `path` and renames it into place.
-    async fn write(&self, op: &str, path: &str, body: Body<'_>, overwrite: bool) -> Result<()> {
+    async fn write(&self, op: &str, path: &str, body: Bytes, overwrite: bool) -> Result<()> {
         self.inner.object_path(path)?;
         let tmp = temp_name(path);
         self.upload(op, path, &tmp, &body).await?;
@@ -287,108 +257,43 @@ impl ExternalStorage for WebDavStorage {
         self.inner.describe()
     }
 
-    async fn put(&self, path: &str, data: Bytes) -> Result<()> {
-        self.write("put", path, Body::Bytes(data), true).await
+    /// Both durabilities are the same here: the server decides when bytes reach its disk.
+    async fn put_opts(&self, path: &str, data: Bytes, options: PutOptions) -> Result<()> {
+        match options.mode {
+            PutMode::Create => self.write("put_if_absent", path, data, false).await,
+            _ => self.write("put", path, data, true).await,
+        }
     }
 
-    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
-        self.write("put_if_absent", path, Body::Bytes(data), false).await
-    }
-
-    async fn get(&self, path: &str) -> Result<Bytes> {
-        look_again(|| self.inner.get(path)).await
-    }
-
-    async fn get_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
-        look_again(|| self.inner.get_range(path, range.clone())).await
-    }
-
-    async fn size(&self, path: &str) -> Result<u64> {
-        look_again(|| self.inner.size(path)).await
+    async fn get_opts(&self, path: &str, options: GetOptions) -> Result<GetResult> {
+        look_again(|| self.inner.get_opts(path, options.clone())).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let mut listed = self.inner.list(prefix).await?;
-        listed.retain(|o| !o.path.rsplit('/').next().unwrap_or_default().contains(TMP_MARK));
+        listed.retain(|o| !is_temporary(&o.path));
+        Ok(listed)
+    }
+
+    async fn list_with_delimiter(&self, prefix: &str) -> Result<ListResult> {
+        let mut listed = self.inner.list_with_delimiter(prefix).await?;
+        listed.objects.retain(|o| !is_temporary(&o.path));
         Ok(listed)
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
         // A WebDAV DELETE of a collection removes everything in it: delete objects only.
-        match self.inner.size(path).await {
+        match self.inner.get_opts(path, GetOptions::default().with_head(true)).await {
             Ok(_) => self.delete_raw("delete", path, path).await,
             Err(Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
-
-    async fn put_multipart<'a>(&'a self, path: &str) -> Result<Box<dyn MultipartUpload + 'a>> {
-        self.inner.object_path(path)?;
-        let spill = tempfile::tempfile().map_err(|e| {
-            self.storage_error(
-                "put_multipart",
-                path,
-                format!("cannot create a local spill file: {e}"),
-                Status::Permanent,
-            )
-        })?;
-        Ok(Box::new(WebDavUpload { storage: self, path: path.to_string(), spill: Some(spill), len: 0 }))
-    }
 }
 
-/// A streamed upload to a WebDAV server: parts are appended to an anonymous local file (so
-/// memory holds one write at a time), which `complete` streams to the server in 1 MiB chunks
-/// and renames into place. `abort`, or dropping the upload, deletes the file; nothing reaches
-/// the server before `complete`.
-struct WebDavUpload<'a> {
-    storage: &'a WebDavStorage,
-    path: String,
-    spill: Option<std::fs::File>,
-    len: u64,
-}
-
-impl WebDavUpload<'_> {
-    fn finished(&self, op: &str) -> Error {
-        let message = format!("{op}: the upload was already completed or aborted");
-        self.storage.storage_error("put_multipart", &self.path, message, Status::Permanent)
-    }
-}
-
-#[async_trait]
-impl MultipartUpload for WebDavUpload<'_> {
-    async fn write(&mut self, data: Bytes) -> Result<()> {
-        let Some(mut file) = self.spill.take() else { return Err(self.finished("write")) };
-        let len = data.len() as u64;
-        let (file, result) = tokio::task::spawn_blocking(move || {
-            let result = file.write_all(&data);
-            (file, result)
-        })
-        .await
-        .map_err(|e| self.storage.storage_error("write", &self.path, e.to_string(), Status::Permanent))?;
-        result.map_err(|e| {
-            self.storage.storage_error(
-                "write",
-                &self.path,
-                format!("cannot write the local spill file: {e}"),
-                Status::Permanent,
-            )
-        })?;
-        self.spill = Some(file);
-        self.len += len;
-        Ok(())
-    }
-
-    async fn complete(mut self: Box<Self>) -> Result<()> {
-        let Some(file) = self.spill.take() else { return Err(self.finished("complete")) };
-        self.storage.write("complete", &self.path, Body::File(&file, self.len), true).await
-    }
-
-    async fn abort(mut self: Box<Self>) -> Result<()> {
-        match self.spill.take() {
-            Some(_) => Ok(()),
-            None => Err(self.finished("abort")),
-        }
-    }
+/// Whether `path` names a temporary object of a write in progress (never listed).
+fn is_temporary(path: &str) -> bool {
+    path.rsplit('/').next().unwrap_or_default().contains(TMP_MARK)
 }
 
 /// Runs a read; if it finds nothing, runs it again after 20 ms and then 100 ms before saying so.
@@ -409,30 +314,6 @@ where
         }
     }
     read().await
-}
-
-/// A stream of `file`'s bytes from its start, in chunks read on the blocking pool.
-fn file_stream(file: &std::fs::File) -> std::io::Result<impl futures::Stream<Item = std::io::Result<Bytes>> + Send> {
-    let mut file = file.try_clone()?;
-    file.rewind()?;
-    Ok(futures::stream::unfold(Some(file), |state| async move {
-        let mut file = state?;
-        let read = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; STREAM_CHUNK];
-            let n = file.read(&mut buf);
-            (file, buf, n)
-        })
-        .await;
-        match read {
-            Ok((_, _, Ok(0))) => None,
-            Ok((file, mut buf, Ok(n))) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some(file)))
-            }
-            Ok((_, _, Err(e))) => Some((Err(e), None)),
-            Err(e) => Some((Err(std::io::Error::other(e)), None)),
-        }
-    }))
 }
 
 /// The `Authorization` header of HTTP basic authentication with the URI's `user[:password]`
