@@ -50,11 +50,31 @@ pub const DESCRIPTOR: Envelope = Envelope::new(b"STRATADS", "descriptor", 2);
 pub const ENCRYPTED_FILE: Envelope = Envelope::new(b"STRATAEN", "encrypted file", 1).named("encryption");
 /// The data file's footer (`format::datafile`): magic and version only, at the end of the file.
 pub const DATA_FILE: Envelope = Envelope::new(b"STRATADF", "data file", 1);
+/// `BACKUP-PLAN`, the plan of a backup run in progress (`backup::resume`).
+pub const BACKUP_PLAN: Envelope = Envelope::new(b"STRATAPL", "backup plan", 1);
+/// A work unit's done record under `progress/` (`backup::resume`).
+pub const UNIT_RECORD: Envelope = Envelope::new(b"STRATAUR", "backup unit record", 1);
+/// A detached job's record in the system span (`records`). Version 1 was the 1-byte-version
+/// form; version 2 has the same postcard body in this envelope.
+pub const JOB_RECORD: Envelope = Envelope::new(b"STRATAJB", "job record", 2);
+/// A schedule's record in the system span (`records`), versions as [`JOB_RECORD`].
+pub const SCHEDULE_RECORD: Envelope = Envelope::new(b"STRATASC", "schedule record", 2);
 
 /// Every stored format's envelope; their magics are distinct (tested). A new format adds its
 /// constant here. (Only the test reads it.)
 #[cfg(test)]
-pub(crate) const ALL: &[Envelope] = &[MANIFEST, FILES_LIST, ENCRYPTION_INFO, DESCRIPTOR, ENCRYPTED_FILE, DATA_FILE];
+pub(crate) const ALL: &[Envelope] = &[
+    MANIFEST,
+    FILES_LIST,
+    ENCRYPTION_INFO,
+    DESCRIPTOR,
+    ENCRYPTED_FILE,
+    DATA_FILE,
+    BACKUP_PLAN,
+    UNIT_RECORD,
+    JOB_RECORD,
+    SCHEDULE_RECORD,
+];
 
 /// SHA-256 of bytes.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -33,11 +33,11 @@ pub(crate) const JOB_NEXT_ID: &[u8] = b"job-next-id";
 /// The prefix shared by every key of the job registry: records and counter.
 const JOB_KEYS_PREFIX: &[u8] = b"job";
 /// The stored form of a job record.
-pub(crate) const JOB_ENVELOPE: Envelope = Envelope::new(b"STRATAJB", "job record", 2);
+pub(crate) const JOB_ENVELOPE: Envelope = crate::envelope::JOB_RECORD;
 
 /// The schedules' records: every schedule, and the ids of schedules and their runs.
 pub(crate) const SCHEDULES: RecordStore<Schedule> =
-    RecordStore::new("schedule", b"schedule/", b"schedule-next-id", Envelope::new(b"STRATASC", "schedule record", 2));
+    RecordStore::new("schedule", b"schedule/", b"schedule-next-id", crate::envelope::SCHEDULE_RECORD);
 
 /// The first stored form, before the envelope: this byte, then postcard.
 const V1: u8 = 1;

@@ -64,5 +64,5 @@ pub use crate::js_kv::JsKv;
 #[cfg(target_arch = "wasm32")]
 pub use crate::js_storage::JsStorage;
 pub use crate::opener::Mounts;
-pub use crate::progress::{Operation, Progress, Run};
+pub use crate::progress::{JsProgress, Operation, Run};
 pub use crate::strata::Strata;

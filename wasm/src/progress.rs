@@ -31,10 +31,11 @@ impl Operation {
     }
 }
 
-/// How far a statement has got (TypeScript `Progress`).
+/// How far a statement has got, as JavaScript sees it (TypeScript `Progress`; the core reports
+/// [`strata_core::Progress`], which this adds `done` to).
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
-pub struct Progress {
+pub struct JsProgress {
     /// What is running.
     pub operation: Operation,
     /// Between 0 and 1: the share of work units exported (backup) or of the chain's bytes
@@ -53,13 +54,13 @@ pub struct Progress {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-type ProgressFn = dyn Fn(&Progress) + Send + Sync;
+type ProgressFn = dyn Fn(&JsProgress) + Send + Sync;
 #[cfg(target_arch = "wasm32")]
-type ProgressFn = dyn Fn(&Progress);
+type ProgressFn = dyn Fn(&JsProgress);
 
 /// One call's progress so far, the callback it goes to, and the signal that cancels it.
 pub struct Run {
-    last: Mutex<Progress>,
+    last: Mutex<JsProgress>,
     on_progress: Option<Box<ProgressFn>>,
     cancel: Cancel,
 }
@@ -67,20 +68,20 @@ pub struct Run {
 impl Run {
     /// A run of `operation` with no callback and no cancellation.
     pub fn new(operation: Operation) -> Run {
-        let last = Progress { operation, ..Progress::default() };
+        let last = JsProgress { operation, ..JsProgress::default() };
         Run { last: Mutex::new(last), on_progress: None, cancel: Cancel::new() }
     }
 
     /// Reports every change to `f`.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn with_callback(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Run {
+    pub fn with_callback(mut self, f: impl Fn(&JsProgress) + Send + Sync + 'static) -> Run {
         self.on_progress = Some(Box::new(f));
         self
     }
 
     /// Reports every change to `f`.
     #[cfg(target_arch = "wasm32")]
-    pub fn with_callback(mut self, f: impl Fn(&Progress) + 'static) -> Run {
+    pub fn with_callback(mut self, f: impl Fn(&JsProgress) + 'static) -> Run {
         self.on_progress = Some(Box::new(f));
         self
     }
@@ -99,7 +100,7 @@ impl Run {
     }
 
     /// The progress so far.
-    pub fn progress(&self) -> Progress {
+    pub fn progress(&self) -> JsProgress {
         self.lock().clone()
     }
 
@@ -124,11 +125,11 @@ impl Run {
         });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JsProgress> {
         self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn update(&self, f: impl FnOnce(&mut Progress)) {
+    fn update(&self, f: impl FnOnce(&mut JsProgress)) {
         let snapshot = {
             let mut last = self.lock();
             f(&mut last);
@@ -164,7 +165,7 @@ mod tests {
             let run = |op: Operation, sql: &'static str, cancel: bool| {
                 let s = &s;
                 async move {
-                    let reports = Arc::new(Mutex::new(Vec::<Progress>::new()));
+                    let reports = Arc::new(Mutex::new(Vec::<JsProgress>::new()));
                     let seen = reports.clone();
                     let run = Run::new(op)
                         .with_callback(move |p| seen.lock().unwrap().push(p.clone()))

@@ -19,7 +19,7 @@ use crate::options::{
     backup_statement, restore_statement, show_backup_statement, Options, BACKUP_OPTIONS, RESTORE_OPTIONS, RUN_OPTIONS,
     SHOW_BACKUP_OPTIONS,
 };
-use crate::progress::{Operation, Progress, Run};
+use crate::progress::{JsProgress, Operation, Run};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = include_str!("types.d.ts");
@@ -455,7 +455,7 @@ fn is_aborted(signal: &Object) -> bool {
 }
 
 /// Calls `onProgress` with a `Progress` object; what it throws is ignored (the work goes on).
-fn report(f: &Function, p: &Progress) {
+fn report(f: &Function, p: &JsProgress) {
     let obj = Object::new();
     set(&obj, "operation", &p.operation.as_str().into());
     set(&obj, "fraction", &p.fraction.into());

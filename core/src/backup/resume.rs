@@ -33,9 +33,9 @@ use crate::timestamp::Timestamp;
 use std::sync::Arc;
 
 /// The format of `BACKUP-PLAN`.
-pub const PLAN_FORMAT: Envelope = Envelope::new(b"STRATAPL", "backup plan", 1);
+pub const PLAN_FORMAT: Envelope = crate::envelope::BACKUP_PLAN;
 /// The format of a unit's done record.
-pub const UNIT_RECORD_FORMAT: Envelope = Envelope::new(b"STRATAUR", "backup unit record", 1);
+pub const UNIT_RECORD_FORMAT: Envelope = crate::envelope::UNIT_RECORD;
 /// The format of the legacy `BACKUP-CHECKPOINT` (its version was written big-endian: 1 is
 /// stored as `00 01`).
 const CHECKPOINT_MAGIC: &[u8; 8] = b"STRATACK";

@@ -129,7 +129,7 @@ pub async fn run_restore(
 }
 
 /// One span to restore: where it is in the backup, and its new table id (none: system span).
-struct SpanJob {
+struct SpanToRestore {
     span: Span,
     new_id: Option<DescId>,
 }
@@ -140,25 +140,25 @@ async fn ingest_and_publish(
     plan: &RestorePlan,
     options: &RestoreRunOptions,
 ) -> Result<RestoreSummary> {
-    let mut jobs: Vec<SpanJob> = plan
+    let mut spans: Vec<SpanToRestore> = plan
         .tables
         .iter()
-        .map(|t| SpanJob { span: keys::table_span(t.old_id), new_id: Some(t.descriptor.id) })
+        .map(|t| SpanToRestore { span: keys::table_span(t.old_id), new_id: Some(t.descriptor.id) })
         .collect();
     if plan.restore_system {
-        jobs.push(SpanJob { span: keys::system_span(), new_id: None });
+        spans.push(SpanToRestore { span: keys::system_span(), new_id: None });
     }
     let total_bytes = plan.files.iter().map(|lf| lf.file.logical_bytes).sum();
     let counter = RestoreCounter::new(options.progress.clone(), options.cancel.clone(), total_bytes);
     // The first span to fail stops the others at their next batch; every span returns only
     // once its ingests are done, so the discard that follows a failure races none of them.
     let stop = AtomicBool::new(false);
-    let results: Vec<Result<(u64, u64)>> = stream::iter(jobs.iter())
-        .map(|job| async {
+    let results: Vec<Result<(u64, u64)>> = stream::iter(spans.iter())
+        .map(|target| async {
             if stop.load(Ordering::Relaxed) {
                 return Ok((0, 0));
             }
-            let result = restore_span(sink, dirs, plan, job, options, &counter, &stop).await;
+            let result = restore_span(sink, dirs, plan, target, options, &counter, &stop).await;
             if result.is_err() {
                 stop.store(true, Ordering::Relaxed);
             }
@@ -207,13 +207,13 @@ async fn restore_span(
     sink: &dyn KvSink,
     dirs: &[Locations],
     plan: &RestorePlan,
-    job: &SpanJob,
+    target: &SpanToRestore,
     options: &RestoreRunOptions,
     counter: &RestoreCounter,
     stop: &AtomicBool,
 ) -> Result<(u64, u64)> {
     let mut in_flight = None;
-    let result = merge_and_ingest(sink, dirs, plan, job, options, counter, stop, &mut in_flight).await;
+    let result = merge_and_ingest(sink, dirs, plan, target, options, counter, stop, &mut in_flight).await;
     let last = finish_ingest(&mut in_flight, counter).await;
     let (rows, bytes) = result?;
     last?;
@@ -265,7 +265,7 @@ async fn merge_and_ingest<'s>(
     sink: &'s dyn KvSink,
     dirs: &[Locations],
     plan: &RestorePlan,
-    job: &SpanJob,
+    target: &SpanToRestore,
     options: &RestoreRunOptions,
     counter: &RestoreCounter,
     stop: &AtomicBool,
@@ -274,8 +274,8 @@ async fn merge_and_ingest<'s>(
     let files: Vec<(&LayerFile, Span)> = plan
         .files
         .iter()
-        .filter(|lf| lf.file.span.overlaps(&job.span))
-        .map(|lf| (lf, job.span.intersect(&lf.file.span)))
+        .filter(|lf| lf.file.span.overlaps(&target.span))
+        .map(|lf| (lf, target.span.intersect(&lf.file.span)))
         .collect();
     let storages =
         files.iter().map(|(lf, _)| dirs[lf.layer as usize].for_file(&lf.file)).collect::<Result<Vec<_>>>()?;
@@ -369,7 +369,7 @@ async fn merge_and_ingest<'s>(
         };
         let mut key = old_key.to_vec();
         decided = Some(old_key);
-        let value = match job.new_id {
+        let value = match target.new_id {
             Some(new_id) => {
                 keys::rewrite_table_key(&mut key, new_id);
                 value.to_vec()

@@ -5,7 +5,7 @@ use strata_core::{redact_uri, Error, Result, REDACTED};
 use super::object::{percent_decode, secrets_of};
 
 /// The query parameter of a locality-aware backup's URIs. Every scheme accepts it; storage
-/// ignores it (the backup reads it, see `strata_core::LocalityUris`).
+/// ignores it (the backup reads it, see `strata_core::open_locations`).
 pub(crate) const LOCALITY_PARAM: &str = "COCKROACH_LOCALITY";
 
 /// The parts of a storage URI, percent-decoded.
