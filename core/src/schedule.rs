@@ -1,6 +1,6 @@
 //! Backup schedules as pure data and decisions: what `CREATE SCHEDULE … FOR BACKUP` creates, when
 //! each schedule is due and what happens when a run starts, is skipped, succeeds or fails. No IO
-//! and no clock: times are wall nanoseconds passed in. The executor (`exec_schedule.rs`) stores
+//! and no clock: times are wall nanoseconds passed in. The executor (`exec/schedules.rs`) stores
 //! schedules in the store's system span and runs the backups.
 //!
 //! ```text

@@ -449,7 +449,7 @@ async fn export_unit(
         if let Some(upload) = uploading.as_mut() {
             start(upload.as_mut()).await;
         }
-        // Whether this page's file is the unit's last (its checkpoint records the unit done).
+        // Whether this page's file is the unit's last (its done record records the unit done).
         let mut last_file = false;
         if writer.entries() > 0 && (last || writer.estimated_size() >= options.target_file_size) {
             last_file = last;

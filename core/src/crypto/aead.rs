@@ -1,5 +1,5 @@
 //! The chunked AES-256-GCM format of every encrypted file in a backup (data files, the manifest,
-//! and any future checkpoint).
+//! the run's plan and done records).
 //!
 //! ```text
 //! file   = header | chunk 0 | chunk 1 | … | chunk n-1           (n >= 1)

@@ -7,12 +7,12 @@
 //! spawner — a one-shot CLI process, which must exit and, with the embedded store, holds the
 //! store's only lock — the job is recorded as `pending` and the next host with a spawner that
 //! calls [`Executor::adopt_jobs`] runs it. That is also how jobs survive a restart: a `running`
-//! job whose process died is adopted again, and resumes from its backup checkpoint.
+//! job whose process died is adopted again, and resumes from its backup's done records.
 //!
 //! ```text
 //!   BACKUP … WITH detached ──▶ job record (system span) ──spawner──▶ backup ──▶ succeeded | failed
 //!   PAUSE JOB  ──▶ stop at the next await (files and run records stay) ──▶ paused
-//!   RESUME JOB ──▶ run the statement again: resumes from the checkpoint
+//!   RESUME JOB ──▶ run the statement again: resumes from the run's records
 //!   CANCEL JOB ──▶ stop, then delete the unfinished backup's files ──▶ canceled
 //! ```
 
@@ -310,7 +310,7 @@ impl JobService {
         Ok(QueryResult::default())
     }
 
-    /// `RESUME JOB id`: runs its backup again with `backup` (it resumes from its checkpoint).
+    /// `RESUME JOB id`: runs its backup again with `backup` (it resumes from its run's records).
     pub(super) async fn resume(&self, cx: &Context, backup: &BackupService, id: u64) -> Result<QueryResult> {
         let mut j = self.get(cx.store.as_ref(), id).await?;
         if j.status != JobStatus::Paused {

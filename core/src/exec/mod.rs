@@ -275,7 +275,7 @@ impl Executor {
     }
 
     /// Starts every `pending` job, and every `running` job no process runs (its process died; it
-    /// resumes from its checkpoint). Call once when a host with a spawner starts. Returns their ids.
+    /// resumes from its run's records). Call once when a host with a spawner starts. Returns their ids.
     pub async fn adopt_jobs(&self) -> Result<Vec<u64>> {
         self.jobs.adopt(&self.cx, &self.backup).await
     }
@@ -310,7 +310,7 @@ impl Executor {
     /// Forgets runs recorded as running: call once when a scheduler starts, when no run of the
     /// store can be running (one scheduler per store), so that runs of a process that died do not
     /// hold `on_previous_running = 'wait'` schedules forever. (A killed backup resumes from its
-    /// checkpoint when the schedule runs it again.) Returns how many runs were forgotten.
+    /// run's records when the schedule runs it again.) Returns how many runs were forgotten.
     pub async fn recover_schedules(&self) -> Result<usize> {
         self.schedules.recover(self.cx.store.as_ref()).await
     }

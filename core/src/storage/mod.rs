@@ -61,7 +61,7 @@ pub enum Durability {
     /// default).
     #[default]
     Durable,
-    /// Need not survive a crash of the machine: a backup's checkpoint, whose loss only costs
+    /// Need not survive a crash of the machine: a backup's done records, whose loss only costs
     /// redone work. A storage that syncs each write (a local directory) may skip that here;
     /// readers see the object either way, exactly as after a durable put.
     Volatile,
