@@ -12,7 +12,9 @@
 //! /// Fails the third write.
 //! struct FailThirdWrite(AtomicUsize);
 //!
-//! #[async_trait::async_trait]
+//! // On wasm32 the traits drop `Send`: `async_trait(?Send)` there.
+//! #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+//! #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 //! impl Hook for FailThirdWrite {
 //!     async fn before(&self, call: Call, path: &str) -> Result<()> {
 //!         if matches!(call, Call::Put | Call::PutIfAbsent) && self.0.fetch_add(1, Ordering::SeqCst) == 2 {

@@ -27,7 +27,9 @@ use crate::kv::MaybeSendSync;
 /// /// Counts writes; everything else passes through untouched.
 /// struct Counting { inner: Arc<dyn ExternalStorage>, puts: AtomicUsize }
 ///
-/// #[async_trait::async_trait]
+/// // On wasm32 the traits drop `Send`: `async_trait(?Send)` there.
+/// #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+/// #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 /// impl StorageWrapper for Counting {
 ///     fn inner(&self) -> &dyn ExternalStorage {
 ///         self.inner.as_ref()
