@@ -346,3 +346,40 @@ fn a_run_killed_while_converting_a_checkpoint_still_resumes() {
     assert!(block_on(async { second.execute(LEGACY_STATEMENT).now_or_never() }).is_none(), "should hang");
     finish_and_check(&memory, &kv, &dir, &dir_storage, &run, &finished);
 }
+
+#[test]
+fn a_killed_runs_records_hold_no_secret() {
+    let kv = MemKv::new();
+    let memory = MemoryOpener::default();
+    let setup = executor(&kv, opener(&memory, 0));
+    block_on(async {
+        setup.execute("CREATE DATABASE d").await.unwrap();
+        setup.execute("CREATE TABLE d.a").await.unwrap();
+        let id = setup.table_id("d", "a", None).await.unwrap();
+        kv.write_sync((0..400u32).map(|i| (keys::table_key(id, &i.to_be_bytes()), Some(vec![1; 100]))).collect());
+    });
+    let uri = "'memory://c?AWS_ACCESS_KEY_ID=id&AWS_SECRET_ACCESS_KEY=hunter2'";
+    block_on(setup.execute(&format!("BACKUP DATABASE d INTO {uri}"))).unwrap();
+    let id = block_on(setup.table_id("d", "a", None)).unwrap();
+    kv.write_sync((0..400u32).map(|i| (keys::table_key(id, &i.to_be_bytes()), Some(vec![2; 100]))).collect());
+    // A full backup and an incremental layer, each killed mid-way: their plans and records
+    // are in storage, and none of them names the secret.
+    let other = "'memory://c/other?AWS_ACCESS_KEY_ID=id&AWS_SECRET_ACCESS_KEY=hunter2'";
+    for statement in [format!("BACKUP DATABASE d INTO {other}"), format!("BACKUP DATABASE d INTO LATEST IN {uri}")] {
+        let killed = executor(&kv, opener(&memory, 3));
+        let r = block_on(async { killed.execute(&statement).now_or_never() });
+        assert!(r.is_none(), "{statement} should hang: {r:?}");
+    }
+    let root = memory.open("memory://c").unwrap();
+    let listed = block_on(root.list("")).unwrap();
+    assert_eq!(listed.iter().filter(|o| o.path.ends_with(PLAN_NAME)).count(), 2, "two unfinished runs");
+    assert!(listed.iter().any(|o| o.path.contains("/progress/")));
+    let mut statements = 0;
+    for o in listed {
+        let bytes = block_on(root.get(&o.path)).unwrap();
+        let found = bytes.windows(7).any(|w| w == b"hunter2");
+        assert!(!found, "{} holds the secret", o.path);
+        statements += usize::from(bytes.windows(21).any(|w| w == b"AWS_SECRET_ACCESS_KEY"));
+    }
+    assert!(statements >= 2, "the plans record their (redacted) statements");
+}
