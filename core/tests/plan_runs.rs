@@ -369,3 +369,63 @@ fn a_restore_plan_naming_what_the_chain_lacks_fails_clearly() {
         run_restore(&target, &chain, &restore, &RestoreRunOptions::default()).await.unwrap();
     });
 }
+
+#[test]
+fn a_resumed_runs_progress_counts_the_whole_backup_once() {
+    let kv = source();
+    let plan = plan_now(&kv);
+    let memory = MemoryStorage::new("p");
+    let (gate, _never) = Gate::new("data/", 5, false);
+    assert!(run_backup(&kv, &Locations::single(hooked(&memory, gate)), &plan, &small_files()).now_or_never().is_none());
+    let reports: Arc<Mutex<Vec<strata_core::Progress>>> = Arc::default();
+    let sink = reports.clone();
+    let options = small_files()
+        .with_progress(strata_core::ProgressReporter::new(move |p: &strata_core::Progress| sink.lock().unwrap().push(*p)));
+    let manifest = block_on(run_backup(&kv, &Locations::single(Arc::new(memory.clone())), &plan, &options)).unwrap();
+    let reports = reports.lock().unwrap().clone();
+    let first = reports.first().unwrap();
+    assert_eq!(first.files, 4, "the first report counts the files the killed run finished");
+    for pair in reports.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert!(b.fraction >= a.fraction && b.files >= a.files && b.rows >= a.rows, "{a:?} then {b:?}");
+    }
+    let last = reports.last().unwrap();
+    assert_eq!(last.fraction, 1.0);
+    assert_eq!(last.files, manifest.files.len() as u64);
+    assert_eq!(last.rows, manifest.files.iter().map(|f| f.rows).sum::<u64>());
+    assert_eq!(last.bytes, manifest.files.iter().map(|f| f.logical_bytes).sum::<u64>());
+    assert_eq!(last.storage_bytes, manifest.files.iter().map(|f| f.size).sum::<u64>());
+}
+
+#[test]
+fn an_encrypted_run_resumes_with_its_key_only_and_its_records_are_sealed() {
+    let kv = source();
+    let key = DataKey::from_bytes(&[9; 32]).unwrap();
+    let plan = plan_now(&kv).with_key_check(Some(key.check_value()));
+    let codec = FileCodec::encrypted(key);
+    let memory = MemoryStorage::new("e");
+    let (gate, _never) = Gate::new("data/", 4, false);
+    let options = small_files().with_codec(codec.clone());
+    assert!(run_backup(&kv, &Locations::single(hooked(&memory, gate)), &plan, &options).now_or_never().is_none());
+    // The plan and the records are sealed: no file name or statement in plaintext.
+    for o in paths(&memory, "") {
+        let bytes = block_on(memory.get(&o)).unwrap();
+        for needle in [&b"data/"[..], b"BACKUP DATABASE"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{o} holds plaintext");
+        }
+    }
+    assert!(block_on(read_run(&memory, &FileCodec::plain())).is_none(), "unreadable without the key");
+    let other = FileCodec::encrypted(DataKey::from_bytes(&[8; 32]).unwrap());
+    assert!(block_on(read_run(&memory, &other)).is_none(), "unreadable with another key");
+    let run = block_on(read_run(&memory, &codec)).unwrap();
+    assert_eq!((run.plan.id.as_str(), run.files().count()), (plan.id.as_str(), 3));
+
+    // Run with the key, the same plan resumes: writing a finished file again would fail.
+    let first_file = run.files().next().unwrap().path.clone();
+    let (gate, release) = Gate::new(Box::leak(first_file.into_boxed_str()), 1, true);
+    release.send(()).unwrap();
+    let manifest = block_on(run_backup(&kv, &Locations::single(hooked(&memory, gate)), &plan, &options)).unwrap();
+    assert!(manifest.files.len() > 3);
+    assert!(paths(&memory, PROGRESS_DIR).is_empty());
+    assert!(block_on(memory.size(PLAN_NAME)).is_err());
+}
