@@ -379,8 +379,9 @@ fn a_resumed_runs_progress_counts_the_whole_backup_once() {
     assert!(run_backup(&kv, &Locations::single(hooked(&memory, gate)), &plan, &small_files()).now_or_never().is_none());
     let reports: Arc<Mutex<Vec<strata_core::Progress>>> = Arc::default();
     let sink = reports.clone();
-    let options = small_files()
-        .with_progress(strata_core::ProgressReporter::new(move |p: &strata_core::Progress| sink.lock().unwrap().push(*p)));
+    let options = small_files().with_progress(strata_core::ProgressReporter::new(move |p: &strata_core::Progress| {
+        sink.lock().unwrap().push(*p)
+    }));
     let manifest = block_on(run_backup(&kv, &Locations::single(Arc::new(memory.clone())), &plan, &options)).unwrap();
     let reports = reports.lock().unwrap().clone();
     let first = reports.first().unwrap();
