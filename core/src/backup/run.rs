@@ -117,7 +117,9 @@ impl BackupOptions {
 /// `BACKUP_MANIFEST` (create-only: the commit point) and its checksum. A run of the same plan
 /// left unfinished in `dir` (by a killed process) is resumed: finished units are not exported
 /// again, and a unit in progress continues after its last stored file. Fails if the directory
-/// already holds a backup. On failure the files this run wrote are removed.
+/// already holds a backup. On failure the files this run wrote are removed, unless a manifest
+/// appeared meanwhile (another run of the same plan committed: its files have these names).
+/// A run whose `BACKUP-PLAN` was replaced by another plan's run does not commit.
 pub async fn run_backup(
     source: &dyn KvSource,
     dir: &Locations,
