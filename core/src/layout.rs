@@ -210,20 +210,33 @@ pub async fn remove_records(dir: &dyn ExternalStorage, prefix: &str) -> Result<(
 }
 
 /// Removes what a run of the plan with file prefix `prefix` left in `dir` besides its
-/// records: every data file of that prefix in the default location (files routed to other
-/// locations are removed by the caller, which knows them), then its records.
-pub async fn remove_run(dir: &dyn ExternalStorage, prefix: &str) -> Result<()> {
-    for o in dir.list(&data_files_prefix(prefix)).await? {
-        dir.delete(&o.path).await?;
+/// records: every data file of that prefix, in every location (a locality-routed file stored
+/// just before the run was killed is named by no record), then its records.
+pub async fn remove_run(dir: &Locations, prefix: &str) -> Result<()> {
+    remove_run_files(dir, prefix).await?;
+    remove_records(dir.storage().as_ref(), prefix).await
+}
+
+/// [`remove_run`] but for the directory's plan and checkpoint: the data files of the plan with
+/// file prefix `prefix` in every location, and its done records.
+pub async fn remove_run_files(dir: &Locations, prefix: &str) -> Result<()> {
+    for location in dir.all() {
+        for o in location.list(&data_files_prefix(prefix)).await? {
+            location.delete(&o.path).await?;
+        }
     }
-    remove_records(dir, prefix).await
+    let storage = dir.storage();
+    for o in storage.list(&format!("{PROGRESS_DIR}/{prefix}-")).await? {
+        storage.delete(&o.path).await?;
+    }
+    Ok(())
 }
 
 /// Removes everything an unfinished backup left in its directory `dir`: the data files it
-/// names (`files`, removed from every location), every data file of its plan's prefix, its
-/// records, and a file list or manifest checksum without a manifest. Once nothing else is left,
-/// an `ENCRYPTION-INFO` it created goes too. A finished backup (with a manifest) is never
-/// touched.
+/// names (`files`, removed from every location), every data file of its plan's prefix (in
+/// every location), its records, and a file list or manifest checksum without a manifest. Once
+/// nothing else is left, an `ENCRYPTION-INFO` it created goes too. A finished backup (with a
+/// manifest) is never touched.
 pub async fn remove_unfinished(dir: &Locations, prefix: Option<&str>, files: &[String]) -> Result<()> {
     let storage = dir.storage().as_ref();
     if storage.size(MANIFEST_NAME).await.is_ok() {
@@ -233,7 +246,7 @@ pub async fn remove_unfinished(dir: &Locations, prefix: Option<&str>, files: &[S
         dir.delete_everywhere(path).await?;
     }
     if let Some(prefix) = prefix {
-        remove_run(storage, prefix).await?;
+        remove_run(dir, prefix).await?;
     }
     for o in storage.list(&format!("{PROGRESS_DIR}/")).await? {
         storage.delete(&o.path).await?;

@@ -71,6 +71,11 @@ impl Locations {
         self.tiers.iter().find(|(t, _)| t == tier).map(|(_, s)| s)
     }
 
+    /// Every location: the default one first, then each tier's.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn ExternalStorage>> {
+        std::iter::once(&self.default).chain(self.tiers.iter().map(|(_, s)| s))
+    }
+
     /// Removes `path` from every location (a data file's path names one file, wherever its
     /// locality put it).
     pub async fn delete_everywhere(&self, path: &str) -> Result<()> {

@@ -101,11 +101,7 @@ fn unseal(stored: Bytes, path: &str, codec: &FileCodec, shown: &str) -> Result<B
 pub async fn read_run(dir: &dyn ExternalStorage, codec: &FileCodec) -> Option<RunState> {
     let shown = format!("{}/{PLAN_NAME}", dir.describe());
     let plan = match dir.get(PLAN_NAME).await {
-        Ok(stored) => {
-            let bytes = unseal(stored, PLAN_NAME, codec, &shown).ok()?;
-            let plan: BackupPlan = PLAN_FORMAT.decode(&bytes, &shown).ok()?;
-            plan.is_intact().then_some(plan)?
-        }
+        Ok(stored) => decode_plan(stored, codec, &shown)?,
         Err(_) => return read_legacy_checkpoint(dir, codec).await,
     };
     let mut units = Vec::new();
@@ -123,11 +119,26 @@ pub async fn read_run(dir: &dyn ExternalStorage, codec: &FileCodec) -> Option<Ru
     Some(RunState { plan, units, legacy: false })
 }
 
+fn decode_plan(stored: Bytes, codec: &FileCodec, shown: &str) -> Option<BackupPlan> {
+    let bytes = unseal(stored, PLAN_NAME, codec, shown).ok()?;
+    let plan: BackupPlan = PLAN_FORMAT.decode(&bytes, shown).ok()?;
+    plan.is_intact().then_some(plan)
+}
+
+/// The id of the plan the directory's `BACKUP-PLAN` holds, if it holds a readable, intact one
+/// (read with `codec`): which run the directory belongs to now.
+pub(crate) async fn stored_plan_id(dir: &dyn ExternalStorage, codec: &FileCodec) -> Option<String> {
+    let shown = format!("{}/{PLAN_NAME}", dir.describe());
+    let stored = dir.get(PLAN_NAME).await.ok()?;
+    decode_plan(stored, codec, &shown).map(|p| p.id)
+}
+
 /// Finds the newest unfinished run of `request` (see [`BackupPlan::request`]) below `root`
 /// under `prefix` (`""` for a collection's full backups, `incrementals/` below a full backup)
 /// whose directory is the one its plan's end time gives (`expected_dir`), read with `codec`.
 /// A legacy checkpoint is matched by its statement (`statement`, as printed), the only identity
-/// older strata recorded.
+/// older strata recorded; its plan is given `request`, so that once converted the run is still
+/// found if it is killed again.
 pub async fn find_unfinished(
     root: &Arc<dyn ExternalStorage>,
     prefix: &str,
@@ -138,10 +149,12 @@ pub async fn find_unfinished(
 ) -> Result<Option<(String, RunState)>> {
     let mut found: Option<(String, RunState)> = None;
     for dir in layout::unfinished_dirs(root.as_ref(), prefix).await? {
-        let Some(run) = read_run(subdir(root, &dir).as_ref(), codec).await else { continue };
+        let Some(mut run) = read_run(subdir(root, &dir).as_ref(), codec).await else { continue };
         let same = if run.legacy { run.plan.statement == statement } else { run.plan.request == request };
         let newer = found.as_ref().is_none_or(|(_, r)| r.plan.end_time < run.plan.end_time);
         if same && expected_dir(run.plan.end_time) == dir && newer {
+            // The request is not part of the plan's id: the converted plan stays the same plan.
+            run.plan.request = request.to_string();
             found = Some((dir, run));
         }
     }

@@ -15,7 +15,7 @@ use futures::future::maybe_done;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::backup::plan::{BackupPlan, ExportTask};
-use crate::backup::resume::{encode_plan, encode_unit_record, read_run, UnitRecord};
+use crate::backup::resume::{encode_plan, encode_unit_record, read_run, stored_plan_id, UnitRecord};
 use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
 use crate::format::datafile::{DataFileOptions, DataFileWriter};
@@ -23,7 +23,7 @@ use crate::format::manifest::{manifest_checksum, sha256, FileInfo, Manifest};
 use crate::kv::{KvSource, MvccFilter, ScanPage, ScanRequest};
 use crate::layout::{
     self, data_file_path, unit_record_path, CHECKPOINT_NAME, FILES_LIST_NAME, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
-    PLAN_NAME,
+    PLAN_NAME, PROGRESS_DIR,
 };
 use crate::locality::Locations;
 use crate::progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
@@ -117,7 +117,9 @@ impl BackupOptions {
 /// `BACKUP_MANIFEST` (create-only: the commit point) and its checksum. A run of the same plan
 /// left unfinished in `dir` (by a killed process) is resumed: finished units are not exported
 /// again, and a unit in progress continues after its last stored file. Fails if the directory
-/// already holds a backup. On failure the files this run wrote are removed.
+/// already holds a backup. On failure the files this run wrote are removed, unless a manifest
+/// appeared meanwhile (another run of the same plan committed: its files have these names).
+/// A run whose `BACKUP-PLAN` was replaced by another plan's run does not commit.
 pub async fn run_backup(
     source: &dyn KvSource,
     dir: &Locations,
@@ -157,9 +159,20 @@ pub async fn run_backup(
         // names and contents, so nothing of ours may be removed.
         Err(e @ Error::AlreadyExists { .. }) => Err(e),
         Err(e) => {
+            // Another run of the same plan may have committed meanwhile: its manifest names
+            // files of the very names this run wrote, so nothing may be removed.
+            if storage.size(MANIFEST_NAME).await.is_ok() {
+                runner.clear_own_records().await;
+                return Err(e);
+            }
             // Best effort: without a manifest these files are not a backup either way.
             for path in runner.written.lock().await.iter() {
                 let _ = dir.delete_everywhere(path).await;
+            }
+            if !runner.owns_dir().await {
+                // A run of another plan took the directory over: its plan and records stay.
+                runner.clear_own_records().await;
+                return Err(e);
             }
             runner.clear().await;
             let _ = storage.delete(MANIFEST_CHECKSUM_NAME).await;
@@ -195,6 +208,7 @@ impl Counted {
 struct Runner {
     storage: Arc<dyn ExternalStorage>,
     codec: FileCodec,
+    plan_id: String,
     prefix: String,
     units: Vec<futures::lock::Mutex<UnitRecord>>,
     /// Paths of every data file the run's records name (to remove if it fails).
@@ -228,6 +242,7 @@ impl Runner {
             .collect();
         let mut adopted = false;
         let mut legacy = false;
+        let mut stale = None;
         if let Some(found) = read_run(storage.as_ref(), codec).await {
             if found.plan.id == plan.id {
                 legacy = found.legacy;
@@ -238,11 +253,30 @@ impl Runner {
                 adopted = !legacy;
             } else {
                 // A run of another plan (an earlier run with another end time, e.g. a paused
-                // `BACKUP TO` job run again): its files are no backup and will not be used.
-                for f in found.files() {
-                    dir.delete_everywhere(&f.path).await?;
+                // `BACKUP TO` job run again): its files are no backup and will not be used. Its
+                // plan goes first, so that run, should it still be alive, sees it lost the
+                // directory before it commits (see `owns_dir`); its files once ours is written.
+                storage.delete(PLAN_NAME).await?;
+                stale = Some(found);
+            }
+        }
+        let runner = Runner {
+            storage: storage.clone(),
+            codec: codec.clone(),
+            plan_id: plan.id.clone(),
+            prefix: plan.file_prefix().to_string(),
+            units: Vec::new(),
+            written: futures::lock::Mutex::new(Vec::new()),
+            progress: progress.clone(),
+            counted: std::sync::Mutex::new(Counted::default()),
+        };
+        if legacy {
+            // A converted checkpoint of an older strata: its records in today's form first, so
+            // that a run killed before its plan is written still finds the checkpoint.
+            for (i, record) in records.iter().enumerate() {
+                if !record.files.is_empty() || record.done {
+                    runner.write(i, record).await?;
                 }
-                layout::remove_run(storage.as_ref(), found.plan.file_prefix()).await?;
             }
         }
         if !adopted {
@@ -257,27 +291,24 @@ impl Runner {
                 Err(e) => return Err(e),
             }
         }
+        if let Some(found) = stale {
+            for f in found.files() {
+                dir.delete_everywhere(&f.path).await?;
+            }
+            layout::remove_run_files(dir, found.plan.file_prefix()).await?;
+            storage.delete(CHECKPOINT_NAME).await?;
+        }
         let files = || records.iter().flat_map(|r| r.files.iter());
         let written = files().map(|f| f.path.clone()).collect();
         let mut counted = Counted { units_done: records.iter().filter(|r| r.done).count(), ..Counted::default() };
         files().for_each(|f| counted.add(f));
         let runner = Runner {
-            storage,
-            codec: codec.clone(),
-            prefix: plan.file_prefix().to_string(),
             units: records.into_iter().map(futures::lock::Mutex::new).collect(),
             written: futures::lock::Mutex::new(written),
-            progress: progress.clone(),
             counted: std::sync::Mutex::new(counted),
+            ..runner
         };
         if legacy {
-            // A converted checkpoint of an older strata: its records in today's form, then it goes.
-            for (i, unit) in runner.units.iter().enumerate() {
-                let record = unit.lock().await;
-                if !record.files.is_empty() || record.done {
-                    runner.write(i, &record).await?;
-                }
-            }
             runner.storage.delete(CHECKPOINT_NAME).await?;
         }
         runner.report();
@@ -339,9 +370,24 @@ impl Runner {
         Ok(())
     }
 
+    /// Whether the directory's `BACKUP-PLAN` is still this run's plan (a run of another plan
+    /// takes over a directory whose run it believes dead).
+    async fn owns_dir(&self) -> bool {
+        stored_plan_id(self.storage.as_ref(), &self.codec).await.as_deref() == Some(self.plan_id.as_str())
+    }
+
     /// Removes the plan and every done record of the run (best effort).
     async fn clear(&self) {
         let _ = layout::remove_records(self.storage.as_ref(), &self.prefix).await;
+    }
+
+    /// Removes the done records of this run only (best effort): the plan file is another's.
+    async fn clear_own_records(&self) {
+        if let Ok(listed) = self.storage.list(&format!("{PROGRESS_DIR}/{}-", self.prefix)).await {
+            for o in listed {
+                let _ = self.storage.delete(&o.path).await;
+            }
+        }
     }
 }
 
@@ -376,6 +422,14 @@ async fn write_backup(
         statement: plan.statement.clone(),
         revision_start_time: plan.revision_start_time,
     };
+    // A run of another plan that took the directory over (believing this run dead) removes this
+    // run's files: such a run must not commit.
+    if !runner.owns_dir().await {
+        return Err(Error::Precondition(format!(
+            "another backup run took over {} while this one ran: this run's files may be gone, so it does not commit",
+            storage.describe()
+        )));
+    }
     if options.codec.is_encrypted() {
         // The data files' stored sizes and digests in plaintext, for checks without the key.
         storage.put(FILES_LIST_NAME, Bytes::from(crate::verify::encode_files_list(&manifest))).await?;

@@ -115,6 +115,12 @@ pub async fn run_restore(
             })
         })
         .collect::<Result<Vec<Locations>>>()?;
+    if let Some(lf) = plan.files.iter().find(|lf| lf.layer as usize >= dirs.len()) {
+        return Err(Error::invalid(
+            "restore",
+            format!("the plan reads {} from layer {}, but names only {} layers", lf.file.path, lf.layer, dirs.len()),
+        ));
+    }
     let mut options = options.clone();
     options.codec = chain.codec.clone();
     let spans = plan.target_spans();
