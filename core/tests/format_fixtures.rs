@@ -4,6 +4,13 @@
 //! Regenerate (only when adding a new version, never to make a failing test pass):
 //! `STRATA_WRITE_FIXTURES=1 cargo test -p strata-core --test format_fixtures`
 
+// More fixture tests, in this one test binary (each binary costs a link and, on wasm32, a
+// browser session): the legacy checkpoint, and job and schedule records.
+#[path = "format_fixtures/checkpoint.rs"]
+mod checkpoint;
+#[path = "format_fixtures/records.rs"]
+mod records;
+
 use strata_core::crypto::info::EncryptionInfo;
 use strata_core::datafile::{read_all, DataFileOptions, DataFileWriter};
 use strata_core::manifest::{sha256, BackupScope, DescriptorRevision, FileInfo, Manifest};

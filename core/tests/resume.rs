@@ -7,6 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 mod common;
+// Plans as data and the runs that execute them, driven without the executor (in this test binary:
+// each binary costs a link and, on wasm32, a browser session).
+#[path = "resume/plan_runs.rs"]
+mod plan_runs;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -4,7 +4,7 @@
 //! resumes after an upgrade.
 //!
 //! Regenerate (only when adding a new version, never to make a failing test pass):
-//! `STRATA_WRITE_FIXTURES=1 cargo test -p strata-core --test checkpoint_fixture`
+//! `STRATA_WRITE_FIXTURES=1 cargo test -p strata-core --test format_fixtures`
 
 use strata_core::manifest::{BackupScope, FileInfo};
 use strata_core::{keys, BackupPlanV1, CheckpointV1, ExportTask, MvccFilter, Timestamp, UnitCheckpointV1, WorkUnit};
@@ -65,14 +65,14 @@ fn checkpoint_v1_fixture_still_reads() {
         let path = format!("{}/tests/fixtures/checkpoint-v1.bin", env!("CARGO_MANIFEST_DIR"));
         std::fs::write(path, value.encode()).unwrap();
     }
-    let committed: &[u8] = include_bytes!("fixtures/checkpoint-v1.bin");
+    let committed: &[u8] = include_bytes!("../fixtures/checkpoint-v1.bin");
     assert_eq!(CheckpointV1::decode(committed, "checkpoint-v1.bin").unwrap(), value);
     assert_eq!(value.encode(), committed, "v1 encodes as it did");
 }
 
 #[test]
 fn a_legacy_checkpoint_converts_into_a_plan_and_done_records() {
-    let committed: &[u8] = include_bytes!("fixtures/checkpoint-v1.bin");
+    let committed: &[u8] = include_bytes!("../fixtures/checkpoint-v1.bin");
     let checkpoint = CheckpointV1::decode(committed, "checkpoint-v1.bin").unwrap();
     let old_prefix = checkpoint.file_prefix();
     let run = checkpoint.clone().into_run(None);

@@ -7,10 +7,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-mod common;
-
+use crate::common::{Call, Hook, Hooked};
 use async_trait::async_trait;
-use common::{Call, Hook, Hooked};
 use futures::channel::oneshot;
 use futures::executor::block_on;
 use futures::FutureExt;

@@ -56,8 +56,8 @@ fn v1_job_and_schedule_records_still_read() {
     // Today's records are in the envelope form: magic, then version 2 (little-endian).
     assert_eq!(&raw(&kv, &key(b"job/", 1))[..10], b"STRATAJB\x02\x00");
     assert_eq!(&raw(&kv, &key(b"schedule/", 1))[..10], b"STRATASC\x02\x00");
-    let job: &[u8] = include_bytes!("fixtures/job-record-v1.bin");
-    let schedule: &[u8] = include_bytes!("fixtures/schedule-record-v1.bin");
+    let job: &[u8] = include_bytes!("../fixtures/job-record-v1.bin");
+    let schedule: &[u8] = include_bytes!("../fixtures/schedule-record-v1.bin");
     assert_eq!(job[0], 1, "a v1 record starts with its version byte");
     assert_eq!(schedule[0], 1);
 
