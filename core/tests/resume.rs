@@ -74,6 +74,30 @@ fn executor(kv: &MemKv, opener: Arc<HookedOpener>) -> Executor {
         .with_backup_options(BackupOptions::default().with_target_file_size(2048).with_page_bytes(1024))
 }
 
+/// Restores database `d` from `memory://c` into a fresh store and checks that tables `a` and `b`
+/// hold exactly the source's 400 rows each as of `end_time` (`source` resolves their ids).
+fn assert_restores_as_of(memory: &MemoryOpener, kv: &MemKv, source: &Executor, end_time: strata_core::Timestamp) {
+    let target_kv = MemKv::new();
+    let target = executor(&target_kv, opener(memory, 0));
+    block_on(target.execute("RESTORE DATABASE d FROM LATEST IN 'memory://c'")).unwrap();
+    for t in ["a", "b"] {
+        let src = block_on(source.table_id("d", t, None)).unwrap();
+        let dst = block_on(target.table_id("d", t, None)).unwrap();
+        let want: Vec<_> = kv
+            .view_at(&keys::table_span(src), end_time)
+            .into_iter()
+            .map(|(k, v)| (keys::decode_table_key(&k).unwrap().1.to_vec(), v))
+            .collect();
+        let got: Vec<_> = target_kv
+            .view_at(&keys::table_span(dst), block_on(strata_core::KvSource::now(&target_kv)).unwrap())
+            .into_iter()
+            .map(|(k, v)| (keys::decode_table_key(&k).unwrap().1.to_vec(), v))
+            .collect();
+        assert_eq!(got.len(), 400);
+        assert_eq!(got, want, "table {t}");
+    }
+}
+
 #[test]
 fn a_dropped_backup_resumes_from_its_checkpoint() {
     let kv = MemKv::new();
@@ -121,25 +145,7 @@ fn a_dropped_backup_resumes_from_its_checkpoint() {
     assert_eq!(block_on(second.execute("SHOW BACKUPS IN 'memory://c'")).unwrap().rows.len(), 1);
 
     // It restores exactly the data as of the backup's end time.
-    let target_kv = MemKv::new();
-    let target = executor(&target_kv, opener(&memory, 0));
-    block_on(target.execute("RESTORE DATABASE d FROM LATEST IN 'memory://c'")).unwrap();
-    for t in ["a", "b"] {
-        let src = block_on(setup.table_id("d", t, None)).unwrap();
-        let dst = block_on(target.table_id("d", t, None)).unwrap();
-        let want: Vec<_> = kv
-            .view_at(&keys::table_span(src), checkpoint.plan.end_time)
-            .into_iter()
-            .map(|(k, v)| (keys::decode_table_key(&k).unwrap().1.to_vec(), v))
-            .collect();
-        let got: Vec<_> = target_kv
-            .view_at(&keys::table_span(dst), block_on(strata_core::KvSource::now(&target_kv)).unwrap())
-            .into_iter()
-            .map(|(k, v)| (keys::decode_table_key(&k).unwrap().1.to_vec(), v))
-            .collect();
-        assert_eq!(got.len(), 400);
-        assert_eq!(got, want, "table {t}");
-    }
+    assert_restores_as_of(&memory, &kv, &setup, checkpoint.plan.end_time);
 }
 
 #[test]
@@ -295,25 +301,7 @@ fn finish_and_check(
     assert!(block_on(dir_storage.list(PROGRESS_DIR)).unwrap().is_empty(), "done records are left behind");
     assert_eq!(block_on(rerun.execute("SHOW BACKUPS IN 'memory://c'")).unwrap().rows.len(), 1);
 
-    let target_kv = MemKv::new();
-    let target = executor(&target_kv, opener(memory, 0));
-    block_on(target.execute("RESTORE DATABASE d FROM LATEST IN 'memory://c'")).unwrap();
-    for t in ["a", "b"] {
-        let src = block_on(rerun.table_id("d", t, None)).unwrap();
-        let dst = block_on(target.table_id("d", t, None)).unwrap();
-        let want: Vec<_> = kv
-            .view_at(&keys::table_span(src), run.plan.end_time)
-            .into_iter()
-            .map(|(k, v)| (keys::decode_table_key(&k).unwrap().1.to_vec(), v))
-            .collect();
-        let got: Vec<_> = target_kv
-            .view_at(&keys::table_span(dst), block_on(strata_core::KvSource::now(&target_kv)).unwrap())
-            .into_iter()
-            .map(|(k, v)| (keys::decode_table_key(&k).unwrap().1.to_vec(), v))
-            .collect();
-        assert_eq!(got.len(), 400);
-        assert_eq!(got, want, "table {t}");
-    }
+    assert_restores_as_of(memory, kv, &rerun, run.plan.end_time);
 }
 
 #[test]
