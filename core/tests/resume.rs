@@ -74,6 +74,20 @@ fn executor(kv: &MemKv, opener: Arc<HookedOpener>) -> Executor {
         .with_backup_options(BackupOptions::default().with_target_file_size(2048).with_page_bytes(1024))
 }
 
+/// Database `d` with tables `a` and `b`, 400 rows of 100 bytes each, written through `setup`'s
+/// store `kv`.
+fn create_two_tables(setup: &Executor, kv: &MemKv) {
+    block_on(async {
+        setup.execute("CREATE DATABASE d").await.unwrap();
+        for t in ["a", "b"] {
+            setup.execute(&format!("CREATE TABLE d.{t}")).await.unwrap();
+            let id = setup.table_id("d", t, None).await.unwrap();
+            let rows = (0..400u32).map(|i| (keys::table_key(id, &i.to_be_bytes()), Some(vec![i as u8; 100]))).collect();
+            kv.write_sync(rows);
+        }
+    });
+}
+
 /// Restores database `d` from `memory://c` into a fresh store and checks that tables `a` and `b`
 /// hold exactly the source's 400 rows each as of `end_time` (`source` resolves their ids).
 fn assert_restores_as_of(memory: &MemoryOpener, kv: &MemKv, source: &Executor, end_time: strata_core::Timestamp) {
@@ -103,15 +117,7 @@ fn a_dropped_backup_resumes_from_its_checkpoint() {
     let kv = MemKv::new();
     let memory = MemoryOpener::default();
     let setup = executor(&kv, opener(&memory, 0));
-    block_on(async {
-        setup.execute("CREATE DATABASE d").await.unwrap();
-        for t in ["a", "b"] {
-            setup.execute(&format!("CREATE TABLE d.{t}")).await.unwrap();
-            let id = setup.table_id("d", t, None).await.unwrap();
-            let rows = (0..400u32).map(|i| (keys::table_key(id, &i.to_be_bytes()), Some(vec![i as u8; 100]))).collect();
-            kv.write_sync(rows);
-        }
-    });
+    create_two_tables(&setup, &kv);
     let statement = "BACKUP DATABASE d INTO 'memory://c'";
 
     // First run: the 8th data file never gets written; the future is dropped there.
@@ -205,15 +211,7 @@ fn legacy_killed_backup(
 ) -> (MemKv, String, Arc<dyn ExternalStorage>, RunState, BTreeMap<String, Bytes>) {
     let kv = MemKv::new();
     let setup = executor(&kv, opener(memory, 0));
-    block_on(async {
-        setup.execute("CREATE DATABASE d").await.unwrap();
-        for t in ["a", "b"] {
-            setup.execute(&format!("CREATE TABLE d.{t}")).await.unwrap();
-            let id = setup.table_id("d", t, None).await.unwrap();
-            let rows = (0..400u32).map(|i| (keys::table_key(id, &i.to_be_bytes()), Some(vec![i as u8; 100]))).collect();
-            kv.write_sync(rows);
-        }
-    });
+    create_two_tables(&setup, &kv);
     let first = executor(&kv, opener(memory, 8));
     assert!(block_on(async { first.execute(LEGACY_STATEMENT).now_or_never() }).is_none(), "the backup should hang");
     let root = memory.open("memory://c").unwrap();
