@@ -13,6 +13,7 @@
 //! ```
 
 mod cloud;
+mod local;
 mod object;
 mod opener;
 mod uri;
