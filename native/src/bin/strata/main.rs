@@ -144,11 +144,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = format!("{e:#}");
-            eprintln!("error: {}", escape_control(&message));
+            eprintln!("error: {}", escape_lines(&message));
             print_local_notes(nodelocal.as_ref(), &message);
             ExitCode::FAILURE
         }
     }
+}
+
+/// A message safe for a terminal, keeping its lines (a parse error points at the token on a
+/// line of its own): every other control character escaped.
+fn escape_lines(message: &str) -> String {
+    message.split('\n').map(escape_control).collect::<Vec<_>>().join("\n")
 }
 
 /// After a message naming `nodelocal://` URIs, where each of them is on disk (and whether it
@@ -226,7 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = exec.execute(&statement).await?;
             print_result(&result, cli.format);
             for notice in &result.notices {
-                eprintln!("warning: {}", escape_control(notice));
+                eprintln!("warning: {}", escape_lines(notice));
                 print_local_notes(Some(&NativeOpener::new(dir.join("extern"))), notice);
             }
         }
