@@ -145,7 +145,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let message = format!("{e:#}");
             eprintln!("error: {}", escape_lines(&message));
-            print_local_notes(nodelocal.as_ref(), &message);
+            print_local_notes(nodelocal.as_ref(), &message, false);
             ExitCode::FAILURE
         }
     }
@@ -158,8 +158,9 @@ fn escape_lines(message: &str) -> String {
 }
 
 /// After a message naming `nodelocal://` URIs, where each of them is on disk (and whether it
-/// exists): such URIs are relative to the store's `extern/` directory, which a user does not see.
-fn print_local_notes(opener: Option<&NativeOpener>, message: &str) {
+/// exists; with `only_missing`, only those that do not): such URIs are relative to the store's
+/// `extern/` directory, which a user does not see.
+fn print_local_notes(opener: Option<&NativeOpener>, message: &str, only_missing: bool) {
     let Some(opener) = opener else { return };
     let mut seen: Vec<&str> = Vec::new();
     for (i, _) in message.match_indices("nodelocal://") {
@@ -171,6 +172,9 @@ fn print_local_notes(opener: Option<&NativeOpener>, message: &str) {
         }
         seen.push(uri);
         if let Some(dir) = opener.local_dir(uri) {
+            if only_missing && dir.exists() {
+                continue;
+            }
             let state = if dir.exists() { "" } else { " (it does not exist)" };
             eprintln!(
                 "note: {} is the directory {}{state}",
@@ -233,7 +237,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_result(&result, cli.format);
             for notice in &result.notices {
                 eprintln!("warning: {}", escape_lines(notice));
-                print_local_notes(Some(&NativeOpener::new(dir.join("extern"))), notice);
+                print_local_notes(Some(&NativeOpener::new(dir.join("extern"))), notice, true);
             }
         }
         Command::Put { table, key, value } => {
