@@ -80,6 +80,11 @@ fn terminal_controls_in_names_are_escaped_in_tables_and_valid_in_json() {
     }
     let show = json(&store, "SHOW BACKUP LATEST IN 'nodelocal://1/c'");
     assert!(show.as_array().unwrap().iter().any(|r| r["table_name"] == HOSTILE_TABLE), "{show}");
+    // Rows read back are escaped like non-UTF-8 bytes: one line per row, no raw controls.
+    let qualified = format!("{HOSTILE_DB}.{HOSTILE_TABLE}");
+    strata(&store, &["put", &qualified, "k\x1b[2J\n", "v\x07\r\u{9b}"]).ok();
+    assert_eq!(strata(&store, &["scan", &qualified]).ok().stdout(), "k\\x1b[2J\\n\tv\\x07\\r\\u{9b}\n");
+    assert_eq!(strata(&store, &["get", &qualified, "k\x1b[2J\n"]).ok().stdout(), "v\\x07\\r\\u{9b}\n");
     // Errors naming them are escaped too.
     let run = strata(&store, &["scan", &format!("{HOSTILE_DB}.nope")]);
     let err = run.stderr();

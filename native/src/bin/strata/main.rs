@@ -350,10 +350,11 @@ fn key_successor(k: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Bytes as text: UTF-8 as is, other bytes as `\xNN`.
+/// Bytes as text: UTF-8 as is but for control characters (escaped, see [`escape_control`]: a
+/// restored value cannot drive the terminal or break `scan`'s lines), other bytes as `\xNN`.
 fn show_bytes(b: &[u8]) -> String {
     match std::str::from_utf8(b) {
-        Ok(s) => s.to_string(),
+        Ok(s) => escape_control(s).into_owned(),
         Err(_) => b
             .iter()
             .map(|&c| if c.is_ascii_graphic() || c == b' ' { (c as char).to_string() } else { format!("\\x{c:02x}") })
