@@ -38,8 +38,8 @@ const SCHEMES: &[&str] = &["nodelocal", "file", "memory", "s3", "gs", "azure", "
 ///
 /// The path part may be empty, and path segments may be percent-encoded. Local directories
 /// are created by the first write into them, never by opening or reading (a missing one reads
-/// as empty, and its missing files are named with the directory); cloud URIs are opened without a request, so a wrong
-/// credential shows at the first operation. A malformed URI, an unknown, repeated or missing
+/// as empty, and its missing files are named with the directory); cloud URIs are opened
+/// without a request, so a wrong credential shows at the first operation. A malformed URI, an unknown, repeated or missing
 /// parameter is an [`Error::InvalidArgument`] naming it, with the URI redacted.
 ///
 /// Cloud and WebDAV requests that fail transiently (connection errors, timeouts, `5xx`, `429`)
