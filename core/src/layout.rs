@@ -272,6 +272,73 @@ pub async fn read_latest(root: &dyn ExternalStorage) -> Result<String> {
     Ok(String::from_utf8_lossy(&latest).trim().to_string())
 }
 
+/// Why [`skipped_layers`] found a layer directory without a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// It holds a run's plan, legacy checkpoint or done records: a backup running now, or one
+    /// that was killed and is resumed (or removed) by the next run of its statement.
+    Unfinished,
+    /// It holds data files, a manifest checksum or a file list but no run records: it looks
+    /// finished, and its `BACKUP_MANIFEST` was lost or deleted.
+    ManifestMissing,
+}
+
+/// A layer directory below a backup that is not part of its chain, because it has no
+/// `BACKUP_MANIFEST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedLayer {
+    /// The directory, relative to the full backup (`incrementals/2026/…`).
+    pub dir: String,
+    /// How many files it holds.
+    pub files: usize,
+    /// Why it has no manifest, as well as the files tell.
+    pub reason: SkipReason,
+}
+
+/// The incremental layer directories below the backup directory `full` that have files but no
+/// manifest, in name (time) order: what [`finished_layers`] leaves out of a chain, so that a
+/// restore or `SHOW BACKUP` can say so. A directory with a plan, a legacy checkpoint or done
+/// records is [`SkipReason::Unfinished`] (its run may still be going: a run writes its plan
+/// first and removes its records only after its manifest); any other is
+/// [`SkipReason::ManifestMissing`].
+pub async fn skipped_layers(full: &dyn ExternalStorage) -> Result<Vec<SkippedLayer>> {
+    let listed = full.list(&format!("{INCREMENTALS_DIR}/")).await?;
+    let mut out: Vec<(String, usize, bool, bool)> = Vec::new();
+    for o in &listed {
+        let in_subdir = |sub: &'static str| o.path.split_once(&format!("/{sub}/")).map(|(dir, _)| (dir, sub));
+        let (dir, name) = match in_subdir(DATA_DIR).or_else(|| in_subdir(PROGRESS_DIR)) {
+            Some(found) => found,
+            None => match o.path.rsplit_once('/') {
+                Some((dir, name)) if LAYER_FILES.contains(&name) || name == PLAN_NAME || name == CHECKPOINT_NAME => {
+                    (dir, name)
+                }
+                _ => continue,
+            },
+        };
+        let i = match out.iter().position(|(d, ..)| d == dir) {
+            Some(i) => i,
+            None => {
+                out.push((dir.to_string(), 0, false, false));
+                out.len() - 1
+            }
+        };
+        let entry = &mut out[i];
+        entry.1 += 1;
+        entry.2 |= name == MANIFEST_NAME;
+        entry.3 |= name == PLAN_NAME || name == CHECKPOINT_NAME || name == PROGRESS_DIR;
+    }
+    out.sort();
+    Ok(out
+        .into_iter()
+        .filter(|(_, _, manifest, _)| !manifest)
+        .map(|(dir, files, _, run)| SkippedLayer {
+            dir,
+            files,
+            reason: if run { SkipReason::Unfinished } else { SkipReason::ManifestMissing },
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +383,24 @@ mod tests {
             let full = subdir(&full, "2026/11/23-101500.00");
             assert_eq!(finished_layers(full.as_ref()).await.unwrap(), ["incrementals/2026/11/23-111500.000000000-0"]);
             assert_eq!(layer_dirs(full.as_ref()).await.unwrap().len(), 2);
+            let running = "incrementals/2026/11/23-131500.000000000-0";
+            put(&format!("2026/11/23-101500.00/{running}/BACKUP-PLAN")).await;
+            put(&format!("2026/11/23-101500.00/{running}/data/b-000000-0000.sst")).await;
+            put(&format!("2026/11/23-101500.00/{running}/progress/b-000000")).await;
+            assert_eq!(
+                skipped_layers(full.as_ref()).await.unwrap(),
+                [
+                    SkippedLayer {
+                        dir: "incrementals/2026/11/23-121500.000000000-0".into(),
+                        files: 1,
+                        reason: SkipReason::ManifestMissing
+                    },
+                    SkippedLayer { dir: running.into(), files: 3, reason: SkipReason::Unfinished },
+                ]
+            );
+            for name in ["BACKUP-PLAN", "data/b-000000-0000.sst", "progress/b-000000"] {
+                s.delete(&format!("2026/11/23-101500.00/{running}/{name}")).await.unwrap();
+            }
             // Cleanup keeps another plan's file and so the ENCRYPTION-INFO.
             let root: Arc<dyn ExternalStorage> = Arc::new(s.clone());
             let dir = Locations::single(subdir(&root, "2026/11/24-101500.00"));

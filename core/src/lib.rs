@@ -89,8 +89,9 @@ pub use kv::{
     ScanRequest, WorkUnit,
 };
 pub use layout::{
-    dated_subdir, is_dated_subdir, layer_dir, layer_subdir, CHECKPOINT_NAME, DATA_DIR, ENCRYPTION_INFO_NAME,
-    FILES_LIST_NAME, INCREMENTALS_DIR, LATEST_NAME, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME, PLAN_NAME, PROGRESS_DIR,
+    dated_subdir, is_dated_subdir, layer_dir, layer_subdir, skipped_layers, SkipReason, SkippedLayer, CHECKPOINT_NAME,
+    DATA_DIR, ENCRYPTION_INFO_NAME, FILES_LIST_NAME, INCREMENTALS_DIR, LATEST_NAME, MANIFEST_CHECKSUM_NAME,
+    MANIFEST_NAME, PLAN_NAME, PROGRESS_DIR,
 };
 pub use locality::{locality_of, open_locations, Locations, DEFAULT_LOCALITY, LOCALITY_PARAM};
 pub use memkv::{Clock, MemKv};
@@ -99,7 +100,7 @@ pub use progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
 pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_uri, REDACTED};
 pub use restore::plan::{prepare_restore, DatabaseRestore, LayerFile, RestorePlan, RestoreSelection, TableRestore};
 pub use restore::run::{run_restore, RestoreRunOptions, RestoreSummary};
-pub use result::{QueryResult, Value};
+pub use result::{escape_control, QueryResult, Value};
 pub use schedule::{
     pick_full_recurrence, plan_schedules, BackupKind, FinishEffect, OnFailure, OnPreviousRunning, Schedule,
     ScheduleOptions, StartDecision, RETRY_AFTER_NANOS, WAITING_FOR_FULL,

@@ -210,3 +210,46 @@ fn dropped_and_recreated_tables_and_deletes_restore() {
         assert_eq!(rows, vec![(keys::table_key(id, b"z"), b"new".to_vec())]);
     });
 }
+
+#[test]
+fn a_layer_without_its_manifest_is_reported_to_library_users() {
+    use strata_core::{StorageOpener, Value};
+    block_on(async {
+        let e = env();
+        e.setup().await;
+        e.run("BACKUP DATABASE d TO 'memory://b/full'").await;
+        e.put("t", "a", "2").await;
+        e.run("BACKUP DATABASE d TO 'memory://b/full'").await;
+        let inc1 = e.run("SHOW BACKUP 'memory://b/full'").await;
+        assert!(inc1.notices.is_empty(), "{inc1:?}");
+        e.put("t", "a", "3").await;
+        e.run("BACKUP DATABASE d TO 'memory://b/full'").await;
+        let storage = e.opener.open("memory://b/full").unwrap();
+        let manifests: Vec<String> = storage
+            .list("incrementals/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.path)
+            .filter(|p| p.ends_with("/BACKUP_MANIFEST"))
+            .collect();
+        assert_eq!(manifests.len(), 2);
+        storage.delete(&manifests[1]).await.unwrap();
+        let dir = manifests[1].strip_suffix("/BACKUP_MANIFEST").unwrap();
+
+        let show = e.run("SHOW BACKUP 'memory://b/full'").await;
+        assert_eq!(show.notices.len(), 1, "{show:?}");
+        assert!(show.notices[0].starts_with(&format!("skipped the incremental layer memory://b/full/{dir}: it holds")));
+        let last = show.rows.last().unwrap();
+        assert_eq!(last[2], Value::Text(format!("skipped (no BACKUP_MANIFEST): {dir}")));
+        assert_eq!(show.rows.len(), inc1.rows.len() + 1, "the layers read, and the skipped one");
+
+        e.run("DROP DATABASE d CASCADE").await;
+        let restored = e.run("RESTORE DATABASE d FROM 'memory://b/full'").await;
+        assert_eq!(restored.notices, show.notices);
+        // Restored to the end of the last layer read: the time the notice names.
+        let inc1_end = inc1.rows.last().unwrap()[4].to_string();
+        assert_eq!(restored.get(0, "as_of").unwrap().to_string(), inc1_end);
+        assert!(show.notices[0].ends_with(&format!("without it the chain ends at {inc1_end}")), "{:?}", show.notices);
+    });
+}

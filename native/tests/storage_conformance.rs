@@ -113,10 +113,22 @@ async fn nodelocal_and_file_map_to_directories() {
     let err = s.get("nope").await.unwrap_err();
     assert_eq!(err.to_string(), format!("file not found: file://{}/f/g/nope", dir.path().display()));
 
-    // Opening creates the directory; deleting the last object removes empty subdirectories
-    // but keeps the URI's directory.
+    // Opening and reading create nothing (a missing file names the missing directory); the first
+    // write creates the directory; deleting the last object removes empty subdirectories but
+    // keeps the URI's directory.
     let s = opener.open("nodelocal://1/fresh/dir").unwrap();
-    assert!(root.join("fresh/dir").is_dir());
+    assert!(s.list("").await.unwrap().is_empty());
+    assert!(s.list_with_delimiter("").await.unwrap().objects.is_empty());
+    s.delete("nope").await.unwrap();
+    let err = s.get("LATEST").await.unwrap_err();
+    let shown = root.join("fresh/dir");
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("file not found: nodelocal://1/fresh/dir/LATEST (the directory {} does not exist)", shown.display())
+    );
+    assert!(!root.join("fresh").exists());
+    assert_eq!(opener.local_dir("nodelocal://1/fresh/dir"), Some(shown));
     s.put("deep/er/obj", Bytes::new()).await.unwrap();
     s.delete("deep/er/obj").await.unwrap();
     assert!(!root.join("fresh/dir/deep").exists());

@@ -18,13 +18,16 @@ pub fn value_to_js(value: &Value) -> JsValue {
     }
 }
 
-/// A statement's result as the object `Strata.execute` resolves to (TypeScript `QueryResult`).
+/// A statement's result as the object `Strata.execute` resolves to (TypeScript `QueryResult`):
+/// `{ columns, rows, notices }`, `notices` being warnings that did not fail it.
 pub fn query_result_to_js(result: &QueryResult) -> JsValue {
     let columns: Array = result.columns.iter().map(|c| JsValue::from_str(c)).collect();
     let rows: Array = result.rows.iter().map(|row| row.iter().map(value_to_js).collect::<Array>()).collect();
     let obj = Object::new();
     set(&obj, "columns", &columns);
     set(&obj, "rows", &rows);
+    let notices: Array = result.notices.iter().map(|n| JsValue::from_str(n)).collect();
+    set(&obj, "notices", &notices);
     obj.into()
 }
 

@@ -8,6 +8,8 @@ export type Value = null | boolean | number | bigint | string;
 export interface QueryResult {
   columns: string[];
   rows: Value[][];
+  /** Warnings that did not fail the statement (e.g. an incremental layer skipped for its missing BACKUP_MANIFEST). */
+  notices: string[];
 }
 
 /** The stable codes of `StrataError.code` (more may be added; switch with a default branch). */

@@ -36,7 +36,7 @@ use crate::crypto::Entropy;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::kv::KvStore;
-use crate::layout::read_latest;
+use crate::layout::{read_latest, skipped_layers, SkipReason, SkippedLayer, MANIFEST_NAME};
 use crate::locality::{open_locations, Locations};
 use crate::progress::{Cancel, ProgressReporter};
 use crate::redact::redact_uri;
@@ -88,6 +88,44 @@ async fn source_dir(cx: &Context, uris: &[String], sub: Option<&Subdir>) -> Resu
 /// incrementals appended to it. `keys` must open the chain if it is encrypted, and be empty if
 /// it is not.
 async fn open_source_chain(cx: &Context, source: &BackupSource, keys: KeyRequest<'_>) -> Result<Chain> {
+    Ok(open_source_chain_noting(cx, source, keys).await?.0)
+}
+
+/// A layer directory below a backup directory that its chain left out (it has no manifest),
+/// with its location for messages.
+struct Skipped {
+    /// The layer's location, redacted.
+    name: String,
+    layer: SkippedLayer,
+}
+
+impl Skipped {
+    /// The warning a statement that read `chain` without this layer gives.
+    fn notice(&self, chain: &Chain) -> String {
+        let end = chain.last().map_or_else(String::new, |m| m.end_time.to_string());
+        match self.layer.reason {
+            SkipReason::ManifestMissing => format!(
+                "skipped the incremental layer {}: it holds {} files but no {MANIFEST_NAME} (lost or deleted?); \
+                 without it the chain ends at {end}",
+                self.name, self.layer.files
+            ),
+            SkipReason::Unfinished => format!(
+                "skipped the incremental layer {}: a backup run that has not finished (running, or killed and \
+                 resumed by the next run of its statement) left it without a {MANIFEST_NAME}",
+                self.name
+            ),
+        }
+    }
+}
+
+/// [`open_source_chain`], with the layer directories of a backup directory that the chain left
+/// out because they have no manifest (see [`crate::layout::skipped_layers`]). A list of layers
+/// given one by one skips nothing.
+async fn open_source_chain_noting(
+    cx: &Context,
+    source: &BackupSource,
+    keys: KeyRequest<'_>,
+) -> Result<(Chain, Vec<Skipped>)> {
     if source.layers.len() > 1 {
         if source.subdir.is_some() {
             return Err(Error::invalid("backup source", "a list of layers cannot be combined with IN"));
@@ -97,11 +135,32 @@ async fn open_source_chain(cx: &Context, source: &BackupSource, keys: KeyRequest
             .iter()
             .map(|uris| Ok((cx.open_uris(uris)?, redact_uri(&uris[0]))))
             .collect::<Result<Vec<_>>>()?;
-        return Chain::open_layers(layers, &cx.keyring, keys).await;
+        return Ok((Chain::open_layers(layers, &cx.keyring, keys).await?, Vec::new()));
     }
     let uris = source.layers.first().map_or(&[][..], |l| &l[..]);
     let (dir, _) = source_dir(cx, uris, source.subdir.as_ref()).await?;
-    Chain::open_dir(&dir, &cx.keyring, keys).await
+    let chain = Chain::open_dir(&dir, &cx.keyring, keys).await?;
+    let skipped = skipped_layers(dir.storage().as_ref())
+        .await?
+        .into_iter()
+        .map(|layer| Skipped { name: format!("{}/{}", dir.describe(), layer.dir), layer })
+        .collect();
+    Ok((chain, skipped))
+}
+
+/// Opens every location a backup statement names (its destination and `INCREMENTAL FROM`
+/// layers) and checks its keys' options, writing and reading nothing: what `WITH detached` checks
+/// before it queues a job, so that a URI that cannot be parsed or opened fails the statement
+/// with the error a run would give, and no job is recorded.
+fn check_destination(cx: &Context, b: &sql::BackupStmt) -> Result<()> {
+    let uris = match &b.destination {
+        sql::BackupDestination::To(uris) | sql::BackupDestination::Into { uris, .. } => uris,
+    };
+    cx.open_uris(uris)?;
+    for uri in &b.incremental_from {
+        cx.opener.open(uri)?;
+    }
+    KeyRequest::new(b.options.encryption_passphrase.as_ref().map(sql::Secret::expose), &b.options.kms).check()
 }
 
 /// Runs statements: DDL against the store, BACKUP/RESTORE/SHOW against storage, jobs and
@@ -204,7 +263,10 @@ impl Executor {
         let cx = &self.cx;
         let store = cx.store.as_ref();
         match stmt {
-            Statement::Backup(b) if b.options.detached => self.jobs.start(cx, &self.backup, b).await,
+            Statement::Backup(b) if b.options.detached => {
+                check_destination(cx, b)?;
+                self.jobs.start(cx, &self.backup, b).await
+            }
             Statement::Backup(b) => self.backup.run(cx, b, stmt).await,
             Statement::Restore(r) => self.restore.run(cx, r).await,
             Statement::ShowBackup(s) => show::show_backup_statement(cx, s).await,

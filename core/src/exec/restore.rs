@@ -1,7 +1,7 @@
 //! The RESTORE statement: opens the chain its source names, checks the selection against this
 //! store's catalog, allocates ids, and runs the restore.
 
-use super::{open_source_chain, Context};
+use super::{open_source_chain_noting, Context};
 use crate::crypto::keyring::KeyRequest;
 use crate::error::{Error, Result};
 use crate::progress::{Cancel, ProgressReporter};
@@ -33,7 +33,7 @@ impl RestoreService {
         if r.options.detached {
             return Err(Error::unsupported("detached restore jobs"));
         }
-        let chain = open_source_chain(cx, &r.source, keys).await?;
+        let (chain, skipped) = open_source_chain_noting(cx, &r.source, keys).await?;
         let as_of = match &r.as_of {
             // Bounded by the chain's window, not by this store's clock: a restore may target
             // another cluster whose clock is behind the source's.
@@ -58,6 +58,7 @@ impl RestoreService {
             summary.rows.into(),
             summary.bytes.into(),
         ]);
+        out.notices = skipped.iter().map(|s| s.notice(&chain)).collect();
         Ok(out)
     }
 }

@@ -3,11 +3,11 @@
 //! `strata verify`; and `ALTER BACKUP … ADD NEW_KMS / NEW_PASSPHRASE`, which rewrites only a
 //! chain's `ENCRYPTION-INFO`. Stateless: each takes the executor's [`Context`].
 
-use super::{open_source_chain, source_dir, Context};
+use super::{open_source_chain_noting, source_dir, Context};
 use crate::crypto::keyring::KeyRequest;
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
-use crate::layout::{full_backup_dirs, full_backups, ENCRYPTION_INFO_NAME, MANIFEST_NAME};
+use crate::layout::{full_backup_dirs, full_backups, SkipReason, ENCRYPTION_INFO_NAME, MANIFEST_NAME};
 use crate::locality::Locations;
 use crate::result::{QueryResult, Value};
 use crate::sql::{AlterBackupStmt, BackupSource, KeyChange, Secret, ShowBackupStmt};
@@ -20,16 +20,34 @@ pub(super) async fn show_backup_statement(cx: &Context, s: &ShowBackupStmt) -> R
     if s.options.check_files {
         return Ok(check_files(cx, &s.source, keys, true).await?.to_result());
     }
-    let chain = open_source_chain(cx, &s.source, keys).await?;
-    Ok(show_backup(&chain.layers))
+    let (chain, skipped) = open_source_chain_noting(cx, &s.source, keys).await?;
+    let mut r = show_backup(&chain.layers);
+    // A layer directory left out of the chain gets a row too: `SHOW BACKUP` shows what a restore
+    // would read, and says what it would not.
+    for s in &skipped {
+        let kind = match s.layer.reason {
+            SkipReason::ManifestMissing => format!("skipped (no {MANIFEST_NAME}): {}", s.layer.dir),
+            SkipReason::Unfinished => format!("skipped (unfinished): {}", s.layer.dir),
+        };
+        let mut row = vec![Value::Null, Value::Null, kind.into()];
+        row.resize(r.columns.len(), Value::Null);
+        r.push(row);
+        r.notices.push(s.notice(&chain));
+    }
+    Ok(r)
 }
 
 /// `SHOW BACKUPS IN`: the full backups of a collection.
 pub(super) async fn show_backups(cx: &Context, collection: &[String]) -> Result<QueryResult> {
     let root = cx.open_uris(collection)?;
+    let storage = root.storage().as_ref();
     let mut r = QueryResult::new(&["path"]);
-    for dir in full_backups(root.storage().as_ref()).await? {
+    for dir in full_backups(storage).await? {
         r.push(vec![format!("/{dir}").into()]);
+    }
+    // No backups is an answer; nothing at all there is most likely a mistyped URI: say so.
+    if r.rows.is_empty() && storage.list("").await?.is_empty() {
+        r.notices.push(format!("no backups: nothing is stored in {} (it is empty or does not exist)", root.describe()));
     }
     Ok(r)
 }
@@ -94,7 +112,7 @@ pub(super) async fn check_files(
             return Ok(report);
         }
         if storage.list("").await?.is_empty() {
-            return Err(Error::not_found("backup", format!("{} (it is empty)", dir.describe())));
+            return Err(Error::not_found("backup", format!("{} (it is empty or does not exist)", dir.describe())));
         }
     }
     check_chain(cx, &dir, layer_dirs(&dir).await?, keys, require_keys).await

@@ -3,8 +3,9 @@
 //! [`NativeOpener`], which turns CockroachDB-style URIs into one.
 //!
 //! ```text
-//!   "nodelocal://1/backups" ──NativeOpener::open──▶ ObjectStorage ──▶ LocalFileSystem (<root>/backups)
-//!   "file:///var/backups"   ──────────────────────▶ ObjectStorage ──▶ LocalFileSystem (/var/backups)
+//!   "nodelocal://1/backups" ──NativeOpener::open──▶ LocalDir ──▶ ObjectStorage ──▶ LocalFileSystem (<root>/backups)
+//!   "file:///var/backups"   ──────────────────────▶ LocalDir ──▶ ObjectStorage ──▶ LocalFileSystem (/var/backups)
+//!                                  (LocalDir: the directory is created by the first write, never by a read)
 //!   "memory://name/path"    ──────────────────────▶ ObjectStorage ──▶ InMemory "name", under path/
 //!   "s3://bucket/path?…"    ──────────────────────▶ ObjectStorage ──▶ AmazonS3 (bucket), under path/
 //!   "gs://bucket/path?…"    ──────────────────────▶ ObjectStorage ──▶ GoogleCloudStorage, under path/
@@ -13,6 +14,7 @@
 //! ```
 
 mod cloud;
+mod local;
 mod object;
 mod opener;
 mod uri;

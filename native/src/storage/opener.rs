@@ -6,12 +6,12 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use object_store::http::HttpBuilder;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
-use strata_core::{redact_uri, Error, ExternalStorage, Result, Status, StorageOpener};
+use strata_core::{Error, ExternalStorage, Result, StorageOpener};
 
 use super::cloud::{self, ClientSettings};
+use super::local::LocalDir;
 use super::object::ObjectStorage;
 use super::uri::StorageUri;
 use super::webdav::{self, WebDavClientOptions, WebDavStorage};
@@ -37,8 +37,9 @@ const SCHEMES: &[&str] = &["nodelocal", "file", "memory", "s3", "gs", "azure", "
 /// them from the environment (the cloud SDKs' variables, metadata services, credential files).
 ///
 /// The path part may be empty, and path segments may be percent-encoded. Local directories
-/// are created when the URI is opened; cloud URIs are opened without a request, so a wrong
-/// credential shows at the first operation. A malformed URI, an unknown, repeated or missing
+/// are created by the first write into them, never by opening or reading (a missing one reads
+/// as empty, and its missing files are named with the directory); cloud URIs are opened
+/// without a request, so a wrong credential shows at the first operation. A malformed URI, an unknown, repeated or missing
 /// parameter is an [`Error::InvalidArgument`] naming it, with the URI redacted.
 ///
 /// Cloud and WebDAV requests that fail transiently (connection errors, timeouts, `5xx`, `429`)
@@ -99,8 +100,8 @@ impl fmt::Debug for NativeOpener {
 }
 
 impl NativeOpener {
-    /// An opener whose `nodelocal://` URIs live under directory `nodelocal_root` (created on
-    /// first use).
+    /// An opener whose `nodelocal://` URIs live under directory `nodelocal_root` (created by
+    /// the first write).
     pub fn new(nodelocal_root: PathBuf) -> NativeOpener {
         NativeOpener {
             nodelocal_root,
@@ -138,22 +139,20 @@ impl NativeOpener {
         &self.nodelocal_root
     }
 
+    /// The local directory `dir`, created by the first write into it (see [`LocalDir`]).
     fn open_local(&self, uri: &StorageUri<'_>, dir: PathBuf) -> Result<Arc<dyn ExternalStorage>> {
-        let failed = |what: &str, e: &dyn std::fmt::Display| Error::Storage {
-            path: redact_uri(uri.raw),
-            message: format!("cannot {what} {}: {e}", dir.display()),
-            status: Status::Permanent,
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| failed("create directory", &e))?;
-        let open = |fsync: bool| -> Result<Arc<dyn ObjectStore>> {
-            let store = LocalFileSystem::new_with_prefix(&dir)
-                .map_err(|e| failed("open directory", &e))?
-                .with_automatic_cleanup(true)
-                .with_fsync(fsync);
-            Ok(Arc::new(store))
-        };
-        let storage = ObjectStorage::new(open(self.fsync)?, uri.raw);
-        Ok(Arc::new(if self.fsync { storage.with_volatile_store(open(false)?) } else { storage }))
+        Ok(Arc::new(LocalDir::new(uri.raw, dir, self.fsync)))
+    }
+
+    /// The local directory a `nodelocal://` or `file://` URI names, without opening it; `None`
+    /// for other schemes and URIs that do not parse.
+    pub fn local_dir(&self, uri: &str) -> Option<PathBuf> {
+        let parsed = StorageUri::parse(uri, SCHEMES, &["http", "https"], &["http", "https"]).ok()?;
+        match parsed.scheme.as_str() {
+            "nodelocal" => Some(parsed.segments.iter().fold(self.nodelocal_root.clone(), |dir, s| dir.join(s))),
+            "file" => Some(parsed.segments.iter().fold(PathBuf::from("/"), |dir, s| dir.join(s))),
+            _ => None,
+        }
     }
 
     fn open_memory(&self, uri: &StorageUri<'_>) -> Result<Arc<dyn ExternalStorage>> {

@@ -22,6 +22,7 @@ export async function usage(): Promise<void> {
   db.mount("https://dav.example.com/b", httpStorage("https://dav.example.com/b/", { headers: { Authorization: "x" } }));
   const r: QueryResult = await db.execute("SHOW DATABASES", { onProgress: (p: Progress) => p.rows });
   const first: string | number | bigint | boolean | null = r.rows[0][0];
+  const warnings: string[] = r.notices;
   const b: BackupResult = await db.backup({
     databases: ["bank"],
     into: "nodelocal://1/b",

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use strata_core::sql::{BackupSource, Subdir};
-use strata_core::{keys, Executor, KeyRequest, QueryResult, ScanRequest, Timestamp, Value};
+use strata_core::{escape_control, keys, Executor, KeyRequest, QueryResult, ScanRequest, Timestamp, Value};
 use strata_native::{
     generate_key_file, os_entropy, workload, EmbeddedStore, FileKmsOpener, NativeOpener, TokioCpuPool,
 };
@@ -47,9 +47,15 @@ enum Format {
 #[derive(Subcommand)]
 enum Command {
     /// Run one statement: BACKUP, RESTORE, SHOW BACKUP(S), CREATE/DROP DATABASE|TABLE, SHOW DATABASES, SHOW TABLES.
+    /// The statement is the argument, or `-` to read it from standard input, or `-f FILE`.
     Sql {
-        /// The statement.
-        statement: String,
+        /// The statement (`-`: read it from standard input).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        statement: Option<String>,
+        /// Read the statement from FILE (`-`: standard input), for statements too long for one
+        /// argument (~128 KiB on Linux).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// Write KEY = VALUE into table db.t.
     Put { table: String, key: String, value: String },
@@ -126,6 +132,7 @@ enum WorkloadCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let nodelocal = cli.store.as_ref().map(|dir| NativeOpener::new(dir.join("extern")));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -136,9 +143,64 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let message = format!("{e:#}");
+            eprintln!("error: {}", escape_lines(&message));
+            print_local_notes(nodelocal.as_ref(), &message, false);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A message safe for a terminal, keeping its lines (a parse error points at the token on a
+/// line of its own): every other control character escaped.
+fn escape_lines(message: &str) -> String {
+    message.split('\n').map(escape_control).collect::<Vec<_>>().join("\n")
+}
+
+/// After a message naming `nodelocal://` URIs, where each of them is on disk (and whether it
+/// exists; with `only_missing`, only those that do not): such URIs are relative to the store's
+/// `extern/` directory, which a user does not see.
+fn print_local_notes(opener: Option<&NativeOpener>, message: &str, only_missing: bool) {
+    let Some(opener) = opener else { return };
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, _) in message.match_indices("nodelocal://") {
+        let rest = &message[i..];
+        let end = rest.find(|c: char| c.is_whitespace() || "'\",;()".contains(c)).unwrap_or(rest.len());
+        let uri = rest[..end].trim_end_matches([':', '.']);
+        if seen.contains(&uri) || seen.len() == 3 {
+            continue;
+        }
+        seen.push(uri);
+        if let Some(dir) = opener.local_dir(uri) {
+            if only_missing && dir.exists() {
+                continue;
+            }
+            let state = if dir.exists() { "" } else { " (it does not exist)" };
+            eprintln!(
+                "note: {} is the directory {}{state}",
+                escape_control(uri),
+                escape_control(&dir.to_string_lossy())
+            );
+        }
+    }
+}
+
+/// The statement of `strata sql`: the argument, or standard input for `-`, or a file's text.
+fn read_statement(statement: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
+    use std::io::Read;
+    let from_stdin = || -> anyhow::Result<String> {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("cannot read the statement from standard input")?;
+        Ok(text)
+    };
+    match (statement, file) {
+        (Some(s), _) if s == "-" => from_stdin(),
+        (Some(s), _) => Ok(s),
+        (None, Some(f)) if f.as_os_str() == "-" => from_stdin(),
+        (None, Some(f)) => {
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read the statement from {}", f.display()))
+        }
+        (None, None) => bail!("give a statement, `-` to read it from standard input, or -f FILE"),
     }
 }
 
@@ -169,9 +231,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = cli.store.ok_or_else(|| anyhow!("--store DIR is required (or set STRATA_STORE)"))?;
     let exec = open(&dir)?;
     match cli.command {
-        Command::Sql { statement } => {
+        Command::Sql { statement, file } => {
+            let statement = read_statement(statement, file)?;
             let result = exec.execute(&statement).await?;
             print_result(&result, cli.format);
+            for notice in &result.notices {
+                eprintln!("warning: {}", escape_lines(notice));
+                print_local_notes(Some(&NativeOpener::new(dir.join("extern"))), notice, true);
+            }
         }
         Command::Put { table, key, value } => {
             let (db, t) = split_table(&table)?;
@@ -283,10 +350,11 @@ fn key_successor(k: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Bytes as text: UTF-8 as is, other bytes as `\xNN`.
+/// Bytes as text: UTF-8 as is but for control characters (escaped, see [`escape_control`]: a
+/// restored value cannot drive the terminal or break `scan`'s lines), other bytes as `\xNN`.
 fn show_bytes(b: &[u8]) -> String {
     match std::str::from_utf8(b) {
-        Ok(s) => s.to_string(),
+        Ok(s) => escape_control(s).into_owned(),
         Err(_) => b
             .iter()
             .map(|&c| if c.is_ascii_graphic() || c == b' ' { (c as char).to_string() } else { format!("\\x{c:02x}") })

@@ -141,13 +141,15 @@ impl StopSignal {
 
 fn report(r: &ScheduledRun) {
     let what = format!("schedule {} ({}, {:?})", r.schedule_id, r.label, r.kind);
+    // Labels, paths and errors may hold anything a statement or a backup did: no terminal controls.
+    let what = strata_core::escape_control(&what);
     match &r.outcome {
         RunOutcome::Succeeded(result) => {
             let path = result.get(0, "path").map(|v| v.to_string()).unwrap_or_default();
             eprintln!("{what}: backup succeeded {path}");
         }
-        RunOutcome::Failed(e) => eprintln!("{what}: backup failed: {e}"),
-        RunOutcome::Skipped(why) => eprintln!("{what}: skipped: {why}"),
+        RunOutcome::Failed(e) => eprintln!("{what}: backup failed: {}", strata_core::escape_control(&e.to_string())),
+        RunOutcome::Skipped(why) => eprintln!("{what}: skipped: {}", strata_core::escape_control(why)),
         RunOutcome::Waiting => eprintln!("{what}: waiting for the previous run to finish"),
         RunOutcome::Started => eprintln!("{what}: started"),
         other => eprintln!("{what}: {other:?}"),
