@@ -2,4 +2,15 @@
 //! revisions, and a work queue in etcd through which several worker processes share one backup.
 #![warn(missing_docs)]
 
+mod client;
+mod clock;
+mod history;
+mod index;
+mod keyspace;
+mod layout;
+mod store;
 pub mod testing;
+
+pub use client::{parse_endpoints, EtcdConn};
+pub use layout::DEFAULT_ROOT;
+pub use store::{EtcdKv, EtcdOptions};
