@@ -90,9 +90,11 @@ impl EtcdConn {
     }
 
     fn options(&self, with_timeout: bool) -> ConnectOptions {
+        // etcd closes connections that ping more often than its --grpc-keepalive-min-time (5 s by
+        // default) with GOAWAY "too_many_pings": ping every 10 s, give up after 5 more.
         let o = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
         if with_timeout {
             o.with_timeout(self.request_timeout)

@@ -21,6 +21,8 @@ const PAGE_KEYS: i64 = 1000;
 pub(crate) struct History {
     pub(crate) index: Arc<Mutex<Index>>,
     pub(crate) applied: watch::Receiver<i64>,
+    /// Why the watch last failed (for the error of a read that waited for it in vain).
+    pub(crate) last_error: Arc<Mutex<Option<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -36,8 +38,9 @@ impl History {
         let index = load(&conn, &keyspace).await?;
         let (tx, rx) = watch::channel(index.applied);
         let index = Arc::new(Mutex::new(index));
-        let task = tokio::spawn(follow(conn, keyspace, index.clone(), tx));
-        Ok(History { index, applied: rx, task })
+        let last_error = Arc::new(Mutex::new(None));
+        let task = tokio::spawn(follow(conn, keyspace, index.clone(), tx, last_error.clone()));
+        Ok(History { index, applied: rx, last_error, task })
     }
 }
 
@@ -144,7 +147,13 @@ enum WatchEnd {
     Failed(Error),
 }
 
-async fn follow(conn: Arc<EtcdConn>, keyspace: Arc<Keyspace>, index: Arc<Mutex<Index>>, tx: watch::Sender<i64>) {
+async fn follow(
+    conn: Arc<EtcdConn>,
+    keyspace: Arc<Keyspace>,
+    index: Arc<Mutex<Index>>,
+    tx: watch::Sender<i64>,
+    last_error: Arc<Mutex<Option<String>>>,
+) {
     let mut failures = 0u32;
     loop {
         let from = index.lock().expect("index lock").applied + 1;
@@ -156,7 +165,8 @@ async fn follow(conn: Arc<EtcdConn>, keyspace: Arc<Keyspace>, index: Arc<Mutex<I
                     let _ = tx.send(applied);
                 }
             }
-            WatchEnd::Failed(_) => {
+            WatchEnd::Failed(e) => {
+                *last_error.lock().expect("error lock") = Some(e.to_string());
                 conn.rotate(conn.current());
                 failures += 1;
                 // A short pause between reconnections so a cluster that is down is not spun on.

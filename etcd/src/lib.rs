@@ -8,9 +8,11 @@ mod history;
 mod index;
 mod keyspace;
 mod layout;
+mod mapping;
 mod store;
 pub mod testing;
 
 pub use client::{parse_endpoints, EtcdConn};
 pub use layout::DEFAULT_ROOT;
+pub use mapping::MapMode;
 pub use store::{EtcdKv, EtcdOptions};
