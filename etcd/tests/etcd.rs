@@ -62,3 +62,25 @@ async fn harness_kills_stops_and_restarts_members() {
     drop(cluster);
     assert!(!dir.exists(), "dropping the cluster removes {}", dir.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_keeps_working_when_the_member_it_uses_dies() {
+    if skip_without_etcd("a_store_keeps_working_when_the_member_it_uses_dies") {
+        return;
+    }
+    use strata_core::{keys, read_span, KvSource, KvStore};
+    // A cluster of its own: this test kills a member.
+    let cluster = EtcdCluster::start(3).await.expect("start");
+    let store = EtcdKv::open(cluster.endpoints(), EtcdOptions::default()).await.expect("open");
+    let key = |k: &str| keys::table_key(300, k.as_bytes());
+    let t1 = store.write(vec![(key("a"), Some(b"1".to_vec()))]).await.expect("write");
+    let used = store.conn().current();
+    cluster.kill(used);
+    let t2 = store.write(vec![(key("b"), Some(b"2".to_vec()))]).await.expect("write after the member died");
+    assert!(t2 > t1);
+    assert_ne!(store.conn().current(), used, "the store moved to another member");
+    let rows = read_span(&store, keys::table_span(300), store.now().await.expect("now")).await.expect("read");
+    assert_eq!(rows, vec![(key("a"), b"1".to_vec()), (key("b"), b"2".to_vec())]);
+    let before = read_span(&store, keys::table_span(300), t1).await.expect("read at t1");
+    assert_eq!(before, vec![(key("a"), b"1".to_vec())]);
+}
