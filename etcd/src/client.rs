@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 /// Largest gRPC message the clients decode: a page of a Range can hold up to etcd's request
 /// limit per value times many keys; the default 4 MiB is too small for a limited Range of large
 /// values.
-const MAX_DECODE: usize = 256 << 20;
+const MAX_DECODE: usize = 1 << 30;
 
 /// Parses the host part of a store URI, `etcd://HOST:PORT[,HOST:PORT…]` (or a bare
 /// `HOST:PORT,…` list), into client URLs `http://HOST:PORT`.
@@ -105,7 +105,8 @@ impl EtcdConn {
 
     /// The client of endpoint `i` for unary requests (with the request deadline).
     async fn client_at(&self, i: usize) -> std::result::Result<Client, etcd_client::Error> {
-        let c = self.clients[i].get_or_try_init(|| Client::connect([&self.endpoints[i]], Some(self.options(true)))).await?;
+        let c =
+            self.clients[i].get_or_try_init(|| Client::connect([&self.endpoints[i]], Some(self.options(true)))).await?;
         Ok(c.clone())
     }
 
@@ -126,7 +127,12 @@ impl EtcdConn {
 
     /// Moves to the next endpoint after `from` failed (unless another caller already moved).
     pub fn rotate(&self, from: usize) {
-        let _ = self.current.compare_exchange(from, (from + 1) % self.endpoints.len(), Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self.current.compare_exchange(
+            from,
+            (from + 1) % self.endpoints.len(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// A strata error for a failed etcd call at endpoint `i`.

@@ -14,8 +14,9 @@ use crate::client::{is_compacted, EtcdConn};
 use crate::index::Index;
 use crate::keyspace::Keyspace;
 
-/// Keys per Range page while loading.
-const PAGE_KEYS: i64 = 1000;
+/// Keys per Range page (a limited Range counts keys, not bytes: 256 values of at most 1.5 MiB
+/// stay under the decode limit).
+const PAGE_KEYS: i64 = 256;
 
 /// The index and the task that keeps it current.
 pub(crate) struct History {
@@ -207,7 +208,10 @@ async fn watch_from(
         }
         if resp.canceled() {
             let reason = resp.cancel_reason().to_string();
-            return WatchEnd::Failed(Error::Kv { message: format!("watch cancelled: {reason}"), status: Status::Temporary });
+            return WatchEnd::Failed(Error::Kv {
+                message: format!("watch cancelled: {reason}"),
+                status: Status::Temporary,
+            });
         }
         if resp.events().is_empty() {
             continue;

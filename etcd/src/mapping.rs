@@ -1,27 +1,4 @@
-//! Tables whose rows live at native etcd keys: data other programs wrote (a Kubernetes control
-//! plane's `/registry/…`) backed up and restored through strata's catalog.
-//!
-//! A mapping says: table `db.table` keeps the row with primary key `k` at the etcd key
-//! `prefix + k`, value as is. It is declared once and kept in etcd (`<root>map/<table id>`), and
-//! takes effect for stores opened after it:
-//!
-//! - [`MapMode::Create`] (the source): creates `db` (if missing) and `table`, mapped, in one
-//!   transaction. The keys already under the prefix become the table's rows, with their history.
-//! - [`MapMode::ForRestore`] (a restore target): records that a table named `db.table`, when a
-//!   restore publishes it, moves to `prefix` (`<root>map-name/<db.table>`).
-//!
-//! # Restoring into a mapped prefix, and what "atomic" means there
-//! A restore ingests rows under the store root (invisible to other programs). Its publish then,
-//! for each table with a pending mapping: checks the prefix is empty (else it fails, nothing
-//! changed), writes a *moving* record (`<root>moving/<id>` = prefix), copies the rows to
-//! `prefix + key` in transactions of at most `max_txn_ops` keys, and finally commits in one
-//! transaction the descriptors, the mapping, the removal of the moving record and of the
-//! ingested rows. For strata the switch is that last transaction: before it the table does not
-//! exist, after it every row is there. etcd holds no more than 128 operations per transaction,
-//! so programs reading the prefix directly see the rows appear batch by batch during the copy:
-//! that window is not atomic for them. A restore killed in it leaves a moving record; the next
-//! publish for the same prefix, or `discard` of the table's span (the cleanup of a failed
-//! restore), deletes the copied rows and the record, so a retried restore starts clean.
+//! Tables whose rows live at native etcd keys; see [`MapMode`].
 
 use std::collections::BTreeMap;
 
@@ -34,6 +11,34 @@ use strata_core::{
 use crate::history::range_all;
 use crate::store::EtcdKv;
 
+/// Tables whose rows live at native etcd keys: data other programs wrote (a Kubernetes control
+/// plane's `/registry/…`) backed up and restored through strata's catalog.
+///
+/// A mapping says: table `db.table` keeps the row with primary key `k` at the etcd key
+/// `prefix + k`, value as is. It is declared once and kept in etcd (`<root>map/<table id>`), and
+/// takes effect for stores opened after it:
+///
+/// - [`MapMode::Create`] (the source): creates `db` (if missing) and `table`, mapped, in one
+///   transaction. The keys already under the prefix become the table's rows, with their history.
+/// - [`MapMode::ForRestore`] (a restore target): records that a table named `db.table`, when a
+///   restore publishes it, moves to `prefix` (`<root>map-name/<db.table>`).
+///
+/// # Restoring into a mapped prefix, and what "atomic" means there
+/// A restore ingests rows under the store root (invisible to other programs). Its publish then,
+/// for each table with a pending mapping: checks the prefix is empty (else it fails, nothing
+/// changed), writes a *moving* record (`<root>moving/<id>` = prefix), copies the rows to
+/// `prefix + key` in transactions of at most `max_txn_ops` keys, and finally commits in one
+/// transaction the descriptors, the mapping, the removal of the moving record and of the
+/// ingested rows. For strata the switch is that last transaction: before it the table does not
+/// exist, after it every row is there. etcd holds no more than 128 operations per transaction,
+/// so programs reading the prefix directly see the rows appear batch by batch during the copy:
+/// that window is not atomic for them. A restore killed in it leaves a moving record; the next
+/// publish for the same prefix, or `discard` of the table's span (the cleanup of a failed
+/// restore), deletes the copied rows and the record, so a retried restore starts clean. (Tests
+/// kill a restore there with `STRATA_ETCD_FAILPOINT=abort-before-publish`.) Rows the dead
+/// attempt ingested under the root stay there, unreachable (no descriptor names them).
+///
+/// # Modes
 /// How [`EtcdKv::map_table`] declares a mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -75,7 +80,8 @@ impl EtcdKv {
         if prefix.is_empty() {
             return Err(invalid("the etcd key prefix of a mapped table must not be empty".into()));
         }
-        let mut others: Vec<(Vec<u8>, String)> = vec![(self.keyspace().layout.root().to_vec(), "the strata root".into())];
+        let mut others: Vec<(Vec<u8>, String)> =
+            vec![(self.keyspace().layout.root().to_vec(), "the strata root".into())];
         let map_prefix = self.keyspace().layout.map_prefix();
         for kv in range_all(self.conn(), &map_prefix, &prefix_end(&map_prefix), 0).await? {
             others.push((kv.value().to_vec(), "a mapped table".into()));
@@ -94,14 +100,17 @@ impl EtcdKv {
     }
 
     /// Declares that table `database.table` keeps its rows at the etcd keys `prefix + primary
-    /// key`; see the [module docs](self). Returns the table's id ([`MapMode::Create`]) or `None`
+    /// key`; see [`MapMode`]. Returns the table's id ([`MapMode::Create`]) or `None`
     /// ([`MapMode::ForRestore`]). Takes effect for stores opened afterwards.
     pub async fn map_table(&self, database: &str, table: &str, prefix: &[u8], mode: MapMode) -> Result<Option<DescId>> {
         let name = format!("{database}.{table}").into_bytes();
         self.check_prefix(prefix, Some(&name)).await?;
         let catalog = self.catalog().await?;
         if catalog.table(database, table).is_some() {
-            return Err(Error::AlreadyExists { what: "table".into(), name: format!("{database}.{table} (map it before creating or restoring it)") });
+            return Err(Error::AlreadyExists {
+                what: "table".into(),
+                name: format!("{database}.{table} (map it before creating or restoring it)"),
+            });
         }
         if mode == MapMode::ForRestore {
             let key = [self.record_prefix(MAP_NAME), name].concat();

@@ -138,7 +138,9 @@ fn registry_keys_round_trip_through_backups_into_a_fresh_cluster_and_another_pre
 
     // Into other prefixes, at earlier times (revision history inside the chain).
     let renamed = |text: &str, prefix: &str| text.replace("/registry/", prefix);
-    for (db, prefix, at, expected) in [("at_t1", "/restored/t1/", &t1, &at_t1), ("at_mid", "/restored/mid/", &t_mid, &at_mid)] {
+    for (db, prefix, at, expected) in
+        [("at_t1", "/restored/t1/", &t1, &at_t1), ("at_mid", "/restored/mid/", &t_mid, &at_mid)]
+    {
         dst(&["map", prefix, &format!("{db}.registry"), "--for-restore"]);
         let statement = format!("RESTORE DATABASE k8s {from} AS OF SYSTEM TIME {at} WITH {key}, new_db_name = '{db}'");
         dst(&["sql", &statement]);
