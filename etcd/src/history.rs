@@ -156,9 +156,12 @@ async fn follow(
     last_error: Arc<Mutex<Option<String>>>,
 ) {
     let mut failures = 0u32;
+    // The watch moves between members on its own: a member that is down answers nothing (the
+    // client waits for it), so each failure tries the next one.
+    let mut member = conn.current();
     loop {
         let from = index.lock().expect("index lock").applied + 1;
-        match watch_from(&conn, &keyspace, &index, &tx, from).await {
+        match watch_from(&conn, member, &keyspace, &index, &tx, from).await {
             WatchEnd::Compacted => {
                 if let Ok(fresh) = load(&conn, &keyspace).await {
                     let applied = fresh.applied;
@@ -168,7 +171,7 @@ async fn follow(
             }
             WatchEnd::Failed(e) => {
                 *last_error.lock().expect("error lock") = Some(e.to_string());
-                conn.rotate(conn.current());
+                member += 1;
                 failures += 1;
                 // A short pause between reconnections so a cluster that is down is not spun on.
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(failures.min(10)))).await;
@@ -179,21 +182,32 @@ async fn follow(
 
 async fn watch_from(
     conn: &EtcdConn,
+    member: usize,
     keyspace: &Keyspace,
     index: &Mutex<Index>,
     tx: &watch::Sender<i64>,
     from: i64,
 ) -> WatchEnd {
-    let (i, mut client) = match conn.watch_client().await {
+    let (i, mut client) = match conn.watch_client(member).await {
         Ok(c) => c,
         Err(e) => return WatchEnd::Failed(e),
     };
     let (start, end) = keyspace.watch_range();
     let options = WatchOptions::new().with_range(end).with_start_revision(from);
-    let mut stream = match client.watch(start, Some(options)).await {
-        Ok(s) => s,
-        Err(e) if is_compacted(&e) => return WatchEnd::Compacted,
-        Err(e) => return WatchEnd::Failed(conn.error(i, "watch", &e)),
+    let mut stream = match tokio::time::timeout(conn.request_timeout(), client.watch(start, Some(options))).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) if is_compacted(&e) => return WatchEnd::Compacted,
+        Ok(Err(e)) => return WatchEnd::Failed(conn.error(i, "watch", &e)),
+        Err(_) => {
+            return WatchEnd::Failed(Error::Kv {
+                message: format!(
+                    "etcd at {}: watch: no answer within {:?}",
+                    conn.endpoints()[i],
+                    conn.request_timeout()
+                ),
+                status: Status::Temporary,
+            })
+        }
     };
     loop {
         let resp = match stream.message().await {

@@ -64,7 +64,11 @@
 //! clients decode messages up to 1 GiB (etcd-client's default is 4 MiB); a Range page holds 256
 //! keys (a limited Range counts keys, not bytes). Each member gets its own single-endpoint client;
 //! a request that finds its member down moves to the next (a multi-endpoint client stalled on a
-//! dead member), so a plain write retried there may apply twice (same values, two revisions).
+//! dead member), so a plain write retried there may apply twice (same values, two revisions). A
+//! request to a member that died waits for its deadline first (5 s,
+//! [`EtcdOptions::with_request_timeout`]: etcd-client queues it until the member answers); the
+//! history watch moves on its own, and notices a frozen member by keep-alive pings (10 s + 5 s,
+//! within etcd's minimum ping interval of 5 s).
 //!
 //! # Where the KV conformance suite and etcd differ
 //! The suite passes unchanged (`strata_core::conformance::kv::run_all_with_gc`, `gc` =
