@@ -73,7 +73,9 @@ async fn a_store_keeps_working_when_the_leader_it_uses_dies() {
     let leader = cluster.leader().await.expect("a leader");
     let mut endpoints = cluster.endpoints();
     endpoints.rotate_left(leader);
-    let store = EtcdKv::open(endpoints, EtcdOptions::default()).await.expect("open");
+    // A request to the dead leader waits for its deadline before moving on: keep it short.
+    let options = EtcdOptions::default().with_request_timeout(std::time::Duration::from_secs(2));
+    let store = EtcdKv::open(endpoints, options).await.expect("open");
     let key = |k: &str| keys::table_key(300, k.as_bytes());
     let t1 = store.write(vec![(key("a"), Some(b"1".to_vec()))]).await.expect("write");
     let used = store.conn().current();
