@@ -11,6 +11,10 @@ mod common;
 // each binary costs a link and, on wasm32, a browser session).
 #[path = "resume/plan_runs.rs"]
 mod plan_runs;
+// Runs that meet in one collection: two stores at once, a killed run of another store, killed
+// encrypted and superseded runs (issue 13 §3, §6).
+#[path = "resume/collisions.rs"]
+mod collisions;
 
 use async_trait::async_trait;
 use bytes::Bytes;
