@@ -15,6 +15,9 @@ mod plan_runs;
 // encrypted and superseded runs (issue 13 §3, §6).
 #[path = "resume/collisions.rs"]
 mod collisions;
+// One backup's units shared by workers through a work queue, one of them fenced (issue 16 §3).
+#[path = "resume/shared_job.rs"]
+mod shared_job;
 
 use async_trait::async_trait;
 use bytes::Bytes;
