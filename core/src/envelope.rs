@@ -35,8 +35,9 @@ use crate::error::{Error, Result};
 pub const HEADER_LEN: usize = 10;
 const DIGEST_LEN: usize = 32;
 
-/// `BACKUP_MANIFEST` (`format::manifest`). Version 2 added `revision_start_time`.
-pub const MANIFEST: Envelope = Envelope::new(b"STRATAMF", "backup manifest", 2).named("manifest");
+/// `BACKUP_MANIFEST` (`format::manifest`). Version 2 added `revision_start_time`, version 3 the
+/// origin (source store and run ids).
+pub const MANIFEST: Envelope = Envelope::new(b"STRATAMF", "backup manifest", 3).named("manifest");
 /// `BACKUP-FILES`, an encrypted layer's plaintext file list (`format::files_list`). Version 2
 /// added each file's locality.
 pub const FILES_LIST: Envelope = Envelope::new(b"STRATAFL", "BACKUP-FILES list", 2).named("BACKUP-FILES").with_digest();
@@ -266,7 +267,7 @@ mod tests {
         let e = MANIFEST.check_version(99, "b/BACKUP_MANIFEST").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "corrupt b/BACKUP_MANIFEST: manifest format version 99 is not readable by this build (reads up to 2)"
+            "corrupt b/BACKUP_MANIFEST: manifest format version 99 is not readable by this build (reads up to 3)"
         );
         let e = ENCRYPTED_FILE.check_version(0, "x").unwrap_err();
         assert_eq!(e.to_string(), "corrupt x: encryption format version 0 is not readable by this build (reads 1)");

@@ -87,7 +87,7 @@ pub use crypto::{DataKey, Entropy, FileCodec};
 pub use error::{Error, Result, Status};
 pub use exec::{show_backup, Executor, Job, JobFuture, JobSpawner, JobStatus, RunOutcome, ScheduledRun};
 pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
-pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest};
+pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
 pub use kv::{
     check_gc_threshold, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync, MvccFilter, PageBuilder, ScanPage,
     ScanRequest, WorkUnit,

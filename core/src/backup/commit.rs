@@ -15,7 +15,7 @@ use crate::backup::resume::{stored_run_info, UnitRecord};
 use crate::backup::run::BackupOptions;
 use crate::backup::unit::check_stored;
 use crate::error::{Error, Result, Status};
-use crate::format::manifest::{manifest_checksum, FileInfo, Manifest};
+use crate::format::manifest::{manifest_checksum, FileInfo, Manifest, Origin};
 use crate::layout::{
     data_files_prefix, CHECKPOINT_NAME, FILES_LIST_NAME, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME, PLAN_NAME, PROGRESS_DIR,
 };
@@ -35,8 +35,8 @@ pub(crate) struct CommitChecks {
     pub(crate) adopted: Vec<String>,
 }
 
-/// The manifest of `plan` naming `files`.
-fn manifest_of(plan: &BackupPlan, mut files: Vec<FileInfo>) -> Manifest {
+/// The manifest of `plan` naming `files`, written by run `run` from store `store`.
+fn manifest_of(plan: &BackupPlan, mut files: Vec<FileInfo>, origin: Origin) -> Manifest {
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Manifest {
         created_by: format!("strata {}", env!("CARGO_PKG_VERSION")),
@@ -53,6 +53,7 @@ fn manifest_of(plan: &BackupPlan, mut files: Vec<FileInfo>) -> Manifest {
         dependencies: plan.dependencies.clone(),
         statement: plan.statement.clone(),
         revision_start_time: plan.revision_start_time,
+        origin: Some(origin),
     }
 }
 
@@ -86,7 +87,7 @@ async fn still_valid(dir: &Locations, plan: &BackupPlan, options: &BackupOptions
 }
 
 /// Writes the manifest of `plan` naming the files of `records` (one done record per unit) into
-/// `dir`, each file first checked to be stored with the size that was hashed. The manifest is
+/// `dir` (its origin: `options`' source store and run `run`), each file first checked to be stored with the size that was hashed. The manifest is
 /// written create-only: [`Error::AlreadyExists`] if another run committed first. Then `checks`;
 /// if they fail the commit is taken back. On success, sweeps what the backup does not name.
 pub(crate) async fn commit(
@@ -94,6 +95,7 @@ pub(crate) async fn commit(
     plan: &BackupPlan,
     options: &BackupOptions,
     records: &[UnitRecord],
+    run: &str,
     checks: &CommitChecks,
 ) -> Result<Manifest> {
     let storage = dir.storage();
@@ -108,7 +110,8 @@ pub(crate) async fn commit(
     for f in &files {
         check_stored(dir.for_file(f)?.as_ref(), f).await?;
     }
-    let manifest = manifest_of(plan, files);
+    let origin = Origin { store: options.source_store.clone(), run: run.to_string() };
+    let manifest = manifest_of(plan, files, origin);
     if options.codec.is_encrypted() {
         // The data files' stored sizes and digests in plaintext, for checks without the key.
         storage.put(FILES_LIST_NAME, Bytes::from(crate::verify::encode_files_list(&manifest))).await?;

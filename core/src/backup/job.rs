@@ -126,7 +126,7 @@ pub async fn finish_backup_job(
             format!("job {job} has {} units, its plan {}", records.len(), plan.units.len()),
         ));
     }
-    match commit(dir, plan, options, &records, &CommitChecks::default()).await {
+    match commit(dir, plan, options, &records, &job_run_id(job), &CommitChecks::default()).await {
         Ok(manifest) => Ok(Some(manifest)),
         Err(Error::AlreadyExists { .. }) => {
             // Another process finished first: its manifest is this job's.

@@ -360,7 +360,7 @@ async fn execute(
         }
     }
     let checks = CommitChecks { owner: Some((plan.id.clone(), String::new())), adopted: foreign };
-    commit(dir, plan, options, &records, &checks).await
+    commit(dir, plan, options, &records, run, &checks).await
 }
 
 /// After a failed run: withdraws its records, then removes its files, keeping those a manifest

@@ -183,6 +183,13 @@ fn a_run_killed_in_one_store_is_not_adopted_by_another() {
     let other = exec(&kv2, &memory, 2, None);
     let r = block_on(other.execute(statement)).unwrap();
     assert_restores_its_source(&memory, &r, &kv2, &other, "");
+    // The manifest says whose backup it is; the two stores have different ids.
+    let path = r.get(0, "path").unwrap().to_string();
+    let dir = memory.open(&format!("memory://c{path}")).unwrap();
+    let manifest = block_on(strata_core::read_manifest(dir.as_ref(), &strata_core::FileCodec::plain())).unwrap();
+    let (id1, id2) = (block_on(strata_core::store_id(&kv1)).unwrap(), block_on(strata_core::store_id(&kv2)).unwrap());
+    assert!(id1.is_some() && id1 != id2, "{id1:?} {id2:?}");
+    assert_eq!(manifest.origin.unwrap().store, id2);
 }
 
 #[test]
