@@ -74,7 +74,7 @@ pub use backup::resume::{
     find_unfinished, read_run, superseded_runs, BackupPlanV1, CheckpointV1, RunInfo, RunKeys, RunState,
     UnitCheckpointV1, UnitRecord,
 };
-pub use backup::run::{new_run_id, run_backup, BackupOptions};
+pub use backup::run::{claim_backup_dir, new_run_id, run_backup, BackupOptions};
 pub use catalog::{
     Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor,
     FIRST_USER_ID,

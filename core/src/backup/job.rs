@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   creator:  queue.create_job(job, plan.units.len(), payload)        (the payload is the caller's)
+//!             claim_backup_dir(dir, plan, options.with_run_id(job_run_id(job)))
 //!   worker:   lease = queue.register(name, ttl); keep it alive
 //!             while let Some(claim) = queue.claim(&lease, job):
 //!                 run_claimed_unit(queue, &claim, source, dir, plan, options)

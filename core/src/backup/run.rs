@@ -183,6 +183,21 @@ pub async fn run_backup(
     }
 }
 
+/// Claims `dir` for a backup of `plan` run as a shared job ([`crate::backup::job`]): writes its
+/// `BACKUP-PLAN` (create-only, with `options`' source store and run id — give the job's,
+/// [`crate::job_run_id`]), so a single-process run of another plan or store never takes the
+/// directory over, and one of the same plan and store joins the job's work instead of redoing it.
+/// Succeeds if the directory already holds this plan's claim from the same store (a creator
+/// retrying); with [`BackupOptions::new_directory`], fails clearly if another run claimed it.
+/// [`crate::finish_backup_job`] removes the claim once the manifest is written.
+pub async fn claim_backup_dir(dir: &Locations, plan: &BackupPlan, options: &BackupOptions) -> Result<()> {
+    if !plan.is_intact() {
+        return Err(Error::invalid("backup plan", format!("its id {} does not match its content", plan.id)));
+    }
+    let run = options.run_id.clone().ok_or_else(|| Error::invalid("backup job", "its run id is not set"))?;
+    claim_dir(dir, plan, options, &run).await.map(drop)
+}
+
 /// Fails unless every task reads at or above the source's GC threshold.
 async fn check_gc_thresholds(source: &dyn KvSource, plan: &BackupPlan) -> Result<()> {
     for task in &plan.tasks {

@@ -15,10 +15,10 @@ use futures::executor::block_on;
 use strata_core::sql::{RestoreStmtOptions, Targets};
 use strata_core::ExternalStorageExt;
 use strata_core::{
-    finish_backup_job, keys, plan_full_backup, prepare_restore, run_claimed_unit, run_restore, BackupOptions,
-    BackupPlan, Catalog, Chain, Completion, Executor, ExternalStorage, KeyRequest, Keyring, KvSink, KvSource,
-    Locations, MemKv, MemQueue, MemoryOpener, MemoryStorage, PlannedUnit, RestoreRunOptions, Result, Span, UnitState,
-    WorkQueue, WorkUnit, MANIFEST_NAME, PROGRESS_DIR,
+    claim_backup_dir, finish_backup_job, job_run_id, keys, plan_full_backup, prepare_restore, run_claimed_unit,
+    run_restore, BackupOptions, BackupPlan, Catalog, Chain, Completion, Executor, ExternalStorage, KeyRequest, Keyring,
+    KvSink, KvSource, Locations, MemKv, MemQueue, MemoryOpener, MemoryStorage, PlannedUnit, RestoreRunOptions, Result,
+    Span, UnitState, WorkQueue, WorkUnit, MANIFEST_NAME, PLAN_NAME, PROGRESS_DIR,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -100,6 +100,11 @@ fn workers_share_a_job_and_a_fenced_worker_leaves_nothing() {
     let payload = Bytes::from(plan.id.clone());
     block_on(async {
         queue.create_job(job, plan.units.len() as u32, payload.clone()).await.unwrap();
+        // The creator claims the directory for the job (a retry of it is harmless).
+        let claim_options = options().with_run_id(job_run_id(job)).with_new_directory(true);
+        claim_backup_dir(&dir, &plan, &claim_options).await.unwrap();
+        claim_backup_dir(&dir, &plan, &claim_options).await.unwrap();
+        assert!(memory.size(PLAN_NAME).await.is_ok());
         let w1 = queue.register("w1", 10).await.unwrap();
         let w2 = queue.register("w2", 10).await.unwrap();
         let w3 = queue.register("w3", 10).await.unwrap();
@@ -164,6 +169,7 @@ fn workers_share_a_job_and_a_fenced_worker_leaves_nothing() {
             assert_eq!(writers.len(), 1, "unit {unit} has files of {writers:?}");
         }
         assert!(memory.list(PROGRESS_DIR).await.unwrap().is_empty(), "records are left");
+        assert!(memory.size(PLAN_NAME).await.is_err(), "the job's claim of the directory is left");
         assert!(memory.size(MANIFEST_NAME).await.is_ok());
     });
 
