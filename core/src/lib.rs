@@ -62,15 +62,19 @@ mod stage;
 mod storage;
 mod timestamp;
 pub mod verify;
+mod workqueue;
 
+pub use backup::identity::{ensure_store_id, store_id};
+pub use backup::job::{finish_backup_job, job_run_id, run_claimed_unit};
 pub use backup::plan::{
     describe_scope, expand_table_name, plan_backup, plan_full_backup, read_descriptor_history, resolve_targets,
     split_units, BackupPlan, BackupSpec, ExportTask, PlannedUnit,
 };
 pub use backup::resume::{
-    find_unfinished, read_run, BackupPlanV1, CheckpointV1, RunState, UnitCheckpointV1, UnitRecord,
+    find_unfinished, read_run, superseded_runs, BackupPlanV1, CheckpointV1, RunInfo, RunKeys, RunState,
+    UnitCheckpointV1, UnitRecord,
 };
-pub use backup::run::{run_backup, BackupOptions};
+pub use backup::run::{claim_backup_dir, new_run_id, run_backup, BackupOptions};
 pub use catalog::{
     Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor,
     FIRST_USER_ID,
@@ -83,7 +87,7 @@ pub use crypto::{DataKey, Entropy, FileCodec};
 pub use error::{Error, Result, Status};
 pub use exec::{show_backup, Executor, Job, JobFuture, JobSpawner, JobStatus, RunOutcome, ScheduledRun};
 pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
-pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest};
+pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
 pub use kv::{
     check_gc_threshold, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync, MvccFilter, PageBuilder, ScanPage,
     ScanRequest, WorkUnit,
@@ -112,3 +116,4 @@ pub use storage::{
 };
 pub use timestamp::{Civil, Timestamp};
 pub use verify::{FileProblem, VerifyReport};
+pub use workqueue::{Claim, Completion, Created, JobInfo, Lease, MemQueue, UnitState, WorkQueue};

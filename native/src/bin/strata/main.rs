@@ -151,7 +151,7 @@ enum WorkloadCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let nodelocal = cli.store.as_ref().map(|dir| NativeOpener::new(dir.join("extern")));
+    let nodelocal = cli.store.as_deref().map(|store| NativeOpener::new(nodelocal_root(&cli, &StoreLocation::parse(store))));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -247,6 +247,15 @@ impl StoreLocation {
     }
 }
 
+/// Where `nodelocal://1/…` URIs resolve for `--store`: DIR/extern for a directory, `--nodelocal`
+/// (default ./extern) for an etcd store.
+fn nodelocal_root(cli: &Cli, location: &StoreLocation) -> PathBuf {
+    match location {
+        StoreLocation::Dir(dir) => dir.join("extern"),
+        StoreLocation::Etcd(_) => cli.nodelocal.clone().unwrap_or_else(|| PathBuf::from("extern")),
+    }
+}
+
 /// Opens `--store`: the embedded store of a directory, or an etcd cluster's store.
 async fn open_location(cli: &Cli, location: &StoreLocation) -> anyhow::Result<Executor> {
     match location {
@@ -256,8 +265,7 @@ async fn open_location(cli: &Cli, location: &StoreLocation) -> anyhow::Result<Ex
             let store = strata_etcd::EtcdKv::open_uri(uri, options)
                 .await
                 .with_context(|| format!("cannot open the etcd store {uri}"))?;
-            let nodelocal = cli.nodelocal.clone().unwrap_or_else(|| PathBuf::from("extern"));
-            Ok(executor(Arc::new(store), nodelocal))
+            Ok(executor(Arc::new(store), nodelocal_root(cli, location)))
         }
     }
 }
@@ -304,6 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let exec = open_location(&cli, &location).await?;
+    let local_root = nodelocal_root(&cli, &location);
     // etcd takes at most 128 operations per transaction.
     let write_batch: u64 = if matches!(location, StoreLocation::Etcd(_)) { 100 } else { 5_000 };
     match cli.command {
@@ -313,7 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_result(&result, cli.format);
             for notice in &result.notices {
                 eprintln!("warning: {}", escape_lines(notice));
-                print_local_notes(Some(&NativeOpener::new(dir.join("extern"))), notice, true);
+                print_local_notes(Some(&NativeOpener::new(local_root.clone())), notice, true);
             }
         }
         Command::Put { table, key, value } => {
