@@ -153,7 +153,8 @@ pub(crate) fn open(dir: &Path) -> anyhow::Result<Executor> {
         .with_backup_options(backup)
         .with_restore_options(strata_core::RestoreRunOptions::default().with_progress(progress::bar("restore")))
         .with_entropy(os_entropy())
-        .with_kms_opener(Arc::new(FileKmsOpener)))
+        .with_kms_opener(Arc::new(FileKmsOpener))
+        .with_secret_resolver(Arc::new(strata_native::HostSecrets)))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
