@@ -174,6 +174,9 @@ fn uri_without_secrets(uri: &str, typed: &mut Vec<String>) -> String {
     .expect("the mapping never fails")
 }
 
+/// How [`without_secrets`] notes a passphrase typed into the statement.
+pub(crate) const TYPED_PASSPHRASE: &str = "the encryption passphrase";
+
 /// The statement as a job or schedule record keeps it, and what was typed into it that the
 /// record does not keep: the passphrase, and each secret URI parameter or password (see the
 /// module docs).
@@ -181,7 +184,7 @@ pub fn without_secrets(b: &BackupStmt) -> (BackupStmt, Vec<String>) {
     let mut typed = Vec::new();
     let mut out = b.clone();
     if out.options.encryption_passphrase.take().is_some() {
-        typed.push("the encryption passphrase".to_string());
+        typed.push(TYPED_PASSPHRASE.to_string());
     }
     for_each_uri(&mut out, |uri| *uri = uri_without_secrets(uri, &mut typed));
     (out, typed)

@@ -125,9 +125,13 @@ pub struct Job {
 }
 
 impl Job {
-    /// The statement as shown (secrets redacted).
+    /// The statement as shown (secrets redacted; a passphrase typed in shows as `'redacted'`).
     pub fn description(&self) -> String {
-        Statement::Backup(self.statement.clone()).to_string()
+        let mut statement = self.statement.clone();
+        if self.typed_secrets.iter().any(|t| t == crate::secrets::TYPED_PASSPHRASE) {
+            statement.options.encryption_passphrase = Some(crate::sql::Secret(crate::redact::REDACTED.into()));
+        }
+        Statement::Backup(statement).to_string()
     }
 }
 
