@@ -37,12 +37,22 @@ pub fn is_secret_param(name: &str) -> bool {
     SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name))
 }
 
+/// `NAME` when `value` (percent-decoded) is the reference `${NAME}` (`NAME` letters, digits and
+/// `_`, not starting with a digit).
+pub fn env_reference(value: &str) -> Option<String> {
+    let decoded = percent_decode(value);
+    let name = decoded.strip_prefix("${")?.strip_suffix('}')?;
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then(|| name.to_string())
+}
+
 /// Whether the value of query parameter `name` is shown: only values that cannot be a secret
 /// (`AUTH` `specified`/`implicit`, `AWS_USE_PATH_STYLE` `true`/`false`, an `AWS_REGION` shaped
 /// like one, and a `${NAME}` reference to an environment variable).
 pub fn shows_query_value(name: &str, value: &str) -> bool {
     let value = percent_decode_query(value);
-    if crate::secrets::env_reference(&value).is_some() {
+    if env_reference(&value).is_some() {
         return true;
     }
     let one_of = |words: &[&str]| words.iter().any(|w| w.eq_ignore_ascii_case(&value));
@@ -123,7 +133,7 @@ fn redact_userinfo(base: &str) -> String {
         if let Some(at) = at {
             let userinfo = &rest[..at];
             return match userinfo.find(':') {
-                Some(colon) if crate::secrets::env_reference(&userinfo[colon + 1..]).is_some() => base.to_string(),
+                Some(colon) if env_reference(&userinfo[colon + 1..]).is_some() => base.to_string(),
                 Some(colon) => format!("{}{}:{REDACTED}{}", &base[..scheme_end + 3], &rest[..colon], &rest[at..]),
                 // User info without a password may itself be a token.
                 None => format!("{}{REDACTED}{}", &base[..scheme_end + 3], &rest[at..]),

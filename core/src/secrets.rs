@@ -25,27 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::kv::MaybeSendSync;
+use crate::redact::env_reference;
 use crate::redact::{percent_decode, redact_uri, REDACTED};
+use crate::sql::SecretSource;
 use crate::sql::{AsOf, BackupDestination, BackupStmt, BackupStmtOptions, Secret, Targets};
-
-/// Where a secret is read when a statement runs. Holds no secret: job and schedule records
-/// store it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum SecretSource {
-    /// The environment variable of this name, in the process that runs the statement.
-    Env(String),
-    /// The contents of this file (a trailing newline removed), read by that process.
-    File(String),
-}
-
-impl std::fmt::Display for SecretSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SecretSource::Env(name) => write!(f, "environment variable {name}"),
-            SecretSource::File(path) => write!(f, "file {path}"),
-        }
-    }
-}
 
 /// Reads secrets from where [`SecretSource`]s say, for [`crate::Executor::with_secret_resolver`].
 ///
@@ -71,16 +54,6 @@ impl SecretResolver for NoSecrets {
     }
 }
 
-/// `NAME` when `value` (percent-decoded) is the reference `${NAME}` (`NAME` letters, digits and
-/// `_`, not starting with a digit).
-pub fn env_reference(value: &str) -> Option<String> {
-    let decoded = percent_decode(value);
-    let name = decoded.strip_prefix("${")?.strip_suffix('}')?;
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    valid.then(|| name.to_string())
-}
-
 /// Query parameters a record keeps as written: not secret, and needed to run the statement.
 const PLAIN_PARAMS: &[&str] = &[
     "AUTH",
@@ -92,7 +65,7 @@ const PLAIN_PARAMS: &[&str] = &[
     "AZURE_CLIENT_ID",
     "AZURE_TENANT_ID",
     "AZURE_BLOB_ENDPOINT",
-    crate::locality::LOCALITY_PARAM,
+    "COCKROACH_LOCALITY",
 ];
 
 /// A place in a URI that may hold a secret.

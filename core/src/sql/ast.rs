@@ -16,7 +16,25 @@ impl Secret {
     }
 }
 
-pub use crate::secrets::SecretSource;
+/// Where a secret is read when a statement runs (`encryption_passphrase_env = 'NAME'`,
+/// `encryption_passphrase_file = '/path'`, `${NAME}` in a URI). Holds no secret: job and schedule
+/// records store it. See `crate::secrets`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SecretSource {
+    /// The environment variable of this name, in the process that runs the statement.
+    Env(String),
+    /// The contents of this file (a trailing newline removed), read by that process.
+    File(String),
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env(name) => write!(f, "environment variable {name}"),
+            SecretSource::File(path) => write!(f, "file {path}"),
+        }
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -19,9 +19,10 @@ const SOURCE: &str = "expected a string literal (URI) or LATEST IN";
 /// Parses one statement; a trailing `;` is allowed.
 ///
 /// Keywords are case-insensitive, bare identifiers are lowercased, `"quoted"` ones keep their case.
-/// On failure the error is [`Error::Parse`]: its `statement` has every passphrase and secret URI
-/// parameter replaced by `redacted`, and its `position` is the byte offset of the offending token
-/// in that redacted text.
+/// On failure the error is [`Error::Parse`]: its `statement` has every passphrase, every URI
+/// query value that may be a secret and every string literal but URIs and the grammar's own values
+/// replaced by `redacted`, and its `position` is the byte offset of the offending token in that
+/// redacted text.
 ///
 /// ```
 /// use strata_core::sql::{parse, Statement, Targets};
@@ -34,10 +35,11 @@ const SOURCE: &str = "expected a string literal (URI) or LATEST IN";
 ///     "BACKUP DATABASE bank INTO 's3://b?AWS_SECRET_ACCESS_KEY=redacted' WITH revision_history"
 /// );
 ///
-/// let err = parse("BACKUP DATABASE bank FOO 'x'").unwrap_err();
+/// // A literal that is not a URI may be a secret typed in the wrong place: it is not shown.
+/// let err = parse("BACKUP DATABASE bank FOO 'hunter2'").unwrap_err();
 /// assert_eq!(
 ///     err.to_string(),
-///     "at or near \"FOO\": syntax error: expected TO or INTO\nBACKUP DATABASE bank FOO 'x'\n                     ^"
+///     "at or near \"FOO\": syntax error: expected TO or INTO\nBACKUP DATABASE bank FOO 'redacted'\n                     ^"
 /// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
