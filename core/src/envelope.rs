@@ -57,10 +57,11 @@ pub const BACKUP_PLAN: Envelope = Envelope::new(b"STRATAPL", "backup plan", 2);
 /// A work unit's done record under `progress/` (`backup::resume`).
 pub const UNIT_RECORD: Envelope = Envelope::new(b"STRATAUR", "backup unit record", 1);
 /// A detached job's record in the system span (`records`). Version 1 was the 1-byte-version
-/// form; version 2 has the same postcard body in this envelope.
-pub const JOB_RECORD: Envelope = Envelope::new(b"STRATAJB", "job record", 2);
+/// form; version 2 has the same postcard body in this envelope; version 3 holds the statement
+/// without secrets (`secrets::StoredBackup`).
+pub const JOB_RECORD: Envelope = Envelope::new(b"STRATAJB", "job record", 3);
 /// A schedule's record in the system span (`records`), versions as [`JOB_RECORD`].
-pub const SCHEDULE_RECORD: Envelope = Envelope::new(b"STRATASC", "schedule record", 2);
+pub const SCHEDULE_RECORD: Envelope = Envelope::new(b"STRATASC", "schedule record", 3);
 
 /// Every stored format's envelope; their magics are distinct (tested). A new format adds its
 /// constant here. (Only the test reads it.)

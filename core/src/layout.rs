@@ -311,13 +311,26 @@ pub async fn remove_unfinished(dir: &Locations, prefix: Option<&str>, files: &[S
     Ok(())
 }
 
-/// The subdirectory a collection's `LATEST` names.
+/// The subdirectory a collection's `LATEST` names: a dated subdirectory such as
+/// `/2026/11/23-101500.12`. Anything else (garbage, or the content of another file `LATEST` is a
+/// link to) is refused without being shown: it may be anything, a secret included.
 pub async fn read_latest(root: &dyn ExternalStorage) -> Result<String> {
     let latest = root.get(LATEST_NAME).await.map_err(|e| match e {
         Error::NotFound { .. } => Error::not_found("backup collection (no LATEST file)", root.describe()),
         e => e,
     })?;
-    Ok(String::from_utf8_lossy(&latest).trim().to_string())
+    let text = std::str::from_utf8(&latest).unwrap_or_default().trim();
+    if !is_dated_subdir(text.strip_prefix('/').unwrap_or(text)) {
+        return Err(Error::corrupt(
+            format!("{}/{LATEST_NAME}", root.describe()),
+            format!(
+                "it does not name a backup ({} bytes that are not a path such as /2026/11/23-101500.12; \
+                 its content is not shown)",
+                latest.len()
+            ),
+        ));
+    }
+    Ok(text.to_string())
 }
 
 /// Why [`skipped_layers`] found a layer directory without a manifest.
@@ -396,6 +409,24 @@ mod tests {
     use std::sync::Arc;
     #[cfg(all(target_family = "wasm", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn latest_names_a_dated_subdirectory_and_never_shows_anything_else() {
+        block_on(async {
+            let root = MemoryStorage::new("l");
+            for good in ["/2026/11/23-101500.12", "2026/11/23-101500.12\n"] {
+                root.put(LATEST_NAME, Bytes::from(good)).await.unwrap();
+                assert_eq!(read_latest(&root).await.unwrap(), good.trim());
+            }
+            // Garbage, or what a `LATEST` linked to another file (a key, /etc/shadow) would hold.
+            for bad in ["hunter2-Zq9", "/2026/11/23-101500.12/../../Zq9", "AWS_SECRET_ACCESS_KEY=Zq9\n", "\u{0}Zq9"] {
+                root.put(LATEST_NAME, Bytes::from(bad)).await.unwrap();
+                let e = read_latest(&root).await.unwrap_err();
+                let shown = format!("{e} {e:?}");
+                assert!(!shown.contains("Zq9") && shown.contains("LATEST"), "{shown}");
+            }
+        });
+    }
 
     #[test]
     fn dated_subdirs() {

@@ -56,6 +56,7 @@ mod redact;
 mod restore;
 mod result;
 mod schedule;
+mod secrets;
 mod span;
 pub mod sql;
 mod stage;
@@ -101,7 +102,8 @@ pub use locality::{locality_of, open_locations, Locations, DEFAULT_LOCALITY, LOC
 pub use memkv::{Clock, MemKv};
 pub use offload::{CpuPool, Offload};
 pub use progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
-pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_uri, REDACTED};
+pub use redact::env_reference;
+pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_uri, shows_query_value, REDACTED};
 pub use restore::plan::{prepare_restore, DatabaseRestore, LayerFile, RestorePlan, RestoreSelection, TableRestore};
 pub use restore::run::{run_restore, RestoreRunOptions, RestoreSummary};
 pub use result::{escape_control, QueryResult, Value};
@@ -109,7 +111,9 @@ pub use schedule::{
     pick_full_recurrence, plan_schedules, BackupKind, FinishEffect, OnFailure, OnPreviousRunning, Schedule,
     ScheduleOptions, StartDecision, RETRY_AFTER_NANOS, WAITING_FOR_FULL,
 };
+pub use secrets::{required_sources, without_secrets, NoSecrets, SecretResolver};
 pub use span::{prefix_end, Span, SpanSet};
+pub use sql::SecretSource;
 pub use storage::{
     slice_range, subdir, Durability, ExternalStorage, ExternalStorageExt, GetOptions, GetResult, ListResult,
     MemoryOpener, MemoryStorage, ObjectMeta, Prefixed, PutMode, PutOptions, StorageOpener, StorageWrapper,

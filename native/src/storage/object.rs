@@ -12,7 +12,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore, PutMode, PutOptions, PutPayload};
 use strata_core::{
-    is_secret_param, redact_uri, Durability, Error, ExternalStorage, GetResult, ListResult, ObjectMeta, Result, Status,
+    is_secret_param, redact_uri, shows_query_value, Durability, Error, ExternalStorage, GetResult, ListResult,
+    ObjectMeta, Result, Status,
 };
 
 /// An [`ExternalStorage`] over an [`ObjectStore`], rooted at a directory of it.
@@ -490,14 +491,33 @@ fn check_prefix(prefix: &str) -> Result<()> {
     }
 }
 
-/// The values of `uri` that must never be shown: secret query parameters and a
-/// `user:password@` password, each raw and percent-decoded.
+/// Parameters the schemes take whose values are no secret (endpoints, regions, names): kept in
+/// messages from the clients (`redact_uri` still hides them in the URI shown).
+const PLAIN_PARAMS: &[&str] = &[
+    "AUTH",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_REGION",
+    "AWS_ENDPOINT",
+    "AWS_USE_PATH_STYLE",
+    "AZURE_ACCOUNT_NAME",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_BLOB_ENDPOINT",
+    "COCKROACH_LOCALITY",
+];
+
+/// The values of `uri` that must never be shown: secret query parameters, those of parameters
+/// no scheme takes (a misspelled secret), and a `user:password@` password, each raw and
+/// percent-decoded.
 pub(crate) fn secrets_of(uri: &str) -> Vec<String> {
     let mut secrets = Vec::new();
     let (base, query) = uri.split_once('?').unwrap_or((uri, ""));
     for pair in query.split('&') {
         if let Some((key, value)) = pair.split_once('=') {
-            if is_secret_param(&percent_decode(key)) && !value.is_empty() {
+            // Secret parameters, and any the schemes do not know (a misspelled secret).
+            let name = percent_decode(key);
+            let known_plain = PLAIN_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&name));
+            if (is_secret_param(&name) || !known_plain) && !value.is_empty() && !shows_query_value(key, value) {
                 secrets.push(value.to_string());
             }
         }

@@ -281,6 +281,7 @@ fn executor(store: Arc<dyn strata_core::KvStore>, nodelocal: PathBuf) -> Executo
         .with_restore_options(strata_core::RestoreRunOptions::default().with_progress(progress::bar("restore")))
         .with_entropy(os_entropy())
         .with_kms_opener(Arc::new(FileKmsOpener))
+        .with_secret_resolver(Arc::new(strata_native::HostSecrets))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
