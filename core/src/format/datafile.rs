@@ -34,6 +34,22 @@ pub const FOOTER_LEN: u64 = 36;
 const CODEC_NONE: u8 = 0;
 const CODEC_LZ4: u8 = 1;
 
+/// The most bytes an LZ4-compressed block decompresses to. The writer compresses a block only
+/// when its payload is at most this (a bigger one, which only a single huge value makes, is
+/// stored as it is), so a reader refuses an LZ4 block that claims more before allocating
+/// anything: a forged size header cannot make a restore allocate more than this per block.
+pub const MAX_LZ4_BLOCK_LEN: u32 = 64 << 20;
+/// Bytes an entry adds to its block's payload besides its key and value (the key's length, the
+/// timestamp, the kind, the value's length): a file's decoded blocks hold at most
+/// `logical_bytes + ENTRY_OVERHEAD × entries` bytes ([`decode_budget`]).
+pub const ENTRY_OVERHEAD: u64 = 4 + 8 + 4 + 1 + 4;
+
+/// The most payload bytes the blocks of a file with these statistics (as its manifest records
+/// them) decode to: what a reader lets them allocate.
+pub fn decode_budget(logical_bytes: u64, entries: u64) -> u64 {
+    logical_bytes.saturating_add(entries.saturating_mul(ENTRY_OVERHEAD))
+}
+
 /// How data files are written.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -212,7 +228,7 @@ impl DataFileWriter {
         }
         let offset = self.out.len() as u64;
         let mut codec = CODEC_NONE;
-        if self.options.compress {
+        if self.options.compress && self.block.len() <= MAX_LZ4_BLOCK_LEN as usize {
             // LZ4 with the uncompressed size prepended (`decompress_size_prepended`'s input),
             // compressed straight into the file's buffer; kept only if it saves an eighth.
             let start = self.out.len();
@@ -353,6 +369,12 @@ pub fn decode_index(bytes: &[u8], footer: &Footer, path: &str) -> Result<Vec<Blo
         if h.offset != expected_offset || h.len < 5 {
             return Err(Error::corrupt(path, format!("block {} has an invalid position", out.len())));
         }
+        if h.entries == 0 || h.first_key > h.last_key {
+            return Err(Error::corrupt(path, format!("block {} has an invalid key range or no entries", out.len())));
+        }
+        if out.last().is_some_and(|p: &BlockHandle| p.last_key > h.first_key) {
+            return Err(Error::corrupt(path, format!("block {} starts before the previous block ends (keys out of order)", out.len())));
+        }
         expected_offset += h.len as u64;
         total += h.entries as u64;
         out.push(h);
@@ -364,13 +386,22 @@ pub fn decode_index(bytes: &[u8], footer: &Footer, path: &str) -> Result<Vec<Blo
 }
 
 /// Decodes one block's entries (verifying its checksum), calling `f` for each.
-pub fn decode_block(
+pub fn decode_block(bytes: &[u8], handle: &BlockHandle, index: usize, path: &str, f: impl FnMut(Entry)) -> Result<()> {
+    decode_block_within(bytes, handle, index, path, u64::MAX, f).map(|_| ())
+}
+
+/// [`decode_block`], letting the block's payload take at most `max_payload` bytes (and an LZ4
+/// block at most [`MAX_LZ4_BLOCK_LEN`]), checked before anything is allocated; returns the
+/// payload's size. The entries must be in order (key ascending, then newest first) and start and
+/// end with the keys the index gives the block.
+pub fn decode_block_within(
     bytes: &[u8],
     handle: &BlockHandle,
     index: usize,
     path: &str,
+    max_payload: u64,
     mut f: impl FnMut(Entry),
-) -> Result<()> {
+) -> Result<u64> {
     if bytes.len() != handle.len as usize || bytes.len() < 5 {
         return Err(Error::corrupt(path, format!("block {index} is truncated")));
     }
@@ -379,18 +410,32 @@ pub fn decode_block(
         return Err(Error::corrupt(path, format!("block {index} checksum mismatch")));
     }
     let (payload, codec) = body.split_at(body.len() - 1);
+    let too_big = |n: u64| {
+        Error::corrupt(
+            path,
+            format!("block {index} decodes to {n} bytes, more than the {max_payload} the file's entries can hold"),
+        )
+    };
     // The entries are slices of one buffer per block: no allocation per entry.
     let payload = match codec[0] {
+        CODEC_NONE if payload.len() as u64 > max_payload => return Err(too_big(payload.len() as u64)),
         CODEC_NONE => Bytes::copy_from_slice(payload),
-        CODEC_LZ4 => Bytes::from(
-            lz4_flex::block::decompress_size_prepended(payload)
-                .map_err(|e| Error::corrupt(path, format!("block {index} does not decompress: {e}")))?,
-        ),
+        CODEC_LZ4 => {
+            let claimed = lz4_claimed_len(payload, index, path)?;
+            if claimed as u64 > max_payload {
+                return Err(too_big(claimed as u64));
+            }
+            Bytes::from(
+                lz4_flex::block::decompress(&payload[4..], claimed as usize)
+                    .map_err(|e| Error::corrupt(path, format!("block {index} does not decompress: {e}")))?,
+            )
+        }
         other => return Err(Error::corrupt(path, format!("block {index} has unknown codec {other}"))),
     };
     let what = format!("block {index}");
     let mut c = Cursor { data: &payload, pos: 0, path, what: &what };
     let mut n = 0u32;
+    let mut last: Option<(Bytes, Timestamp)> = None;
     while !c.done() {
         let len = c.bytes()?.len();
         let key = payload.slice(c.pos - len..c.pos);
@@ -403,13 +448,90 @@ pub fn decode_block(
             1 => None,
             k => return Err(Error::corrupt(path, format!("block {index} has an entry of unknown kind {k}"))),
         };
+        let in_order = match &last {
+            None => key[..] == handle.first_key[..],
+            Some((k, t)) => (&k[..], std::cmp::Reverse(*t)) < (&key[..], std::cmp::Reverse(ts)),
+        };
+        if !in_order || key[..] > handle.last_key[..] {
+            return Err(Error::corrupt(
+                path,
+                format!("block {index}: entry {n} is out of order or outside the keys the index gives the block"),
+            ));
+        }
+        last = Some((key.clone(), ts));
         f(Entry { key, ts, value });
-        n += 1;
+        n = n.saturating_add(1);
     }
     if n != handle.entries {
         return Err(Error::corrupt(path, format!("block {index} holds {n} entries, index says {}", handle.entries)));
     }
-    Ok(())
+    if last.is_some_and(|(k, _)| k[..] != handle.last_key[..]) {
+        return Err(Error::corrupt(path, format!("block {index} does not end with the key the index says")));
+    }
+    Ok(payload.len() as u64)
+}
+
+/// The size an LZ4 block's header claims, checked against [`MAX_LZ4_BLOCK_LEN`] and against
+/// the size its sequences really decompress to (counted without decompressing), so that what is
+/// allocated for it is what its bytes hold.
+fn lz4_claimed_len(payload: &[u8], index: usize, path: &str) -> Result<u32> {
+    let Some(head) = payload.get(..4) else {
+        return Err(Error::corrupt(path, format!("block {index} is too short for its LZ4 header")));
+    };
+    let claimed = u32::from_le_bytes(head.try_into().expect("4 bytes"));
+    if claimed > MAX_LZ4_BLOCK_LEN {
+        return Err(Error::corrupt(
+            path,
+            format!("block {index} claims to decompress to {claimed} bytes, more than a block holds ({MAX_LZ4_BLOCK_LEN})"),
+        ));
+    }
+    match lz4_decompressed_len(&payload[4..], claimed as u64) {
+        Some(n) if n == claimed as u64 => Ok(claimed),
+        Some(n) => Err(Error::corrupt(
+            path,
+            format!("block {index} claims to decompress to {claimed} bytes, but its LZ4 sequences hold {n}"),
+        )),
+        None => Err(Error::corrupt(path, format!("block {index} is not a well-formed LZ4 block"))),
+    }
+}
+
+/// The bytes an LZ4 block's sequences decompress to, counted from their lengths alone (no
+/// output is written), stopping once past `limit`; `None` when the sequences are cut short.
+fn lz4_decompressed_len(input: &[u8], limit: u64) -> Option<u64> {
+    fn length(input: &[u8], pos: &mut usize, nibble: u8) -> Option<u64> {
+        let mut n = nibble as u64;
+        if nibble == 15 {
+            loop {
+                let b = *input.get(*pos)?;
+                *pos += 1;
+                n += b as u64;
+                if b != 255 {
+                    break;
+                }
+            }
+        }
+        Some(n)
+    }
+    let (mut pos, mut total) = (0usize, 0u64);
+    loop {
+        let token = *input.get(pos)?;
+        pos += 1;
+        let literals = length(input, &mut pos, token >> 4)?;
+        if literals > (input.len() - pos) as u64 {
+            return None;
+        }
+        pos += literals as usize;
+        total += literals;
+        if pos == input.len() {
+            return Some(total);
+        }
+        // A 2-byte offset, then the match's length beyond the minimum of 4.
+        pos = pos.checked_add(2).filter(|&p| p <= input.len())?;
+        total += 4 + length(input, &mut pos, token & 15)?;
+        if total > limit {
+            return Some(total);
+        }
+    }
 }
 
 /// Reads every entry of a whole file held in memory.
