@@ -226,4 +226,33 @@ mod tests {
             assert!(err.to_string().starts_with("corrupt x/ENCRYPTION-INFO: "), "{err}");
         }
     }
+
+    #[test]
+    fn too_many_or_too_costly_passphrases_are_refused_before_any_kdf_runs() {
+        let e = counter_entropy();
+        let key = DataKey::generate(&e).unwrap();
+        let mut info = EncryptionInfo::new(&key);
+        let cheap = KdfParams::argon2id(8, 1, 1).unwrap();
+        for i in 0..MAX_PASSPHRASES {
+            info.add_passphrase(&key, &format!("p{i}"), cheap, &e).unwrap();
+        }
+        let err = info.add_passphrase(&key, "one more", cheap, &e).unwrap_err();
+        assert!(err.to_string().contains("would be refused"), "{err}");
+        assert_eq!(info.keys.len(), MAX_PASSPHRASES);
+        EncryptionInfo::decode(&info.encode(), "x/ENCRYPTION-INFO").unwrap();
+
+        let mut forged = info.clone();
+        forged.keys.push(forged.keys[0].clone());
+        let err = EncryptionInfo::decode(&forged.encode(), "x/ENCRYPTION-INFO").unwrap_err();
+        assert!(err.to_string().starts_with("corrupt x/ENCRYPTION-INFO: holds 9 wrapped keys"), "{err}");
+
+        // Each entry within its own bound, together past the total.
+        let max = KdfParams::argon2id(1 << 20, 4, 1).unwrap();
+        let mut costly = EncryptionInfo::new(&key);
+        costly.keys = vec![WrappedKey::Passphrase { kdf: max, salt: [0; 16], nonce: [0; 12], ciphertext: vec![] }; 5];
+        let err = EncryptionInfo::decode(&costly.encode(), "x/ENCRYPTION-INFO").unwrap_err();
+        assert!(err.to_string().contains("KiB-passes of argon2id work in all"), "{err}");
+        costly.keys.pop();
+        EncryptionInfo::decode(&costly.encode(), "x/ENCRYPTION-INFO").unwrap();
+    }
 }

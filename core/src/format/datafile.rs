@@ -343,7 +343,7 @@ pub fn decode_footer(bytes: &[u8], file_size: u64, path: &str) -> Result<Footer>
         return Err(Error::corrupt(path, "data file footer has unknown flags"));
     }
     DATA_FILE.check_version(footer.version, path)?;
-    if footer.index_offset + footer.index_len as u64 + FOOTER_LEN != file_size {
+    if footer.index_offset.checked_add(footer.index_len as u64 + FOOTER_LEN) != Some(file_size) {
         return Err(Error::corrupt(path, "footer does not match the file's size (truncated or extended?)"));
     }
     Ok(footer)
@@ -643,6 +643,41 @@ mod tests {
         let mut longer = bytes.clone();
         longer.extend_from_slice(&[0; 10]);
         assert!(matches!(read_all(&longer, "f"), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn forged_sizes_and_offsets_are_corrupt_before_anything_is_allocated() {
+        let es: Vec<Entry> =
+            (0..200u32).map(|i| Entry::new(i.to_be_bytes().to_vec(), Timestamp::new(9, 0), Some(vec![7; 100]))).collect();
+        let (bytes, _) = write(&es, DataFileOptions::default().with_block_size(4096));
+        let size = bytes.len();
+        let footer = decode_footer(&bytes[size - 36..], size as u64, "f").unwrap();
+        let index = decode_index(&bytes[footer.index_offset as usize..size - 36], &footer, "f").unwrap();
+        let block = index[0].range();
+        let (start, end) = (block.start as usize, block.end as usize);
+        assert_eq!(bytes[end - 5], CODEC_LZ4);
+        let real = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap());
+        for (claimed, says) in [
+            (u32::MAX, "more than a block holds"),
+            (MAX_LZ4_BLOCK_LEN, "but its LZ4 sequences hold"),
+            (real + 1, "but its LZ4 sequences hold"),
+            (real - 1, "but its LZ4 sequences hold"),
+        ] {
+            let mut forged = bytes.clone();
+            forged[start..start + 4].copy_from_slice(&claimed.to_le_bytes());
+            let crc = crc32fast::hash(&forged[start..end - 4]);
+            forged[end - 4..end].copy_from_slice(&crc.to_le_bytes());
+            let err = read_all(&forged, "data/x.sst").unwrap_err().to_string();
+            assert!(err.starts_with("corrupt data/x.sst: block 0 claims") && err.contains(says), "{claimed}: {err}");
+        }
+        // A budget below the block's payload refuses it before decompressing.
+        let err = decode_block_within(&bytes[start..end], &index[0], 0, "f", real as u64 - 1, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("more than the"), "{err}");
+        assert_eq!(decode_block_within(&bytes[start..end], &index[0], 0, "f", real as u64, |_| {}), Ok(real as u64));
+        // An index offset that overflows with the index's length.
+        let mut forged = bytes.clone();
+        forged[size - 36..size - 28].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(read_all(&forged, "f"), Err(Error::Corrupt { .. })));
     }
 
     proptest! {
