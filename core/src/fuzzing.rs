@@ -15,6 +15,7 @@ use crate::catalog::Descriptor;
 use crate::crypto::aead::{self, Opener, HEADER_LEN};
 use crate::crypto::info::EncryptionInfo;
 use crate::crypto::DataKey;
+use crate::envelope::sha256;
 use crate::exec::Job;
 use crate::format::datafile::{self, decode_footer, decode_index, FOOTER_LEN};
 use crate::format::files_list::decode_files_list;
@@ -22,8 +23,11 @@ use crate::format::manifest::Manifest;
 use crate::records::{RecordStore, JOB_ENVELOPE, JOB_NEXT_ID, JOB_PREFIX, SCHEDULES};
 use crate::span::Span;
 
+/// A fuzz target: it takes any bytes.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the directory of its corpus under `fuzz/corpus/`) and its function.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("sql", sql),
     ("data_file", data_file),
     ("manifest", manifest),
@@ -53,12 +57,50 @@ pub fn sql(data: &[u8]) {
     }
 }
 
-/// A data file held whole in memory: its footer, its index, every block, and a span read.
+/// A data file held whole in memory: its footer, its index, every block, and a span read; both
+/// as given and with its checksums fixed (the index's CRC in the footer, each block's CRC), so
+/// that the fuzzer's mutations reach the decoders behind the checksums.
 pub fn data_file(data: &[u8]) {
+    read_data_file(data);
+    let mut fixed = data.to_vec();
+    if fix_data_file_checksums(&mut fixed) {
+        read_data_file(&fixed);
+    }
+}
+
+/// Recomputes the CRCs of a data file where its footer and index say they are; `false` when
+/// there is nothing to fix.
+fn fix_data_file_checksums(bytes: &mut [u8]) -> bool {
+    let size = bytes.len();
+    if size < FOOTER_LEN as usize {
+        return false;
+    }
+    let footer_at = size - FOOTER_LEN as usize;
+    let index_offset = u64::from_le_bytes(bytes[footer_at..footer_at + 8].try_into().expect("8 bytes"));
+    let index_len = u32::from_le_bytes(bytes[footer_at + 8..footer_at + 12].try_into().expect("4 bytes")) as u64;
+    if index_offset.checked_add(index_len) != Some(footer_at as u64) {
+        return false;
+    }
+    let crc = crc32fast::hash(&bytes[index_offset as usize..footer_at]);
+    bytes[footer_at + 12..footer_at + 16].copy_from_slice(&crc.to_le_bytes());
+    let Ok(footer) = decode_footer(&bytes[footer_at..], size as u64, "fuzz.sst") else { return true };
+    let Ok(index) = decode_index(&bytes[index_offset as usize..footer_at], &footer, "fuzz.sst") else { return true };
+    for h in index {
+        let r = h.range();
+        let (start, end) = (r.start as usize, r.end as usize);
+        let crc = crc32fast::hash(&bytes[start..end - 4]);
+        bytes[end - 4..end].copy_from_slice(&crc.to_le_bytes());
+    }
+    true
+}
+
+fn read_data_file(data: &[u8]) {
     let size = data.len() as u64;
     if let Ok(entries) = datafile::read_all(data, "fuzz.sst") {
         // Sorted, and a span read returns exactly the entries in the span.
-        assert!(entries.windows(2).all(|w| (&w[0].key, std::cmp::Reverse(w[0].ts)) < (&w[1].key, std::cmp::Reverse(w[1].ts))));
+        assert!(entries
+            .windows(2)
+            .all(|w| (&w[0].key, std::cmp::Reverse(w[0].ts)) < (&w[1].key, std::cmp::Reverse(w[1].ts))));
         if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
             let span = Span::new(first.key.to_vec(), last.key.to_vec());
             let got = datafile::read_span(data, "fuzz.sst", Some(&span)).expect("a readable file reads in part");
@@ -82,17 +124,31 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
+/// `data` as given, and with its trailing SHA-256 recomputed (what a forger does), so the
+/// fuzzer's mutations reach the decoder behind the digest.
+fn with_and_without_digest(data: &[u8], mut f: impl FnMut(&[u8])) {
+    f(data);
+    if data.len() >= 32 {
+        let (body, _) = data.split_at(data.len() - 32);
+        f(&[body, &sha256(body)[..]].concat());
+    }
+}
+
 /// `BACKUP-FILES`.
 pub fn files_list(data: &[u8]) {
-    let _ = decode_files_list(data, "fuzz/BACKUP-FILES");
+    with_and_without_digest(data, |data| {
+        let _ = decode_files_list(data, "fuzz/BACKUP-FILES");
+    });
 }
 
 /// `ENCRYPTION-INFO`: decoded and bounded (no KDF runs here: its cost is what the bounds cap).
 pub fn encryption_info(data: &[u8]) {
-    if let Ok(info) = EncryptionInfo::decode(data, "fuzz/ENCRYPTION-INFO") {
-        assert!(info.check_bounds().is_ok());
-        assert_eq!(EncryptionInfo::decode(&info.encode(), "re-encoded").expect("re-encodes"), info);
-    }
+    with_and_without_digest(data, |data| {
+        if let Ok(info) = EncryptionInfo::decode(data, "fuzz/ENCRYPTION-INFO") {
+            assert!(info.check_bounds().is_ok());
+            assert_eq!(EncryptionInfo::decode(&info.encode(), "re-encoded").expect("re-encodes"), info);
+        }
+    });
 }
 
 /// An encrypted file: its header, its layout, a whole-file open and a ranged open of its chunks,

@@ -134,7 +134,10 @@ impl EncryptionInfo {
         self.keys.push(WrappedKey::Passphrase { kdf, salt, nonce, ciphertext });
         if let Err(why) = self.check_bounds() {
             self.keys.pop();
-            return Err(Error::invalid("NEW_PASSPHRASE", format!("the backup's ENCRYPTION-INFO would be refused: it {why}")));
+            return Err(Error::invalid(
+                "NEW_PASSPHRASE",
+                format!("the backup's ENCRYPTION-INFO would be refused: it {why}"),
+            ));
         }
         Ok(())
     }

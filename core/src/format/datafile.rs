@@ -373,7 +373,10 @@ pub fn decode_index(bytes: &[u8], footer: &Footer, path: &str) -> Result<Vec<Blo
             return Err(Error::corrupt(path, format!("block {} has an invalid key range or no entries", out.len())));
         }
         if out.last().is_some_and(|p: &BlockHandle| p.last_key > h.first_key) {
-            return Err(Error::corrupt(path, format!("block {} starts before the previous block ends (keys out of order)", out.len())));
+            return Err(Error::corrupt(
+                path,
+                format!("block {} starts before the previous block ends (keys out of order)", out.len()),
+            ));
         }
         expected_offset += h.len as u64;
         total += h.entries as u64;
@@ -482,7 +485,9 @@ fn lz4_claimed_len(payload: &[u8], index: usize, path: &str) -> Result<u32> {
     if claimed > MAX_LZ4_BLOCK_LEN {
         return Err(Error::corrupt(
             path,
-            format!("block {index} claims to decompress to {claimed} bytes, more than a block holds ({MAX_LZ4_BLOCK_LEN})"),
+            format!(
+                "block {index} claims to decompress to {claimed} bytes, more than a block holds ({MAX_LZ4_BLOCK_LEN})"
+            ),
         ));
     }
     match lz4_decompressed_len(&payload[4..], claimed as u64) {
@@ -647,8 +652,9 @@ mod tests {
 
     #[test]
     fn forged_sizes_and_offsets_are_corrupt_before_anything_is_allocated() {
-        let es: Vec<Entry> =
-            (0..200u32).map(|i| Entry::new(i.to_be_bytes().to_vec(), Timestamp::new(9, 0), Some(vec![7; 100]))).collect();
+        let es: Vec<Entry> = (0..200u32)
+            .map(|i| Entry::new(i.to_be_bytes().to_vec(), Timestamp::new(9, 0), Some(vec![7; 100])))
+            .collect();
         let (bytes, _) = write(&es, DataFileOptions::default().with_block_size(4096));
         let size = bytes.len();
         let footer = decode_footer(&bytes[size - 36..], size as u64, "f").unwrap();

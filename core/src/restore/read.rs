@@ -13,8 +13,9 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::{FileCodec, FileReader};
 use crate::error::{Error, Result};
-use crate::format::datafile::{decode_block_within, decode_budget, decode_footer, decode_index, BlockHandle, FOOTER_LEN};
-use crate::timestamp::Timestamp;
+use crate::format::datafile::{
+    decode_block_within, decode_budget, decode_footer, decode_index, BlockHandle, FOOTER_LEN,
+};
 use crate::format::manifest::FileInfo;
 use crate::kv::Entry;
 use crate::progress::RestoreCounter;
@@ -22,6 +23,7 @@ use crate::span::Span;
 use crate::stage;
 use crate::storage::ExternalStorage;
 use crate::storage::ExternalStorageExt;
+use crate::timestamp::Timestamp;
 
 /// What [`FileReader::read_range`] returns, boxed to be kept while the cursor decodes.
 #[cfg(not(target_arch = "wasm32"))]
@@ -195,7 +197,10 @@ impl<'s> FileCursor<'s> {
                 // its keys); a key whose versions straddle two blocks must stay newest first.
                 if let (Some((key, ts)), Some(first)) = (&self.last, self.current.front()) {
                     if (&key[..], std::cmp::Reverse(*ts)) >= (&first.key[..], std::cmp::Reverse(first.ts)) {
-                        return Err(Error::corrupt(&self.path, format!("block {i} starts before the previous one ends")));
+                        return Err(Error::corrupt(
+                            &self.path,
+                            format!("block {i} starts before the previous one ends"),
+                        ));
                     }
                 }
                 self.last = self.current.back().map(|e| (e.key.clone(), e.ts));
