@@ -490,16 +490,26 @@ pub fn read_span(bytes: &[u8], path: &str, span: Option<&Span>) -> Result<Vec<En
     let index_range = footer.index_offset as usize..(footer.index_offset + footer.index_len as u64) as usize;
     let index = decode_index(&bytes[index_range], &footer, path)?;
     let mut out = Vec::new();
+    // A key's versions may straddle two blocks: they must stay newest first across them too.
+    let mut last: Option<(Bytes, Timestamp)> = None;
     for (i, h) in index.iter().enumerate() {
         if span.is_some_and(|s| !h.overlaps(s)) {
             continue;
         }
         let r = h.range();
+        let mut in_order = true;
         decode_block(&bytes[r.start as usize..r.end as usize], h, i, path, |e| {
+            if let Some((k, t)) = last.take() {
+                in_order &= (&k[..], std::cmp::Reverse(t)) < (&e.key[..], std::cmp::Reverse(e.ts));
+            }
+            last = Some((e.key.clone(), e.ts));
             if span.is_none_or(|s| s.contains(&e.key)) {
                 out.push(e)
             }
         })?;
+        if !in_order {
+            return Err(Error::corrupt(path, format!("block {i} starts before the previous one ends")));
+        }
     }
     Ok(out)
 }
