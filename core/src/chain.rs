@@ -219,6 +219,12 @@ pub async fn add_keys(
             info.keys.push(keyring.wrap_kms(provider.as_ref(), uri, &key).await?);
         }
     }
+    if let Err(why) = info.check_bounds() {
+        return Err(Error::invalid(
+            "ALTER BACKUP",
+            format!("{shown}/{ENCRYPTION_INFO_NAME} would be refused: it {why}"),
+        ));
+    }
     if info.keys.len() != before {
         root.put(ENCRYPTION_INFO_NAME, Bytes::from(info.encode())).await?;
     }

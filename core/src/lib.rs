@@ -44,6 +44,8 @@ mod envelope;
 mod error;
 mod exec;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 mod kv;
 mod layout;

@@ -248,3 +248,16 @@ fn the_committed_encrypted_backup_keeps_its_plaintext_files_readable() {
         assert_eq!((stored.len() as u64, sha256(stored)), (data.size, data.sha256));
     }
 }
+
+/// A manifest naming a data file outside its backup (`..`, an absolute path, an empty segment)
+/// is refused when decoded, whatever storage would resolve the name (issue 13: hostile input).
+#[test]
+fn manifests_naming_files_outside_their_backup_are_refused() {
+    let data: &[u8] = include_bytes!("fixtures/datafile-v1.sst");
+    for path in ["../LATEST", "data/../../x.sst", "/etc/passwd", "data//x.sst", "./data/x.sst", "data\\..\\x", ""] {
+        let mut m = v3_manifest(data);
+        m.files[0].path = path.into();
+        let err = Manifest::decode(&m.encode(), "b/BACKUP_MANIFEST").unwrap_err().to_string();
+        assert!(err.contains("not a relative path inside the backup"), "{path:?}: {err}");
+    }
+}

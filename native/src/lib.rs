@@ -11,6 +11,11 @@ pub mod workload;
 
 pub use cpu::TokioCpuPool;
 pub use embedded::{EmbeddedStore, EmbeddedStoreOptions, StoreStats};
+/// Fuzzing entry points (see `fuzz/`); not part of the stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::embedded::fuzzing::store_layout;
+}
 pub use kms::{generate_key_file, os_entropy, FileKmsOpener, FILE_KMS_SCHEME};
 pub use secrets::HostSecrets;
 pub use storage::{NativeOpener, ObjectStorage, WebDavStorage};

@@ -16,10 +16,20 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::kdf::{KdfParams, SALT_LEN};
+use crate::crypto::kdf::{KdfParams, MAX_COST, SALT_LEN};
 use crate::crypto::{DataKey, Entropy};
 use crate::envelope::ENCRYPTION_INFO;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The most wrapped copies of the data key an `ENCRYPTION-INFO` holds (passphrases and KMS keys).
+pub const MAX_KEYS: usize = 16;
+/// The most passphrase copies it holds: each may cost one KDF run when the backup is opened.
+pub const MAX_PASSPHRASES: usize = 8;
+/// The most KDF work all its passphrase copies together may ask for, in KiB-passes: four
+/// maximum-cost derivations ([`MAX_COST`]). Opening a backup with a wrong passphrase runs every
+/// one of them, so this bounds the time a hostile `ENCRYPTION-INFO` can make a restore or
+/// `verify` spend (about ten seconds) where it would otherwise be unbounded.
+pub const MAX_TOTAL_COST: u64 = 4 * MAX_COST;
 
 /// Its magic.
 pub const MAGIC: &[u8; 8] = ENCRYPTION_INFO.magic();
@@ -72,12 +82,43 @@ impl EncryptionInfo {
     /// Decodes the file read from `shown`.
     pub fn decode(bytes: &[u8], shown: &str) -> Result<EncryptionInfo> {
         let info: EncryptionInfo = ENCRYPTION_INFO.decode(bytes, shown)?;
+        info.check_bounds().map_err(|why| Error::corrupt(shown, why))?;
         for k in &info.keys {
             if let WrappedKey::Passphrase { kdf, .. } = k {
                 kdf.check(shown)?;
             }
         }
         Ok(info)
+    }
+
+    /// Whether opening it costs bounded work: at most [`MAX_KEYS`] copies, [`MAX_PASSPHRASES`]
+    /// of them passphrases, whose KDF costs add up to at most [`MAX_TOTAL_COST`]. Checked
+    /// before any KDF runs; the message says which bound is crossed.
+    pub fn check_bounds(&self) -> std::result::Result<(), String> {
+        let kdfs: Vec<&KdfParams> = self
+            .keys
+            .iter()
+            .filter_map(|k| match k {
+                WrappedKey::Passphrase { kdf, .. } => Some(kdf),
+                WrappedKey::Kms { .. } => None,
+            })
+            .collect();
+        if self.keys.len() > MAX_KEYS || kdfs.len() > MAX_PASSPHRASES {
+            return Err(format!(
+                "holds {} wrapped keys ({} passphrases): more than the {MAX_KEYS} ({MAX_PASSPHRASES} passphrases) \
+                 strata writes or opens",
+                self.keys.len(),
+                kdfs.len()
+            ));
+        }
+        let total = kdfs.iter().map(|k| k.cost()).fold(0u64, u64::saturating_add);
+        if total > MAX_TOTAL_COST {
+            return Err(format!(
+                "its passphrases ask for {total} KiB-passes of argon2id work in all, more than the {MAX_TOTAL_COST} \
+                 strata spends opening a backup"
+            ));
+        }
+        Ok(())
     }
 
     /// Adds a copy of `key` wrapped with `passphrase` (a fresh salt, the given KDF parameters).
@@ -91,6 +132,13 @@ impl EncryptionInfo {
             .encrypt(GenericArray::from_slice(&nonce), Payload { msg: key.expose(), aad: &aad })
             .expect("AES-GCM encrypts 32 bytes");
         self.keys.push(WrappedKey::Passphrase { kdf, salt, nonce, ciphertext });
+        if let Err(why) = self.check_bounds() {
+            self.keys.pop();
+            return Err(Error::invalid(
+                "NEW_PASSPHRASE",
+                format!("the backup's ENCRYPTION-INFO would be refused: it {why}"),
+            ));
+        }
         Ok(())
     }
 
@@ -180,5 +228,34 @@ mod tests {
             let err = EncryptionInfo::decode(&bad, "x/ENCRYPTION-INFO").unwrap_err();
             assert!(err.to_string().starts_with("corrupt x/ENCRYPTION-INFO: "), "{err}");
         }
+    }
+
+    #[test]
+    fn too_many_or_too_costly_passphrases_are_refused_before_any_kdf_runs() {
+        let e = counter_entropy();
+        let key = DataKey::generate(&e).unwrap();
+        let mut info = EncryptionInfo::new(&key);
+        let cheap = KdfParams::argon2id(8, 1, 1).unwrap();
+        for i in 0..MAX_PASSPHRASES {
+            info.add_passphrase(&key, &format!("p{i}"), cheap, &e).unwrap();
+        }
+        let err = info.add_passphrase(&key, "one more", cheap, &e).unwrap_err();
+        assert!(err.to_string().contains("would be refused"), "{err}");
+        assert_eq!(info.keys.len(), MAX_PASSPHRASES);
+        EncryptionInfo::decode(&info.encode(), "x/ENCRYPTION-INFO").unwrap();
+
+        let mut forged = info.clone();
+        forged.keys.push(forged.keys[0].clone());
+        let err = EncryptionInfo::decode(&forged.encode(), "x/ENCRYPTION-INFO").unwrap_err();
+        assert!(err.to_string().starts_with("corrupt x/ENCRYPTION-INFO: holds 9 wrapped keys"), "{err}");
+
+        // Each entry within its own bound, together past the total.
+        let max = KdfParams::argon2id(1 << 20, 4, 1).unwrap();
+        let mut costly = EncryptionInfo::new(&key);
+        costly.keys = vec![WrappedKey::Passphrase { kdf: max, salt: [0; 16], nonce: [0; 12], ciphertext: vec![] }; 5];
+        let err = EncryptionInfo::decode(&costly.encode(), "x/ENCRYPTION-INFO").unwrap_err();
+        assert!(err.to_string().contains("KiB-passes of argon2id work in all"), "{err}");
+        costly.keys.pop();
+        EncryptionInfo::decode(&costly.encode(), "x/ENCRYPTION-INFO").unwrap();
     }
 }

@@ -26,6 +26,12 @@ pub const MAX_ITERATIONS: u32 = 64;
 /// The most lanes a stored parameter set may ask for.
 pub const MAX_PARALLELISM: u32 = 64;
 
+/// The most work one stored parameter set may ask for, in KiB-passes (`memory_kib × iterations`):
+/// 4 GiB-passes, about 21 times the default (64 MiB × 3), a few seconds. Memory and passes are
+/// bounded one by one above; this bounds their product, so no single entry of an
+/// `ENCRYPTION-INFO` can make opening a backup take minutes.
+pub const MAX_COST: u64 = 4 << 20;
+
 /// The KDF algorithm (one so far; the enum keeps the door open in the stored format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -68,7 +74,8 @@ impl KdfParams {
         let ok = (1..=MAX_PARALLELISM).contains(&self.parallelism)
             && (1..=MAX_ITERATIONS).contains(&self.iterations)
             && self.memory_kib >= 8 * self.parallelism
-            && self.memory_kib <= MAX_MEMORY_KIB;
+            && self.memory_kib <= MAX_MEMORY_KIB
+            && self.cost() <= MAX_COST;
         if ok {
             Ok(())
         } else {
@@ -76,11 +83,17 @@ impl KdfParams {
                 source,
                 format!(
                     "argon2id parameters out of range: {} KiB, {} iterations, {} lanes (allowed: 1..={MAX_PARALLELISM} \
-                     lanes, 8 KiB per lane ..= {MAX_MEMORY_KIB} KiB, 1..={MAX_ITERATIONS} iterations)",
+                     lanes, 8 KiB per lane ..= {MAX_MEMORY_KIB} KiB, 1..={MAX_ITERATIONS} iterations, KiB × \
+                     iterations ..= {MAX_COST})",
                     self.memory_kib, self.iterations, self.parallelism
                 ),
             ))
         }
+    }
+
+    /// The work of one derivation, in KiB-passes (`memory_kib × iterations`).
+    pub fn cost(&self) -> u64 {
+        self.memory_kib as u64 * self.iterations as u64
     }
 
     /// Derives the key-encryption key of `passphrase` with `salt`.
@@ -122,6 +135,8 @@ mod tests {
         assert!(KdfParams::argon2id(64, 0, 1).is_err());
         assert!(KdfParams::argon2id(64, MAX_ITERATIONS + 1, 1).is_err());
         assert!(KdfParams::argon2id(64, 1, 9).is_err(), "8 KiB per lane");
+        assert!(KdfParams::argon2id(MAX_MEMORY_KIB, 2, 1).is_err(), "memory × passes is bounded too");
+        KdfParams::argon2id(MAX_MEMORY_KIB, 1, 1).unwrap();
         KdfParams::default().check("default").unwrap();
     }
 }

@@ -49,6 +49,11 @@ use crate::timestamp::Timestamp;
 const JOBS: RecordStore<JobRecord> = RecordStore::new("job", JOB_PREFIX, JOB_NEXT_ID, JOB_ENVELOPE)
     .with_legacy(3, |body| postcard::from_bytes::<LegacyJob>(body).map(LegacyJob::into_record));
 
+/// Decodes a stored job record (any version), as `SHOW JOBS` reads it: for the fuzz targets.
+pub(crate) fn decode_job_record(bytes: &[u8]) -> crate::error::Result<Job> {
+    JOBS.decode(bytes).map(|r| r.job())
+}
+
 /// A job's future, as handed to a [`JobSpawner`]. It is not `Send` (the backup's future is not
 /// provably `Send` to today's compiler): run it on the spawning thread, e.g. with
 /// tokio's `task::spawn_local` inside a `LocalSet`, or `wasm_bindgen_futures::spawn_local`.

@@ -23,6 +23,7 @@ mod show;
 
 use std::sync::Arc;
 
+pub(crate) use jobs::decode_job_record;
 pub use jobs::{Job, JobFuture, JobSpawner, JobStatus};
 pub use schedules::{RunOutcome, ScheduledRun};
 pub use show::show_backup;

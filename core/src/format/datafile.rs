@@ -20,6 +20,7 @@ use std::ops::Range;
 
 use crate::envelope::DATA_FILE;
 use crate::error::{Error, Result};
+use crate::format::lz4::lz4_claimed_len;
 use crate::kv::Entry;
 use crate::span::Span;
 use crate::timestamp::Timestamp;
@@ -33,6 +34,22 @@ pub const FOOTER_LEN: u64 = 36;
 
 const CODEC_NONE: u8 = 0;
 const CODEC_LZ4: u8 = 1;
+
+/// The most bytes an LZ4-compressed block decompresses to. The writer compresses a block only
+/// when its payload is at most this (a bigger one, which only a single huge value makes, is
+/// stored as it is), so a reader refuses an LZ4 block that claims more before allocating
+/// anything: a forged size header cannot make a restore allocate more than this per block.
+pub const MAX_LZ4_BLOCK_LEN: u32 = 64 << 20;
+/// Bytes an entry adds to its block's payload besides its key and value (the key's length, the
+/// timestamp, the kind, the value's length): a file's decoded blocks hold at most
+/// `logical_bytes + ENTRY_OVERHEAD × entries` bytes ([`decode_budget`]).
+pub const ENTRY_OVERHEAD: u64 = 4 + 8 + 4 + 1 + 4;
+
+/// The most payload bytes the blocks of a file with these statistics (as its manifest records
+/// them) decode to: what a reader lets them allocate.
+pub fn decode_budget(logical_bytes: u64, entries: u64) -> u64 {
+    logical_bytes.saturating_add(entries.saturating_mul(ENTRY_OVERHEAD))
+}
 
 /// How data files are written.
 #[derive(Debug, Clone)]
@@ -212,7 +229,7 @@ impl DataFileWriter {
         }
         let offset = self.out.len() as u64;
         let mut codec = CODEC_NONE;
-        if self.options.compress {
+        if self.options.compress && self.block.len() <= MAX_LZ4_BLOCK_LEN as usize {
             // LZ4 with the uncompressed size prepended (`decompress_size_prepended`'s input),
             // compressed straight into the file's buffer; kept only if it saves an eighth.
             let start = self.out.len();
@@ -327,7 +344,7 @@ pub fn decode_footer(bytes: &[u8], file_size: u64, path: &str) -> Result<Footer>
         return Err(Error::corrupt(path, "data file footer has unknown flags"));
     }
     DATA_FILE.check_version(footer.version, path)?;
-    if footer.index_offset + footer.index_len as u64 + FOOTER_LEN != file_size {
+    if footer.index_offset.checked_add(footer.index_len as u64 + FOOTER_LEN) != Some(file_size) {
         return Err(Error::corrupt(path, "footer does not match the file's size (truncated or extended?)"));
     }
     Ok(footer)
@@ -353,6 +370,15 @@ pub fn decode_index(bytes: &[u8], footer: &Footer, path: &str) -> Result<Vec<Blo
         if h.offset != expected_offset || h.len < 5 {
             return Err(Error::corrupt(path, format!("block {} has an invalid position", out.len())));
         }
+        if h.entries == 0 || h.first_key > h.last_key {
+            return Err(Error::corrupt(path, format!("block {} has an invalid key range or no entries", out.len())));
+        }
+        if out.last().is_some_and(|p: &BlockHandle| p.last_key > h.first_key) {
+            return Err(Error::corrupt(
+                path,
+                format!("block {} starts before the previous block ends (keys out of order)", out.len()),
+            ));
+        }
         expected_offset += h.len as u64;
         total += h.entries as u64;
         out.push(h);
@@ -364,13 +390,22 @@ pub fn decode_index(bytes: &[u8], footer: &Footer, path: &str) -> Result<Vec<Blo
 }
 
 /// Decodes one block's entries (verifying its checksum), calling `f` for each.
-pub fn decode_block(
+pub fn decode_block(bytes: &[u8], handle: &BlockHandle, index: usize, path: &str, f: impl FnMut(Entry)) -> Result<()> {
+    decode_block_within(bytes, handle, index, path, u64::MAX, f).map(|_| ())
+}
+
+/// [`decode_block`], letting the block's payload take at most `max_payload` bytes (and an LZ4
+/// block at most [`MAX_LZ4_BLOCK_LEN`]), checked before anything is allocated; returns the
+/// payload's size. The entries must be in order (key ascending, then newest first) and start and
+/// end with the keys the index gives the block.
+pub fn decode_block_within(
     bytes: &[u8],
     handle: &BlockHandle,
     index: usize,
     path: &str,
+    max_payload: u64,
     mut f: impl FnMut(Entry),
-) -> Result<()> {
+) -> Result<u64> {
     if bytes.len() != handle.len as usize || bytes.len() < 5 {
         return Err(Error::corrupt(path, format!("block {index} is truncated")));
     }
@@ -379,18 +414,32 @@ pub fn decode_block(
         return Err(Error::corrupt(path, format!("block {index} checksum mismatch")));
     }
     let (payload, codec) = body.split_at(body.len() - 1);
+    let too_big = |n: u64| {
+        Error::corrupt(
+            path,
+            format!("block {index} decodes to {n} bytes, more than the {max_payload} the file's entries can hold"),
+        )
+    };
     // The entries are slices of one buffer per block: no allocation per entry.
     let payload = match codec[0] {
+        CODEC_NONE if payload.len() as u64 > max_payload => return Err(too_big(payload.len() as u64)),
         CODEC_NONE => Bytes::copy_from_slice(payload),
-        CODEC_LZ4 => Bytes::from(
-            lz4_flex::block::decompress_size_prepended(payload)
-                .map_err(|e| Error::corrupt(path, format!("block {index} does not decompress: {e}")))?,
-        ),
+        CODEC_LZ4 => {
+            let claimed = lz4_claimed_len(payload, index, path)?;
+            if claimed as u64 > max_payload {
+                return Err(too_big(claimed as u64));
+            }
+            Bytes::from(
+                lz4_flex::block::decompress(&payload[4..], claimed as usize)
+                    .map_err(|e| Error::corrupt(path, format!("block {index} does not decompress: {e}")))?,
+            )
+        }
         other => return Err(Error::corrupt(path, format!("block {index} has unknown codec {other}"))),
     };
     let what = format!("block {index}");
     let mut c = Cursor { data: &payload, pos: 0, path, what: &what };
     let mut n = 0u32;
+    let mut last: Option<(Bytes, Timestamp)> = None;
     while !c.done() {
         let len = c.bytes()?.len();
         let key = payload.slice(c.pos - len..c.pos);
@@ -403,13 +452,27 @@ pub fn decode_block(
             1 => None,
             k => return Err(Error::corrupt(path, format!("block {index} has an entry of unknown kind {k}"))),
         };
+        let in_order = match &last {
+            None => key[..] == handle.first_key[..],
+            Some((k, t)) => (&k[..], std::cmp::Reverse(*t)) < (&key[..], std::cmp::Reverse(ts)),
+        };
+        if !in_order || key[..] > handle.last_key[..] {
+            return Err(Error::corrupt(
+                path,
+                format!("block {index}: entry {n} is out of order or outside the keys the index gives the block"),
+            ));
+        }
+        last = Some((key.clone(), ts));
         f(Entry { key, ts, value });
-        n += 1;
+        n = n.saturating_add(1);
     }
     if n != handle.entries {
         return Err(Error::corrupt(path, format!("block {index} holds {n} entries, index says {}", handle.entries)));
     }
-    Ok(())
+    if last.is_some_and(|(k, _)| k[..] != handle.last_key[..]) {
+        return Err(Error::corrupt(path, format!("block {index} does not end with the key the index says")));
+    }
+    Ok(payload.len() as u64)
 }
 
 /// Reads every entry of a whole file held in memory.
@@ -427,16 +490,26 @@ pub fn read_span(bytes: &[u8], path: &str, span: Option<&Span>) -> Result<Vec<En
     let index_range = footer.index_offset as usize..(footer.index_offset + footer.index_len as u64) as usize;
     let index = decode_index(&bytes[index_range], &footer, path)?;
     let mut out = Vec::new();
+    // A key's versions may straddle two blocks: they must stay newest first across them too.
+    let mut last: Option<(Bytes, Timestamp)> = None;
     for (i, h) in index.iter().enumerate() {
         if span.is_some_and(|s| !h.overlaps(s)) {
             continue;
         }
         let r = h.range();
+        let mut in_order = true;
         decode_block(&bytes[r.start as usize..r.end as usize], h, i, path, |e| {
+            if let Some((k, t)) = last.take() {
+                in_order &= (&k[..], std::cmp::Reverse(t)) < (&e.key[..], std::cmp::Reverse(e.ts));
+            }
+            last = Some((e.key.clone(), e.ts));
             if span.is_none_or(|s| s.contains(&e.key)) {
                 out.push(e)
             }
         })?;
+        if !in_order {
+            return Err(Error::corrupt(path, format!("block {i} starts before the previous one ends")));
+        }
     }
     Ok(out)
 }
@@ -521,6 +594,42 @@ mod tests {
         let mut longer = bytes.clone();
         longer.extend_from_slice(&[0; 10]);
         assert!(matches!(read_all(&longer, "f"), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn forged_sizes_and_offsets_are_corrupt_before_anything_is_allocated() {
+        let es: Vec<Entry> = (0..200u32)
+            .map(|i| Entry::new(i.to_be_bytes().to_vec(), Timestamp::new(9, 0), Some(vec![7; 100])))
+            .collect();
+        let (bytes, _) = write(&es, DataFileOptions::default().with_block_size(4096));
+        let size = bytes.len();
+        let footer = decode_footer(&bytes[size - 36..], size as u64, "f").unwrap();
+        let index = decode_index(&bytes[footer.index_offset as usize..size - 36], &footer, "f").unwrap();
+        let block = index[0].range();
+        let (start, end) = (block.start as usize, block.end as usize);
+        assert_eq!(bytes[end - 5], CODEC_LZ4);
+        let real = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap());
+        for (claimed, says) in [
+            (u32::MAX, "more than a block holds"),
+            (MAX_LZ4_BLOCK_LEN, "but its LZ4 sequences hold"),
+            (real + 1, "but its LZ4 sequences hold"),
+            (real - 1, "but its LZ4 sequences hold"),
+        ] {
+            let mut forged = bytes.clone();
+            forged[start..start + 4].copy_from_slice(&claimed.to_le_bytes());
+            let crc = crc32fast::hash(&forged[start..end - 4]);
+            forged[end - 4..end].copy_from_slice(&crc.to_le_bytes());
+            let err = read_all(&forged, "data/x.sst").unwrap_err().to_string();
+            assert!(err.starts_with("corrupt data/x.sst: block 0 claims") && err.contains(says), "{claimed}: {err}");
+        }
+        // A budget below the block's payload refuses it before decompressing.
+        let err = decode_block_within(&bytes[start..end], &index[0], 0, "f", real as u64 - 1, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("more than the"), "{err}");
+        assert_eq!(decode_block_within(&bytes[start..end], &index[0], 0, "f", real as u64, |_| {}), Ok(real as u64));
+        // An index offset that overflows with the index's length.
+        let mut forged = bytes.clone();
+        forged[size - 36..size - 28].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(read_all(&forged, "f"), Err(Error::Corrupt { .. })));
     }
 
     proptest! {

@@ -5,14 +5,16 @@
 //! BACKUP_MANIFEST-CHECKSUM = hex SHA-256 of BACKUP_MANIFEST, then "\n"
 //! ```
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, DescId, Descriptor};
+use crate::catalog::{Catalog, DescId, Descriptor, FIRST_USER_ID};
 pub use crate::envelope::sha256;
 use crate::envelope::MANIFEST;
 use crate::error::{Error, Result};
 use crate::kv::MvccFilter;
-use crate::span::Span;
+use crate::span::{Span, SpanSet};
 use crate::timestamp::Timestamp;
 
 /// The manifest's magic.
@@ -222,14 +224,86 @@ impl Manifest {
     pub fn decode(bytes: &[u8], path: &str) -> Result<Manifest> {
         let (version, body) = MANIFEST.open(bytes, path)?;
         let undecodable = |e: postcard::Error| MANIFEST.undecodable(path, e);
-        match version {
+        let manifest: Manifest = match version {
             1 => postcard::from_bytes::<ManifestV1>(body).map(Manifest::from).map_err(undecodable),
             2 => postcard::from_bytes::<ManifestV2>(body).map(Manifest::from).map_err(undecodable),
             MANIFEST_VERSION => postcard::from_bytes(body).map_err(undecodable),
             // `open` refuses versions past the current one; an older one without an arm here
             // is a build that forgot its frozen struct.
             v => Err(MANIFEST.undecodable(path, format!("no reader for version {v}"))),
+        }?;
+        manifest.check(path)?;
+        Ok(manifest)
+    }
+
+    /// Checks what a checksum cannot: that the manifest is one a backup could have written.
+    /// Descriptor ids are user ids (not 0, not reserved, not `u32::MAX`) and unique; database
+    /// names are unique, and table names within their database; each file is named once, lies
+    /// inside the backup's spans, has no more rows than entries and a relative path without `.`,
+    /// `..` or empty segments; the time window is ordered.
+    /// [`Manifest::decode`] runs it, so nothing is ingested from a manifest that fails it.
+    pub fn check(&self, path: &str) -> Result<()> {
+        let bad = |what: String| Err(Error::corrupt(path, what));
+        let valid_id = |id: DescId| (FIRST_USER_ID..u32::MAX).contains(&id);
+        if self.start_time > self.end_time || self.revision_start_time > self.end_time {
+            return bad(format!(
+                "its time window is out of order (from {} to {}, revisions from {})",
+                self.start_time, self.end_time, self.revision_start_time
+            ));
         }
+        let scope_ids = match &self.scope {
+            BackupScope::Cluster => &[][..],
+            BackupScope::Databases(ids) | BackupScope::Tables(ids) => &ids[..],
+        };
+        if let Some(id) = scope_ids.iter().find(|id| !valid_id(**id)) {
+            return bad(format!("its scope names descriptor id {id}, which is not a valid user id"));
+        }
+        let mut ids = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        for d in &self.descriptors {
+            let (id, parent) = match d {
+                Descriptor::Database(db) => (db.id, None),
+                Descriptor::Table(t) => (t.id, Some(t.parent_id)),
+            };
+            if !valid_id(id) || parent.is_some_and(|p| !valid_id(p)) {
+                return bad(format!("descriptor {:?} has id {id} (parent {parent:?}): not a valid user id", d.name()));
+            }
+            if !ids.insert(id) {
+                return bad(format!("two descriptors have id {id}"));
+            }
+            if !names.insert((parent, d.name())) {
+                let kind = if parent.is_some() { "tables" } else { "databases" };
+                return bad(format!("two {kind} are named {:?} in the same scope", d.name()));
+            }
+        }
+        for r in &self.descriptor_changes {
+            if !valid_id(r.id) || r.descriptor.as_ref().is_some_and(|d| d.id() != r.id) {
+                return bad(format!("a descriptor change at {} names an invalid id {}", r.ts, r.id));
+            }
+        }
+        let spans = SpanSet::from_spans(self.spans.iter().cloned());
+        let mut paths = BTreeSet::new();
+        for f in &self.files {
+            // A file name read from a backup never leaves the backup's directory, whatever
+            // storage (a JS plugin included) resolves it.
+            let escapes = f.path.is_empty()
+                || f.path.starts_with('/')
+                || f.path.chars().any(|c| c == '\\' || c.is_control())
+                || f.path.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+            if escapes {
+                return bad(format!("names the data file {:?}, which is not a relative path inside the backup", f.path));
+            }
+            if !paths.insert(f.path.as_str()) {
+                return bad(format!("names the data file {} twice", f.path));
+            }
+            if f.span.is_empty() || !spans.covers(&SpanSet::from_spans([f.span.clone()])) {
+                return bad(format!("data file {} covers keys outside the backup's spans", f.path));
+            }
+            if f.rows > f.entries {
+                return bad(format!("data file {} has {} rows but only {} entries", f.path, f.rows, f.entries));
+            }
+        }
+        Ok(())
     }
 }
 

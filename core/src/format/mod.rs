@@ -3,4 +3,5 @@
 
 pub mod datafile;
 pub mod files_list;
+mod lz4;
 pub mod manifest;

@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::{FileCodec, FileReader};
 use crate::error::{Error, Result};
-use crate::format::datafile::{decode_block, decode_footer, decode_index, BlockHandle, FOOTER_LEN};
+use crate::format::datafile::{
+    decode_block_within, decode_budget, decode_footer, decode_index, BlockHandle, FOOTER_LEN,
+};
 use crate::format::manifest::FileInfo;
 use crate::kv::Entry;
 use crate::progress::RestoreCounter;
@@ -21,6 +23,7 @@ use crate::span::Span;
 use crate::stage;
 use crate::storage::ExternalStorage;
 use crate::storage::ExternalStorageExt;
+use crate::timestamp::Timestamp;
 
 /// What [`FileReader::read_range`] returns, boxed to be kept while the cursor decodes.
 #[cfg(not(target_arch = "wasm32"))]
@@ -62,6 +65,11 @@ pub(crate) struct FileCursor<'s> {
     /// For a whole plain file: the hash of the bytes fetched so far, the index and footer (the
     /// file's last bytes, fetched first) and the SHA-256 the manifest names.
     check: Option<(Sha256, Bytes, [u8; 32])>,
+    /// The payload bytes its blocks may still decode to ([`decode_budget`] of the manifest's
+    /// counts): a forged block cannot make the restore allocate past what the file holds.
+    budget: u64,
+    /// The last entry decoded, to check the order across blocks.
+    last: Option<(Bytes, Timestamp)>,
 }
 
 impl<'s> FileCursor<'s> {
@@ -94,7 +102,18 @@ impl<'s> FileCursor<'s> {
         let footer = decode_footer(&footer_bytes, size, &path)?;
         let index_bytes = reader.read_range(footer.index_offset..footer.index_offset + footer.index_len as u64).await?;
         counter.fetched(footer_bytes.len() + index_bytes.len())?;
+        if footer.entries != file.entries {
+            return Err(Error::corrupt(
+                &path,
+                format!("the footer counts {} entries, the manifest says {}", footer.entries, file.entries),
+            ));
+        }
         let index = decode_index(&index_bytes, &footer, &path)?;
+        if let (Some(first), Some(last)) = (index.first(), index.last()) {
+            if first.first_key < file.span.start || last.last_key >= file.span.end {
+                return Err(Error::corrupt(&path, "holds keys outside the span the manifest gives it"));
+            }
+        }
         let whole = span.start <= file.span.start && file.span.end <= span.end;
         let check = if whole && !codec.is_encrypted() {
             // Every block, in file order, and then the index and the footer: the whole file, if
@@ -137,6 +156,8 @@ impl<'s> FileCursor<'s> {
             blocks: VecDeque::new(),
             current: VecDeque::new(),
             check,
+            budget: decode_budget(file.logical_bytes, file.entries),
+            last: None,
         };
         cursor.fetch_next_run().await;
         Ok(cursor)
@@ -170,7 +191,19 @@ impl<'s> FileCursor<'s> {
             }
             if let Some((i, handle, data)) = self.blocks.pop_front() {
                 let current = &mut self.current;
-                decode_block(&data, &handle, i, &self.path, |e| current.push_back(e))?;
+                let used = decode_block_within(&data, &handle, i, &self.path, self.budget, |e| current.push_back(e))?;
+                self.budget -= used;
+                // Blocks are in key order (the index says so, and each block's entries match
+                // its keys); a key whose versions straddle two blocks must stay newest first.
+                if let (Some((key, ts)), Some(first)) = (&self.last, self.current.front()) {
+                    if (&key[..], std::cmp::Reverse(*ts)) >= (&first.key[..], std::cmp::Reverse(first.ts)) {
+                        return Err(Error::corrupt(
+                            &self.path,
+                            format!("block {i} starts before the previous one ends"),
+                        ));
+                    }
+                }
+                self.last = self.current.back().map(|e| (e.key.clone(), e.ts));
                 continue;
             }
             let Some((run, mut fetch)) = self.fetch.take() else { return Ok(None) };

@@ -36,6 +36,8 @@
 
 mod changes;
 mod clock;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gc;
 mod ingest;
 mod layout;

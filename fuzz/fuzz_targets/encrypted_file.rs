@@ -1,0 +1,4 @@
+//! Fuzzes `strata_core::fuzzing::encrypted_file` (see its docs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| strata_core::fuzzing::encrypted_file(data));
