@@ -1,3 +1,7 @@
 //! strata-etcd: strata on a real etcd cluster — a `KvSource`/`KvSink`/`KvStore` over etcd's MVCC
 //! revisions, and a work queue in etcd through which several worker processes share one backup.
 #![warn(missing_docs)]
+
+mod queue;
+
+pub use queue::{Claim, ClaimInfo, ClaimOutcome, Connection, DoneRecord, EtcdQueue, Lease, DEFAULT_QUEUE_ROOT};
