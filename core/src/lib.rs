@@ -62,6 +62,7 @@ mod stage;
 mod storage;
 mod timestamp;
 pub mod verify;
+mod workqueue;
 
 pub use backup::plan::{
     describe_scope, expand_table_name, plan_backup, plan_full_backup, read_descriptor_history, resolve_targets,
@@ -111,3 +112,4 @@ pub use storage::{
 };
 pub use timestamp::{Civil, Timestamp};
 pub use verify::{FileProblem, VerifyReport};
+pub use workqueue::{Claim, Completion, Created, JobInfo, Lease, MemQueue, UnitState, WorkQueue};
