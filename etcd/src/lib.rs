@@ -4,4 +4,4 @@
 
 mod queue;
 
-pub use queue::{Claim, ClaimInfo, ClaimOutcome, Connection, DoneRecord, EtcdQueue, Lease, DEFAULT_QUEUE_ROOT};
+pub use queue::{ClaimEvent, Connection, EtcdQueue, DEFAULT_QUEUE_ROOT};

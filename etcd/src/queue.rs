@@ -24,14 +24,16 @@
 //! idempotent: a claim or done txn whose answer was lost is recognised as ours when retried.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+    TxnOpResponse, TxnResponse, WatchOptions,
 };
-use strata_core::{Error, Result, Status};
+use strata_core::{Claim, Completion, Created, Error, JobInfo, Lease, Result, Status, UnitState, WorkQueue};
 
 /// How long one call may take before the member is taken for unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,7 +56,8 @@ fn is_unavailable(e: &etcd_client::Error) -> bool {
                 || s.message().contains("leader")
         }
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-        etcd_client::Error::LeaseKeepAliveError(_) | etcd_client::Error::WatchError(_) => true,
+        etcd_client::Error::LeaseKeepAliveError(m) => !m.contains("not found"),
+        etcd_client::Error::WatchError(_) => true,
         _ => false,
     }
 }
@@ -169,86 +172,20 @@ async fn backoff(attempt: usize, members: usize) {
     }
 }
 
-/// A worker's lease, kept alive in the background until dropped or revoked. Its expiry is the
-/// server's: a worker frozen longer than the TTL loses it, and with it every claim.
-#[derive(Debug)]
-pub struct Lease {
-    id: i64,
-    ttl: i64,
-    lost: Arc<AtomicBool>,
-    keeper: tokio::task::JoinHandle<()>,
-}
-
-impl Lease {
-    /// The lease id.
-    pub fn id(&self) -> i64 {
-        self.id
-    }
-    /// Its time to live, in seconds.
-    pub fn ttl(&self) -> i64 {
-        self.ttl
-    }
-    /// Whether the server let it expire (or it could not be renewed): claims made under it are
-    /// gone.
-    pub fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.keeper.abort();
-    }
-}
-
-/// A claim of one unit: the unit, and the fencing token that completes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Claim {
-    /// The unit claimed.
-    pub unit: u32,
-    /// The claim key's create revision: names the claimant's files, and only it completes the unit.
-    pub token: i64,
-}
-
-/// A unit's done record, as read back.
+/// A claim's state, as [`EtcdQueue::watch_claims`] sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DoneRecord {
-    /// The unit.
-    pub unit: u32,
-    /// The token of the claim that completed it.
-    pub token: i64,
-    /// What its worker recorded.
-    pub payload: Vec<u8>,
-}
-
-/// What [`EtcdQueue::claim`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClaimOutcome {
-    /// A unit, claimed.
-    Claimed(Claim),
-    /// Every unit is claimed by someone (or done); nothing changed up to this revision.
-    Busy {
-        /// The revision the queue was read at: wait for changes after it.
-        revision: i64,
-    },
-    /// Every unit is done.
-    AllDone,
-}
-
-/// A claim's state, as [`EtcdQueue::claims`] lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimInfo {
+pub struct ClaimEvent {
     /// The unit claimed.
     pub unit: u32,
     /// The claim's fencing token.
-    pub token: i64,
+    pub token: u64,
     /// The claiming worker's name.
     pub worker: String,
     /// The lease it lives under.
-    pub lease: i64,
+    pub lease: u64,
 }
 
-/// Queues of work units in etcd; see the module documentation for the key layout.
+/// The work queue in etcd ([`WorkQueue`]); see the module documentation for its keys.
 #[derive(Debug, Clone)]
 pub struct EtcdQueue {
     conn: Arc<Connection>,
@@ -260,11 +197,51 @@ fn unit_key(unit: u32) -> String {
 }
 
 fn parse_unit(s: &[u8]) -> Option<u32> {
-    std::str::from_utf8(s).ok()?.parse().ok()
+    let s = std::str::from_utf8(s).ok()?;
+    (s.len() == 8).then(|| s.parse().ok()).flatten()
+}
+
+fn first_get(r: &TxnResponse) -> Option<KeyValue> {
+    r.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+        _ => None,
+    })
+}
+
+/// A done record's value: the completing token (8 bytes, big-endian), then the record.
+fn done_value(token: u64, record: &[u8]) -> Vec<u8> {
+    let mut v = token.to_be_bytes().to_vec();
+    v.extend_from_slice(record);
+    v
+}
+
+fn split_done(key: &[u8], v: &[u8]) -> Result<(u64, Bytes)> {
+    if v.len() < 8 {
+        let path = String::from_utf8_lossy(key).into_owned();
+        return Err(Error::Corrupt { path, message: "a done record is shorter than its token".into() });
+    }
+    Ok((u64::from_be_bytes(v[..8].try_into().expect("8 bytes")), Bytes::copy_from_slice(&v[8..])))
+}
+
+fn meta_value(units: u32, payload: &[u8]) -> Vec<u8> {
+    let mut v = units.to_be_bytes().to_vec();
+    v.extend_from_slice(payload);
+    v
+}
+
+fn split_meta(key: &str, v: &[u8]) -> Result<(u32, Bytes)> {
+    if v.len() < 4 {
+        return Err(Error::Corrupt {
+            path: key.into(),
+            message: "a job's meta record is shorter than its unit count".into(),
+        });
+    }
+    Ok((u32::from_be_bytes(v[..4].try_into().expect("4 bytes")), Bytes::copy_from_slice(&v[4..])))
 }
 
 impl EtcdQueue {
-    /// The queues under `root` (e.g. [`DEFAULT_QUEUE_ROOT`]) of the cluster `conn` reaches.
+    /// The queue whose keys start with `root` (e.g. [`DEFAULT_QUEUE_ROOT`]) in the cluster `conn`
+    /// reaches.
     pub fn new(conn: Arc<Connection>, root: impl Into<String>) -> EtcdQueue {
         EtcdQueue { conn, root: root.into() }
     }
@@ -274,326 +251,72 @@ impl EtcdQueue {
         &self.conn
     }
 
-    fn key(&self, queue: &str, rest: &str) -> String {
-        format!("{}{queue}/{rest}", self.root)
+    fn key(&self, job: &str, rest: &str) -> String {
+        format!("{}{job}/{rest}", self.root)
     }
 
-    /// The key prefix of `queue` (every key of it starts with it).
-    pub fn queue_prefix(&self, queue: &str) -> String {
-        self.key(queue, "")
+    fn claim_key(&self, job: &str, unit: u32) -> String {
+        self.key(job, &format!("claim/{}", unit_key(unit)))
     }
 
-    /// The key prefix of every queue's claims of `queue`.
-    pub fn claim_prefix(&self, queue: &str) -> String {
-        self.key(queue, "claim/")
+    fn done_key(&self, job: &str, unit: u32) -> String {
+        self.key(job, &format!("done/{}", unit_key(unit)))
     }
 
-    /// The key prefix of `queue`'s done records.
-    pub fn done_prefix(&self, queue: &str) -> String {
-        self.key(queue, "done/")
+    /// The key prefix of `job` (every key of it starts with it).
+    pub fn job_prefix(&self, job: &str) -> String {
+        self.key(job, "")
     }
 
-    /// Creates `queue` with `units` units and `payload` (what the workers run), unless it exists:
-    /// returns whether this call created it.
-    pub async fn create(&self, queue: &str, units: u32, payload: &[u8]) -> Result<bool> {
-        let key = self.key(queue, "meta");
-        let mut value = units.to_be_bytes().to_vec();
-        value.extend_from_slice(payload);
+    fn check_job_id(job: &str) -> Result<()> {
+        if job.is_empty() || job.contains('/') {
+            return Err(Error::InvalidArgument {
+                what: "work queue job id".into(),
+                message: format!("{job:?} must be non-empty and hold no '/'"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn get(&self, what: &str, key: String, options: Option<GetOptions>) -> Result<etcd_client::GetResponse> {
         self.conn
-            .call("create queue", |mut c| {
-                let (key, value) = (key.clone(), value.clone());
-                async move {
-                    let txn = Txn::new()
-                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                        .and_then([TxnOp::put(key.clone(), value.clone(), None)])
-                        .or_else([TxnOp::get(key, None)]);
-                    let r = c.txn(txn).await?;
-                    // A retried create whose first answer was lost finds its own value.
-                    Ok(r.succeeded() || first_get(&r).is_some_and(|kv| kv.value() == value.as_slice()))
-                }
+            .call(what, |mut c| {
+                let (key, options) = (key.clone(), options.clone());
+                async move { c.get(key, options).await }
             })
             .await
     }
 
-    /// The unit count and payload of `queue`, if it exists.
-    pub async fn meta(&self, queue: &str) -> Result<Option<(u32, Vec<u8>)>> {
-        let key = self.key(queue, "meta");
-        let r = self
-            .conn
-            .call("read queue", |mut c| {
-                let key = key.clone();
-                async move { c.get(key, None).await }
+    async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
+        self.conn
+            .call(what, |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
             })
-            .await?;
-        let Some(kv) = r.kvs().first() else { return Ok(None) };
-        let v = kv.value();
-        if v.len() < 4 {
-            return Err(Error::Corrupt { path: key, message: "the queue's meta record is too short".into() });
-        }
-        Ok(Some((u32::from_be_bytes(v[..4].try_into().expect("4 bytes")), v[4..].to_vec())))
+            .await
     }
 
-    /// The names of every queue, with whether it is final, sorted.
-    pub async fn queues(&self) -> Result<Vec<(String, bool)>> {
-        let root = self.root.clone();
-        let r = self
-            .conn
-            .call("list queues", |mut c| {
-                let root = root.clone();
-                async move { c.get(root, Some(GetOptions::new().with_prefix().with_keys_only())).await }
-            })
-            .await?;
-        let mut out: Vec<(String, bool)> = Vec::new();
-        for kv in r.kvs() {
-            let Some(rest) = kv.key().strip_prefix(self.root.as_bytes()) else { continue };
-            let rest = String::from_utf8_lossy(rest);
-            let Some((name, tail)) = rest.split_once('/') else { continue };
-            if tail == "meta" {
-                out.push((name.to_string(), false));
-            }
-        }
-        for kv in r.kvs() {
-            let rest = String::from_utf8_lossy(&kv.key()[self.root.len().min(kv.key().len())..]).to_string();
-            if let Some((name, "final")) = rest.split_once('/') {
-                if let Some(q) = out.iter_mut().find(|q| q.0 == name) {
-                    q.1 = true;
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// Grants a lease of `ttl` seconds and keeps it alive in the background (renewed three times
-    /// a TTL) until the [`Lease`] is dropped. Needs a tokio runtime.
-    pub async fn grant_lease(&self, ttl: i64) -> Result<Lease> {
-        let r = self.conn.call("grant lease", |mut c| async move { c.lease_grant(ttl, None).await }).await?;
-        let id = r.id();
-        let lost = Arc::new(AtomicBool::new(false));
-        let keeper = tokio::spawn(keep_alive(self.conn.clone(), id, ttl, lost.clone()));
-        Ok(Lease { id, ttl, lost, keeper })
-    }
-
-    /// Revokes `lease`: every claim under it is released at once.
-    pub async fn revoke(&self, lease: Lease) -> Result<()> {
-        let id = lease.id;
-        drop(lease);
-        self.conn.call("revoke lease", |mut c| async move { c.lease_revoke(id).await }).await.map(|_| ())
-    }
-
-    /// Claims a unit of `queue` that is neither claimed nor done, under `lease`, for `worker`
-    /// (a name shown to people). Starts looking at unit `start % units` so that workers spread.
-    pub async fn claim(&self, queue: &str, lease: &Lease, worker: &str, start: u32) -> Result<ClaimOutcome> {
-        let Some((units, _)) = self.meta(queue).await? else {
-            return Err(Error::NotFound { what: "work queue".into(), name: queue.into() });
-        };
-        if units == 0 {
-            return Ok(ClaimOutcome::AllDone);
-        }
-        loop {
-            let (taken, revision) = self.taken(queue).await?;
-            if taken.iter().filter(|t| t.1).count() as u32 >= units {
-                return Ok(ClaimOutcome::AllDone);
-            }
-            let free = (0..units).map(|i| (start % units + i) % units).find(|u| !taken.iter().any(|t| t.0 == *u));
-            let Some(unit) = free else { return Ok(ClaimOutcome::Busy { revision }) };
-            if let Some(token) = self.try_claim(queue, unit, lease.id, worker).await? {
-                return Ok(ClaimOutcome::Claimed(Claim { unit, token }));
-            }
-        }
-    }
-
-    /// The units claimed or done (`true` for done), and the revision they were read at.
-    async fn taken(&self, queue: &str) -> Result<(Vec<(u32, bool)>, i64)> {
-        let prefix = self.queue_prefix(queue);
-        let r = self
-            .conn
-            .call("read claims", |mut c| {
-                let prefix = prefix.clone();
-                async move { c.get(prefix, Some(GetOptions::new().with_prefix().with_keys_only())).await }
-            })
-            .await?;
+    /// Every key of `job` (claims, done records, meta, final) at one revision, and that revision.
+    async fn read_job(&self, job: &str) -> Result<(Vec<KeyValue>, i64)> {
+        let mut r = self.get("read job", self.job_prefix(job), Some(GetOptions::new().with_prefix())).await?;
         let revision = r.header().map_or(0, |h| h.revision());
-        let mut taken = Vec::new();
-        for kv in r.kvs() {
-            let rest = &kv.key()[prefix.len()..];
-            if let Some(u) = rest.strip_prefix(b"claim/").and_then(parse_unit) {
-                taken.push((u, false));
-            } else if let Some(u) = rest.strip_prefix(b"done/").and_then(parse_unit) {
-                taken.retain(|t: &(u32, bool)| t.0 != u);
-                taken.push((u, true));
-            }
-        }
-        // A unit both claimed and done (never at one revision, but be safe) counts as done.
-        let done: Vec<u32> = taken.iter().filter(|t| t.1).map(|t| t.0).collect();
-        taken.retain(|t| t.1 || !done.contains(&t.0));
-        Ok((taken, revision))
-    }
-
-    /// Puts the claim of `unit` if it is neither claimed nor done; its token, or `None`.
-    async fn try_claim(&self, queue: &str, unit: u32, lease: i64, worker: &str) -> Result<Option<i64>> {
-        let claim = self.key(queue, &format!("claim/{}", unit_key(unit)));
-        let done = self.key(queue, &format!("done/{}", unit_key(unit)));
-        self.conn
-            .call("claim unit", |mut c| {
-                let (claim, done, worker) = (claim.clone(), done.clone(), worker.to_string());
-                async move {
-                    let txn = Txn::new()
-                        .when([
-                            Compare::create_revision(claim.clone(), CompareOp::Equal, 0),
-                            Compare::create_revision(done, CompareOp::Equal, 0),
-                        ])
-                        .and_then([TxnOp::put(claim.clone(), worker, Some(PutOptions::new().with_lease(lease)))])
-                        .or_else([TxnOp::get(claim, None)]);
-                    let r = c.txn(txn).await?;
-                    if r.succeeded() {
-                        return Ok(r.header().map(|h| h.revision()));
-                    }
-                    // Ours already, if a first try's answer was lost.
-                    Ok(first_get(&r).filter(|kv| kv.lease() == lease).map(|kv| kv.create_revision()))
-                }
-            })
-            .await
-    }
-
-    /// Completes `claim`'s unit with `payload`, if the claim still holds: the done record is
-    /// put create-only and the claim deleted in one txn that compares the claim's create
-    /// revision with the token. `false`: the claim was lost (the worker was fenced), and
-    /// nothing was written.
-    pub async fn complete(&self, queue: &str, claim: Claim, payload: &[u8]) -> Result<bool> {
-        let claim_key = self.key(queue, &format!("claim/{}", unit_key(claim.unit)));
-        let done = self.key(queue, &format!("done/{}", unit_key(claim.unit)));
-        let mut value = claim.token.to_be_bytes().to_vec();
-        value.extend_from_slice(payload);
-        self.conn
-            .call("complete unit", |mut c| {
-                let (claim_key, done, value) = (claim_key.clone(), done.clone(), value.clone());
-                async move {
-                    let txn = Txn::new()
-                        .when([
-                            Compare::create_revision(claim_key.clone(), CompareOp::Equal, claim.token),
-                            Compare::create_revision(done.clone(), CompareOp::Equal, 0),
-                        ])
-                        .and_then([TxnOp::put(done.clone(), value.clone(), None), TxnOp::delete(claim_key, None)])
-                        .or_else([TxnOp::get(done, None)]);
-                    let r = c.txn(txn).await?;
-                    // A retried completion whose first answer was lost finds its own record.
-                    Ok(r.succeeded() || first_get(&r).is_some_and(|kv| kv.value() == value.as_slice()))
-                }
-            })
-            .await
-    }
-
-    /// Every done record of `queue`, by unit.
-    pub async fn done(&self, queue: &str) -> Result<Vec<DoneRecord>> {
-        let prefix = self.done_prefix(queue);
-        let r = self
-            .conn
-            .call("read done records", |mut c| {
-                let prefix = prefix.clone();
-                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
-            })
-            .await?;
-        let mut out = Vec::new();
-        for kv in r.kvs() {
-            let Some(unit) = parse_unit(&kv.key()[prefix.len()..]) else { continue };
-            let v = kv.value();
-            if v.len() < 8 {
-                return Err(Error::Corrupt {
-                    path: String::from_utf8_lossy(kv.key()).into(),
-                    message: "a done record is too short".into(),
-                });
-            }
-            let token = i64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
-            out.push(DoneRecord { unit, token, payload: v[8..].to_vec() });
-        }
-        Ok(out)
-    }
-
-    /// Every live claim of `queue`.
-    pub async fn claims(&self, queue: &str) -> Result<Vec<ClaimInfo>> {
-        let prefix = self.claim_prefix(queue);
-        let r = self
-            .conn
-            .call("read claims", |mut c| {
-                let prefix = prefix.clone();
-                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
-            })
-            .await?;
-        Ok(r.kvs()
-            .iter()
-            .filter_map(|kv| {
-                Some(ClaimInfo {
-                    unit: parse_unit(&kv.key()[prefix.len()..])?,
-                    token: kv.create_revision(),
-                    worker: String::from_utf8_lossy(kv.value()).into(),
-                    lease: kv.lease(),
-                })
-            })
-            .collect())
-    }
-
-    /// Marks `queue` final (its result committed) with `payload`; returns whether this call did.
-    pub async fn finish(&self, queue: &str, payload: &[u8]) -> Result<bool> {
-        let key = self.key(queue, "final");
-        self.conn
-            .call("finish queue", |mut c| {
-                let (key, payload) = (key.clone(), payload.to_vec());
-                async move {
-                    let txn = Txn::new()
-                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                        .and_then([TxnOp::put(key, payload, None)]);
-                    Ok(c.txn(txn).await?.succeeded())
-                }
-            })
-            .await
-    }
-
-    /// The final record of `queue`, once it is final.
-    pub async fn final_record(&self, queue: &str) -> Result<Option<Vec<u8>>> {
-        let key = self.key(queue, "final");
-        let r = self
-            .conn
-            .call("read queue", |mut c| {
-                let key = key.clone();
-                async move { c.get(key, None).await }
-            })
-            .await?;
-        Ok(r.kvs().first().map(|kv| kv.value().to_vec()))
-    }
-
-    /// Deletes every key of `queue`.
-    pub async fn remove(&self, queue: &str) -> Result<()> {
-        let prefix = self.queue_prefix(queue);
-        self.conn
-            .call("remove queue", |mut c| {
-                let prefix = prefix.clone();
-                async move { c.delete(prefix, Some(etcd_client::DeleteOptions::new().with_prefix())).await }
-            })
-            .await
-            .map(|_| ())
+        Ok((r.take_kvs(), revision))
     }
 
     /// The current revision of the cluster.
     pub async fn revision(&self) -> Result<i64> {
-        let root = self.root.clone();
-        let r = self
-            .conn
-            .call("read revision", |mut c| {
-                let root = root.clone();
-                async move { c.get(root, Some(GetOptions::new().with_count_only())).await }
-            })
-            .await?;
+        let r = self.get("read revision", self.root.clone(), Some(GetOptions::new().with_count_only())).await?;
         Ok(r.header().map_or(0, |h| h.revision()))
     }
 
-    /// Waits until a key under `queue`'s prefix (every queue's, for `None`) changes after
-    /// `revision`, or `timeout` passes; returns whether something changed. Events are read from
-    /// the watch history (`start_revision = revision + 1`), so a change made between the read
-    /// at `revision` and this call is not missed; progress notifications are not relied on.
-    pub async fn wait_change(&self, queue: Option<&str>, revision: i64, timeout: Duration) -> Result<bool> {
-        let prefix = match queue {
-            Some(q) => self.queue_prefix(q),
+    /// Waits until a key of `job` (of every job, for `None`) changes after `revision`, or
+    /// `timeout` passes; answers whether something changed (or may have: a watch that ended
+    /// early answers `true`, and the caller reads again). Events come from the watch history
+    /// (`start_revision = revision + 1`), so a change made between the read at `revision` and
+    /// this call is not missed; progress notifications are not relied on.
+    pub async fn wait_change(&self, job: Option<&str>, revision: i64, timeout: Duration) -> Result<bool> {
+        let prefix = match job {
+            Some(j) => self.job_prefix(j),
             None => self.root.clone(),
         };
         let watch = async {
@@ -609,33 +332,25 @@ impl EtcdQueue {
                 .await?;
             loop {
                 match stream.message().await {
-                    Ok(Some(m)) if !m.events().is_empty() => return Ok(true),
-                    Ok(Some(m)) if m.canceled() => {
-                        // Compacted past `revision`: something changed for sure.
-                        return Ok(m.compact_revision() > 0);
-                    }
+                    Ok(Some(m)) if !m.events().is_empty() || m.canceled() => return Ok(true),
                     Ok(Some(_)) => continue,
-                    // The member went away: the caller reads again (and watches another member).
                     Ok(None) | Err(_) => return Ok(true),
                 }
             }
         };
-        match tokio::time::timeout(timeout, watch).await {
-            Ok(r) => r,
-            Err(_) => Ok(false),
-        }
+        tokio::time::timeout(timeout, watch).await.unwrap_or(Ok(false))
     }
 
-    /// Watches `queue`'s claims from `revision` on and returns the first claims for which
-    /// `seen` returns true; `seen` is given every claim put after `revision`, in order.
-    /// For tests and tools that react to workers' claims.
+    /// Watches `job`'s claims put after `revision`, in order, until `seen` accepts one; returns
+    /// it. A watch cut by a dying member is opened again where it stopped. For tests and tools
+    /// that react to workers' claims.
     pub async fn watch_claims(
         &self,
-        queue: &str,
+        job: &str,
         revision: i64,
-        mut seen: impl FnMut(&ClaimInfo) -> bool,
-    ) -> Result<ClaimInfo> {
-        let prefix = self.claim_prefix(queue);
+        mut seen: impl FnMut(&ClaimEvent) -> bool,
+    ) -> Result<ClaimEvent> {
+        let prefix = self.key(job, "claim/");
         let mut from = revision + 1;
         loop {
             let mut stream = self
@@ -649,6 +364,9 @@ impl EtcdQueue {
                 })
                 .await?;
             while let Ok(Some(m)) = stream.message().await {
+                if m.canceled() {
+                    break;
+                }
                 for e in m.events() {
                     let Some(kv) = e.kv() else { continue };
                     from = kv.mod_revision() + 1;
@@ -656,52 +374,245 @@ impl EtcdQueue {
                         continue;
                     }
                     let Some(unit) = parse_unit(&kv.key()[prefix.len()..]) else { continue };
-                    let info = ClaimInfo {
+                    let event = ClaimEvent {
                         unit,
-                        token: kv.create_revision(),
-                        worker: String::from_utf8_lossy(kv.value()).into(),
-                        lease: kv.lease(),
+                        token: kv.create_revision() as u64,
+                        worker: String::from_utf8_lossy(kv.value()).into_owned(),
+                        lease: kv.lease() as u64,
                     };
-                    if seen(&info) {
-                        return Ok(info);
+                    if seen(&event) {
+                        return Ok(event);
                     }
                 }
             }
-            // The stream ended (a member died): watch again from where it stopped.
         }
     }
 }
 
-fn first_get(r: &etcd_client::TxnResponse) -> Option<etcd_client::KeyValue> {
-    r.op_responses().into_iter().find_map(|op| match op {
-        TxnOpResponse::Get(g) => g.kvs().first().cloned(),
-        _ => None,
-    })
-}
+#[async_trait]
+impl WorkQueue for EtcdQueue {
+    async fn create_job(&self, job: &str, units: u32, payload: Bytes) -> Result<Created> {
+        Self::check_job_id(job)?;
+        let key = self.key(job, "meta");
+        let value = meta_value(units, &payload);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), value.clone(), None)])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let r = self.txn("create job", txn).await?;
+        if r.succeeded() {
+            return Ok(Created::New);
+        }
+        // The same job (or this very creation retried after its answer was lost).
+        match first_get(&r) {
+            Some(kv) if kv.value() == value.as_slice() => Ok(Created::Existing),
+            _ => Err(Error::AlreadyExists {
+                what: "job".into(),
+                name: format!("{job} (with other units or another payload)"),
+            }),
+        }
+    }
 
-/// Renews lease `id` every third of its TTL until the task is aborted; marks it lost when the
-/// server says it expired.
-async fn keep_alive(conn: Arc<Connection>, id: i64, ttl: i64, lost: Arc<AtomicBool>) {
-    let period = Duration::from_millis((ttl.max(1) as u64 * 1000) / 3);
-    loop {
-        tokio::time::sleep(period).await;
-        let r = conn
+    async fn job(&self, job: &str) -> Result<Option<JobInfo>> {
+        let (kvs, _) = self.read_job(job).await?;
+        let meta = self.key(job, "meta");
+        let Some(m) = kvs.iter().find(|kv| kv.key() == meta.as_bytes()) else { return Ok(None) };
+        let (units, payload) = split_meta(&meta, m.value())?;
+        let fin = self.key(job, "final");
+        let outcome = kvs.iter().find(|kv| kv.key() == fin.as_bytes()).map(|kv| Bytes::copy_from_slice(kv.value()));
+        Ok(Some(JobInfo { id: job.to_string(), units, payload, outcome }))
+    }
+
+    async fn jobs(&self) -> Result<Vec<String>> {
+        let r =
+            self.get("list jobs", self.root.clone(), Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+        let mut out: Vec<String> = r
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let rest = std::str::from_utf8(kv.key().strip_prefix(self.root.as_bytes())?).ok()?;
+                rest.strip_suffix("/meta").filter(|j| !j.contains('/')).map(String::from)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn delete_job(&self, job: &str) -> Result<()> {
+        Self::check_job_id(job)?;
+        let prefix = self.job_prefix(job);
+        self.conn
+            .call("delete job", |mut c| {
+                let prefix = prefix.clone();
+                async move { c.delete(prefix, Some(DeleteOptions::new().with_prefix())).await }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn register(&self, worker: &str, ttl_seconds: u64) -> Result<Lease> {
+        let ttl = ttl_seconds.clamp(1, i64::MAX as u64) as i64;
+        let r = self.conn.call("grant lease", |mut c| async move { c.lease_grant(ttl, None).await }).await?;
+        Ok(Lease { worker: worker.to_string(), id: r.id() as u64 })
+    }
+
+    async fn keep_alive(&self, lease: &Lease) -> Result<bool> {
+        let id = lease.id as i64;
+        self.conn
             .call("keep lease alive", |mut c| async move {
-                let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
-                keeper.keep_alive().await?;
-                match stream.message().await? {
-                    Some(m) => Ok(m.ttl()),
-                    None => Err(etcd_client::Error::LeaseKeepAliveError("stream ended".into())),
+                // Opening the keep-alive stream renews the lease once and reads the answer.
+                match c.lease_keep_alive(id).await {
+                    Ok(_) => Ok(true),
+                    // The server no longer has the lease: it expired or was revoked.
+                    Err(etcd_client::Error::LeaseKeepAliveError(m)) if m.contains("not found") => Ok(false),
+                    Err(e) => Err(e),
                 }
             })
-            .await;
-        match r {
-            Ok(ttl) if ttl > 0 => {}
-            // Expired on the server, or no member renews it: its claims are (or will be) gone.
-            _ => {
-                lost.store(true, Ordering::SeqCst);
-                return;
+            .await
+    }
+
+    async fn revoke(&self, lease: &Lease) -> Result<()> {
+        let id = lease.id as i64;
+        match self.conn.call("revoke lease", |mut c| async move { c.lease_revoke(id).await }).await {
+            Ok(_) => Ok(()),
+            // Already ended.
+            Err(Error::Kv { message, .. }) if message.contains("lease not found") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn claim(&self, lease: &Lease, job: &str) -> Result<Option<Claim>> {
+        let fin = self.key(job, "final");
+        let meta = self.key(job, "meta");
+        loop {
+            let (kvs, _) = self.read_job(job).await?;
+            let Some(m) = kvs.iter().find(|kv| kv.key() == meta.as_bytes()) else {
+                return Err(Error::NotFound { what: "job".into(), name: job.into() });
+            };
+            let (units, _) = split_meta(&meta, m.value())?;
+            if units == 0 || kvs.iter().any(|kv| kv.key() == fin.as_bytes()) {
+                return Ok(None);
             }
+            let prefix = self.job_prefix(job);
+            let mut taken = vec![false; units as usize];
+            for kv in &kvs {
+                let rest = &kv.key()[prefix.len()..];
+                let unit = rest.strip_prefix(b"claim/").or_else(|| rest.strip_prefix(b"done/")).and_then(parse_unit);
+                if let Some(u) = unit.filter(|u| *u < units) {
+                    taken[u as usize] = true;
+                }
+            }
+            // Workers start looking at different units, so that they seldom race for one.
+            let start = (lease.id % units as u64) as u32;
+            let Some(unit) = (0..units).map(|i| (start + i) % units).find(|u| !taken[*u as usize]) else {
+                return Ok(None);
+            };
+            let claim = self.claim_key(job, unit);
+            let txn = Txn::new()
+                .when([
+                    Compare::create_revision(claim.clone(), CompareOp::Equal, 0),
+                    Compare::create_revision(self.done_key(job, unit), CompareOp::Equal, 0),
+                    Compare::create_revision(fin.clone(), CompareOp::Equal, 0),
+                    Compare::create_revision(meta.clone(), CompareOp::Equal, m.create_revision()),
+                ])
+                .and_then([TxnOp::put(
+                    claim.clone(),
+                    lease.worker.clone(),
+                    Some(PutOptions::new().with_lease(lease.id as i64)),
+                )])
+                .or_else([TxnOp::get(claim, None)]);
+            let r = match self.txn("claim unit", txn).await {
+                Ok(r) => r,
+                Err(Error::Kv { message, .. }) if message.contains("lease not found") => {
+                    return Err(Error::Precondition(format!(
+                        "worker {}'s lease {} has expired: register again before claiming units of job {job}",
+                        lease.worker, lease.id
+                    )));
+                }
+                Err(e) => return Err(e),
+            };
+            let token = if r.succeeded() {
+                r.header().map(|h| h.revision())
+            } else {
+                // Ours already, if a first try's answer was lost.
+                first_get(&r).filter(|kv| kv.lease() == lease.id as i64).map(|kv| kv.create_revision())
+            };
+            if let Some(token) = token {
+                return Ok(Some(Claim { job: job.to_string(), unit, token: token as u64, lease: lease.clone() }));
+            }
+            // Another worker took the unit first: look again.
+        }
+    }
+
+    async fn complete(&self, claim: &Claim, record: Bytes) -> Result<Completion> {
+        let claim_key = self.claim_key(&claim.job, claim.unit);
+        let done = self.done_key(&claim.job, claim.unit);
+        let value = done_value(claim.token, &record);
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(claim_key.clone(), CompareOp::Equal, claim.token as i64),
+                Compare::lease(claim_key.clone(), CompareOp::Equal, claim.lease.id as i64),
+                Compare::create_revision(done.clone(), CompareOp::Equal, 0),
+            ])
+            .and_then([TxnOp::put(done.clone(), value, None), TxnOp::delete(claim_key, None)])
+            .or_else([TxnOp::get(done.clone(), None)]);
+        let r = self.txn("complete unit", txn).await?;
+        if r.succeeded() {
+            return Ok(Completion::Completed);
+        }
+        // Done by this very claim already (a retried completion), or fenced.
+        match first_get(&r) {
+            Some(kv) if split_done(kv.key(), kv.value())?.0 == claim.token => Ok(Completion::Completed),
+            _ => Ok(Completion::Fenced),
+        }
+    }
+
+    async fn units(&self, job: &str) -> Result<Vec<UnitState>> {
+        let (kvs, _) = self.read_job(job).await?;
+        let meta = self.key(job, "meta");
+        let Some(m) = kvs.iter().find(|kv| kv.key() == meta.as_bytes()) else {
+            return Err(Error::NotFound { what: "job".into(), name: job.into() });
+        };
+        let (units, _) = split_meta(&meta, m.value())?;
+        let mut states = vec![UnitState::Free; units as usize];
+        let prefix = self.job_prefix(job);
+        for kv in &kvs {
+            let rest = &kv.key()[prefix.len()..];
+            if let Some(u) = rest.strip_prefix(b"done/").and_then(parse_unit).filter(|u| *u < units) {
+                let (token, record) = split_done(kv.key(), kv.value())?;
+                states[u as usize] = UnitState::Done { token, record };
+            }
+        }
+        for kv in &kvs {
+            let rest = &kv.key()[prefix.len()..];
+            if let Some(u) = rest.strip_prefix(b"claim/").and_then(parse_unit).filter(|u| *u < units) {
+                if states[u as usize] == UnitState::Free {
+                    let worker = String::from_utf8_lossy(kv.value()).into_owned();
+                    let lease = Lease { worker, id: kv.lease() as u64 };
+                    states[u as usize] = UnitState::Claimed { lease, token: kv.create_revision() as u64 };
+                }
+            }
+        }
+        Ok(states)
+    }
+
+    async fn finish_job(&self, job: &str, outcome: Bytes) -> Result<Bytes> {
+        let key = self.key(job, "final");
+        let meta = self.key(job, "meta");
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(meta.clone(), CompareOp::Greater, 0),
+            ])
+            .and_then([TxnOp::put(key.clone(), outcome.to_vec(), None)])
+            .or_else([TxnOp::get(key, None), TxnOp::get(meta, Some(GetOptions::new().with_count_only()))]);
+        let r = self.txn("finish job", txn).await?;
+        if r.succeeded() {
+            return Ok(outcome);
+        }
+        match first_get(&r) {
+            Some(kv) => Ok(Bytes::copy_from_slice(kv.value())),
+            None => Err(Error::NotFound { what: "job".into(), name: job.into() }),
         }
     }
 }

@@ -1,47 +1,75 @@
-//! The etcd work queue and worker processes against a real etcd cluster.
+//! The etcd work queue against a real etcd cluster: the core's work-queue conformance suite, and
+//! (in `processes`) one backup shared by worker processes while workers and members die.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use strata_etcd::{ClaimOutcome, Connection, EtcdQueue};
+use async_trait::async_trait;
+use bytes::Bytes;
+use strata_core::conformance::workqueue::{self, ExpireLease};
+use strata_core::{Claim, Completion, Created, JobInfo, Lease, Result, UnitState, WorkQueue};
+use strata_etcd::{Connection, EtcdQueue};
 
 fn endpoints() -> Option<Vec<String>> {
     std::env::var("STRATA_TEST_ETCD").ok().map(|s| s.split(',').map(String::from).collect())
 }
 
-#[tokio::test]
-async fn claims_are_fenced_by_their_revision() {
-    let Some(eps) = endpoints() else { return };
-    let q = EtcdQueue::new(Connection::new(&eps).unwrap(), format!("/test-{}/", std::process::id()));
-    assert!(q.create("j1", 2, b"plan").await.unwrap());
-    assert!(!q.create("j1", 2, b"other").await.unwrap());
-    let a = q.grant_lease(2).await.unwrap();
-    let b = q.grant_lease(5).await.unwrap();
-    let ClaimOutcome::Claimed(c0) = q.claim("j1", &a, "a", 0).await.unwrap() else { panic!() };
-    let ClaimOutcome::Claimed(c1) = q.claim("j1", &b, "b", 0).await.unwrap() else { panic!() };
-    assert_ne!(c0.unit, c1.unit);
-    let busy = q.claim("j1", &b, "b", 0).await.unwrap();
-    let ClaimOutcome::Busy { revision } = busy else { panic!("{busy:?}") };
-    assert!(q.complete("j1", c1, b"r1").await.unwrap());
-    // a stops renewing its lease: the server expires it and deletes a's claim.
-    drop(a);
-    assert!(q.wait_change(Some("j1"), revision, Duration::from_secs(1)).await.unwrap());
-    for _ in 0..20 {
-        if q.claims("j1").await.unwrap().is_empty() {
-            break;
-        }
-        let rev = q.revision().await.unwrap();
-        q.wait_change(Some("j1"), rev, Duration::from_secs(1)).await.unwrap();
+/// The etcd queue, with lease expiry done the way the server does it when a lease runs out
+/// (revoking deletes the lease's keys as expiry does).
+struct Expiring(EtcdQueue);
+
+#[async_trait]
+impl WorkQueue for Expiring {
+    async fn create_job(&self, job: &str, units: u32, payload: Bytes) -> Result<Created> {
+        self.0.create_job(job, units, payload).await
     }
-    let ClaimOutcome::Claimed(again) = q.claim("j1", &b, "b", 0).await.unwrap() else { panic!() };
-    assert_eq!(again.unit, c0.unit);
-    assert!(again.token > c0.token);
-    assert!(!q.complete("j1", c0, b"late").await.unwrap(), "the expired claim completed");
-    assert!(q.complete("j1", again, b"r0").await.unwrap());
-    assert!(q.complete("j1", again, b"r0").await.unwrap(), "a retried completion is ours");
-    assert_eq!(q.claim("j1", &b, "b", 0).await.unwrap(), ClaimOutcome::AllDone);
-    let done = q.done("j1").await.unwrap();
-    assert_eq!(done.len(), 2);
-    assert_eq!(done[c0.unit as usize].payload, b"r0");
-    assert_eq!(done[c0.unit as usize].token, again.token);
-    q.remove("j1").await.unwrap();
+    async fn job(&self, job: &str) -> Result<Option<JobInfo>> {
+        self.0.job(job).await
+    }
+    async fn jobs(&self) -> Result<Vec<String>> {
+        self.0.jobs().await
+    }
+    async fn delete_job(&self, job: &str) -> Result<()> {
+        self.0.delete_job(job).await
+    }
+    async fn register(&self, worker: &str, ttl: u64) -> Result<Lease> {
+        self.0.register(worker, ttl).await
+    }
+    async fn keep_alive(&self, lease: &Lease) -> Result<bool> {
+        self.0.keep_alive(lease).await
+    }
+    async fn revoke(&self, lease: &Lease) -> Result<()> {
+        self.0.revoke(lease).await
+    }
+    async fn claim(&self, lease: &Lease, job: &str) -> Result<Option<Claim>> {
+        self.0.claim(lease, job).await
+    }
+    async fn complete(&self, claim: &Claim, record: Bytes) -> Result<Completion> {
+        self.0.complete(claim, record).await
+    }
+    async fn units(&self, job: &str) -> Result<Vec<UnitState>> {
+        self.0.units(job).await
+    }
+    async fn finish_job(&self, job: &str, outcome: Bytes) -> Result<Bytes> {
+        self.0.finish_job(job, outcome).await
+    }
+}
+
+#[async_trait]
+impl ExpireLease for Expiring {
+    async fn expire_lease(&self, lease: &Lease) -> Result<()> {
+        self.0.revoke(lease).await
+    }
+}
+
+#[tokio::test]
+async fn the_etcd_queue_conforms() {
+    let Some(eps) = endpoints() else { return };
+    let conn = Connection::new(&eps).unwrap();
+    let n = AtomicUsize::new(0);
+    workqueue::run_all(|| {
+        let root = format!("/conformance-{}-{}/", std::process::id(), n.fetch_add(1, Ordering::SeqCst));
+        let q = Expiring(EtcdQueue::new(conn.clone(), root));
+        async move { q }
+    })
+    .await;
 }
