@@ -3,5 +3,7 @@
 #![warn(missing_docs)]
 
 mod queue;
+mod worker;
 
 pub use queue::{ClaimEvent, Connection, EtcdQueue, DEFAULT_QUEUE_ROOT};
+pub use worker::{failed_outcome, job_progress, run_worker, JobRunner, WorkerOptions, WorkerSummary};

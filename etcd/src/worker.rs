@@ -1,0 +1,262 @@
+//! A worker process's loop: claim a unit of any unfinished job in the etcd queue, run it, complete
+//! it fenced by the claim's token, and finish a job once every unit of it is done.
+//!
+//! ```text
+//!   register (lease, TTL s) ── renewed every TTL/3 in the background; lost ─▶ register again
+//!   loop: rev ← revision; for each job without outcome:
+//!           claim ─▶ runner.run_unit(claim) ─▶ complete(claim, record)
+//!                                                 ├ Completed
+//!                                                 └ Fenced ─▶ runner.discard(claim) (its files)
+//!           no free unit and every unit done ─▶ runner.finish(done records) ─▶ finish_job(outcome)
+//!         nothing to do ─▶ watch the queue from rev+1 (a claim expiring, a new job, a unit done)
+//! ```
+//!
+//! There is no coordinator: every worker runs the same loop, and whichever sees every unit done
+//! finishes the job (the runner's commit is create-only, so two finishers agree).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use strata_core::{Claim, Completion, Error, JobInfo, Lease, Result, Status, UnitState, WorkQueue};
+
+use crate::queue::EtcdQueue;
+
+/// The longest a worker waits for a change before it reads the queue again anyway.
+const IDLE_WAIT: Duration = Duration::from_secs(30);
+
+/// What a worker runs: the units of a job, and the commit of a job whose units are all done.
+#[async_trait(?Send)]
+pub trait JobRunner {
+    /// Runs `claim`'s unit of `job`; the record to complete it with. Everything it writes is
+    /// named with `claim.token`.
+    async fn run_unit(&self, job: &JobInfo, claim: &Claim) -> Result<Bytes>;
+    /// Removes what `claim` wrote: its completion was fenced (another claim owns the unit).
+    async fn discard(&self, job: &JobInfo, claim: &Claim) -> Result<()>;
+    /// Commits `job` from every unit's done record (`(unit, token, record)`, by unit); the
+    /// job's outcome. Must be idempotent: several workers may finish one job.
+    async fn finish(&self, job: &JobInfo, done: &[(u32, u64, Bytes)]) -> Result<Bytes>;
+}
+
+/// How a worker runs.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct WorkerOptions {
+    /// The worker's name in claims (and `SHOW JOBS`).
+    pub name: String,
+    /// Its lease's time to live, in seconds.
+    pub ttl_seconds: u64,
+    /// Return once no job has work left, instead of waiting for new jobs.
+    pub until_idle: bool,
+    /// Where the worker says what it does (one line per event).
+    pub log: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            name: format!("worker-{}", std::process::id()),
+            ttl_seconds: 10,
+            until_idle: false,
+            log: Arc::new(|line| eprintln!("{line}")),
+        }
+    }
+}
+
+impl WorkerOptions {
+    /// Sets the worker's name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+    /// Sets the lease TTL in seconds.
+    pub fn with_ttl(mut self, seconds: u64) -> Self {
+        self.ttl_seconds = seconds.max(1);
+        self
+    }
+    /// Returns once no job has work left.
+    pub fn with_until_idle(mut self, on: bool) -> Self {
+        self.until_idle = on;
+        self
+    }
+    /// Sets where the worker logs.
+    pub fn with_log(mut self, log: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.log = Arc::new(log);
+        self
+    }
+}
+
+/// What a worker did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerSummary {
+    /// Units it completed.
+    pub completed: u64,
+    /// Units whose completion was fenced.
+    pub fenced: u64,
+    /// Jobs it finished.
+    pub finished: u64,
+}
+
+/// A lease renewed in the background until dropped.
+struct LiveLease {
+    lease: Lease,
+    lost: Arc<AtomicBool>,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LiveLease {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+async fn live_lease(queue: &EtcdQueue, options: &WorkerOptions) -> Result<LiveLease> {
+    let lease = queue.register(&options.name, options.ttl_seconds).await?;
+    let lost = Arc::new(AtomicBool::new(false));
+    let period = Duration::from_millis(options.ttl_seconds * 1000 / 3);
+    let (q, l, flag) = (queue.clone(), lease.clone(), lost.clone());
+    let keeper = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            // Expired on the server (the worker was frozen past its TTL), or no member renews it.
+            if !q.keep_alive(&l).await.unwrap_or(false) {
+                flag.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+    });
+    (options.log)(&format!("{}: lease {:x} ({} s)", options.name, lease.id, options.ttl_seconds));
+    Ok(LiveLease { lease, lost, keeper })
+}
+
+/// The outcome a job is finished with when a unit fails for good.
+pub fn failed_outcome(e: &Error) -> Bytes {
+    Bytes::from(format!("failed: {e}"))
+}
+
+/// Runs the worker loop on `queue` with `runner` until an error that retrying cannot help (or,
+/// with [`WorkerOptions::until_idle`], until no job has work left).
+pub async fn run_worker(queue: &EtcdQueue, runner: &dyn JobRunner, options: &WorkerOptions) -> Result<WorkerSummary> {
+    let log = |line: String| (options.log)(&line);
+    let mut summary = WorkerSummary::default();
+    let mut live = live_lease(queue, options).await?;
+    loop {
+        if live.lost.load(Ordering::SeqCst) {
+            log(format!("{}: lease {:x} lost; registering again", options.name, live.lease.id));
+            live = live_lease(queue, options).await?;
+        }
+        let revision = queue.revision().await?;
+        let mut open = false;
+        let mut worked = false;
+        for id in queue.jobs().await? {
+            let Some(job) = queue.job(&id).await? else { continue };
+            if job.outcome.is_some() {
+                continue;
+            }
+            open = true;
+            let claim = match queue.claim(&live.lease, &id).await {
+                Ok(c) => c,
+                Err(Error::Precondition(_)) => {
+                    live.lost.store(true, Ordering::SeqCst);
+                    worked = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            match claim {
+                Some(claim) => {
+                    log(format!("{}: claimed job {id} unit {} token {}", options.name, claim.unit, claim.token));
+                    run_claim(queue, runner, &job, &claim, &mut summary, options).await?;
+                    worked = true;
+                    break;
+                }
+                None => {
+                    if finish_if_done(queue, runner, &job, options).await? {
+                        summary.finished += 1;
+                        worked = true;
+                    }
+                }
+            }
+        }
+        if !open && options.until_idle {
+            let _ = queue.revoke(&live.lease).await;
+            return Ok(summary);
+        }
+        if !worked {
+            queue.wait_change(None, revision, IDLE_WAIT).await?;
+        }
+    }
+}
+
+async fn run_claim(
+    queue: &EtcdQueue,
+    runner: &dyn JobRunner,
+    job: &JobInfo,
+    claim: &Claim,
+    summary: &mut WorkerSummary,
+    options: &WorkerOptions,
+) -> Result<()> {
+    let (name, id, unit, token) = (&options.name, &job.id, claim.unit, claim.token);
+    let record = match runner.run_unit(job, claim).await {
+        Ok(r) => r,
+        Err(e) if e.status() == Status::Temporary => {
+            // Let another try: free the unit by ending this lease (a worker holds one claim).
+            (options.log)(&format!("{name}: job {id} unit {unit} failed, released: {e}"));
+            let _ = runner.discard(job, claim).await;
+            let _ = queue.revoke(&claim.lease).await;
+            return Ok(());
+        }
+        Err(e) => {
+            (options.log)(&format!("{name}: job {id} unit {unit} failed: {e}"));
+            let _ = runner.discard(job, claim).await;
+            queue.finish_job(id, failed_outcome(&e)).await?;
+            return Ok(());
+        }
+    };
+    match queue.complete(claim, record).await? {
+        Completion::Completed => {
+            summary.completed += 1;
+            (options.log)(&format!("{name}: completed job {id} unit {unit} token {token}"));
+        }
+        Completion::Fenced => {
+            summary.fenced += 1;
+            runner.discard(job, claim).await?;
+            (options.log)(&format!("{name}: fenced job {id} unit {unit} token {token}: its files removed"));
+        }
+    }
+    Ok(())
+}
+
+/// Finishes `job` if every unit is done; whether this call finished it.
+async fn finish_if_done(queue: &EtcdQueue, runner: &dyn JobRunner, job: &JobInfo, options: &WorkerOptions) -> Result<bool> {
+    let states = queue.units(&job.id).await?;
+    let mut done = Vec::with_capacity(states.len());
+    for (unit, s) in states.into_iter().enumerate() {
+        match s {
+            UnitState::Done { token, record } => done.push((unit as u32, token, record)),
+            _ => return Ok(false),
+        }
+    }
+    let outcome = match runner.finish(job, &done).await {
+        Ok(o) => o,
+        Err(e) if e.status() == Status::Temporary => return Err(e),
+        Err(e) => failed_outcome(&e),
+    };
+    let stored = queue.finish_job(&job.id, outcome.clone()).await?;
+    (options.log)(&format!(
+        "{}: finished job {}: {}",
+        options.name,
+        job.id,
+        String::from_utf8_lossy(&stored).lines().next().unwrap_or("")
+    ));
+    Ok(stored == outcome)
+}
+
+/// A job's progress, from its units: (units done, units).
+pub async fn job_progress(queue: &EtcdQueue, job: &str) -> Result<(u32, u32)> {
+    let states = queue.units(job).await?;
+    let done = states.iter().filter(|s| matches!(s, UnitState::Done { .. })).count();
+    Ok((done as u32, states.len() as u32))
+}
