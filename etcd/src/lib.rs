@@ -2,6 +2,7 @@
 //! revisions, and a work queue in etcd through which several worker processes share one backup.
 #![warn(missing_docs)]
 
+pub mod testing;
 mod queue;
 mod worker;
 
