@@ -7,11 +7,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use strata_core::conformance::workqueue::{self, ExpireLease};
 use strata_core::{Claim, Completion, Created, JobInfo, Lease, Result, UnitState, WorkQueue};
+use strata_etcd::testing::{skip_without_etcd, EtcdCluster};
 use strata_etcd::{Connection, EtcdQueue};
 
-fn endpoints() -> Option<Vec<String>> {
-    std::env::var("STRATA_TEST_ETCD").ok().map(|s| s.split(',').map(String::from).collect())
-}
 
 /// The etcd queue, with lease expiry done the way the server does it when a lease runs out
 /// (revoking deletes the lease's keys as expiry does).
@@ -63,9 +61,25 @@ impl ExpireLease for Expiring {
 
 #[tokio::test]
 async fn the_etcd_queue_conforms() {
-    let Some(eps) = endpoints() else { return };
-    let conn = Connection::new(&eps).unwrap();
+    if skip_without_etcd("the_etcd_queue_conforms") {
+        return;
+    }
+    let cluster = EtcdCluster::start(3).await.unwrap();
+    // The leader's endpoint first: the connection talks to it until it dies.
+    let leader = cluster.leader().await.unwrap();
+    let mut endpoints = cluster.endpoints();
+    endpoints.rotate_left(leader);
+    let conn = Connection::new(&endpoints).unwrap();
     let n = AtomicUsize::new(0);
+    workqueue::run_all(|| {
+        let root = format!("/conformance-{}-{}/", std::process::id(), n.fetch_add(1, Ordering::SeqCst));
+        let q = Expiring(EtcdQueue::new(conn.clone(), root));
+        async move { q }
+    })
+    .await;
+    // The leader dies: the single-endpoint clients move on to the members that answer, and
+    // claims and completions keep their guarantees.
+    cluster.kill(leader);
     workqueue::run_all(|| {
         let root = format!("/conformance-{}-{}/", std::process::id(), n.fetch_add(1, Ordering::SeqCst));
         let q = Expiring(EtcdQueue::new(conn.clone(), root));
