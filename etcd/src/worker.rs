@@ -4,10 +4,9 @@
 //! ```text
 //!   register (lease, TTL s) ── renewed every TTL/3 in the background; lost ─▶ register again
 //!   loop: rev ← revision; for each job without outcome:
-//!           claim ─▶ runner.run_unit(claim) ─▶ complete(claim, record)
-//!                                                 ├ Completed
-//!                                                 └ Fenced ─▶ runner.discard(claim) (its files)
-//!           no free unit and every unit done ─▶ runner.finish(done records) ─▶ finish_job(outcome)
+//!           claim ─▶ runner.run_unit: export, complete(claim, record) fenced by the token
+//!                                         └ Fenced ─▶ the claim's files are removed
+//!           no free unit ─▶ runner.finish: every unit done? manifest (create-only) ─▶ finish_job
 //!         nothing to do ─▶ watch the queue from rev+1 (a claim expiring, a new job, a unit done)
 //! ```
 //!
@@ -30,14 +29,12 @@ const IDLE_WAIT: Duration = Duration::from_secs(30);
 /// What a worker runs: the units of a job, and the commit of a job whose units are all done.
 #[async_trait(?Send)]
 pub trait JobRunner {
-    /// Runs `claim`'s unit of `job`; the record to complete it with. Everything it writes is
-    /// named with `claim.token`.
-    async fn run_unit(&self, job: &JobInfo, claim: &Claim) -> Result<Bytes>;
-    /// Removes what `claim` wrote: its completion was fenced (another claim owns the unit).
-    async fn discard(&self, job: &JobInfo, claim: &Claim) -> Result<()>;
-    /// Commits `job` from every unit's done record (`(unit, token, record)`, by unit); the
-    /// job's outcome. Must be idempotent: several workers may finish one job.
-    async fn finish(&self, job: &JobInfo, done: &[(u32, u64, Bytes)]) -> Result<Bytes>;
+    /// Runs `claim`'s unit of `job` (everything it writes named with `claim.token`) and
+    /// completes it in `queue`, fenced by the token; when fenced, removes what it wrote.
+    async fn run_unit(&self, queue: &dyn WorkQueue, job: &JobInfo, claim: &Claim) -> Result<Completion>;
+    /// Commits `job` if every unit of it is done; its outcome then (`None` while a unit is not
+    /// done). Idempotent: several workers may finish one job, and agree.
+    async fn finish(&self, queue: &dyn WorkQueue, job: &JobInfo) -> Result<Option<Bytes>>;
 }
 
 /// How a worker runs.
@@ -199,31 +196,23 @@ async fn run_claim(
     options: &WorkerOptions,
 ) -> Result<()> {
     let (name, id, unit, token) = (&options.name, &job.id, claim.unit, claim.token);
-    let record = match runner.run_unit(job, claim).await {
-        Ok(r) => r,
-        Err(e) if e.status() == Status::Temporary => {
-            // Let another try: free the unit by ending this lease (a worker holds one claim).
-            (options.log)(&format!("{name}: job {id} unit {unit} failed, released: {e}"));
-            let _ = runner.discard(job, claim).await;
-            let _ = queue.revoke(&claim.lease).await;
-            return Ok(());
-        }
-        Err(e) => {
-            (options.log)(&format!("{name}: job {id} unit {unit} failed: {e}"));
-            let _ = runner.discard(job, claim).await;
-            queue.finish_job(id, failed_outcome(&e)).await?;
-            return Ok(());
-        }
-    };
-    match queue.complete(claim, record).await? {
-        Completion::Completed => {
+    match runner.run_unit(queue, job, claim).await {
+        Ok(Completion::Completed) => {
             summary.completed += 1;
             (options.log)(&format!("{name}: completed job {id} unit {unit} token {token}"));
         }
-        Completion::Fenced => {
+        Ok(Completion::Fenced) => {
             summary.fenced += 1;
-            runner.discard(job, claim).await?;
             (options.log)(&format!("{name}: fenced job {id} unit {unit} token {token}: its files removed"));
+        }
+        Err(e) if e.status() == Status::Temporary => {
+            // Let another worker try: ending this lease frees the unit (a worker holds one claim).
+            (options.log)(&format!("{name}: job {id} unit {unit} failed, released: {e}"));
+            queue.revoke(&claim.lease).await?;
+        }
+        Err(e) => {
+            (options.log)(&format!("{name}: job {id} unit {unit} failed: {e}"));
+            queue.finish_job(id, failed_outcome(&e)).await?;
         }
     }
     Ok(())
@@ -231,16 +220,9 @@ async fn run_claim(
 
 /// Finishes `job` if every unit is done; whether this call finished it.
 async fn finish_if_done(queue: &EtcdQueue, runner: &dyn JobRunner, job: &JobInfo, options: &WorkerOptions) -> Result<bool> {
-    let states = queue.units(&job.id).await?;
-    let mut done = Vec::with_capacity(states.len());
-    for (unit, s) in states.into_iter().enumerate() {
-        match s {
-            UnitState::Done { token, record } => done.push((unit as u32, token, record)),
-            _ => return Ok(false),
-        }
-    }
-    let outcome = match runner.finish(job, &done).await {
-        Ok(o) => o,
+    let outcome = match runner.finish(queue, job).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return Ok(false),
         Err(e) if e.status() == Status::Temporary => return Err(e),
         Err(e) => failed_outcome(&e),
     };
