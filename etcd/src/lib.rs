@@ -2,9 +2,19 @@
 //! revisions, and a work queue in etcd through which several worker processes share one backup.
 #![warn(missing_docs)]
 
+mod client;
+mod clock;
+mod history;
+mod index;
+mod keyspace;
+mod layout;
+mod store;
 pub mod testing;
 mod queue;
 mod worker;
 
+pub use client::{parse_endpoints, EtcdConn};
+pub use layout::DEFAULT_ROOT;
+pub use store::{EtcdKv, EtcdOptions};
 pub use queue::{ClaimEvent, Connection, EtcdQueue, DEFAULT_QUEUE_ROOT};
 pub use worker::{failed_outcome, job_progress, run_worker, JobRunner, WorkerOptions, WorkerSummary};

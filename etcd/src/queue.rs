@@ -40,8 +40,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rounds over every endpoint before a call fails.
 const ROUNDS: usize = 6;
 
-/// The default key prefix of the queues.
-pub const DEFAULT_QUEUE_ROOT: &str = "/strata/queues/";
+/// The default key prefix of the queues: outside a store's root (`/strata/`), so that queue
+/// traffic is not in the store's history.
+pub const DEFAULT_QUEUE_ROOT: &str = "/strata-queues/";
 
 fn kv_error(message: impl Into<String>, status: Status) -> Error {
     Error::Kv { message: message.into(), status }
