@@ -57,6 +57,8 @@ pub const UNIT_RECORD: Envelope = Envelope::new(b"STRATAUR", "backup unit record
 /// A detached job's record in the system span (`records`). Version 1 was the 1-byte-version
 /// form; version 2 has the same postcard body in this envelope.
 pub const JOB_RECORD: Envelope = Envelope::new(b"STRATAJB", "job record", 2);
+/// A detached backup's job in a work queue: its location and plan (`exec::queued`).
+pub const QUEUED_BACKUP: Envelope = Envelope::new(b"STRATAQB", "queued backup job", 1);
 /// A schedule's record in the system span (`records`), versions as [`JOB_RECORD`].
 pub const SCHEDULE_RECORD: Envelope = Envelope::new(b"STRATASC", "schedule record", 2);
 
@@ -74,6 +76,7 @@ pub(crate) const ALL: &[Envelope] = &[
     UNIT_RECORD,
     JOB_RECORD,
     SCHEDULE_RECORD,
+    QUEUED_BACKUP,
 ];
 
 /// SHA-256 of bytes.

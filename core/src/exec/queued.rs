@@ -30,7 +30,13 @@ use crate::layout::LATEST_NAME;
 use crate::locality::open_locations;
 use crate::redact::redact_uri;
 use crate::storage::StorageOpener;
+use crate::result::QueryResult;
+use crate::sql::BackupStmt;
 use crate::workqueue::{Claim, Completion, JobInfo, UnitState, WorkQueue};
+
+use super::backup::BackupService;
+use super::jobs::{Job, JobService, JobStatus};
+use super::Context;
 
 /// The queue job of detached job `id`.
 pub fn queue_job_id(id: u64) -> String {
@@ -121,16 +127,76 @@ pub async fn finish_queued_backup(
     Ok(Some(Bytes::from(format!("succeeded: {} files, {rows} rows, {bytes} bytes", manifest.files.len()))))
 }
 
-/// A queued job's state as `SHOW JOBS` shows it: (fraction done, rows, bytes, outcome). Rows and
-/// bytes are counted once the job is finished (done records are sealed with the chain's codec).
-pub(super) async fn queued_progress(queue: &dyn WorkQueue, id: u64) -> Result<Option<(f64, Option<String>)>> {
+/// A queued job's state as the queue knows it.
+pub(super) struct QueuedState {
+    fraction: f64,
+    outcome: Option<String>,
+}
+
+impl QueuedState {
+    /// Shows it in `j`: the fraction of units done; once finished, its status, and the rows and
+    /// bytes its outcome records.
+    pub(super) fn apply(&self, j: &mut Job) {
+        j.fraction = self.fraction;
+        let Some(outcome) = &self.outcome else { return };
+        if let Some(rest) = outcome.strip_prefix("succeeded") {
+            j.status = JobStatus::Succeeded;
+            let number = |unit: &str| {
+                rest.split(", ").find_map(|part| part.trim_start_matches(": ").strip_suffix(unit)?.trim().parse().ok())
+            };
+            j.rows = number(" rows").unwrap_or(j.rows);
+            j.bytes = number(" bytes").unwrap_or(j.bytes);
+        } else if outcome == CANCELED {
+            j.status = JobStatus::Canceled;
+        } else {
+            j.status = JobStatus::Failed;
+            j.error = Some(outcome.strip_prefix("failed: ").unwrap_or(outcome).to_string());
+        }
+    }
+}
+
+/// The outcome `CANCEL JOB` records: workers claim no unit of it any more.
+pub(super) const CANCELED: &str = "canceled";
+
+/// Job `id`'s state in `queue`, if the queue has it.
+pub(super) async fn queued_progress(queue: &dyn WorkQueue, id: u64) -> Result<Option<QueuedState>> {
     let job = queue_job_id(id);
     let Some(info) = queue.job(&job).await? else { return Ok(None) };
     if let Some(outcome) = info.outcome {
-        return Ok(Some((1.0, Some(String::from_utf8_lossy(&outcome).into_owned()))));
+        return Ok(Some(QueuedState { fraction: 1.0, outcome: Some(String::from_utf8_lossy(&outcome).into_owned()) }));
     }
     let states = queue.units(&job).await?;
     let done = states.iter().filter(|s| matches!(s, UnitState::Done { .. })).count();
     let fraction = if states.is_empty() { 0.0 } else { done as f64 / states.len() as f64 };
-    Ok(Some((fraction, None)))
+    Ok(Some(QueuedState { fraction, outcome: None }))
+}
+
+/// `BACKUP … WITH detached` with a queue: records job `id` running, plans the backup and
+/// creates its queue job; returns at once (the workers run it).
+pub(super) async fn start_queued(
+    jobs: &JobService,
+    queue: &dyn WorkQueue,
+    cx: &Context,
+    backup: &BackupService,
+    statement: BackupStmt,
+    id: u64,
+    now: u64,
+) -> Result<QueryResult> {
+    let queued = backup.prepare_queued(cx, &statement, id).await?;
+    let job = Job {
+        id,
+        statement,
+        status: JobStatus::Running,
+        created: now,
+        finished: None,
+        error: None,
+        fraction: 0.0,
+        bytes: 0,
+        rows: 0,
+    };
+    jobs.save(cx.store.as_ref(), &job).await?;
+    queue.create_job(&queue_job_id(id), queued.plan.units.len() as u32, queued.encode()).await?;
+    let mut r = QueryResult::new(&["job_id", "status"]);
+    r.push(vec![id.into(), JobStatus::Running.as_str().into()]);
+    Ok(r)
 }
