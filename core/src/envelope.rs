@@ -50,8 +50,9 @@ pub const DESCRIPTOR: Envelope = Envelope::new(b"STRATADS", "descriptor", 2);
 pub const ENCRYPTED_FILE: Envelope = Envelope::new(b"STRATAEN", "encrypted file", 1).named("encryption");
 /// The data file's footer (`format::datafile`): magic and version only, at the end of the file.
 pub const DATA_FILE: Envelope = Envelope::new(b"STRATADF", "data file", 1);
-/// `BACKUP-PLAN`, the plan of a backup run in progress (`backup::resume`).
-pub const BACKUP_PLAN: Envelope = Envelope::new(b"STRATAPL", "backup plan", 1);
+/// `BACKUP-PLAN`, the plan of a backup run in progress (`backup::resume`). Version 2 added the
+/// source store's id and the id of the run that claimed the directory.
+pub const BACKUP_PLAN: Envelope = Envelope::new(b"STRATAPL", "backup plan", 2);
 /// A work unit's done record under `progress/` (`backup::resume`).
 pub const UNIT_RECORD: Envelope = Envelope::new(b"STRATAUR", "backup unit record", 1);
 /// A detached job's record in the system span (`records`). Version 1 was the 1-byte-version

@@ -11,9 +11,11 @@
 //!       ENCRYPTION-INFO                 an encrypted chain's wrapped data keys (full backup only)
 //!       BACKUP-FILES                    an encrypted layer's data files, in plaintext, for checks
 //!       BACKUP-PLAN                     while running: the plan being run
-//!       progress/<plan>-<unit>          while running: one record per work unit's finished files
+//!       progress/<plan>-<unit>-<writer> while running: each writer's record of a unit's files
 //!       BACKUP-CHECKPOINT               left by older strata while running (still read)
-//!       data/<plan>-<unit>-<seq>.sst    the data files
+//!       data/<plan>-<unit>-<writer>-<seq>.sst   the data files; <writer> is <run>-<token>:
+//!                                       the run's random id and its claim's fencing token
+//!       data/<plan>-<unit>-<seq>.sst    data files of older strata (no writer; still read)
 //!       incrementals/2026/11/23-111500.123456789-0/   an incremental layer (layer_subdir)
 //!         BACKUP_MANIFEST, …            the same files as above, but no ENCRYPTION-INFO
 //! ```
@@ -51,19 +53,48 @@ pub const DATA_DIR: &str = "data";
 /// The files every finished layer directory holds besides its data files.
 pub const LAYER_FILES: &[&str] = &[MANIFEST_NAME, MANIFEST_CHECKSUM_NAME, FILES_LIST_NAME];
 
-/// The path of data file `seq` of work unit `unit` of the plan whose file prefix is `prefix`.
-pub fn data_file_path(prefix: &str, unit: usize, seq: usize) -> String {
-    format!("{DATA_DIR}/{prefix}-{unit:06}-{seq:04}.sst")
+/// The tag naming everything one writer of a unit writes: its run's id and its claim's fencing
+/// token (`3f9c0a1b2c3d4e5f-7`). Two runs, or two claims of one unit, never share one.
+pub fn writer_tag(run: &str, token: u64) -> String {
+    format!("{run}-{token}")
+}
+
+/// The path of data file `seq` that writer `tag` (see [`writer_tag`]) writes for unit `unit` of
+/// the plan with file prefix `prefix`.
+pub fn writer_data_file_path(prefix: &str, unit: usize, tag: &str, seq: usize) -> String {
+    format!("{}{seq:04}.sst", writer_files_prefix(prefix, unit, tag))
+}
+
+/// The prefix of every data file writer `tag` writes for unit `unit`.
+pub fn writer_files_prefix(prefix: &str, unit: usize, tag: &str) -> String {
+    format!("{DATA_DIR}/{prefix}-{unit:06}-{tag}-")
+}
+
+/// The path of writer `tag`'s record of unit `unit` (its finished files, where it goes on).
+pub fn writer_record_path(prefix: &str, unit: usize, tag: &str) -> String {
+    format!("{PROGRESS_DIR}/{prefix}-{unit:06}-{tag}")
+}
+
+/// The writer tag of a unit record's path (`None` for an older strata's untagged record).
+pub fn record_writer(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix(PROGRESS_DIR)?.strip_prefix('/')?;
+    let (_plan, rest) = rest.split_once('-')?;
+    let (_unit, tag) = rest.split_once('-')?;
+    Some(tag)
+}
+
+/// The writer tag of a data file's path (`None` for an older strata's untagged file).
+pub fn file_writer(path: &str) -> Option<&str> {
+    let name = path.strip_prefix(DATA_DIR)?.strip_prefix('/')?.strip_suffix(".sst")?;
+    let (_plan, rest) = name.split_once('-')?;
+    let (_unit, rest) = rest.split_once('-')?;
+    let (tag, _seq) = rest.rsplit_once('-')?;
+    Some(tag)
 }
 
 /// The directory prefix of the data files of a plan with file prefix `prefix`.
 pub fn data_files_prefix(prefix: &str) -> String {
     format!("{DATA_DIR}/{prefix}-")
-}
-
-/// The path of the done record of work unit `unit` of the plan with file prefix `prefix`.
-pub fn unit_record_path(prefix: &str, unit: usize) -> String {
-    format!("{PROGRESS_DIR}/{prefix}-{unit:06}")
 }
 
 /// The dated subdirectory a `BACKUP INTO` collection gives a full backup ending at `ts`:

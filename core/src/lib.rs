@@ -64,14 +64,17 @@ mod timestamp;
 pub mod verify;
 mod workqueue;
 
+pub use backup::identity::{ensure_store_id, store_id};
+pub use backup::job::{finish_backup_job, job_run_id, run_claimed_unit};
 pub use backup::plan::{
     describe_scope, expand_table_name, plan_backup, plan_full_backup, read_descriptor_history, resolve_targets,
     split_units, BackupPlan, BackupSpec, ExportTask, PlannedUnit,
 };
 pub use backup::resume::{
-    find_unfinished, read_run, BackupPlanV1, CheckpointV1, RunState, UnitCheckpointV1, UnitRecord,
+    find_unfinished, read_run, superseded_runs, BackupPlanV1, CheckpointV1, RunInfo, RunKeys, RunState,
+    UnitCheckpointV1, UnitRecord,
 };
-pub use backup::run::{run_backup, BackupOptions};
+pub use backup::run::{new_run_id, run_backup, BackupOptions};
 pub use catalog::{
     Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor,
     FIRST_USER_ID,
