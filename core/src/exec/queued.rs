@@ -29,14 +29,21 @@ use crate::kv::KvSource;
 use crate::layout::LATEST_NAME;
 use crate::locality::open_locations;
 use crate::redact::redact_uri;
-use crate::storage::StorageOpener;
 use crate::result::QueryResult;
 use crate::sql::BackupStmt;
+use crate::storage::StorageOpener;
 use crate::workqueue::{Claim, Completion, JobInfo, UnitState, WorkQueue};
 
-use super::backup::BackupService;
+use super::backup::{request_key, resolve_as_of, BackupService};
 use super::jobs::{Job, JobService, JobStatus};
+use super::source_dir;
 use super::Context;
+use crate::backup::plan::BackupSpec;
+use crate::chain::Chain;
+use crate::crypto::keyring::KeyRequest;
+use crate::layout::{dated_subdir, layer_dir, new_layer_dir, MANIFEST_NAME};
+use crate::sql::{BackupDestination, Statement};
+use crate::storage::ExternalStorageExt;
 
 /// The queue job of detached job `id`.
 pub fn queue_job_id(id: u64) -> String {
@@ -83,7 +90,10 @@ impl QueuedBackup {
         Ok(())
     }
 
-    fn locations(&self, opener: &dyn StorageOpener) -> Result<(crate::locality::Locations, crate::locality::Locations)> {
+    fn locations(
+        &self,
+        opener: &dyn StorageOpener,
+    ) -> Result<(crate::locality::Locations, crate::locality::Locations)> {
         let root = open_locations(opener, &self.uris)?;
         let dir = if self.dir.is_empty() { root.clone() } else { root.subdir(&self.dir) };
         Ok((root, dir))
@@ -182,7 +192,7 @@ pub(super) async fn start_queued(
     id: u64,
     now: u64,
 ) -> Result<QueryResult> {
-    let queued = backup.prepare_queued(cx, &statement, id).await?;
+    let queued = prepare(backup, cx, &statement, id).await?;
     let job = Job {
         id,
         statement,
@@ -199,4 +209,74 @@ pub(super) async fn start_queued(
     let mut r = QueryResult::new(&["job_id", "status"]);
     r.push(vec![id.into(), JobStatus::Running.as_str().into()]);
     Ok(r)
+}
+
+/// Plans detached backup `b` (job `id`) for the queue: where its layer goes (below its root, so
+/// that workers open it from the URIs), the chain it extends, and its plan. Plain backups only.
+async fn prepare(backup: &BackupService, cx: &Context, b: &BackupStmt, id: u64) -> Result<QueuedBackup> {
+    if b.options.encryption_passphrase.is_some() || !b.options.kms.is_empty() {
+        return Err(Error::unsupported("an encrypted detached backup run by workers (the workers would need its key)"));
+    }
+    let uris = match &b.destination {
+        BackupDestination::To(uris) | BackupDestination::Into { uris, .. } => uris,
+    };
+    QueuedBackup::check_uris(uris)?;
+    let now = cx.store.now().await?;
+    let end_time = match &b.as_of {
+        Some(a) => resolve_as_of(&a.0, now)?,
+        None => now,
+    };
+    let keys = KeyRequest::default();
+    let (dir, chain, latest) = match &b.destination {
+        BackupDestination::To(_) if !b.incremental_from.is_empty() => {
+            return Err(Error::unsupported(
+                "INCREMENTAL FROM in a detached backup run by workers (use BACKUP INTO LATEST IN)",
+            ));
+        }
+        BackupDestination::To(uris) => {
+            let dest = cx.open_uris(uris)?;
+            if dest.storage().size(MANIFEST_NAME).await.is_ok() {
+                // BACKUP TO a location holding a backup appends an incremental layer.
+                let chain = Chain::open_dir(&dest, &cx.keyring, keys).await?;
+                let dir = layer_dir(end_time);
+                new_layer_dir(&dest, &dir).await?;
+                (dir, Some(chain), None)
+            } else {
+                (String::new(), None, None)
+            }
+        }
+        BackupDestination::Into { subdir: None, uris } => {
+            if !b.incremental_from.is_empty() {
+                return Err(Error::invalid("BACKUP INTO", "INCREMENTAL FROM goes with BACKUP TO"));
+            }
+            let root = cx.open_uris(uris)?;
+            let dir = dated_subdir(end_time);
+            new_layer_dir(&root, &dir).await?;
+            (dir.clone(), None, Some(format!("/{dir}")))
+        }
+        BackupDestination::Into { subdir: Some(sub), uris } => {
+            if !b.incremental_from.is_empty() {
+                return Err(Error::invalid("BACKUP INTO", "INCREMENTAL FROM goes with BACKUP TO"));
+            }
+            let (full, full_dir) = source_dir(cx, uris, Some(sub)).await?;
+            let chain = Chain::open_dir(&full, &cx.keyring, keys).await?;
+            let dir = layer_dir(end_time);
+            new_layer_dir(&full, &dir).await?;
+            let full_dir = full_dir.trim_matches('/');
+            let below_root = if full_dir.is_empty() { dir } else { format!("{full_dir}/{dir}") };
+            (below_root, Some(chain), None)
+        }
+    };
+    if chain.as_ref().is_some_and(|c| c.codec.is_encrypted()) {
+        return Err(Error::unsupported(
+            "an incremental of an encrypted backup run by workers (the workers would need its key)",
+        ));
+    }
+    let statement = Statement::Backup(b.clone()).to_string();
+    let spec = BackupSpec::new(b.targets.clone(), end_time)
+        .with_revision_history(b.options.revision_history)
+        .with_statement(statement)
+        .with_request(request_key(b));
+    let plan = backup.plan(cx, &spec, chain.as_ref()).await?;
+    Ok(QueuedBackup { job: id, uris: uris.clone(), dir, plan, latest })
 }
