@@ -103,7 +103,8 @@ impl EtcdConn {
 
     /// The client of endpoint `i` for unary requests (with the request deadline).
     async fn client_at(&self, i: usize) -> std::result::Result<Client, etcd_client::Error> {
-        let c = self.clients[i].get_or_try_init(|| Client::connect([&self.endpoints[i]], Some(self.options(true)))).await?;
+        let c =
+            self.clients[i].get_or_try_init(|| Client::connect([&self.endpoints[i]], Some(self.options(true)))).await?;
         Ok(c.clone())
     }
 
@@ -124,7 +125,12 @@ impl EtcdConn {
 
     /// Moves to the next endpoint after `from` failed (unless another caller already moved).
     pub fn rotate(&self, from: usize) {
-        let _ = self.current.compare_exchange(from, (from + 1) % self.endpoints.len(), Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self.current.compare_exchange(
+            from,
+            (from + 1) % self.endpoints.len(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// A strata error for a failed etcd call at endpoint `i`.

@@ -197,7 +197,10 @@ async fn watch_from(
         }
         if resp.canceled() {
             let reason = resp.cancel_reason().to_string();
-            return WatchEnd::Failed(Error::Kv { message: format!("watch cancelled: {reason}"), status: Status::Temporary });
+            return WatchEnd::Failed(Error::Kv {
+                message: format!("watch cancelled: {reason}"),
+                status: Status::Temporary,
+            });
         }
         if resp.events().is_empty() {
             continue;

@@ -145,7 +145,11 @@ mod tests {
         let change = ks.change(b"/registry/pods/a", 7, Some(b"v"), false);
         assert_eq!(
             change,
-            Some(Change::Version { key: keys::table_key(105, b"pods/a"), rev: 7, value: Some(Bytes::from_static(b"v")) })
+            Some(Change::Version {
+                key: keys::table_key(105, b"pods/a"),
+                rev: 7,
+                value: Some(Bytes::from_static(b"v"))
+            })
         );
         assert_eq!(ks.change(b"/other", 7, Some(b"v"), false), None);
         let ranges = ks.ranges_of(&keys::table_span(105));

@@ -8,13 +8,15 @@ mod history;
 mod index;
 mod keyspace;
 mod layout;
+mod queue;
 mod store;
 pub mod testing;
-mod queue;
 mod worker;
 
 pub use client::{parse_endpoints, EtcdConn};
 pub use layout::DEFAULT_ROOT;
-pub use store::{EtcdKv, EtcdOptions};
 pub use queue::{ClaimEvent, Connection, EtcdQueue, DEFAULT_QUEUE_ROOT};
-pub use worker::{failed_outcome, job_progress, run_worker, JobRunner, WorkerOptions, WorkerSummary};
+pub use store::{EtcdKv, EtcdOptions};
+pub use worker::{
+    failed_outcome, job_progress, run_worker, BackupJobRunner, JobRunner, WorkerOptions, WorkerSummary,
+};

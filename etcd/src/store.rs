@@ -5,7 +5,7 @@ use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use etcd_client::{Compare, CompareOp, CompactionOptions, GetOptions, PutOptions, Txn, TxnOp, TxnResponse};
+use etcd_client::{CompactionOptions, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnResponse};
 use strata_core::{
     check_gc_threshold, keys, Catalog, DescId, DescriptorChange, Error, KvSink, KvSource, KvStore, Result, ScanPage,
     ScanRequest, Span, Status, Timestamp, FIRST_USER_ID,
@@ -156,10 +156,12 @@ impl EtcdKv {
     /// Waits until the history index has applied every revision up to `rev`.
     async fn sync_to(&self, rev: i64) -> Result<()> {
         let mut rx = self.inner.history.applied.clone();
-        let reached = tokio::time::timeout(self.inner.options.sync_timeout, async move {
-            rx.wait_for(|a| *a >= rev).await.is_ok()
-        })
-        .await;
+        let reached =
+            tokio::time::timeout(
+                self.inner.options.sync_timeout,
+                async move { rx.wait_for(|a| *a >= rev).await.is_ok() },
+            )
+            .await;
         match reached {
             Ok(true) => Ok(()),
             _ => Err(Error::Kv {
@@ -248,7 +250,10 @@ impl EtcdKv {
         let result = self
             .inner
             .conn
-            .kv("compact", |mut kv| async move { kv.compact(rev, Some(CompactionOptions::new().with_physical())).await })
+            .kv(
+                "compact",
+                |mut kv| async move { kv.compact(rev, Some(CompactionOptions::new().with_physical())).await },
+            )
             .await;
         match result {
             Ok(_) => {}
@@ -419,7 +424,8 @@ impl KvSink for EtcdKv {
                 Error::Precondition(format!("descriptor ids exhausted: {current} + {count} overflows"))
             })?;
             let (op, _) = self.inner.keyspace.write_op(keys::ID_COUNTER_KEY, Some(&next.to_be_bytes()));
-            let txn = Txn::new().when(vec![Compare::mod_revision(key.clone(), CompareOp::Equal, mod_rev)]).and_then(vec![op]);
+            let txn =
+                Txn::new().when(vec![Compare::mod_revision(key.clone(), CompareOp::Equal, mod_rev)]).and_then(vec![op]);
             let resp = self.txn("allocate descriptor ids", txn).await?;
             if resp.succeeded() {
                 self.sync_to(header_rev(&resp)).await?;

@@ -19,7 +19,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use strata_core::{Claim, Completion, Error, JobInfo, Lease, Result, Status, UnitState, WorkQueue};
+use strata_core::{
+    finish_queued_backup, run_queued_unit, BackupOptions, Claim, Completion, Error, JobInfo, KvStore, Lease, Result,
+    Status, StorageOpener, UnitState, WorkQueue,
+};
 
 use crate::queue::EtcdQueue;
 
@@ -219,7 +222,12 @@ async fn run_claim(
 }
 
 /// Finishes `job` if every unit is done; whether this call finished it.
-async fn finish_if_done(queue: &EtcdQueue, runner: &dyn JobRunner, job: &JobInfo, options: &WorkerOptions) -> Result<bool> {
+async fn finish_if_done(
+    queue: &EtcdQueue,
+    runner: &dyn JobRunner,
+    job: &JobInfo,
+    options: &WorkerOptions,
+) -> Result<bool> {
     let outcome = match runner.finish(queue, job).await {
         Ok(Some(o)) => o,
         Ok(None) => return Ok(false),
@@ -241,4 +249,31 @@ pub async fn job_progress(queue: &EtcdQueue, job: &str) -> Result<(u32, u32)> {
     let states = queue.units(job).await?;
     let done = states.iter().filter(|s| matches!(s, UnitState::Done { .. })).count();
     Ok((done as u32, states.len() as u32))
+}
+
+/// Runs the queue jobs of detached backups (`BACKUP … WITH detached` on an executor with a work
+/// queue): units with [`strata_core::run_queued_unit`], the commit with
+/// [`strata_core::finish_queued_backup`].
+pub struct BackupJobRunner {
+    source: Arc<dyn KvStore>,
+    opener: Arc<dyn StorageOpener>,
+    options: BackupOptions,
+}
+
+impl BackupJobRunner {
+    /// A runner reading from `source` and writing backups through `opener`, with `options`.
+    pub fn new(source: Arc<dyn KvStore>, opener: Arc<dyn StorageOpener>, options: BackupOptions) -> BackupJobRunner {
+        BackupJobRunner { source, opener, options }
+    }
+}
+
+#[async_trait(?Send)]
+impl JobRunner for BackupJobRunner {
+    async fn run_unit(&self, queue: &dyn WorkQueue, job: &JobInfo, claim: &Claim) -> Result<Completion> {
+        run_queued_unit(queue, job, claim, self.source.as_ref(), self.opener.as_ref(), &self.options).await
+    }
+
+    async fn finish(&self, queue: &dyn WorkQueue, job: &JobInfo) -> Result<Option<Bytes>> {
+        finish_queued_backup(queue, job, self.opener.as_ref(), &self.options).await
+    }
 }

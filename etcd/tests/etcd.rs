@@ -37,9 +37,8 @@ async fn kv_conformance_on_a_3_member_cluster() {
         return;
     }
     let _exclusive = HISTORY.write().await;
-    let make = || {
-        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(open(fresh_root("conformance"))))
-    };
+    let make =
+        || tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(open(fresh_root("conformance"))));
     kv::run_all_with_gc(make, |store: EtcdKv, threshold| async move { store.compact(threshold).await }).await;
 }
 

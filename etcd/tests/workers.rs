@@ -10,7 +10,6 @@ use strata_core::{Claim, Completion, Created, JobInfo, Lease, Result, UnitState,
 use strata_etcd::testing::{skip_without_etcd, EtcdCluster};
 use strata_etcd::{Connection, EtcdQueue};
 
-
 /// The etcd queue, with lease expiry done the way the server does it when a lease runs out
 /// (revoking deletes the lease's keys as expiry does).
 struct Expiring(EtcdQueue);
