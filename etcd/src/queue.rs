@@ -168,7 +168,7 @@ impl Connection {
 
 /// A pause after a whole round of unavailable members (an election takes about a second).
 async fn backoff(attempt: usize, members: usize) {
-    if (attempt + 1) % members == 0 {
+    if (attempt + 1).is_multiple_of(members) {
         tokio::time::sleep(Duration::from_millis(200 * (1 + attempt / members) as u64)).await;
     }
 }

@@ -147,14 +147,17 @@ async fn distributed_backup(
     let revision = q.revision().await.unwrap();
     let out = strata(Path::new(&store), &["--format", "json", "sql", statement]).ok().stdout();
     let id = job_id(&out);
-    let job = strata_etcd::backup_queue_job(id);
+    let job = strata_core::queue_job_id(id);
     if faults {
         // SIGKILL w1 once it made its second claim (seen in etcd, not guessed).
         let mut claims = 0;
-        let second = bounded("w1's second claim", q.watch_claims(&job, revision, |c: &ClaimEvent| {
-            claims += u32::from(c.worker == "w1");
-            claims == 2
-        }))
+        let second = bounded(
+            "w1's second claim",
+            q.watch_claims(&job, revision, |c: &ClaimEvent| {
+                claims += u32::from(c.worker == "w1");
+                claims == 2
+            }),
+        )
         .await
         .unwrap();
         workers[0].signal("KILL");
@@ -163,7 +166,8 @@ async fn distributed_backup(
         // live (it may have completed the unit between its claim and the signal: then the next).
         let mut from = revision;
         let frozen = loop {
-            let c = bounded("a claim of w2", q.watch_claims(&job, from, |c: &ClaimEvent| c.worker == "w2")).await.unwrap();
+            let c =
+                bounded("a claim of w2", q.watch_claims(&job, from, |c: &ClaimEvent| c.worker == "w2")).await.unwrap();
             workers[1].signal("STOP");
             let states = q.units(&job).await.unwrap();
             if matches!(&states[c.unit as usize], UnitState::Claimed { token, .. } if *token == c.token) {
@@ -190,7 +194,8 @@ async fn distributed_backup(
         workers[1].wait_line(&format!("fenced job {job} unit {} token {}", frozen.unit, frozen.token));
         cluster.restart(leader).await.unwrap();
     }
-    let outcome = until(q, &job, "the job's outcome", || async { q.job(&job).await.ok()?.and_then(|j| j.outcome) }).await;
+    let outcome =
+        until(q, &job, "the job's outcome", || async { q.job(&job).await.ok()?.and_then(|j| j.outcome) }).await;
     assert!(outcome.starts_with(b"succeeded"), "job {id}: {}", String::from_utf8_lossy(&outcome));
     assert_eq!(show_job_status(&store, id), "succeeded");
     (id, job)
@@ -209,11 +214,20 @@ async fn check_files(q: &EtcdQueue, job: &str, dir: &Path) {
     }
     let on_disk = data_files(dir);
     for f in &on_disk {
-        let (unit, token) = strata_etcd::unit_and_token_of(f).unwrap_or_else(|| panic!("{f} names no unit and token"));
+        let (unit, token) = unit_and_token_of(f).unwrap_or_else(|| panic!("{f} names no unit and token"));
         assert_eq!(tokens.get(&unit), Some(&token), "{f} is not of unit {unit}'s done claim (stale or fenced files)");
     }
-    let units_with_files: BTreeSet<u32> = on_disk.iter().filter_map(|f| strata_etcd::unit_and_token_of(f)).map(|u| u.0).collect();
+    let units_with_files: BTreeSet<u32> =
+        on_disk.iter().filter_map(|f| unit_and_token_of(f)).map(|u| u.0).collect();
     assert!(units_with_files.len() <= tokens.len());
+}
+
+/// The unit and claim token a data file's name carries: `data/<plan>-<unit>-<run>-<token>-<seq>.sst`.
+fn unit_and_token_of(path: &str) -> Option<(u32, u64)> {
+    let name = path.rsplit('/').next()?.strip_suffix(".sst")?;
+    let parts: Vec<&str> = name.split('-').collect();
+    let [_plan, unit, _run, token, _seq] = parts[..] else { return None };
+    Some((unit.parse().ok()?, token.parse().ok()?))
 }
 
 fn scan(store: &str, table: &str) -> String {

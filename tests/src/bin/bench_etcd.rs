@@ -109,7 +109,11 @@ async fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
     for workers in 1..=args.workers {
         let uri = format!("file://{}/w{workers}", work.path().display());
         let started = Instant::now();
-        let out = strata(&bin, &store, &["--format", "json", "sql", &format!("BACKUP DATABASE bank INTO '{uri}' WITH detached")])?;
+        let out = strata(
+            &bin,
+            &store,
+            &["--format", "json", "sql", &format!("BACKUP DATABASE bank INTO '{uri}' WITH detached")],
+        )?;
         let id: serde_json::Value = serde_json::from_str(&out)?;
         let id = id[0]["job_id"].as_u64().context("job_id")?;
         let job = strata_etcd::backup_queue_job(id);
@@ -136,7 +140,11 @@ async fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
     let uri = format!("file://{}/w1", work.path().display());
     let started = Instant::now();
     strata(&bin, &fresh.store_uri(), &["sql", &format!("RESTORE DATABASE bank FROM LATEST IN '{uri}'")])?;
-    rows.push(Row { what: "strata restore (1 process)".into(), seconds: started.elapsed().as_secs_f64(), bytes: logical });
+    rows.push(Row {
+        what: "strata restore (1 process)".into(),
+        seconds: started.elapsed().as_secs_f64(),
+        bytes: logical,
+    });
     drop(fresh);
 
     let snapshot = work.path().join("snapshot.db");
@@ -144,11 +152,19 @@ async fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
     let endpoint = cluster.endpoint(cluster.leader().await?);
     etcdctl(&["--endpoints", &endpoint, "snapshot", "save", &snapshot.to_string_lossy()], &[])?;
     let save = started.elapsed().as_secs_f64();
-    rows.push(Row { what: format!("etcdctl snapshot save ({} B file)", dir_size(&snapshot)), seconds: save, bytes: logical });
+    rows.push(Row {
+        what: format!("etcdctl snapshot save ({} B file)", dir_size(&snapshot)),
+        seconds: save,
+        bytes: logical,
+    });
     let data_dir = work.path().join("restored.etcd");
     let started = Instant::now();
     etcdctl(&["snapshot", "restore", &snapshot.to_string_lossy(), "--data-dir", &data_dir.to_string_lossy()], &[])?;
-    rows.push(Row { what: "etcdctl snapshot restore".into(), seconds: started.elapsed().as_secs_f64(), bytes: logical });
+    rows.push(Row {
+        what: "etcdctl snapshot restore".into(),
+        seconds: started.elapsed().as_secs_f64(),
+        bytes: logical,
+    });
     Ok(rows)
 }
 
