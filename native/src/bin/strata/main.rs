@@ -25,10 +25,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "strata", version, about = "Full and incremental backups of MVCC key-value data, CockroachDB style")]
 struct Cli {
-    /// Directory of the embedded store (created if missing). `nodelocal://1/…` URIs resolve to
-    /// DIR/extern/….
+    /// The store: a directory of the embedded store (created if missing), or an etcd cluster
+    /// `etcd://HOST:PORT[,HOST:PORT…]`. `nodelocal://1/…` URIs resolve to DIR/extern/… (see
+    /// `--nodelocal` for etcd).
     #[arg(long, global = true, env = "STRATA_STORE")]
-    store: Option<PathBuf>,
+    store: Option<String>,
+    /// Where `nodelocal://1/…` URIs resolve for an etcd store (default: ./extern).
+    #[arg(long, global = true, env = "STRATA_NODELOCAL")]
+    nodelocal: Option<PathBuf>,
+    /// The etcd key prefix of strata's own rows and records in an etcd store.
+    #[arg(long, global = true, env = "STRATA_ETCD_ROOT", default_value = strata_etcd::DEFAULT_ROOT)]
+    etcd_root: String,
     /// How results are printed.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -145,15 +152,53 @@ fn main() -> ExitCode {
 /// Opens the store at `dir` with an executor whose `nodelocal://` root is `dir/extern`.
 pub(crate) fn open(dir: &Path) -> anyhow::Result<Executor> {
     let store = EmbeddedStore::open(dir).with_context(|| format!("cannot open the store at {}", dir.display()))?;
+    Ok(executor(Arc::new(store), dir.join("extern")))
+}
+
+/// Where `--store` points.
+enum StoreLocation {
+    /// A directory of the embedded store.
+    Dir(PathBuf),
+    /// An etcd cluster: its store URI.
+    Etcd(String),
+}
+
+impl StoreLocation {
+    fn parse(store: &str) -> StoreLocation {
+        if store.starts_with("etcd://") {
+            StoreLocation::Etcd(store.to_string())
+        } else {
+            StoreLocation::Dir(PathBuf::from(store))
+        }
+    }
+}
+
+/// Opens `--store`: the embedded store of a directory, or an etcd cluster's store.
+async fn open_location(cli: &Cli, location: &StoreLocation) -> anyhow::Result<Executor> {
+    match location {
+        StoreLocation::Dir(dir) => open(dir),
+        StoreLocation::Etcd(uri) => {
+            let options = strata_etcd::EtcdOptions::default().with_root(cli.etcd_root.as_bytes().to_vec());
+            let store = strata_etcd::EtcdKv::open_uri(uri, options)
+                .await
+                .with_context(|| format!("cannot open the etcd store {uri}"))?;
+            let nodelocal = cli.nodelocal.clone().unwrap_or_else(|| PathBuf::from("extern"));
+            Ok(executor(Arc::new(store), nodelocal))
+        }
+    }
+}
+
+/// An executor on `store` whose `nodelocal://` root is `nodelocal`.
+fn executor(store: Arc<dyn strata_core::KvStore>, nodelocal: PathBuf) -> Executor {
     let mut backup = strata_core::BackupOptions::default().with_progress(progress::bar("backup"));
     if let Some(pool) = TokioCpuPool::current() {
         backup = backup.with_cpu_pool(Arc::new(pool));
     }
-    Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern"))))
+    Executor::new(store, Arc::new(NativeOpener::new(nodelocal)))
         .with_backup_options(backup)
         .with_restore_options(strata_core::RestoreRunOptions::default().with_progress(progress::bar("restore")))
         .with_entropy(os_entropy())
-        .with_kms_opener(Arc::new(FileKmsOpener)))
+        .with_kms_opener(Arc::new(FileKmsOpener))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -166,8 +211,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("file-kms://{}", abs.display());
         return Ok(());
     }
-    let dir = cli.store.ok_or_else(|| anyhow!("--store DIR is required (or set STRATA_STORE)"))?;
-    let exec = open(&dir)?;
+    let store = cli.store.as_deref().ok_or_else(|| {
+        anyhow!("--store DIR or --store etcd://HOST:PORT[,HOST:PORT…] is required (or set STRATA_STORE)")
+    })?;
+    let location = StoreLocation::parse(store);
+    let exec = open_location(&cli, &location).await?;
+    // etcd takes at most 128 operations per transaction.
+    let write_batch: u64 = if matches!(location, StoreLocation::Etcd(_)) { 100 } else { 5_000 };
     match cli.command {
         Command::Sql { statement } => {
             let result = exec.execute(&statement).await?;
@@ -248,7 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("unknown workload '{name}'; available: bank");
             }
             let started = std::time::Instant::now();
-            let s = workload::init_bank(&exec, rows, |_| {}).await?;
+            let s = workload::init_bank_in_batches(&exec, rows, write_batch, |_| {}).await?;
             eprintln!(
                 "workload bank: {} accounts, {} customers, {} bytes in {:.1}s",
                 s.accounts,
