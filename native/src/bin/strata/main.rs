@@ -3,6 +3,7 @@
 mod demo;
 mod progress;
 mod schedule;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -111,6 +112,9 @@ enum Command {
         #[command(subcommand)]
         command: WorkloadCommand,
     },
+    /// On an etcd store: run the units of detached backups (`BACKUP … WITH detached`), with any
+    /// number of other workers, until stopped.
+    Worker(worker::WorkerArgs),
     /// The main job: build a bank store, back it up, restore a table and the database into fresh stores, compare.
     Demo {
         /// Accounts in the bank workload.
@@ -215,7 +219,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow!("--store DIR or --store etcd://HOST:PORT[,HOST:PORT…] is required (or set STRATA_STORE)")
     })?;
     let location = StoreLocation::parse(store);
-    let exec = open_location(&cli, &location).await?;
+    let mut exec = open_location(&cli, &location).await?;
+    if let StoreLocation::Etcd(uri) = &location {
+        // Detached backups on etcd are jobs of its work queue, run by `strata worker` processes.
+        let endpoints = strata_etcd::parse_endpoints(uri)?;
+        exec = exec.with_work_queue(Arc::new(worker::queue(&endpoints)?));
+        if let Command::Worker(args) = cli.command {
+            let nodelocal = cli.nodelocal.clone().unwrap_or_else(|| PathBuf::from("extern"));
+            return worker::run(exec.store().clone(), &endpoints, nodelocal, args).await;
+        }
+    }
     // etcd takes at most 128 operations per transaction.
     let write_batch: u64 = if matches!(location, StoreLocation::Etcd(_)) { 100 } else { 5_000 };
     match cli.command {
@@ -307,6 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
+        Command::Worker(_) => bail!("`strata worker` runs on an etcd store: --store etcd://HOST:PORT[,HOST:PORT…]"),
         Command::Demo { .. } | Command::Keygen { .. } => unreachable!("handled above"),
     }
     Ok(())
