@@ -16,10 +16,27 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cli_support::strata;
+use cli_support::Run;
 use strata_core::{UnitState, WorkQueue};
 use strata_etcd::testing::{skip_without_etcd, EtcdCluster};
 use strata_etcd::{ClaimEvent, Connection, EtcdQueue, DEFAULT_QUEUE_ROOT};
+
+/// Bytes per work unit: small, so that the backup has units enough for every fault.
+const UNIT_BYTES: &str = "24000";
+
+/// Runs `strata --store STORE ARGS…` (units of [`UNIT_BYTES`]).
+fn strata(store: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("STRATA_STORE")
+        .env_remove("STRATA_PASSPHRASE")
+        .env("STRATA_ETCD_UNIT_BYTES", UNIT_BYTES)
+        .output()
+        .expect("run strata");
+    Run { args: args.iter().map(|a| a.to_string()).collect(), out }
+}
 
 /// Lease TTL of the workers: short, so that the frozen worker loses its claim quickly.
 const TTL: &str = "2";
@@ -39,6 +56,7 @@ impl Worker {
             .args(["--store", store, "worker", "--name", name, "--ttl", TTL])
             .env_remove("STRATA_STORE")
             .env_remove("STRATA_PASSPHRASE")
+            .env("STRATA_ETCD_UNIT_BYTES", UNIT_BYTES)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -182,7 +182,11 @@ async fn open_location(cli: &Cli, location: &StoreLocation) -> anyhow::Result<Ex
     match location {
         StoreLocation::Dir(dir) => open(dir),
         StoreLocation::Etcd(uri) => {
-            let options = strata_etcd::EtcdOptions::default().with_root(cli.etcd_root.as_bytes().to_vec());
+            let mut options = strata_etcd::EtcdOptions::default().with_root(cli.etcd_root.as_bytes().to_vec());
+            // The size of a backup's work units (what a worker claims at a time).
+            if let Some(bytes) = std::env::var("STRATA_ETCD_UNIT_BYTES").ok().and_then(|v| v.parse().ok()) {
+                options = options.with_unit_bytes(bytes);
+            }
             let store = strata_etcd::EtcdKv::open_uri(uri, options)
                 .await
                 .with_context(|| format!("cannot open the etcd store {uri}"))?;
