@@ -51,8 +51,14 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(store: &str, name: &str) -> Worker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+    /// Starts worker `name`; with `stop_after`, it freezes itself (`SIGSTOP`) right after that
+    /// claim (the worker's fault-injection hook), holding it.
+    fn spawn(store: &str, name: &str, stop_after: Option<u32>) -> Worker {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+        if let Some(n) = stop_after {
+            command.env("STRATA_WORKER_STOP_AFTER_CLAIM", n.to_string());
+        }
+        let mut child = command
             .args(["--store", store, "worker", "--name", name, "--ttl", TTL])
             .env_remove("STRATA_STORE")
             .env_remove("STRATA_PASSPHRASE")
@@ -160,14 +166,15 @@ async fn distributed_backup(
     workers: &mut [Worker],
     statement: &str,
     faults: bool,
-) -> (u64, String) {
+) -> (u64, String, Option<u64>) {
     let store = cluster.store_uri();
+    let mut fenced = None;
     let revision = q.revision().await.unwrap();
     let out = strata(Path::new(&store), &["--format", "json", "sql", statement]).ok().stdout();
     let id = job_id(&out);
     let job = strata_core::queue_job_id(id);
     if faults {
-        // SIGKILL w1 once it made its second claim (seen in etcd, not guessed).
+        // w1 stops itself right after its second claim (seen here in etcd), holding it: SIGKILL.
         let mut claims = 0;
         let second = bounded(
             "w1's second claim",
@@ -180,20 +187,9 @@ async fn distributed_backup(
         .unwrap();
         workers[0].signal("KILL");
         eprintln!("killed w1 after its claim of unit {} (token {})", second.unit, second.token);
-        // SIGSTOP w2 while it holds a claim: stop it on a claim, then check the claim is still
-        // live (it may have completed the unit between its claim and the signal: then the next).
-        let mut from = revision;
-        let frozen = loop {
-            let c =
-                bounded("a claim of w2", q.watch_claims(&job, from, |c: &ClaimEvent| c.worker == "w2")).await.unwrap();
-            workers[1].signal("STOP");
-            let states = q.units(&job).await.unwrap();
-            if matches!(&states[c.unit as usize], UnitState::Claimed { token, .. } if *token == c.token) {
-                break c;
-            }
-            workers[1].signal("CONT");
-            from = c.token as i64;
-        };
+        // w2 stops itself right after its first claim, holding it: frozen past its lease.
+        let frozen =
+            bounded("a claim of w2", q.watch_claims(&job, revision, |c: &ClaimEvent| c.worker == "w2")).await.unwrap();
         eprintln!("froze w2 holding unit {} (token {})", frozen.unit, frozen.token);
         // The leader dies once, while w2 is frozen.
         let leader = cluster.leader().await.unwrap();
@@ -210,13 +206,14 @@ async fn distributed_backup(
         workers[1].signal("CONT");
         // w2 wakes up, finishes its copy of the unit, is fenced and removes its files.
         workers[1].wait_line(&format!("fenced job {job} unit {} token {}", frozen.unit, frozen.token));
+        fenced = Some(frozen.token);
         cluster.restart(leader).await.unwrap();
     }
     let outcome =
         until(q, &job, "the job's outcome", || async { q.job(&job).await.ok()?.and_then(|j| j.outcome) }).await;
     assert!(outcome.starts_with(b"succeeded"), "job {id}: {}", String::from_utf8_lossy(&outcome));
     assert_eq!(show_job_status(&store, id), "succeeded");
-    (id, job)
+    (id, job, fenced)
 }
 
 /// Exactly one done record and one file set per unit: every data file in `dir` carries the token
@@ -263,16 +260,24 @@ async fn three_workers_back_up_while_workers_and_the_leader_die() {
     strata(Path::new(&store), &["workload", "init", "bank", "--rows", "4000"]).ok();
     let backups = tempfile::tempdir().unwrap();
     let uri = format!("file://{}", backups.path().display());
-    let mut workers: Vec<Worker> = ["w1", "w2", "w3"].iter().map(|n| Worker::spawn(&store, n)).collect();
+    let mut workers = vec![
+        Worker::spawn(&store, "w1", Some(2)),
+        Worker::spawn(&store, "w2", Some(1)),
+        Worker::spawn(&store, "w3", None),
+    ];
 
     // The full backup.
     let accounts = scan(&store, "bank.accounts");
     let customers = scan(&store, "bank.customers");
     let full = format!("BACKUP DATABASE bank INTO '{uri}' WITH detached");
-    let (_, job) = distributed_backup(&cluster, &q, &mut workers, &full, true).await;
+    let (_, job, fenced) = distributed_backup(&cluster, &q, &mut workers, &full, true).await;
     let latest = std::fs::read_to_string(backups.path().join("LATEST")).unwrap();
     let full_dir = backups.path().join(latest.trim().trim_start_matches('/'));
     check_files(&q, &job, &full_dir).await;
+    let fenced = fenced.expect("w2 was fenced");
+    let left: Vec<String> =
+        data_files(&full_dir).into_iter().filter(|f| unit_and_token_of(f).is_some_and(|u| u.1 == fenced)).collect();
+    assert!(left.is_empty(), "the fenced worker's files are still there: {left:?}");
     strata(Path::new(&store), &["verify", &uri]).ok();
     let fresh = EtcdCluster::start(1).await.unwrap();
     let restore = format!("RESTORE DATABASE bank FROM LATEST IN '{uri}'");
@@ -281,7 +286,7 @@ async fn three_workers_back_up_while_workers_and_the_leader_die() {
     assert_eq!(scan(&fresh.store_uri(), "bank.customers"), customers, "restored customers");
 
     // An incremental layer: changes, then the same run (w1 is gone; a new worker joins).
-    workers[0] = Worker::spawn(&store, "w4");
+    workers[0] = Worker::spawn(&store, "w4", None);
     for (k, v) in [("new-1", "v1"), ("new-2", "v2")] {
         strata(Path::new(&store), &["put", "bank.accounts", k, v]).ok();
     }
@@ -289,7 +294,7 @@ async fn three_workers_back_up_while_workers_and_the_leader_die() {
     strata(Path::new(&store), &["delete", "bank.accounts", &first]).ok();
     let accounts = scan(&store, "bank.accounts");
     let inc = format!("BACKUP DATABASE bank INTO LATEST IN '{uri}' WITH detached");
-    let (_, job) = distributed_backup(&cluster, &q, &mut workers, &inc, false).await;
+    let (_, job, _) = distributed_backup(&cluster, &q, &mut workers, &inc, false).await;
     check_files(&q, &job, &full_dir.join("incrementals")).await;
     strata(Path::new(&store), &["verify", &uri]).ok();
     let fresh2 = EtcdCluster::start(1).await.unwrap();

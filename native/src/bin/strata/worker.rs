@@ -12,6 +12,11 @@ use strata_core::{BackupOptions, KvStore, StorageOpener};
 use strata_etcd::{run_worker, BackupJobRunner, Connection, EtcdQueue, WorkerOptions, DEFAULT_QUEUE_ROOT};
 use strata_native::{NativeOpener, TokioCpuPool};
 
+/// A fault-injection hook for the process tests: with `STRATA_WORKER_STOP_AFTER_CLAIM=N` the
+/// worker sends itself `SIGSTOP` right after its N-th claim, so a test freezes it while it holds
+/// a claim (a worker whose units take milliseconds cannot be caught holding one from outside).
+const STOP_AFTER_CLAIM: &str = "STRATA_WORKER_STOP_AFTER_CLAIM";
+
 /// What `strata worker` takes.
 #[derive(clap::Args)]
 pub(crate) struct WorkerArgs {
@@ -48,7 +53,20 @@ pub(crate) async fn run(
     let runner = BackupJobRunner::new(store, opener, options);
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let name = args.name.unwrap_or_else(|| format!("worker-{}@{}", std::process::id(), host.trim()));
-    let options = WorkerOptions::default().with_name(name).with_ttl(args.ttl).with_until_idle(args.until_idle);
+    let stop_after = std::env::var(STOP_AFTER_CLAIM).ok().and_then(|v| v.parse::<u64>().ok());
+    let claims = std::sync::atomic::AtomicU64::new(0);
+    let log = move |line: &str| {
+        eprintln!("{line}");
+        if line.contains(": claimed ") {
+            let n = claims.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            if stop_after == Some(n) {
+                // Fault injection for the process tests: freeze while holding this claim.
+                let _ = std::process::Command::new("kill").arg("-STOP").arg(std::process::id().to_string()).status();
+            }
+        }
+    };
+    let options =
+        WorkerOptions::default().with_name(name).with_ttl(args.ttl).with_until_idle(args.until_idle).with_log(log);
     // The backup's futures are not `Send`: the loop runs on this thread (the lease is renewed
     // from the runtime's other threads).
     let local = tokio::task::LocalSet::new();
