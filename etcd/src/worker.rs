@@ -231,7 +231,12 @@ async fn finish_if_done(
     let outcome = match runner.finish(queue, job).await {
         Ok(Some(o)) => o,
         Ok(None) => return Ok(false),
-        Err(e) if e.status() == Status::Temporary => return Err(e),
+        Err(e) if e.status() == Status::Temporary => {
+            // Another worker is committing, or storage is down for now: the next change of the
+            // queue (that worker's outcome) or the idle wait brings this worker back.
+            (options.log)(&format!("{}: job {} not finished yet: {e}", options.name, job.id));
+            return Ok(false);
+        }
         Err(e) => failed_outcome(&e),
     };
     let stored = queue.finish_job(&job.id, outcome.clone()).await?;

@@ -126,8 +126,19 @@ pub async fn finish_queued_backup(
 ) -> Result<Option<Bytes>> {
     let queued = QueuedBackup::decode(&job.payload, &job.id)?;
     let (root, dir) = queued.locations(opener)?;
-    let Some(manifest) = finish_backup_job(queue, &job.id, &dir, &queued.plan, options).await? else {
-        return Ok(None);
+    let manifest = match finish_backup_job(queue, &job.id, &dir, &queued.plan, options).await {
+        Ok(Some(manifest)) => manifest,
+        Ok(None) => return Ok(None),
+        // Another finisher's manifest is there but not its checksum yet (it commits now): its
+        // outcome is the job's; this one tries again later.
+        Err(e) if dir.storage().size(MANIFEST_NAME).await.is_ok() => {
+            return Err(Error::Storage {
+                path: dir.storage().describe(),
+                message: format!("another worker is committing this backup ({e})"),
+                status: crate::error::Status::Temporary,
+            })
+        }
+        Err(e) => return Err(e),
     };
     if let Some(latest) = &queued.latest {
         root.storage().put(LATEST_NAME, Bytes::from(latest.clone())).await?;
