@@ -17,6 +17,4 @@ pub use client::{parse_endpoints, EtcdConn};
 pub use layout::DEFAULT_ROOT;
 pub use queue::{ClaimEvent, Connection, EtcdQueue, DEFAULT_QUEUE_ROOT};
 pub use store::{EtcdKv, EtcdOptions};
-pub use worker::{
-    failed_outcome, job_progress, run_worker, BackupJobRunner, JobRunner, WorkerOptions, WorkerSummary,
-};
+pub use worker::{failed_outcome, job_progress, run_worker, BackupJobRunner, JobRunner, WorkerOptions, WorkerSummary};

@@ -1,14 +1,19 @@
-//! A work queue in etcd: the units of one backup shared by several worker processes.
+//! The work queue in etcd ([`WorkQueue`]): the units of one backup shared by several worker
+//! processes.
 //!
 //! ```text
-//!   <root><queue>/meta          what the queue runs: its unit count and an opaque payload
-//!                               (create-only: the first writer wins)
-//!   <root><queue>/claim/<unit>  a claim, attached to the claiming worker's lease; its
-//!                               create_revision is the claim's fencing token
-//!   <root><queue>/done/<unit>   the unit's done record: the token that finished it and an opaque
-//!                               payload; put only while the claim of that token still exists
-//!                               (compare-and-swap), create-only, in the txn that deletes the claim
-//!   <root><queue>/final         written create-only once the queue's result is committed
+//!   <root><job>/meta          the job: its unit count (u32 BE) and an opaque payload (for a
+//!                             backup, its plan and location); create-only, first writer wins
+//!   <root><job>/units         its unit count alone (what a claim reads, without the payload)
+//!   <root><job>/claim/<unit>  a claim: the worker's name, attached to its lease; the key's
+//!                             create_revision is the claim's fencing token
+//!   <root><job>/done/<unit>   the unit's done record: the completing token (u64 BE) and an
+//!                             opaque record; put create-only in the txn that deletes the claim,
+//!                             only while the claim of that token (and lease) still exists
+//!   <root><job>/final         the job's outcome, create-only: the first one wins, and no unit is
+//!                             claimed after it
+//!
+//!   <root> is /strata-queues/ (DEFAULT_QUEUE_ROOT); a detached backup's job is backup<id>.
 //! ```
 //!
 //! Units are numbered `0..units` and written as eight decimal digits, so keys sort by unit.
@@ -200,6 +205,17 @@ fn unit_key(unit: u32) -> String {
 fn parse_unit(s: &[u8]) -> Option<u32> {
     let s = std::str::from_utf8(s).ok()?;
     (s.len() == 8).then(|| s.parse().ok()).flatten()
+}
+
+/// The key-values of every read of a txn's answer, in order.
+fn gets(r: &TxnResponse) -> Vec<Vec<KeyValue>> {
+    r.op_responses()
+        .into_iter()
+        .filter_map(|op| match op {
+            TxnOpResponse::Get(g) => Some(g.kvs().to_vec()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn first_get(r: &TxnResponse) -> Option<KeyValue> {
@@ -398,7 +414,10 @@ impl WorkQueue for EtcdQueue {
         let value = meta_value(units, &payload);
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key.clone(), value.clone(), None)])
+            .and_then([
+                TxnOp::put(key.clone(), value.clone(), None),
+                TxnOp::put(self.key(job, "units"), units.to_be_bytes().to_vec(), None),
+            ])
             .or_else([TxnOp::get(key.clone(), None)]);
         let r = self.txn("create job", txn).await?;
         if r.succeeded() {
@@ -415,12 +434,18 @@ impl WorkQueue for EtcdQueue {
     }
 
     async fn job(&self, job: &str) -> Result<Option<JobInfo>> {
-        let (kvs, _) = self.read_job(job).await?;
         let meta = self.key(job, "meta");
-        let Some(m) = kvs.iter().find(|kv| kv.key() == meta.as_bytes()) else { return Ok(None) };
+        let txn = Txn::new().and_then([TxnOp::get(meta.clone(), None), TxnOp::get(self.key(job, "final"), None)]);
+        let r = self.txn("read job", txn).await?;
+        let [m, fin] = &gets(&r)[..] else {
+            return Err(Error::Kv {
+                message: "etcd read job: an answer without its two reads".into(),
+                status: Status::Temporary,
+            });
+        };
+        let Some(m) = m.first() else { return Ok(None) };
         let (units, payload) = split_meta(&meta, m.value())?;
-        let fin = self.key(job, "final");
-        let outcome = kvs.iter().find(|kv| kv.key() == fin.as_bytes()).map(|kv| Bytes::copy_from_slice(kv.value()));
+        let outcome = fin.first().map(|kv| Bytes::copy_from_slice(kv.value()));
         Ok(Some(JobInfo { id: job.to_string(), units, payload, outcome }))
     }
 
@@ -485,18 +510,30 @@ impl WorkQueue for EtcdQueue {
     async fn claim(&self, lease: &Lease, job: &str) -> Result<Option<Claim>> {
         let fin = self.key(job, "final");
         let meta = self.key(job, "meta");
+        let prefix = self.job_prefix(job);
+        let units_key = self.key(job, "units");
         loop {
-            let (kvs, _) = self.read_job(job).await?;
-            let Some(m) = kvs.iter().find(|kv| kv.key() == meta.as_bytes()) else {
+            // The job's keys (not its payload or records) and its unit count, at one revision.
+            let read = Txn::new().and_then([
+                TxnOp::get(prefix.clone(), Some(GetOptions::new().with_prefix().with_keys_only())),
+                TxnOp::get(units_key.clone(), None),
+            ]);
+            let r = self.txn("read claims", read).await?;
+            let [kvs, units] = &gets(&r)[..] else {
+                return Err(Error::Kv {
+                    message: "etcd read claims: an answer without its two reads".into(),
+                    status: Status::Temporary,
+                });
+            };
+            let (Some(m), Some(units)) = (kvs.iter().find(|kv| kv.key() == meta.as_bytes()), units.first()) else {
                 return Err(Error::NotFound { what: "job".into(), name: job.into() });
             };
-            let (units, _) = split_meta(&meta, m.value())?;
+            let (units, _) = split_meta(&units_key, units.value())?;
             if units == 0 || kvs.iter().any(|kv| kv.key() == fin.as_bytes()) {
                 return Ok(None);
             }
-            let prefix = self.job_prefix(job);
             let mut taken = vec![false; units as usize];
-            for kv in &kvs {
+            for kv in kvs {
                 let rest = &kv.key()[prefix.len()..];
                 let unit = rest.strip_prefix(b"claim/").or_else(|| rest.strip_prefix(b"done/")).and_then(parse_unit);
                 if let Some(u) = unit.filter(|u| *u < units) {

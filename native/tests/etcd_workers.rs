@@ -232,8 +232,7 @@ async fn check_files(q: &EtcdQueue, job: &str, dir: &Path) {
         let (unit, token) = unit_and_token_of(f).unwrap_or_else(|| panic!("{f} names no unit and token"));
         assert_eq!(tokens.get(&unit), Some(&token), "{f} is not of unit {unit}'s done claim (stale or fenced files)");
     }
-    let units_with_files: BTreeSet<u32> =
-        on_disk.iter().filter_map(|f| unit_and_token_of(f)).map(|u| u.0).collect();
+    let units_with_files: BTreeSet<u32> = on_disk.iter().filter_map(|f| unit_and_token_of(f)).map(|u| u.0).collect();
     assert!(units_with_files.len() <= tokens.len());
 }
 
