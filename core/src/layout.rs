@@ -113,6 +113,23 @@ pub fn dated_subdir(ts: Timestamp) -> String {
     )
 }
 
+/// How many hundredths after its own a full backup's dated subdirectory may be, when the
+/// subdirectories before it are taken (see [`dated_subdir_candidates`]).
+pub const DATED_SUBDIR_TRIES: u64 = 100;
+
+/// The dated subdirectories a full backup ending at `ts` may take, in order: its own
+/// ([`dated_subdir`]), then each next hundredth of a second, for when two backups end in the same
+/// hundredth (two stores backing up at once, or a killed run of another store holding the
+/// directory). The manifest records the exact end time; the name only orders the backups.
+pub fn dated_subdir_candidates(ts: Timestamp) -> impl Iterator<Item = String> {
+    (0..DATED_SUBDIR_TRIES).map(move |n| dated_subdir(Timestamp { wall: ts.wall + n * 10_000_000, logical: 0 }))
+}
+
+/// Whether `dir` is one of the dated subdirectories a full backup ending at `ts` may take.
+pub fn is_dated_subdir_of(ts: Timestamp, dir: &str) -> bool {
+    dated_subdir_candidates(ts).any(|d| d == dir)
+}
+
 /// The directory of an incremental layer ending at `ts`, relative to its full backup:
 /// `incrementals/` and the dated form with the full nanoseconds and logical counter, so that
 /// layers taken in quick succession never collide (`…/2026/11/23-101500.123456789-0`).

@@ -214,7 +214,7 @@ pub async fn find_unfinished(
     statement: &str,
     store: Option<&str>,
     keys: RunKeys<'_>,
-    expected_dir: impl Fn(Timestamp) -> String,
+    dir_of: impl Fn(Timestamp, &str) -> bool,
 ) -> Result<Option<(String, RunState, FileCodec)>> {
     let mut found: Option<(String, RunState, FileCodec)> = None;
     for dir in layout::unfinished_dirs(root.as_ref(), prefix).await? {
@@ -235,7 +235,7 @@ pub async fn find_unfinished(
         let Some(mut run) = read_run(location.as_ref(), &codec).await else { continue };
         let same = if run.legacy { run.plan.statement == statement } else { run.plan.request == request };
         let newer = found.as_ref().is_none_or(|(_, r, _)| r.plan.end_time < run.plan.end_time);
-        if same && run.same_store(store) && expected_dir(run.plan.end_time) == dir && newer {
+        if same && run.same_store(store) && dir_of(run.plan.end_time, &dir) && newer {
             // The request is not part of the plan's id: the converted plan stays the same plan.
             run.plan.request = request.to_string();
             found = Some((dir, run, codec));

@@ -230,6 +230,10 @@ async fn claim_dir(
     let store = options.source_store.as_deref();
     let ours = RunInfo { plan: plan.clone(), store: options.source_store.clone(), run: run.to_string() };
     for _ in 0..3 {
+        // A run that committed meanwhile removed its plan: its directory is a backup now.
+        if storage.size(MANIFEST_NAME).await.is_ok() {
+            return Err(Error::exists("backup", storage.describe()));
+        }
         let Some(found) = read_run(storage.as_ref(), codec).await else {
             match storage.put_if_absent(PLAN_NAME, Bytes::from(encode_run_info(&ours, codec))).await {
                 Ok(()) => return Ok(Vec::new()),

@@ -15,7 +15,8 @@ use crate::crypto::keyring::KeyRequest;
 use crate::error::{Error, Result};
 use crate::format::manifest::sha256;
 use crate::layout::{
-    dated_subdir, layer_dir, new_layer_dir, ENCRYPTION_INFO_NAME, INCREMENTALS_DIR, LATEST_NAME, MANIFEST_NAME,
+    dated_subdir_candidates, is_dated_subdir_of, layer_dir, new_layer_dir, ENCRYPTION_INFO_NAME, INCREMENTALS_DIR,
+    LATEST_NAME, MANIFEST_NAME,
 };
 use crate::locality::Locations;
 use crate::progress::{Cancel, ProgressReporter};
@@ -109,7 +110,7 @@ impl BackupService {
                     &statement,
                     store.as_deref(),
                     RunKeys::Unlock(&cx.keyring, keys),
-                    dated_subdir,
+                    is_dated_subdir_of,
                 )
                 .await?;
                 let dir = match unfinished {
@@ -117,7 +118,9 @@ impl BackupService {
                         resumed = Some(run.plan);
                         dir
                     }
-                    _ => dated_subdir(end_time),
+                    // The first free one of the backup's dated subdirectories: another run (of
+                    // another store, or another statement) may hold the first.
+                    _ => free_dated_subdir(&root, end_time).await?,
                 };
                 new_directory = resumed.is_none();
                 let layer = if resumed.is_some() { root.subdir(&dir) } else { new_layer_dir(&root, &dir).await? };
@@ -141,7 +144,7 @@ impl BackupService {
                     &statement,
                     store.as_deref(),
                     RunKeys::Codec(&chain.codec),
-                    layer_dir,
+                    |end, dir| layer_dir(end) == dir,
                 )
                 .await?;
                 let dir = match unfinished {
@@ -253,6 +256,20 @@ impl BackupService {
         let plan = plan_backup(&catalog, spec, previous, &history, gc_threshold, dependencies)?;
         split_units(cx.store.as_ref(), plan).await
     }
+}
+
+/// The first of the dated subdirectories a full backup ending at `end` may take (see
+/// [`crate::layout::dated_subdir_candidates`]) that holds nothing.
+async fn free_dated_subdir(root: &Locations, end: Timestamp) -> Result<String> {
+    for dir in dated_subdir_candidates(end) {
+        if root.storage().list(&format!("{dir}/")).await?.is_empty() {
+            return Ok(dir);
+        }
+    }
+    Err(Error::Precondition(format!(
+        "every dated subdirectory of a backup ending at {end} in {} is taken",
+        root.describe()
+    )))
 }
 
 /// Removes an abandoned run's directory contents: its plan first (a run still alive sees it lost

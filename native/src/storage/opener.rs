@@ -152,7 +152,7 @@ impl NativeOpener {
                 .with_fsync(fsync);
             Ok(Arc::new(store))
         };
-        let storage = ObjectStorage::new(open(self.fsync)?, uri.raw);
+        let storage = ObjectStorage::new(open(self.fsync)?, uri.raw).with_local_dir(dir.clone());
         Ok(Arc::new(if self.fsync { storage.with_volatile_store(open(false)?) } else { storage }))
     }
 
