@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 /// Largest gRPC message the clients decode: a page of a Range can hold up to etcd's request
 /// limit per value times many keys; the default 4 MiB is too small for a limited Range of large
 /// values.
-const MAX_DECODE: usize = 256 << 20;
+const MAX_DECODE: usize = 1 << 30;
 
 /// Parses the host part of a store URI, `etcd://HOST:PORT[,HOST:PORT…]` (or a bare
 /// `HOST:PORT,…` list), into client URLs `http://HOST:PORT`.
@@ -90,9 +90,11 @@ impl EtcdConn {
     }
 
     fn options(&self, with_timeout: bool) -> ConnectOptions {
+        // etcd closes connections that ping more often than its --grpc-keepalive-min-time (5 s by
+        // default) with GOAWAY "too_many_pings": ping every 10 s, give up after 5 more.
         let o = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(true);
         if with_timeout {
             o.with_timeout(self.request_timeout)
@@ -151,14 +153,19 @@ impl EtcdConn {
     }
 
     /// [`EtcdConn::kv`] with the whole client (maintenance, leases, …).
+    ///
+    /// Retries move to the next member at once; after every member failed in a row they pause
+    /// (50 ms, doubling up to 1 s) so that an election after a leader died can finish. They give
+    /// up after three request deadlines.
     pub async fn raw<T, F, Fut>(&self, what: &str, call: F) -> Result<T>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        let attempts = self.endpoints.len() * 2;
-        let mut last = None;
-        for _ in 0..attempts {
+        let deadline = tokio::time::Instant::now() + self.request_timeout * 3;
+        let mut pause = Duration::from_millis(50);
+        let mut failed_in_a_row = 0;
+        loop {
             let i = self.current();
             let result = match self.client_at(i).await {
                 Ok(client) => call(client).await,
@@ -166,21 +173,30 @@ impl EtcdConn {
             };
             match result {
                 Ok(v) => return Ok(v),
-                Err(e) if retryable(&e) => {
-                    last = Some(self.error(i, what, &e));
+                Err(e) if retryable(&e) && tokio::time::Instant::now() < deadline => {
                     self.rotate(i);
+                    failed_in_a_row += 1;
+                    if failed_in_a_row % self.endpoints.len() == 0 {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
                 }
                 Err(e) => return Err(self.error(i, what, &e)),
             }
         }
-        Err(last.expect("at least one attempt"))
     }
 
-    /// A watch client of the endpoint in use, with the raised decode limit.
-    pub async fn watch_client(&self) -> Result<(usize, WatchClient)> {
-        let i = self.current();
+    /// A watch client of endpoint `i` (modulo the number of endpoints), with the raised decode
+    /// limit.
+    pub async fn watch_client(&self, i: usize) -> Result<(usize, WatchClient)> {
+        let i = i % self.endpoints.len();
         let client = self.stream_client_at(i).await?;
         Ok((i, client.watch_client().max_decoding_message_size(MAX_DECODE)))
+    }
+
+    /// The deadline of one request.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 }
 

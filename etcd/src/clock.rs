@@ -33,6 +33,7 @@ impl Ticks {
     }
 
     /// The newest tick `(revision, wall)`.
+    #[cfg(test)]
     pub(crate) fn last(&self) -> Option<(i64, u64)> {
         self.by_rev.iter().next_back().map(|(r, w)| (*r, *w))
     }

@@ -14,13 +14,16 @@ use crate::client::{is_compacted, EtcdConn};
 use crate::index::Index;
 use crate::keyspace::Keyspace;
 
-/// Keys per Range page while loading.
-const PAGE_KEYS: i64 = 1000;
+/// Keys per Range page (a limited Range counts keys, not bytes: 256 values of at most 1.5 MiB
+/// stay under the decode limit).
+const PAGE_KEYS: i64 = 256;
 
 /// The index and the task that keeps it current.
 pub(crate) struct History {
     pub(crate) index: Arc<Mutex<Index>>,
     pub(crate) applied: watch::Receiver<i64>,
+    /// Why the watch last failed (for the error of a read that waited for it in vain).
+    pub(crate) last_error: Arc<Mutex<Option<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -36,8 +39,9 @@ impl History {
         let index = load(&conn, &keyspace).await?;
         let (tx, rx) = watch::channel(index.applied);
         let index = Arc::new(Mutex::new(index));
-        let task = tokio::spawn(follow(conn, keyspace, index.clone(), tx));
-        Ok(History { index, applied: rx, task })
+        let last_error = Arc::new(Mutex::new(None));
+        let task = tokio::spawn(follow(conn, keyspace, index.clone(), tx, last_error.clone()));
+        Ok(History { index, applied: rx, last_error, task })
     }
 }
 
@@ -144,11 +148,20 @@ enum WatchEnd {
     Failed(Error),
 }
 
-async fn follow(conn: Arc<EtcdConn>, keyspace: Arc<Keyspace>, index: Arc<Mutex<Index>>, tx: watch::Sender<i64>) {
+async fn follow(
+    conn: Arc<EtcdConn>,
+    keyspace: Arc<Keyspace>,
+    index: Arc<Mutex<Index>>,
+    tx: watch::Sender<i64>,
+    last_error: Arc<Mutex<Option<String>>>,
+) {
     let mut failures = 0u32;
+    // The watch moves between members on its own: a member that is down answers nothing (the
+    // client waits for it), so each failure tries the next one.
+    let mut member = conn.current();
     loop {
         let from = index.lock().expect("index lock").applied + 1;
-        match watch_from(&conn, &keyspace, &index, &tx, from).await {
+        match watch_from(&conn, member, &keyspace, &index, &tx, from).await {
             WatchEnd::Compacted => {
                 if let Ok(fresh) = load(&conn, &keyspace).await {
                     let applied = fresh.applied;
@@ -156,8 +169,9 @@ async fn follow(conn: Arc<EtcdConn>, keyspace: Arc<Keyspace>, index: Arc<Mutex<I
                     let _ = tx.send(applied);
                 }
             }
-            WatchEnd::Failed(_) => {
-                conn.rotate(conn.current());
+            WatchEnd::Failed(e) => {
+                *last_error.lock().expect("error lock") = Some(e.to_string());
+                member += 1;
                 failures += 1;
                 // A short pause between reconnections so a cluster that is down is not spun on.
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(failures.min(10)))).await;
@@ -168,21 +182,32 @@ async fn follow(conn: Arc<EtcdConn>, keyspace: Arc<Keyspace>, index: Arc<Mutex<I
 
 async fn watch_from(
     conn: &EtcdConn,
+    member: usize,
     keyspace: &Keyspace,
     index: &Mutex<Index>,
     tx: &watch::Sender<i64>,
     from: i64,
 ) -> WatchEnd {
-    let (i, mut client) = match conn.watch_client().await {
+    let (i, mut client) = match conn.watch_client(member).await {
         Ok(c) => c,
         Err(e) => return WatchEnd::Failed(e),
     };
     let (start, end) = keyspace.watch_range();
     let options = WatchOptions::new().with_range(end).with_start_revision(from);
-    let mut stream = match client.watch(start, Some(options)).await {
-        Ok(s) => s,
-        Err(e) if is_compacted(&e) => return WatchEnd::Compacted,
-        Err(e) => return WatchEnd::Failed(conn.error(i, "watch", &e)),
+    let mut stream = match tokio::time::timeout(conn.request_timeout(), client.watch(start, Some(options))).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) if is_compacted(&e) => return WatchEnd::Compacted,
+        Ok(Err(e)) => return WatchEnd::Failed(conn.error(i, "watch", &e)),
+        Err(_) => {
+            return WatchEnd::Failed(Error::Kv {
+                message: format!(
+                    "etcd at {}: watch: no answer within {:?}",
+                    conn.endpoints()[i],
+                    conn.request_timeout()
+                ),
+                status: Status::Temporary,
+            })
+        }
     };
     loop {
         let resp = match stream.message().await {

@@ -87,6 +87,7 @@ impl Index {
     }
 
     /// The newest version of `key` at or below `rev`.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &[u8], rev: i64) -> Option<(i64, Option<Bytes>)> {
         self.data.get(key)?.range(..=rev).next_back().map(|(r, v)| (*r, v.clone()))
     }

@@ -70,6 +70,10 @@ impl Keyspace {
     /// `from_load`: read from a Range at the compaction revision rather than from the watch.
     pub(crate) fn change(&self, etcd_key: &[u8], rev: i64, value: Option<&[u8]>, from_load: bool) -> Option<Change> {
         match self.layout.classify(etcd_key) {
+            // Rows a restore ingested under the root before it mapped the table: not its rows.
+            Some(RootKey::Data(k)) if keys::decode_table_key(k).is_some_and(|(id, _)| self.maps.contains_key(&id)) => {
+                None
+            }
             Some(RootKey::Data(k)) => Some(Change::Version {
                 key: k.to_vec(),
                 rev,

@@ -12,6 +12,8 @@
 //! <root>fence              written to learn that the history watch has caught up
 //! <root>init               created once; its create revision is the store's first revision
 //! <root>map/<table id BE>  a mapped table: the etcd key prefix holding its rows
+//! <root>map-name/<db.t>    a mapping waiting for a restore to publish table db.t
+//! <root>moving/<id BE>     a restore copying rows to a mapped prefix (cleanup if it dies)
 //! ```
 
 use strata_core::{prefix_end, Span};

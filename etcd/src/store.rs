@@ -159,12 +159,16 @@ impl EtcdKv {
         &self.inner.keyspace.maps
     }
 
+    pub(crate) fn keyspace(&self) -> &Keyspace {
+        &self.inner.keyspace
+    }
+
     fn index(&self) -> MutexGuard<'_, Index> {
         self.inner.history.index.lock().expect("index lock")
     }
 
     /// Waits until the history index has applied every revision up to `rev`.
-    async fn sync_to(&self, rev: i64) -> Result<()> {
+    pub(crate) async fn sync_to(&self, rev: i64) -> Result<()> {
         let mut rx = self.inner.history.applied.clone();
         let reached =
             tokio::time::timeout(
@@ -176,9 +180,10 @@ impl EtcdKv {
             Ok(true) => Ok(()),
             _ => Err(Error::Kv {
                 message: format!(
-                    "the history watch of etcd at {:?} did not reach revision {rev} within {:?}",
+                    "the history watch of etcd at {:?} did not reach revision {rev} within {:?} (last watch error: {})",
                     self.inner.conn.endpoints(),
-                    self.inner.options.sync_timeout
+                    self.inner.options.sync_timeout,
+                    self.inner.history.last_error.lock().expect("error lock").as_deref().unwrap_or("none")
                 ),
                 status: Status::Temporary,
             }),
@@ -276,7 +281,7 @@ impl EtcdKv {
 
     /// Applies `ops` (each with its size) in transactions of at most the configured operations
     /// and bytes; returns the revision of the last.
-    async fn write_ops(&self, what: &str, ops: Vec<(TxnOp, usize)>, atomic: bool) -> Result<i64> {
+    pub(crate) async fn write_ops(&self, what: &str, ops: Vec<(TxnOp, usize)>, atomic: bool) -> Result<i64> {
         let (max_ops, max_bytes) = (self.inner.options.max_txn_ops, self.inner.options.max_request_bytes);
         let mut rev = 0;
         let mut chunk: Vec<TxnOp> = Vec::new();
@@ -306,16 +311,24 @@ impl EtcdKv {
 
     /// Writes a batch (last write of a key wins) in one transaction; an empty batch writes the
     /// fence so that it still gets a revision of its own.
-    async fn write_batch(&self, what: &str, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>, atomic: bool) -> Result<Timestamp> {
+    async fn write_batch(
+        &self,
+        what: &str,
+        batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        extra: Vec<TxnOp>,
+        atomic: bool,
+    ) -> Result<Timestamp> {
         let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         for (k, v) in batch {
             last.insert(k, v);
         }
-        if last.is_empty() {
+        if last.is_empty() && extra.is_empty() {
             let rev = self.fence().await?;
             return self.ts_after_sync(rev).await;
         }
-        let ops = last.iter().map(|(k, v)| self.inner.keyspace.write_op(k, v.as_deref())).collect();
+        let mut ops: Vec<(TxnOp, usize)> =
+            last.iter().map(|(k, v)| self.inner.keyspace.write_op(k, v.as_deref())).collect();
+        ops.extend(extra.into_iter().map(|op| (op, 64)));
         let rev = self.write_ops(what, ops, atomic).await?;
         self.ts_after_sync(rev).await
     }
@@ -459,13 +472,14 @@ impl KvSink for EtcdKv {
 
     async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
         let batch = pairs.into_iter().map(|(k, v)| (k, Some(v))).collect();
-        self.write_batch("ingest", batch, false).await?;
+        self.write_batch("ingest", batch, vec![], false).await?;
         Ok(())
     }
 
     async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
+        let extra = self.prepare_mapped_publish(&changes).await?;
         let batch = changes.into_iter().map(DescriptorChange::into_write).collect();
-        self.write_batch("publish descriptors", batch, true).await
+        self.write_batch("publish descriptors", batch, extra, true).await
     }
 
     async fn discard(&self, spans: &[Span]) -> Result<()> {
@@ -487,6 +501,10 @@ impl KvSink for EtcdKv {
             ops.push(TxnOp::put(self.inner.keyspace.layout.discard_key(), marker, None));
             rev = header_rev(&self.txn("discard", Txn::new().and_then(ops)).await?);
         }
+        let cleanup = self.moving_cleanup(&spans).await?;
+        if !cleanup.is_empty() {
+            rev = header_rev(&self.txn("discard rows copied by a failed restore", Txn::new().and_then(cleanup)).await?);
+        }
         if rev > 0 {
             self.sync_to(rev).await?;
         }
@@ -497,6 +515,6 @@ impl KvSink for EtcdKv {
 #[async_trait]
 impl KvStore for EtcdKv {
     async fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Timestamp> {
-        self.write_batch("write", batch, true).await
+        self.write_batch("write", batch, vec![], true).await
     }
 }

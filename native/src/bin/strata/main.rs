@@ -80,6 +80,18 @@ enum Command {
     },
     /// Print the store's current timestamp, in the decimal form AS OF SYSTEM TIME accepts.
     Now,
+    /// etcd stores: declare that table db.t keeps its rows at the etcd keys PREFIX + key, as
+    /// other programs wrote them (e.g. a Kubernetes control plane's /registry/). Creates db.t;
+    /// with --for-restore, maps the table of that name a later RESTORE publishes instead.
+    Map {
+        /// The etcd key prefix, e.g. /registry/.
+        prefix: String,
+        /// The table, as db.table.
+        table: String,
+        /// Map the table a RESTORE will create under this name (on the restore target).
+        #[arg(long)]
+        for_restore: bool,
+    },
     /// Check every file of a backup (a backup directory with its incrementals, or every full
     /// backup of a collection) exists with the size and SHA-256 its manifest records, without
     /// restoring. Encrypted backups are checked without their key unless one is given. Prints one
@@ -223,6 +235,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow!("--store DIR or --store etcd://HOST:PORT[,HOST:PORT…] is required (or set STRATA_STORE)")
     })?;
     let location = StoreLocation::parse(store);
+    if let Command::Map { prefix, table, for_restore } = &cli.command {
+        let StoreLocation::Etcd(uri) = &location else {
+            bail!("`map` needs an etcd store (--store etcd://HOST:PORT,…): it maps etcd keys to a table");
+        };
+        let (db, t) = split_table(table)?;
+        let options = strata_etcd::EtcdOptions::default().with_root(cli.etcd_root.as_bytes().to_vec());
+        let store = strata_etcd::EtcdKv::open_uri(uri, options).await?;
+        let mode = if *for_restore { strata_etcd::MapMode::ForRestore } else { strata_etcd::MapMode::Create };
+        match store.map_table(db, t, prefix.as_bytes(), mode).await? {
+            Some(id) => println!("{table} (table {id}) keeps its rows at etcd keys {prefix}<key>"),
+            None => println!("a restored table {table} will keep its rows at etcd keys {prefix}<key>"),
+        }
+        return Ok(());
+    }
     let mut exec = open_location(&cli, &location).await?;
     if let StoreLocation::Etcd(uri) = &location {
         // Detached backups on etcd are jobs of its work queue, run by `strata worker` processes.
@@ -325,7 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Worker(_) => bail!("`strata worker` runs on an etcd store: --store etcd://HOST:PORT[,HOST:PORT…]"),
-        Command::Demo { .. } | Command::Keygen { .. } => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Keygen { .. } | Command::Map { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
