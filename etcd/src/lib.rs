@@ -17,6 +17,11 @@
 //!   history index (every version since compaction) ──scan (s, e] ──▶ backup (core)
 //! ```
 //!
+//! The same cluster coordinates the processes of one backup: [`EtcdQueue`] is the work queue
+//! ([`strata_core::WorkQueue`]) kept under `/strata-queues/` (claims under leases, fenced by
+//! their create revision; see `queue.rs`), and [`run_worker`] is the loop of a `strata worker`
+//! process ([`BackupJobRunner`] runs a detached backup's units and commits it).
+//!
 //! ```no_run
 //! # async fn demo() -> strata_core::Result<()> {
 //! use strata_core::{KvSource, KvStore};
