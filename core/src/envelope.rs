@@ -60,6 +60,8 @@ pub const UNIT_RECORD: Envelope = Envelope::new(b"STRATAUR", "backup unit record
 /// form; version 2 has the same postcard body in this envelope; version 3 holds the statement
 /// without secrets (`secrets::StoredBackup`).
 pub const JOB_RECORD: Envelope = Envelope::new(b"STRATAJB", "job record", 3);
+/// A detached backup's job in a work queue: its location and plan (`exec::queued`).
+pub const QUEUED_BACKUP: Envelope = Envelope::new(b"STRATAQB", "queued backup job", 1);
 /// A schedule's record in the system span (`records`), versions as [`JOB_RECORD`].
 pub const SCHEDULE_RECORD: Envelope = Envelope::new(b"STRATASC", "schedule record", 3);
 
@@ -77,6 +79,7 @@ pub(crate) const ALL: &[Envelope] = &[
     UNIT_RECORD,
     JOB_RECORD,
     SCHEDULE_RECORD,
+    QUEUED_BACKUP,
 ];
 
 /// SHA-256 of bytes.

@@ -88,7 +88,10 @@ pub use crypto::kdf::KdfParams;
 pub use crypto::keyring::{KeyProvider, KeyRequest, Keyring, KmsOpener};
 pub use crypto::{DataKey, Entropy, FileCodec};
 pub use error::{Error, Result, Status};
-pub use exec::{show_backup, Executor, Job, JobFuture, JobSpawner, JobStatus, RunOutcome, ScheduledRun};
+pub use exec::{
+    finish_queued_backup, queue_job_id, run_queued_unit, show_backup, Executor, Job, JobFuture, JobSpawner, JobStatus,
+    QueuedBackup, RunOutcome, ScheduledRun,
+};
 pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
 pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
 pub use kv::{

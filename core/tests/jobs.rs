@@ -297,3 +297,98 @@ fn a_detached_job_keeps_typed_secrets_in_memory_only() {
         "BACKUP DATABASE d INTO 'memory://e?AWS_SECRET_ACCESS_KEY=redacted' WITH encryption_passphrase = 'redacted'"
     );
 }
+
+/// `BACKUP … WITH detached` on an executor with a work queue: the statement plans the backup and
+/// creates a queue job; "workers" (here, calls on the test's thread) claim and run its units, a
+/// frozen worker's late completion is fenced and its files removed, whoever sees every unit done
+/// commits; `SHOW JOB` follows the queue, and the backup restores exactly.
+#[test]
+fn a_detached_backup_through_a_queue_is_run_by_its_workers() {
+    use strata_core::{finish_queued_backup, queue_job_id, run_queued_unit, Completion, MemQueue, WorkQueue};
+    let s = setup();
+    let queue = MemQueue::new();
+    let exec = Executor::new(Arc::new(s.kv.clone()), Arc::new(s.memory.clone()))
+        .with_backup_options(BackupOptions::default().with_target_file_size(2048).with_page_bytes(1024))
+        .with_work_queue(Arc::new(queue.clone()));
+    let sql = |q: &str| block_on(exec.execute(q)).unwrap_or_else(|e| panic!("{q}: {e}"));
+    let field = |id: i64, name: &str| {
+        let r = sql(&format!("SHOW JOB {id}"));
+        r.to_objects().remove(0).into_iter().find(|(k, _)| k == name).unwrap().1.to_string()
+    };
+    let options = BackupOptions::default().with_target_file_size(2048).with_page_bytes(1024);
+    let run = |job: &str, claim: &strata_core::Claim| {
+        let info = block_on(queue.job(job)).unwrap().unwrap();
+        block_on(run_queued_unit(&queue, &info, claim, &s.kv, &s.memory, &options)).unwrap()
+    };
+    let finish = |job: &str| {
+        let info = block_on(queue.job(job)).unwrap().unwrap();
+        let outcome = block_on(finish_queued_backup(&queue, &info, &s.memory, &options)).unwrap()?;
+        Some(block_on(queue.finish_job(job, outcome)).unwrap())
+    };
+
+    for (statement, layer) in [
+        ("BACKUP DATABASE d INTO 'memory://q' WITH detached", "full"),
+        ("BACKUP DATABASE d INTO LATEST IN 'memory://q' WITH detached", "incremental"),
+    ] {
+        if layer == "incremental" {
+            let id = block_on(exec.table_id("d", "a", None)).unwrap();
+            s.kv.write_sync((0..50u32).map(|i| (keys::table_key(id, &i.to_be_bytes()), Some(vec![9; 60]))).collect());
+        }
+        let r = sql(statement);
+        let id = job_id(&r);
+        assert_eq!(r.get(0, "status"), Some(&Value::from("running")));
+        let job = queue_job_id(id as u64);
+        let units = block_on(queue.job(&job)).unwrap().expect("the queue job").units;
+        assert!(units >= 2, "{layer}: the plan has {units} units");
+        assert_eq!(field(id, "status"), "running");
+        assert_eq!(field(id, "fraction_completed"), "0.000");
+
+        let w1 = block_on(queue.register("w1", 10)).unwrap();
+        let w2 = block_on(queue.register("w2", 10)).unwrap();
+        let first = block_on(queue.claim(&w1, &job)).unwrap().unwrap();
+        assert_eq!(run(&job, &first), Completion::Completed);
+        assert_eq!(field(id, "fraction_completed"), format!("{:.3}", 1.0 / units as f64), "{layer}");
+        // w2 claims a unit, freezes past its lease; w3 takes the unit over and completes it.
+        let stale = block_on(queue.claim(&w2, &job)).unwrap().unwrap();
+        queue.expire("w2");
+        let w3 = block_on(queue.register("w3", 10)).unwrap();
+        let again = block_on(queue.claim(&w3, &job)).unwrap().unwrap();
+        assert_eq!(again.unit, stale.unit);
+        assert_eq!(run(&job, &again), Completion::Completed);
+        // w2 wakes up and runs its copy of the unit: fenced, and its files are gone.
+        assert_eq!(run(&job, &stale), Completion::Fenced);
+        let stale_tag = format!("-{}-{}-", strata_core::job_run_id(&job), stale.token);
+        assert!(!s.files("memory://q").iter().any(|f| f.contains(&stale_tag)), "{layer}: the fenced files stay");
+        if units > 2 {
+            assert_eq!(finish(&job), None, "{layer}: finished before every unit is done");
+        }
+        while let Some(c) = block_on(queue.claim(&w3, &job)).unwrap() {
+            assert_eq!(run(&job, &c), Completion::Completed);
+        }
+        let outcome = finish(&job).expect("every unit is done");
+        assert!(outcome.starts_with(b"succeeded"), "{}", String::from_utf8_lossy(&outcome));
+        assert_eq!(field(id, "status"), "succeeded");
+        assert_eq!(field(id, "fraction_completed"), "1.000");
+        // A second finisher agrees.
+        assert_eq!(finish(&job), Some(outcome));
+        let rows: u64 = field(id, "rows").parse().unwrap();
+        assert_eq!(rows, if layer == "full" { 600 } else { 50 }, "{layer}");
+    }
+
+    // It restores exactly.
+    let target_kv = MemKv::new();
+    let target = Executor::new(Arc::new(target_kv.clone()), Arc::new(s.memory.clone()));
+    block_on(target.execute("RESTORE DATABASE d FROM LATEST IN 'memory://q'")).unwrap();
+    let now = strata_core::Timestamp::from_nanos(u64::MAX / 2);
+    for t in ["a", "b"] {
+        let src = block_on(exec.table_id("d", t, None)).unwrap();
+        let dst = block_on(target.table_id("d", t, None)).unwrap();
+        let strip = |rows: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<(Vec<u8>, Vec<u8>)> {
+            rows.into_iter().map(|(k, v)| (keys::decode_table_key(&k).unwrap().1.to_vec(), v)).collect()
+        };
+        assert_eq!(
+            strip(target_kv.view_at(&keys::table_span(dst), now)),
+            strip(s.kv.view_at(&keys::table_span(src), now))
+        );
+    }
+}

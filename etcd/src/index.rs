@@ -92,6 +92,26 @@ impl Index {
         self.data.get(key)?.range(..=rev).next_back().map(|(r, v)| (*r, v.clone()))
     }
 
+    /// Keys of `span` at which to cut it into pieces of about `every` bytes of newest versions
+    /// (keys and live values), ascending, each after the span's start.
+    pub(crate) fn split_points(&self, span: &Span, every: u64) -> Vec<Vec<u8>> {
+        let mut cuts = Vec::new();
+        if span.is_empty() {
+            return cuts;
+        }
+        let mut bytes = 0u64;
+        let range = self.data.range::<[u8], _>((Bound::Included(&span.start[..]), Bound::Excluded(&span.end[..])));
+        for (key, versions) in range {
+            if bytes >= every && key.as_slice() > span.start.as_slice() {
+                cuts.push(key.clone());
+                bytes = 0;
+            }
+            let live = versions.values().next_back().and_then(|v| v.as_ref()).map_or(0, |v| v.len());
+            bytes += (key.len() + live) as u64;
+        }
+        cuts
+    }
+
     /// One page of versions of `span` with revisions in `(start, end]`, keys ascending and
     /// versions newest first, ending after `target_bytes` at a key boundary; `resume_key` is the
     /// next key holding any version at all (as [`strata_core::MemKv`] does).
@@ -142,6 +162,20 @@ mod tests {
         assert_eq!(index.get(b"b", 10), None, "a key deleted at or below the compaction is gone");
         let page = index.scan(&Span::new(b"a".to_vec(), b"c".to_vec()), 0, 10, MvccFilter::AllRevisions, 1 << 20);
         assert_eq!(page.entries.len(), 2);
+    }
+
+    #[test]
+    fn split_points_cut_by_live_bytes() {
+        let mut index = Index::default();
+        for (i, k) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            put(&mut index, k, i as i64 + 1, Some("123456789"));
+        }
+        put(&mut index, "c", 9, None);
+        let span = Span::new(b"a".to_vec(), b"z".to_vec());
+        // 10 bytes a key, "c" deleted (1 byte): cut once 20 bytes are passed.
+        assert_eq!(index.split_points(&span, 20), vec![b"c".to_vec()]);
+        assert_eq!(index.split_points(&span, 10), vec![b"b".to_vec(), b"c".to_vec(), b"e".to_vec()]);
+        assert_eq!(index.split_points(&Span::new(b"b".to_vec(), b"c".to_vec()), 1), Vec::<Vec<u8>>::new());
     }
 
     #[test]

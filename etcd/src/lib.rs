@@ -17,6 +17,11 @@
 //!   history index (every version since compaction) ──scan (s, e] ──▶ backup (core)
 //! ```
 //!
+//! The same cluster coordinates the processes of one backup: [`EtcdQueue`] is the work queue
+//! ([`strata_core::WorkQueue`]) kept under `/strata-queues/` (claims under leases, fenced by
+//! their create revision; see `queue.rs`), and [`run_worker`] is the loop of a `strata worker`
+//! process ([`BackupJobRunner`] runs a detached backup's units and commits it).
+//!
 //! ```no_run
 //! # async fn demo() -> strata_core::Result<()> {
 //! use strata_core::{KvSource, KvStore};
@@ -90,10 +95,14 @@ mod index;
 mod keyspace;
 mod layout;
 mod mapping;
+mod queue;
 mod store;
 pub mod testing;
+mod worker;
 
 pub use client::{parse_endpoints, EtcdConn};
 pub use layout::DEFAULT_ROOT;
 pub use mapping::MapMode;
+pub use queue::{ClaimEvent, Connection, EtcdQueue, DEFAULT_QUEUE_ROOT};
 pub use store::{EtcdKv, EtcdOptions};
+pub use worker::{failed_outcome, job_progress, run_worker, BackupJobRunner, JobRunner, WorkerOptions, WorkerSummary};

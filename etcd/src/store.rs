@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use etcd_client::{CompactionOptions, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnResponse};
 use strata_core::{
     check_gc_threshold, keys, Catalog, DescId, DescriptorChange, Error, KvSink, KvSource, KvStore, Result, ScanPage,
-    ScanRequest, Span, Status, Timestamp, FIRST_USER_ID,
+    ScanRequest, Span, Status, Timestamp, WorkUnit, FIRST_USER_ID,
 };
 
 use crate::client::{parse_endpoints, EtcdConn};
@@ -31,6 +31,9 @@ pub struct EtcdOptions {
     pub request_timeout: Duration,
     /// How long a read waits for the history watch to reach a revision before it fails.
     pub sync_timeout: Duration,
+    /// About how many bytes of live keys and values one work unit of a backup covers
+    /// ([`KvSource::split`]): units are what worker processes claim one at a time.
+    pub unit_bytes: u64,
 }
 
 impl Default for EtcdOptions {
@@ -41,6 +44,7 @@ impl Default for EtcdOptions {
             max_request_bytes: 1536 * 1024,
             request_timeout: Duration::from_secs(5),
             sync_timeout: Duration::from_secs(30),
+            unit_bytes: 256 << 10,
         }
     }
 }
@@ -62,6 +66,12 @@ impl EtcdOptions {
     /// With this many bytes per request.
     pub fn with_max_request_bytes(mut self, bytes: usize) -> Self {
         self.max_request_bytes = bytes;
+        self
+    }
+
+    /// With work units of about this many bytes (see [`EtcdOptions::unit_bytes`]).
+    pub fn with_unit_bytes(mut self, bytes: u64) -> Self {
+        self.unit_bytes = bytes.max(1);
         self
     }
 
@@ -402,6 +412,19 @@ impl KvSource for EtcdKv {
     async fn gc_threshold(&self, span: &Span) -> Result<Timestamp> {
         self.refresh_compaction().await?;
         Ok(self.threshold(span))
+    }
+
+    /// Cuts `span` where its live keys and values (as of the newest revision the index applied)
+    /// pass each [`EtcdOptions::unit_bytes`].
+    async fn split(&self, span: &Span) -> Result<Vec<WorkUnit>> {
+        let cuts = self.index().split_points(span, self.inner.options.unit_bytes);
+        let mut units = Vec::with_capacity(cuts.len() + 1);
+        let mut start = span.start.clone();
+        for cut in cuts {
+            units.push(WorkUnit { span: Span::new(std::mem::replace(&mut start, cut.clone()), cut), locality: None });
+        }
+        units.push(WorkUnit { span: Span::new(start, span.end.clone()), locality: None });
+        Ok(units)
     }
 }
 

@@ -237,7 +237,7 @@ impl BackupService {
     /// Plans a new layer: the catalog at its end time, the descriptor history of its window
     /// (with revision history), the source's GC threshold, the chain it extends, and the work
     /// units the source cuts its spans into.
-    async fn plan(&self, cx: &Context, spec: &BackupSpec, chain: Option<&Chain>) -> Result<BackupPlan> {
+    pub(super) async fn plan(&self, cx: &Context, spec: &BackupSpec, chain: Option<&Chain>) -> Result<BackupPlan> {
         let end_time = spec.end_time;
         let catalog = cx.store.catalog_at(end_time).await?;
         let previous = chain.and_then(Chain::last);
@@ -322,7 +322,7 @@ pub(super) fn request_key(b: &BackupStmt) -> String {
     hex::encode(sha256(&postcard::to_allocvec(&request).expect("requests serialize")))
 }
 
-fn resolve_as_of(text: &str, now: Timestamp) -> Result<Timestamp> {
+pub(super) fn resolve_as_of(text: &str, now: Timestamp) -> Result<Timestamp> {
     let t = Timestamp::parse_as_of(text, now)?;
     if t > now {
         return Err(Error::InvalidTime(format!("AS OF SYSTEM TIME {t} is in the future (now is {now})")));

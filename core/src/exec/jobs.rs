@@ -44,6 +44,9 @@ use crate::result::QueryResult;
 use crate::secrets::{resolve_backup, typed_secrets_error, LegacyBackup, StoredBackup};
 use crate::sql::{BackupDestination, BackupStmt, Statement};
 use crate::timestamp::Timestamp;
+use crate::workqueue::WorkQueue;
+
+use super::queued::{queue_job_id, queued_progress, start_queued, CANCELED};
 
 /// Job records (see [`crate::records`]).
 const JOBS: RecordStore<JobRecord> = RecordStore::new("job", JOB_PREFIX, JOB_NEXT_ID, JOB_ENVELOPE)
@@ -236,23 +239,32 @@ pub(super) struct JobRuntime {
     live: Mutex<HashMap<u64, Live>>,
 }
 
-/// Detached jobs: their records, and the runtime that runs them here (if the host gave one).
+/// Detached jobs: their records, and the runtime that runs them here (if the host gave one), or
+/// the work queue whose workers run them (see `queued.rs`).
 #[derive(Clone)]
 pub(super) struct JobService {
     records: RecordStore<JobRecord>,
     runtime: Option<Arc<JobRuntime>>,
+    queue: Option<Arc<dyn WorkQueue>>,
 }
 
 impl Default for JobService {
     fn default() -> Self {
-        JobService { records: JOBS, runtime: None }
+        JobService { records: JOBS, runtime: None, queue: None }
     }
 }
 
 impl JobService {
     /// The service running jobs with `spawner`.
     pub(super) fn with_spawner(spawner: Arc<dyn JobSpawner>) -> JobService {
-        JobService { records: JOBS, runtime: Some(Arc::new(JobRuntime { spawner, live: Mutex::new(HashMap::new()) })) }
+        let runtime = Some(Arc::new(JobRuntime { spawner, live: Mutex::new(HashMap::new()) }));
+        JobService { records: JOBS, runtime, queue: None }
+    }
+
+    /// The same service, its detached backups run by the workers of `queue`.
+    pub(super) fn with_queue(mut self, queue: Arc<dyn WorkQueue>) -> JobService {
+        self.queue = Some(queue);
+        self
     }
 
     /// Every job, by id, with live progress for those running here.
@@ -268,6 +280,18 @@ impl JobService {
                 }
             }
         }
+        if let Some(queue) = &self.queue {
+            for j in jobs.iter_mut().filter(|j| j.status == JobStatus::Running) {
+                if let Some(state) = queued_progress(queue.as_ref(), j.id).await? {
+                    state.apply(j);
+                    if j.status != JobStatus::Running {
+                        // Finished: the record says so from now on.
+                        j.finished = Some(store.now().await?.wall);
+                        self.save(store, j).await?;
+                    }
+                }
+            }
+        }
         Ok(jobs)
     }
 
@@ -276,7 +300,7 @@ impl JobService {
         self.all(store).await?.into_iter().find(|j| j.id == id).ok_or_else(|| Error::not_found("job", id.to_string()))
     }
 
-    async fn save(&self, store: &dyn KvStore, j: &Job) -> Result<()> {
+    pub(super) async fn save(&self, store: &dyn KvStore, j: &Job) -> Result<()> {
         self.records.put(store, j.id, &JobRecord::new(j)).await
     }
 
@@ -298,6 +322,17 @@ impl JobService {
         }
         let now = store.now().await?;
         let id = self.records.allocate_ids(store, 1).await?;
+        if let Some(queue) = &self.queue {
+            if !typed_secrets.is_empty() {
+                return Err(Error::Precondition(format!(
+                    "a detached backup on this store is run by worker processes, which get no secret typed into \
+                     the statement ({}): write references instead (e.g. ${{NAME}} as a URI parameter's value, read \
+                     from each worker's environment), or run the backup without detached",
+                    typed_secrets.join(", ")
+                )));
+            }
+            return start_queued(self, queue.as_ref(), cx, backup, statement, id, now.wall).await;
+        }
         let status = if self.runtime.is_some() { JobStatus::Running } else { JobStatus::Pending };
         let job = Job {
             id,
@@ -418,6 +453,11 @@ impl JobService {
     /// `PAUSE JOB id`.
     pub(super) async fn pause(&self, store: &dyn KvStore, id: u64) -> Result<QueryResult> {
         let mut j = self.get(store, id).await?;
+        if let Some(queue) = &self.queue {
+            if queue.job(&queue_job_id(id)).await?.is_some() {
+                return Err(Error::unsupported("PAUSE JOB of a backup run by workers (CANCEL JOB stops it)"));
+            }
+        }
         if !matches!(j.status, JobStatus::Running | JobStatus::Pending) {
             return Err(Error::Precondition(format!(
                 "job {id} is {}: only a running job can be paused",
@@ -458,6 +498,14 @@ impl JobService {
         j.status = JobStatus::Canceled;
         j.finished = Some(store.now().await?.wall);
         self.save(store, &j).await?;
+        if let Some(queue) = &self.queue {
+            // Workers claim no unit of a finished queue job; its unfinished layer is no backup.
+            let job = queue_job_id(id);
+            if queue.job(&job).await?.is_some() {
+                queue.finish_job(&job, bytes::Bytes::from_static(CANCELED.as_bytes())).await?;
+                return Ok(QueryResult::default());
+            }
+        }
         if !self.stop(id, Intent::Cancel) && j.typed_secrets.is_empty() {
             // Not running here: clean up now. (A live job cleans up once it has stopped. Without
             // the secrets typed into its statement, its storage cannot be opened: its files stay,

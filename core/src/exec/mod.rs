@@ -17,6 +17,7 @@
 mod backup;
 mod ddl;
 mod jobs;
+mod queued;
 mod restore;
 mod schedules;
 mod show;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 pub(crate) use jobs::decode_job_record;
 pub use jobs::{Job, JobFuture, JobSpawner, JobStatus};
+pub use queued::{finish_queued_backup, queue_job_id, run_queued_unit, QueuedBackup};
 pub use schedules::{RunOutcome, ScheduledRun};
 pub use show::show_backup;
 
@@ -258,6 +260,14 @@ impl Executor {
     /// The encryption settings.
     pub fn keyring(&self) -> &Keyring {
         &self.cx.keyring
+    }
+
+    /// Runs detached backups (`BACKUP … WITH detached`) through `queue`: the statement plans
+    /// the backup and creates a queue job that worker processes run (see
+    /// [`run_queued_unit`], [`finish_queued_backup`]); `SHOW JOBS` reads its progress there.
+    pub fn with_work_queue(mut self, queue: Arc<dyn crate::workqueue::WorkQueue>) -> Self {
+        self.jobs = self.jobs.with_queue(queue);
+        self
     }
 
     /// The store statements run against.

@@ -3,6 +3,7 @@
 mod demo;
 mod progress;
 mod schedule;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -129,6 +130,9 @@ enum Command {
         #[command(subcommand)]
         command: WorkloadCommand,
     },
+    /// On an etcd store: run the units of detached backups (`BACKUP … WITH detached`), with any
+    /// number of other workers, until stopped.
+    Worker(worker::WorkerArgs),
     /// The main job: build a bank store, back it up, restore a table and the database into fresh stores, compare.
     Demo {
         /// Accounts in the bank workload.
@@ -261,7 +265,11 @@ async fn open_location(cli: &Cli, location: &StoreLocation) -> anyhow::Result<Ex
     match location {
         StoreLocation::Dir(dir) => open(dir),
         StoreLocation::Etcd(uri) => {
-            let options = strata_etcd::EtcdOptions::default().with_root(cli.etcd_root.as_bytes().to_vec());
+            let mut options = strata_etcd::EtcdOptions::default().with_root(cli.etcd_root.as_bytes().to_vec());
+            // The size of a backup's work units (what a worker claims at a time).
+            if let Some(bytes) = std::env::var("STRATA_ETCD_UNIT_BYTES").ok().and_then(|v| v.parse().ok()) {
+                options = options.with_unit_bytes(bytes);
+            }
             let store = strata_etcd::EtcdKv::open_uri(uri, options)
                 .await
                 .with_context(|| format!("cannot open the etcd store {uri}"))?;
@@ -312,8 +320,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let exec = open_location(&cli, &location).await?;
+    let mut exec = open_location(&cli, &location).await?;
     let local_root = nodelocal_root(&cli, &location);
+    if let StoreLocation::Etcd(uri) = &location {
+        // Detached backups on etcd are jobs of its work queue, run by `strata worker` processes.
+        let endpoints = strata_etcd::parse_endpoints(uri)?;
+        exec = exec.with_work_queue(Arc::new(worker::queue(&endpoints)?));
+        if let Command::Worker(args) = cli.command {
+            return worker::run(exec.store().clone(), &endpoints, local_root, args).await;
+        }
+    }
     // etcd takes at most 128 operations per transaction.
     let write_batch: u64 = if matches!(location, StoreLocation::Etcd(_)) { 100 } else { 5_000 };
     match cli.command {
@@ -410,6 +426,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
+        Command::Worker(_) => bail!("`strata worker` runs on an etcd store: --store etcd://HOST:PORT[,HOST:PORT…]"),
         Command::Demo { .. } | Command::Keygen { .. } | Command::Map { .. } => unreachable!("handled above"),
     }
     Ok(())
