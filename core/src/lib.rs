@@ -51,6 +51,7 @@ mod locality;
 mod memkv;
 mod offload;
 mod progress;
+mod reader;
 mod records;
 mod redact;
 mod restore;
@@ -97,6 +98,7 @@ pub use locality::{locality_of, open_locations, Locations, DEFAULT_LOCALITY, LOC
 pub use memkv::{Clock, MemKv};
 pub use offload::{CpuPool, Offload};
 pub use progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
+pub use reader::{BackupReader, TableRows};
 pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_uri, REDACTED};
 pub use restore::plan::{prepare_restore, DatabaseRestore, LayerFile, RestorePlan, RestoreSelection, TableRestore};
 pub use restore::run::{run_restore, RestoreRunOptions, RestoreSummary};
