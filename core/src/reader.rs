@@ -34,6 +34,13 @@ use crate::span::Span;
 use crate::storage::ExternalStorage;
 use crate::timestamp::Timestamp;
 
+/// Block indexes of data files, by (layer, path).
+type IndexCache = HashMap<(usize, String), Arc<Vec<BlockHandle>>>;
+
+/// Consecutive wanted blocks of a file, fetched with one ranged read: their bytes, and
+/// `(index in the file, handle)` of each.
+type BlockRun = (Range<u64>, Vec<(usize, BlockHandle)>);
+
 /// The rows of one table as of a time, read from a backup (see [`BackupReader::scan_table`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableRows {
@@ -55,7 +62,7 @@ pub struct BackupReader {
     read_bytes: u64,
     /// The block index of each file opened so far, by (layer, path): a later page of a scan
     /// does not fetch it again.
-    indexes: Mutex<HashMap<(usize, String), Arc<Vec<BlockHandle>>>>,
+    indexes: Mutex<IndexCache>,
 }
 
 impl BackupReader {
@@ -260,7 +267,7 @@ impl BackupReader {
                 index
             }
         };
-        let mut runs: VecDeque<(Range<u64>, Vec<(usize, BlockHandle)>)> = VecDeque::new();
+        let mut runs: VecDeque<BlockRun> = VecDeque::new();
         for (i, h) in index.iter().enumerate().filter(|(_, h)| h.overlaps(&span)) {
             let range = h.range();
             match runs.back_mut() {
@@ -289,7 +296,7 @@ struct Cursor<'s> {
     reader: FileReader<'s>,
     shown: String,
     span: Span,
-    runs: VecDeque<(Range<u64>, Vec<(usize, BlockHandle)>)>,
+    runs: VecDeque<BlockRun>,
     current: VecDeque<Entry>,
 }
 
