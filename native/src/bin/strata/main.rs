@@ -1,6 +1,7 @@
 //! `strata`: run CockroachDB-style BACKUP and RESTORE statements against the embedded store.
 
 mod demo;
+mod from_backup;
 mod progress;
 mod schedule;
 
@@ -59,22 +60,27 @@ enum Command {
     },
     /// Write KEY = VALUE into table db.t.
     Put { table: String, key: String, value: String },
-    /// Print the value of KEY in table db.t.
+    /// Print the value of KEY in table db.t (of the store, or of a backup with --from).
     Get {
         table: String,
         key: String,
         /// Read as of this time (decimal, '-10s', or 'YYYY-MM-DD HH:MM:SS').
         #[arg(long)]
         as_of: Option<String>,
+        #[command(flatten)]
+        from: from_backup::FromBackup,
     },
     /// Delete KEY from table db.t.
     Delete { table: String, key: String },
-    /// Print every KEY<TAB>VALUE of table db.t in key order.
+    /// Print every KEY<TAB>VALUE of table db.t in key order (of the store, or of a backup with
+    /// --from).
     Scan {
         table: String,
         /// Read as of this time.
         #[arg(long)]
         as_of: Option<String>,
+        #[command(flatten)]
+        from: from_backup::FromBackup,
     },
     /// Print the store's current timestamp, in the decimal form AS OF SYSTEM TIME accepts.
     Now,
@@ -228,6 +234,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("file-kms://{}", abs.display());
         return Ok(());
     }
+    match &cli.command {
+        Command::Scan { table, as_of, from } if from.from.is_some() => {
+            return from_backup::scan(cli.store.as_deref(), from, table, as_of.as_deref()).await;
+        }
+        Command::Get { table, key, as_of, from } if from.from.is_some() => {
+            return from_backup::get(cli.store.as_deref(), from, table, key, as_of.as_deref()).await;
+        }
+        _ => {}
+    }
     let dir = cli.store.ok_or_else(|| anyhow!("--store DIR is required (or set STRATA_STORE)"))?;
     let exec = open(&dir)?;
     match cli.command {
@@ -250,7 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let id = exec.table_id(db, t, None).await?;
             exec.store().write(vec![(keys::table_key(id, key.as_bytes()), None)]).await?;
         }
-        Command::Get { table, key, as_of } => {
+        Command::Get { table, key, as_of, .. } => {
             let (db, t) = split_table(&table)?;
             let ts = read_time(&exec, as_of.as_deref()).await?;
             let id = exec.table_id(db, t, Some(ts)).await?;
@@ -269,7 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => bail!("key not found: {key} in {table} at {ts}"),
             }
         }
-        Command::Scan { table, as_of } => {
+        Command::Scan { table, as_of, .. } => {
             let (db, t) = split_table(&table)?;
             let ts = read_time(&exec, as_of.as_deref()).await?;
             let id = exec.table_id(db, t, Some(ts)).await?;
