@@ -125,17 +125,37 @@ impl BackupReader {
     /// Every row of table `db.table` as a restore as of `as_of` (default: the chain's end) would
     /// hold it.
     pub async fn scan_table(&self, db: &str, table: &str, as_of: Option<Timestamp>) -> Result<TableRows> {
+        let mut rows = Vec::new();
+        let (as_of, table) = self
+            .for_each_row(db, table, as_of, |k, v| {
+                rows.push((k, v));
+                true
+            })
+            .await?;
+        Ok(TableRows { as_of, table, rows })
+    }
+
+    /// [`BackupReader::scan_table`] without holding the rows: calls `row(user key, value)` for
+    /// each, in key order, until it returns false. Returns the time read and the table's
+    /// descriptor.
+    pub async fn for_each_row(
+        &self,
+        db: &str,
+        table: &str,
+        as_of: Option<Timestamp>,
+        mut row: impl FnMut(Bytes, Bytes) -> bool,
+    ) -> Result<(Timestamp, TableDescriptor)> {
         let t = self.time(as_of)?;
         let desc = self.table(db, table, Some(t))?;
-        let mut rows = Vec::new();
-        self.merge(keys::table_span(desc.id), Timestamp::ZERO, t, MvccFilter::Latest, u64::MAX, |e| {
-            if let Some(v) = e.value {
+        self.merge(keys::table_span(desc.id), Timestamp::ZERO, t, MvccFilter::Latest, u64::MAX, |e| match e.value {
+            Some(v) => {
                 let user = keys::decode_table_key(&e.key).map_or(0, |(_, k)| e.key.len() - k.len());
-                rows.push((e.key.slice(user..), v));
+                row(e.key.slice(user..), v)
             }
+            None => true,
         })
         .await?;
-        Ok(TableRows { as_of: t, table: desc, rows })
+        Ok((t, desc))
     }
 
     /// The value of `key` in table `db.table` as of `as_of` (default: the chain's end); `None`
@@ -147,14 +167,19 @@ impl BackupReader {
         let mut end = k.clone();
         end.push(0);
         let mut value = None;
-        self.merge(Span::new(k, end), Timestamp::ZERO, t, MvccFilter::Latest, u64::MAX, |e| value = e.value).await?;
+        self.merge(Span::new(k, end), Timestamp::ZERO, t, MvccFilter::Latest, u64::MAX, |e| {
+            value = e.value;
+            false
+        })
+        .await?;
         Ok(value)
     }
 
     /// Merges the versions of `span` in `(start, end]` from the layers a restore as of `end`
     /// reads, in key order, newest first: each key's newest (tombstones included) for
     /// [`MvccFilter::Latest`], every version for [`MvccFilter::AllRevisions`]. Stops at the first
-    /// key after `max_bytes` of keys and values, and returns it (the resume key).
+    /// key after `max_bytes` of keys and values, and returns it (the resume key); stops, returning
+    /// `None`, when `emit` returns false.
     async fn merge(
         &self,
         span: Span,
@@ -162,7 +187,7 @@ impl BackupReader {
         end: Timestamp,
         filter: MvccFilter,
         max_bytes: u64,
-        mut emit: impl FnMut(Entry),
+        mut emit: impl FnMut(Entry) -> bool,
     ) -> Result<Option<Vec<u8>>> {
         let layers = layers_for(&self.chain.layers, end)?;
         let mut files: Vec<(usize, &FileInfo, Span)> = Vec::new();
@@ -234,7 +259,9 @@ impl BackupReader {
             }
             bytes += (e.key.len() + e.value.as_ref().map_or(0, |v| v.len())) as u64;
             last = Some((e.key.clone(), e.ts));
-            emit(e);
+            if !emit(e) {
+                return Ok(None);
+            }
         }
         Ok(None)
     }
@@ -347,7 +374,8 @@ impl KvSource for BackupReader {
         let mut page = PageBuilder::with_capacity(0);
         let resume = self
             .merge(request.span, request.start, request.end, request.filter, request.target_bytes.max(1), |e| {
-                page.push(&e.key, e.ts, e.value.as_deref())
+                page.push(&e.key, e.ts, e.value.as_deref());
+                true
             })
             .await?;
         Ok(page.finish(resume))

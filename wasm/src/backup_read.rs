@@ -13,7 +13,8 @@ use crate::options::Options;
 use crate::strata::Strata;
 
 /// Options of `scanBackup()`.
-const SCAN_BACKUP_OPTIONS: &[&str] = &["from", "latest", "subdir", "encryptionPassphrase", "kms", "table", "asOf"];
+const SCAN_BACKUP_OPTIONS: &[&str] =
+    &["from", "latest", "subdir", "encryptionPassphrase", "kms", "table", "asOf", "limit"];
 /// Options of `getFromBackup()`.
 const GET_FROM_BACKUP_OPTIONS: &[&str] =
     &["from", "latest", "subdir", "encryptionPassphrase", "kms", "table", "asOf", "key"];
@@ -62,7 +63,8 @@ fn rows_to_js(rows: &TableRows) -> JsValue {
 impl Strata {
     /// `scanBackup(options)`: the rows of `options.table` (`db.table`) in the backup `options`
     /// names, as a restore as of `options.asOf` (default: the backup's end) would hold them;
-    /// resolves to `{ asOf, tableId, rows }`. Only the table's blocks are fetched.
+    /// resolves to `{ asOf, tableId, rows }`, at most `options.limit` rows. Only the table's blocks
+    /// are fetched.
     #[wasm_bindgen(js_name = scanBackup, unchecked_return_type = "BackupRows")]
     pub async fn scan_backup_js(
         &self,
@@ -70,8 +72,21 @@ impl Strata {
     ) -> std::result::Result<JsValue, JsValue> {
         let run = async {
             let o = Options::new(&options, "scanBackup", SCAN_BACKUP_OPTIONS)?;
+            let limit = match o.get("limit") {
+                v if v.is_undefined() || v.is_null() => usize::MAX,
+                v => crate::convert::u64_from_js(&v, "scanBackup option limit")? as usize,
+            };
             let (reader, db, table, at) = open(self, &o).await?;
-            reader.scan_table(&db, &table, at).await
+            let mut rows = Vec::new();
+            let (as_of, table) = reader
+                .for_each_row(&db, &table, at, |k, v| {
+                    if rows.len() < limit {
+                        rows.push((k, v));
+                    }
+                    rows.len() < limit
+                })
+                .await?;
+            Ok::<_, Error>(TableRows { as_of, table, rows })
         };
         run.await.map(|rows| rows_to_js(&rows)).map_err(|e| to_js_error(&e))
     }

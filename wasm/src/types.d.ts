@@ -129,10 +129,10 @@ export interface BackupSource {
 }
 
 /**
- * `scanBackup(options)`: a table's rows read straight from a backup, as a restore as of `asOf`
- * would hold them, without restoring it (only the table's blocks are fetched).
+ * What `scanBackup` and `getFromBackup` read: a table in a backup, as a restore as of `asOf` would
+ * hold it, without restoring it (only the table's blocks are fetched).
  */
-export interface ScanBackupOptions extends BackupSource {
+export interface ReadBackupOptions extends BackupSource {
   /** The table, as `db.table`, named as it was at `asOf`. */
   table: string;
   /** A time inside the chain (any time with revision history, else a layer's end): a decimal
@@ -140,8 +140,14 @@ export interface ScanBackupOptions extends BackupSource {
   asOf?: string;
 }
 
-/** `getFromBackup(options)`: one row's value read straight from a backup. */
-export interface GetFromBackupOptions extends ScanBackupOptions {
+/** `scanBackup(options)`: the table's rows. */
+export interface ScanBackupOptions extends ReadBackupOptions {
+  /** At most this many rows (the first ones, in key order); reading stops there. */
+  limit?: number;
+}
+
+/** `getFromBackup(options)`: one row's value. */
+export interface GetFromBackupOptions extends ReadBackupOptions {
   /** The row's key. */
   key: Uint8Array;
 }

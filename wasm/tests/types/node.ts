@@ -41,7 +41,7 @@ export async function usage(): Promise<void> {
   const layers = await db.showBackup({ from: "nodelocal://1/b", latest: true });
   const full: boolean = layers[0].isFullCluster;
   const dirs: string[] = await db.showBackups("nodelocal://1/b");
-  const read: BackupRows = await db.scanBackup({ from: "nodelocal://1/b", latest: true, table: "bank.accounts", asOf: "-10s" });
+  const read: BackupRows = await db.scanBackup({ from: "nodelocal://1/b", latest: true, table: "bank.accounts", asOf: "-10s", limit: 5 });
   const readRows: Array<[Uint8Array, Uint8Array]> = read.rows;
   const readAt: string = read.asOf;
   const one: Uint8Array | undefined = await db.getFromBackup({ from: "nodelocal://1/b", table: "bank.accounts", key: readRows[0][0] });

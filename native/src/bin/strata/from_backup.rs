@@ -72,10 +72,19 @@ pub(crate) async fn scan(store: Option<&Path>, from: &FromBackup, table: &str, a
     let (db, t) = split_table(table)?;
     let reader = from.open(store).await?;
     let ts = as_of(&reader, at)?;
-    let rows = reader.scan_table(db, t, Some(ts)).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (k, v) in &rows.rows {
-        writeln!(out, "{}\t{}", show_bytes(k), show_bytes(v))?;
+    let mut failed = None;
+    reader
+        .for_each_row(db, t, Some(ts), |k, v| match writeln!(out, "{}\t{}", show_bytes(&k), show_bytes(&v)) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })
+        .await?;
+    if let Some(e) = failed {
+        return Err(anyhow::Error::new(e).context("cannot write the rows to standard output"));
     }
     out.flush()?;
     Ok(())
