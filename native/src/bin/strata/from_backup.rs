@@ -50,7 +50,10 @@ impl FromBackup {
         match exec.open_chain_with_keys(&source, keys).await {
             Ok(chain) => Ok(BackupReader::new(chain)),
             Err(e @ Error::NotFound { .. }) if !collection => {
-                Err(anyhow::Error::new(e).context("if the URI is a collection (BACKUP … INTO), add --in LATEST"))
+                Err(anyhow::anyhow!("{e}; if the URI is a collection (BACKUP … INTO), add --in LATEST"))
+            }
+            Err(e @ Error::Precondition(_)) if self.passphrase.is_none() && self.kms.is_empty() => {
+                Err(anyhow::anyhow!("{e}; here: --passphrase (or STRATA_PASSPHRASE) or --kms"))
             }
             Err(e) => Err(e.into()),
         }
@@ -83,11 +86,13 @@ pub(crate) async fn scan(store: Option<&Path>, from: &FromBackup, table: &str, a
             }
         })
         .await?;
-    if let Some(e) = failed {
-        return Err(anyhow::Error::new(e).context("cannot write the rows to standard output"));
+    // A reader that stopped early (`| head`) is not an error.
+    match failed.map_or_else(|| out.flush(), Err) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write the rows to standard output"))
+        }
+        _ => Ok(()),
     }
-    out.flush()?;
-    Ok(())
 }
 
 /// Prints the value of `key` in `table` in the backup.
