@@ -10,8 +10,9 @@ use futures::executor::block_on;
 use strata_core::crypto::kdf::KdfParams;
 use strata_core::sql::{BackupSource, Subdir};
 use strata_core::{
-    datafile, keys, read_span, BackupReader, Entropy, Error, Executor, ExternalStorageExt, KeyRequest, KvSource, MemKv,
-    MemoryOpener, MvccFilter, Result, ScanRequest, StorageOpener, Timestamp,
+    datafile, keys, read_span, BackupOptions, BackupReader, DataFileOptions, Entropy, Error, Executor,
+    ExternalStorageExt, KeyRequest, KvSource, MemKv, MemoryOpener, MvccFilter, Result, ScanRequest, StorageOpener,
+    Timestamp,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -89,15 +90,22 @@ async fn restored_tables(exec: &Executor) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)
     out
 }
 
-/// Compares the reader with a restore at every time of the history, encrypted or not.
+/// Compares the reader with a restore at every time of the history, encrypted or not, from
+/// small data files of small blocks (a table spans many of each in every layer).
 fn compare_with_restores(with: &str, keys: KeyRequest<'_>) {
     block_on(async {
         let opener: Arc<dyn StorageOpener> = Arc::new(MemoryOpener::default());
-        let exec = executor(opener.clone());
+        let small = BackupOptions::default()
+            .with_target_file_size(1 << 10)
+            .with_page_bytes(256)
+            .with_data_file(DataFileOptions::default().with_block_size(512));
+        let exec = executor(opener.clone()).with_backup_options(small);
         let times = history(&exec, "memory://h", with).await;
         let restore_with = with.replacen(',', " WITH", 1);
         let reader = BackupReader::new(exec.open_chain_with_keys(&source("memory://h"), keys).await.unwrap());
         assert_eq!(reader.chain().layers.len(), 3);
+        let files = reader.chain().layers[0].manifest.files.len();
+        assert!(files > 9, "the full backup has {files} data files");
         let (lo, hi) = reader.window().unwrap();
         let mut compared = 0;
         let ends = reader.chain().layers.iter().map(|l| l.manifest.end_time);
@@ -148,6 +156,42 @@ fn reads_what_a_restore_holds_at_every_time_of_a_chain() {
 fn reads_what_a_restore_holds_from_an_encrypted_chain() {
     let with = format!(", encryption_passphrase = '{PASS}'");
     compare_with_restores(&with, KeyRequest::new(Some(PASS), &[]));
+}
+
+#[test]
+fn a_chain_without_revision_history_reads_only_at_its_end_times() {
+    block_on(async {
+        let opener: Arc<dyn StorageOpener> = Arc::new(MemoryOpener::default());
+        let exec = executor(opener.clone());
+        exec.execute("CREATE DATABASE d").await.unwrap();
+        exec.execute("CREATE TABLE d.a").await.unwrap();
+        put(&exec, "a", (0..50).map(|i| (i, Some(format!("v0-{i}"))))).await;
+        exec.execute("BACKUP DATABASE d INTO 'memory://n'").await.unwrap();
+        let between = put(&exec, "a", (0..10).map(|i| (i, None))).await;
+        put(&exec, "a", (5..7).map(|i| (i, Some(format!("v1-{i}"))))).await;
+        exec.execute("BACKUP DATABASE d INTO LATEST IN 'memory://n'").await.unwrap();
+        let reader = BackupReader::new(exec.open_chain(&source("memory://n")).await.unwrap());
+        for layer in &reader.chain().layers {
+            let t = layer.manifest.end_time;
+            let target = executor(opener.clone());
+            target
+                .execute(&format!("RESTORE DATABASE d FROM LATEST IN 'memory://n' AS OF SYSTEM TIME {t}"))
+                .await
+                .unwrap();
+            let restored = restored_tables(&target).await;
+            let read = reader.scan_table("d", "a", Some(t)).await.unwrap();
+            let read: Vec<(Vec<u8>, Vec<u8>)> = read.rows.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            assert_eq!(read, restored[0].1, "d.a at {t}");
+        }
+        assert_eq!(reader.scan_table("d", "a", None).await.unwrap().rows.len(), 42);
+        let err = reader.scan_table("d", "a", Some(between)).await.expect_err("between the layers");
+        assert!(err.to_string().contains("requires a backup taken WITH revision_history"), "{err}");
+        // Nor can it list revisions.
+        let a = reader.table("d", "a", None).unwrap().id;
+        let end = reader.now().await.unwrap();
+        let all = ScanRequest::new(keys::table_span(a), Timestamp::ZERO, end, MvccFilter::AllRevisions);
+        assert!(matches!(reader.scan(all).await, Err(Error::InvalidTime(_))));
+    });
 }
 
 #[test]
