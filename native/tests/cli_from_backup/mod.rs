@@ -107,3 +107,20 @@ fn scan_and_get_from_an_encrypted_backup_take_its_passphrase() {
     strata_without_store(&["scan", "bank.accounts", "--from", &uri, "--in", "LATEST"])
         .fails_with("is encrypted: give encryption_passphrase");
 }
+
+#[test]
+fn scan_from_a_backup_opens_with_a_kms_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("source");
+    let key = tmp.path().join("key");
+    let kms = strata(&store, &["keygen", key.to_str().unwrap()]).ok().stdout().trim().to_string();
+    strata(&store, &["workload", "init", "bank", "--rows", "100"]).ok();
+    let uri = format!("file://{}", tmp.path().join("k").display());
+    sql(&store, &format!("BACKUP DATABASE bank TO '{uri}' WITH kms = '{kms}'")).ok();
+    let rows = strata_without_store(&["scan", "bank.accounts", "--from", &uri, "--kms", &kms]).ok().stdout();
+    assert_eq!(rows, scan(&store, "bank.accounts"));
+    let other = tmp.path().join("other");
+    let wrong = strata(&store, &["keygen", other.to_str().unwrap()]).ok().stdout().trim().to_string();
+    strata_without_store(&["get", "bank.accounts", "0000000001", "--from", &uri, "--kms", &wrong])
+        .fails_with("the KMS key is wrong");
+}
