@@ -54,9 +54,37 @@ pub struct TableRows {
 
 /// A read-only view of a backup chain as a versioned key-value source.
 ///
+/// [`BackupReader::scan_table`], [`BackupReader::for_each_row`] and [`BackupReader::get`] name a
+/// table as the catalog at that time does (a table dropped by then is not found; one renamed is
+/// found by its name then) and return what a restore at that time would hold. As a
+/// [`KvSource`], [`KvSource::scan`] returns the versions the layers hold in any span:
 /// [`KvSource::now`] is the chain's end time and [`KvSource::gc_threshold`] the start of its
-/// restorable window: a scan at a time the chain cannot restore to (outside its window, or between
-/// its layers' end times without revision history) is an error, never a partial answer.
+/// restorable window, and a scan at a time the chain cannot restore to (outside its window, or
+/// between its layers' end times without revision history) is an error, never a partial answer.
+///
+/// ```
+/// use std::sync::Arc;
+/// use strata_core::sql::{BackupSource, Subdir};
+/// use strata_core::{keys, BackupReader, Executor, KeyRequest, MemKv, MemoryOpener};
+///
+/// futures::executor::block_on(async {
+///     let exec = Executor::new(Arc::new(MemKv::new()), Arc::new(MemoryOpener::default()));
+///     exec.execute("CREATE DATABASE bank").await.unwrap();
+///     exec.execute("CREATE TABLE bank.accounts").await.unwrap();
+///     let id = exec.table_id("bank", "accounts", None).await.unwrap();
+///     let before = exec.store().write(vec![(keys::table_key(id, b"alice"), Some(b"100".to_vec()))]).await.unwrap();
+///     exec.execute("BACKUP DATABASE bank INTO 'memory://b' WITH revision_history").await.unwrap();
+///     exec.store().write(vec![(keys::table_key(id, b"alice"), Some(b"90".to_vec()))]).await.unwrap();
+///     exec.execute("BACKUP DATABASE bank INTO LATEST IN 'memory://b' WITH revision_history").await.unwrap();
+///
+///     let source = BackupSource { subdir: Some(Subdir::Latest), layers: vec![vec!["memory://b".into()]] };
+///     let reader = BackupReader::new(exec.open_chain_with_keys(&source, KeyRequest::default()).await.unwrap());
+///     let now = reader.scan_table("bank", "accounts", None).await.unwrap();
+///     assert_eq!(now.rows, vec![("alice".into(), "90".into())]);
+///     let then = reader.get("bank", "accounts", b"alice", Some(before)).await.unwrap();
+///     assert_eq!(then.as_deref(), Some(&b"100"[..]));
+/// });
+/// ```
 pub struct BackupReader {
     chain: Chain,
     read_bytes: u64,
