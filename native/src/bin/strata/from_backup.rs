@@ -3,7 +3,7 @@
 //! a restore at that time would hold them, printed as `scan`/`get` on a store print them.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -33,13 +33,13 @@ pub(crate) struct FromBackup {
 }
 
 impl FromBackup {
-    /// Opens the backup's chain (unlocked with the passphrase or KMS keys, if given). `store`
-    /// only roots `nodelocal://` URIs.
-    async fn open(&self, store: Option<&Path>) -> anyhow::Result<BackupReader> {
+    /// Opens the backup's chain (unlocked with the passphrase or KMS keys, if given);
+    /// `nodelocal://` URIs resolve under `nodelocal`.
+    async fn open(&self, nodelocal: Option<PathBuf>) -> anyhow::Result<BackupReader> {
         let uri = self.from.clone().context("--from URI is required")?;
-        let opener = match store {
-            Some(dir) => NativeOpener::new(dir.join("extern")),
-            // nodelocal:// URIs need a store; others do not.
+        let opener = match nodelocal {
+            Some(dir) => NativeOpener::new(dir),
+            // nodelocal:// URIs need a store (or --nodelocal); others do not.
             None => NativeOpener::new(std::env::temp_dir().join("strata-no-store")),
         };
         let exec = Executor::new(Arc::new(MemKv::new()), Arc::new(opener)).with_kms_opener(Arc::new(FileKmsOpener));
@@ -71,9 +71,14 @@ fn as_of(reader: &BackupReader, text: Option<&str>) -> anyhow::Result<Timestamp>
 }
 
 /// Prints every `KEY<TAB>VALUE` of `table` in the backup, in key order.
-pub(crate) async fn scan(store: Option<&Path>, from: &FromBackup, table: &str, at: Option<&str>) -> anyhow::Result<()> {
+pub(crate) async fn scan(
+    nodelocal: Option<PathBuf>,
+    from: &FromBackup,
+    table: &str,
+    at: Option<&str>,
+) -> anyhow::Result<()> {
     let (db, t) = split_table(table)?;
-    let reader = from.open(store).await?;
+    let reader = from.open(nodelocal).await?;
     let ts = as_of(&reader, at)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut failed = None;
@@ -97,14 +102,14 @@ pub(crate) async fn scan(store: Option<&Path>, from: &FromBackup, table: &str, a
 
 /// Prints the value of `key` in `table` in the backup.
 pub(crate) async fn get(
-    store: Option<&Path>,
+    nodelocal: Option<PathBuf>,
     from: &FromBackup,
     table: &str,
     key: &str,
     at: Option<&str>,
 ) -> anyhow::Result<()> {
     let (db, t) = split_table(table)?;
-    let reader = from.open(store).await?;
+    let reader = from.open(nodelocal).await?;
     let ts = as_of(&reader, at)?;
     match reader.get(db, t, key.as_bytes(), Some(ts)).await? {
         Some(v) => println!("{}", show_bytes(&v)),
