@@ -53,6 +53,7 @@ mod locality;
 mod memkv;
 mod offload;
 mod progress;
+mod reader;
 mod records;
 mod redact;
 mod restore;
@@ -107,6 +108,7 @@ pub use locality::{locality_of, open_locations, Locations, DEFAULT_LOCALITY, LOC
 pub use memkv::{Clock, MemKv};
 pub use offload::{CpuPool, Offload};
 pub use progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
+pub use reader::{BackupReader, TableRows};
 pub use redact::env_reference;
 pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_uri, shows_query_value, REDACTED};
 pub use restore::plan::{prepare_restore, DatabaseRestore, LayerFile, RestorePlan, RestoreSelection, TableRestore};

@@ -21,6 +21,8 @@ use strata_core::{
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+#[path = "restore_pipeline/backup_reader.rs"]
+mod backup_reader;
 mod common;
 use common::{Call, Hook, HookedOpener};
 

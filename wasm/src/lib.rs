@@ -44,6 +44,7 @@
 // yet the core's API takes `Arc<dyn …>`: an Arc of a non-Send value is what is meant there.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+mod backup_read;
 mod convert;
 mod error;
 mod host;

@@ -141,7 +141,7 @@ impl<'a> Options<'a> {
     }
 
     /// `from` with `latest` / `subdir`: where RESTORE and SHOW BACKUP read.
-    fn source(&self) -> Result<BackupSource> {
+    pub(crate) fn source(&self) -> Result<BackupSource> {
         let from = self.strings("from")?;
         if from.is_empty() {
             return Err(self.invalid("from", "is required: the backup's URI (or a list of layer URIs)"));

@@ -128,6 +128,40 @@ export interface BackupSource {
   kms?: string | string[];
 }
 
+/**
+ * What `scanBackup` and `getFromBackup` read: a table in a backup, as a restore as of `asOf` would
+ * hold it, without restoring it (only the table's blocks are fetched).
+ */
+export interface ReadBackupOptions extends BackupSource {
+  /** The table, as `db.table`, named as it was at `asOf`. */
+  table: string;
+  /** A time inside the chain (any time with revision history, else a layer's end): a decimal
+   * timestamp, `"2026-11-23 10:00:00"`, or `"-10s"` (before the backup's end). Default: its end. */
+  asOf?: string;
+}
+
+/** `scanBackup(options)`: the table's rows. */
+export interface ScanBackupOptions extends ReadBackupOptions {
+  /** At most this many rows (the first ones, in key order); reading stops there. */
+  limit?: number;
+}
+
+/** `getFromBackup(options)`: one row's value. */
+export interface GetFromBackupOptions extends ReadBackupOptions {
+  /** The row's key. */
+  key: Uint8Array;
+}
+
+/** What `scanBackup` resolves to. */
+export interface BackupRows {
+  /** The time the rows are as of, decimal. */
+  asOf: string;
+  /** The table's id in the backup. */
+  tableId: number;
+  /** `[key, value]` of every row, in key order. */
+  rows: Array<[Uint8Array, Uint8Array]>;
+}
+
 /** `restore(options)`: `RESTORE [targets] FROM … [AS OF SYSTEM TIME …] [WITH …]`. */
 export interface RestoreOptions extends Targets, BackupSource, RunOptions {
   /** `AS OF SYSTEM TIME`: a time inside the chain (any time with revision history, else a layer's end). */

@@ -1,6 +1,7 @@
 // The browser example (examples/browser/) in headless Chromium, driven by playwright-core: the
 // page loads the web build (pkg/web), takes a full and an incremental encrypted backup of its
-// notes into OPFS, and restores them into a fresh store; the restored notes must equal the page's.
+// notes into OPFS, and restores them into a fresh store; the restored notes must equal the page's;
+// then it reads the notes straight from the backup as of each backup's time (scanBackup).
 // A screenshot of the finished page is saved to $STRATA_SCREENSHOT_DIR (default
 // <target>/wasm-example/) as browser-example.png.
 //
@@ -72,7 +73,7 @@ after(async () => {
   server?.close();
 });
 
-test("the example page backs up, changes, backs up incrementally and restores its notes", async () => {
+test("the example page backs up, changes, backs up incrementally, restores its notes and reads them from the backup", async () => {
   const page = await browser.newPage({ viewport: { width: 1100, height: 820 } });
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
@@ -109,6 +110,24 @@ test("the example page backs up, changes, backs up incrementally and restores it
   assert.match(await page.textContent("#status"), /Restored 4 notes: identical/);
   assert.deepEqual(await page.locator("#restored li span").allTextContents(), await page.locator("#notes li span").allTextContents());
   assert.ok((await page.locator("#restored li span").allTextContents()).includes("Plumber comes Tuesday 9:00"));
+
+  // Read the notes straight from the backup, as of the full backup's time: the notes before the change.
+  const times = await page.locator("#asof option").evaluateAll((os) => os.map((o) => o.value));
+  assert.equal(times.length, 2);
+  await page.selectOption("#asof", times[0]);
+  await page.click("#browse");
+  await waitFor("browse");
+  const early = (await step()).browsed;
+  assert.deepEqual(early.map(([k]) => k), ["note-1", "note-2", "note-3", "note-4"]);
+  assert.equal(early[1][1], "Call the plumber about the leak");
+  assert.deepEqual(await page.locator("#restored li span").allTextContents(), early.map(([, v]) => v));
+  // As of the incremental's time: the notes now.
+  await page.evaluate(() => (window.exampleState.step = "again"));
+  await page.selectOption("#asof", times[1]);
+  await page.click("#browse");
+  await waitFor("browse");
+  assert.deepEqual(await page.locator("#restored li span").allTextContents(), await page.locator("#notes li span").allTextContents());
+  assert.match(await page.textContent("#restored-title"), new RegExp(`as of ${times[1]}`));
 
   mkdirSync(screenshotDir, { recursive: true });
   const shot = join(screenshotDir, "browser-example.png");

@@ -6,6 +6,7 @@ import init, {
   fsStorage,
   httpStorage,
   type BackupResult,
+  type BackupRows,
   type KvPlugin,
   type Progress,
   type QueryResult,
@@ -40,6 +41,12 @@ export async function usage(): Promise<void> {
   const layers = await db.showBackup({ from: "nodelocal://1/b", latest: true });
   const full: boolean = layers[0].isFullCluster;
   const dirs: string[] = await db.showBackups("nodelocal://1/b");
+  const read: BackupRows = await db.scanBackup({ from: "nodelocal://1/b", latest: true, table: "bank.accounts", asOf: "-10s", limit: 5 });
+  const readRows: Array<[Uint8Array, Uint8Array]> = read.rows;
+  const readAt: string = read.asOf;
+  const one: Uint8Array | undefined = await db.getFromBackup({ from: "nodelocal://1/b", table: "bank.accounts", key: readRows[0][0] });
+  // @ts-expect-error: the table to read is required
+  await db.scanBackup({ from: "nodelocal://1/b" });
   try {
     await db.execute("BACKUP");
   } catch (e) {

@@ -1,6 +1,7 @@
 //! `strata`: run CockroachDB-style BACKUP and RESTORE statements against the embedded store.
 
 mod demo;
+mod from_backup;
 mod progress;
 mod schedule;
 mod worker;
@@ -67,22 +68,27 @@ enum Command {
     },
     /// Write KEY = VALUE into table db.t.
     Put { table: String, key: String, value: String },
-    /// Print the value of KEY in table db.t.
+    /// Print the value of KEY in table db.t (of the store, or of a backup with --from).
     Get {
         table: String,
         key: String,
         /// Read as of this time (decimal, '-10s', or 'YYYY-MM-DD HH:MM:SS').
         #[arg(long)]
         as_of: Option<String>,
+        #[command(flatten)]
+        from: from_backup::FromBackup,
     },
     /// Delete KEY from table db.t.
     Delete { table: String, key: String },
-    /// Print every KEY<TAB>VALUE of table db.t in key order.
+    /// Print every KEY<TAB>VALUE of table db.t in key order (of the store, or of a backup with
+    /// --from).
     Scan {
         table: String,
         /// Read as of this time.
         #[arg(long)]
         as_of: Option<String>,
+        #[command(flatten)]
+        from: from_backup::FromBackup,
     },
     /// Print the store's current timestamp, in the decimal form AS OF SYSTEM TIME accepts.
     Now,
@@ -155,7 +161,8 @@ enum WorkloadCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let nodelocal = cli.store.as_deref().map(|store| NativeOpener::new(nodelocal_root(&cli, &StoreLocation::parse(store))));
+    let nodelocal =
+        cli.store.as_deref().map(|store| NativeOpener::new(nodelocal_root(&cli, &StoreLocation::parse(store))));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -302,6 +309,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("file-kms://{}", abs.display());
         return Ok(());
     }
+    // Reading a backup (`--from`) needs no store: only where `nodelocal://` URIs resolve.
+    let backup_root = || {
+        cli.store.as_deref().map(|s| nodelocal_root(&cli, &StoreLocation::parse(s))).or_else(|| cli.nodelocal.clone())
+    };
+    match &cli.command {
+        Command::Scan { table, as_of, from } if from.from.is_some() => {
+            return from_backup::scan(backup_root(), from, table, as_of.as_deref()).await;
+        }
+        Command::Get { table, key, as_of, from } if from.from.is_some() => {
+            return from_backup::get(backup_root(), from, table, key, as_of.as_deref()).await;
+        }
+        _ => {}
+    }
     let store = cli.store.as_deref().ok_or_else(|| {
         anyhow!("--store DIR or --store etcd://HOST:PORT[,HOST:PORT…] is required (or set STRATA_STORE)")
     })?;
@@ -352,7 +372,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let id = exec.table_id(db, t, None).await?;
             exec.store().write(vec![(keys::table_key(id, key.as_bytes()), None)]).await?;
         }
-        Command::Get { table, key, as_of } => {
+        Command::Get { table, key, as_of, .. } => {
             let (db, t) = split_table(&table)?;
             let ts = read_time(&exec, as_of.as_deref()).await?;
             let id = exec.table_id(db, t, Some(ts)).await?;
@@ -371,7 +391,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => bail!("key not found: {key} in {table} at {ts}"),
             }
         }
-        Command::Scan { table, as_of } => {
+        Command::Scan { table, as_of, .. } => {
             let (db, t) = split_table(&table)?;
             let ts = read_time(&exec, as_of.as_deref()).await?;
             let id = exec.table_id(db, t, Some(ts)).await?;
