@@ -36,10 +36,25 @@ function cli(store, ...args) {
   return r.stdout;
 }
 
-/** Bytes as the CLI's `scan` prints them: UTF-8 as is, otherwise printable ASCII and \xNN. */
+/** Text as the CLI prints it: control characters (C0, DEL, C1, bidi overrides) escaped, as
+ * strata_core::escape_control does. */
+function escapeControl(text) {
+  const named = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+  return Array.from(text, (ch) => {
+    const c = ch.codePointAt(0);
+    const control = c < 0x20 || (c >= 0x7f && c <= 0x9f);
+    const bidi = c === 0x200e || c === 0x200f || (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
+    if (named[ch]) return named[ch];
+    if (!control && !bidi) return ch;
+    return c < 0x80 ? `\\x${c.toString(16).padStart(2, "0")}` : `\\u{${c.toString(16)}}`;
+  }).join("");
+}
+
+/** Bytes as the CLI's `scan` prints them: UTF-8 with control characters escaped, otherwise
+ * printable ASCII and \xNN. */
 function showBytes(b) {
   try {
-    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(b);
+    return escapeControl(new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(b));
   } catch {
     return Array.from(b, (c) => (c >= 0x20 && c <= 0x7e ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, "0")}`)).join("");
   }
