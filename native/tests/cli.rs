@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
+mod cli_manage;
 mod cli_odd;
 mod cli_support;
 use cli_support::{scan, sql, strata};

@@ -40,8 +40,8 @@ pub const COMPACTED_PREFIX: &str = "compacted";
 /// How [`compact_chain`] writes.
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
-    /// Keep every revision (the chain must have been taken with revision history); `false`
-    /// keeps each key's version at the end time only.
+    /// Keep every revision when the chain has revision history; `false` keeps each key's
+    /// version at the end time only (a chain without revision history has nothing more).
     pub keep_history: bool,
     /// Bytes of a data file before the next one starts.
     pub target_file_size: usize,
@@ -77,13 +77,8 @@ pub async fn compact_chain(chain: &Chain, dst: &Locations, options: &CompactOpti
     let (Some(first), Some(last)) = (chain.layers.first(), chain.last()) else {
         return Err(Error::not_found("backup", "an empty chain"));
     };
-    let keep_history = options.keep_history && last.has_revision_history();
-    if options.keep_history && !chain.layers.iter().all(|l| l.manifest.has_revision_history()) {
-        return Err(Error::Precondition(format!(
-            "{} was not taken WITH revision_history: compact it without keeping history",
-            first.name
-        )));
-    }
+    // A chain's layers share their revision-history setting (validated when it is opened).
+    let keep_history = options.keep_history && chain.layers.iter().all(|l| l.manifest.has_revision_history());
     let storage = dst.storage().clone();
     if !storage.list("").await?.is_empty() {
         return Err(Error::exists("backup", storage.describe()));
@@ -194,7 +189,7 @@ pub async fn compact_chain(chain: &Chain, dst: &Locations, options: &CompactOpti
 
 /// Compacts a chain of the collection `root` (its `full` backup directory, or the one `LATEST`
 /// names) into a new full backup of the collection, in the dated directory of the chain's end
-/// time. Returns that directory and its manifest. `LATEST` is left as it is.
+/// time (or the next free hundredth of a second after it). Returns that directory and its manifest. `LATEST` is left as it is.
 pub async fn compact_in_collection(
     root: &Locations,
     full: Option<&str>,
@@ -210,9 +205,26 @@ pub async fn compact_in_collection(
         return Err(Error::not_found("backup", format!("{}/{full}", root.describe())));
     }
     let chain = Chain::open_dir(&root.subdir(&full), keyring, keys).await?;
+    if chain.layers.len() < 2 {
+        return Err(Error::Precondition(format!(
+            "{}/{full} has no incremental layers: there is nothing to compact",
+            root.describe()
+        )));
+    }
+    // The dated directory of the end time; when a backup is there already (one ended in the
+    // same hundredth of a second, e.g. the chain's own full backup), the next free hundredth.
     let end = chain.last().expect("an open chain has a layer").end_time;
-    let dir = dated_subdir(end);
-    let dst = new_layer_dir(root, &dir).await?;
+    let mut at = end;
+    let (dir, dst) = loop {
+        let dir = dated_subdir(at);
+        match new_layer_dir(root, &dir).await {
+            Ok(dst) => break (dir, dst),
+            Err(Error::AlreadyExists { .. }) if at.wall < end.wall + 100 * 10_000_000 => {
+                at = crate::timestamp::Timestamp::from_nanos(at.wall + 10_000_000)
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let manifest = compact_chain(&chain, &dst, options).await?;
     Ok((dir, manifest))
 }

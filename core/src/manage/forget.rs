@@ -189,6 +189,11 @@ pub async fn list_chains(root: &Arc<dyn ExternalStorage>) -> Result<Vec<ChainLis
     Ok(out)
 }
 
+/// The dated directory `LATEST` of the collection `root` names (without its leading `/`).
+pub async fn latest(root: &dyn ExternalStorage) -> Result<String> {
+    Ok(layout::read_latest(root).await?.trim_matches('/').to_string())
+}
+
 /// The period a time falls in, per rule: `(rule name, key)`.
 fn bucket(rule: usize, t: Timestamp) -> i64 {
     let c = Civil::from_nanos(t.wall);
@@ -216,7 +221,11 @@ pub fn plan_forget(chains: &[ChainListing], policy: &RetentionPolicy, now: Times
         .enumerate()
         .flat_map(|(c, chain)| chain.layers.iter().enumerate().map(move |(l, (_, t))| (c, l, *t)))
         .collect();
-    all.sort_by(|a, b| b.2.cmp(&a.2).then(b.0.cmp(&a.0)).then(b.1.cmp(&a.1)));
+    // Newest first. A full backup's directory gives its time to the hundredth of a second only:
+    // within one hundredth a full backup counts as newer than an incremental (a compacted
+    // chain's full backup ends when the chain's last layer does, and stands for it).
+    let hundredth = |t: Timestamp| t.wall / 10_000_000;
+    all.sort_by(|a, b| (hundredth(b.2), b.1 == 0, b.2, b.0, b.1).cmp(&(hundredth(a.2), a.1 == 0, a.2, a.0, a.1)));
     let mut reasons: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
     let counts = [
         policy.keep_last,

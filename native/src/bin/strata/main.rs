@@ -1,6 +1,7 @@
 //! `strata`: run CockroachDB-style BACKUP and RESTORE statements against the embedded store.
 
 mod demo;
+mod manage;
 mod progress;
 mod schedule;
 
@@ -95,6 +96,15 @@ enum Command {
         #[arg(long)]
         kms: Vec<String>,
     },
+    /// Copy a backup collection (or one chain) to another storage, checking every file on the
+    /// way, optionally re-encrypting it; an interrupted copy resumes when run again.
+    Copy(manage::CopyArgs),
+    /// Merge a chain (a full backup and its incrementals) into one new full backup of the
+    /// collection at the chain's end time, read from the backup alone.
+    Compact(manage::CompactArgs),
+    /// Forget old backups of a collection by a retention policy (restic's --keep-* options),
+    /// never breaking a chain: prints the plan, and deletes only with --prune.
+    Forget(manage::ForgetArgs),
     /// Write a new key file (32 random bytes, hex, mode 0600) for `kms = 'file-kms:///FILE'`.
     Keygen {
         /// Where to write it (an existing file is never overwritten).
@@ -228,6 +238,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("file-kms://{}", abs.display());
         return Ok(());
     }
+    match cli.command {
+        Command::Copy(a) => return manage::copy(cli.store.as_deref(), a).await,
+        Command::Compact(a) => return manage::compact(cli.store.as_deref(), a).await,
+        Command::Forget(a) => return manage::run_forget(cli.store.as_deref(), a, cli.format).await,
+        _ => {}
+    }
     let dir = cli.store.ok_or_else(|| anyhow!("--store DIR is required (or set STRATA_STORE)"))?;
     let exec = open(&dir)?;
     match cli.command {
@@ -324,7 +340,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
-        Command::Demo { .. } | Command::Keygen { .. } => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Keygen { .. } | Command::Copy(_) | Command::Compact(_) | Command::Forget(_) => {
+            unreachable!("handled above")
+        }
     }
     Ok(())
 }
