@@ -6,7 +6,7 @@
 //! ```text
 //!   source chain ──per layer: manifest (checksum checked), its file list
 //!               ──ENCRYPTION-INFO (copied, or a new key) ──data files of every layer (checked, resealed)
-//!               ──then per layer, oldest first: BACKUP-FILES, BACKUP_MANIFEST (create-only), checksum
+//!               ──then per layer, oldest first: BACKUP-FILES, checksum, BACKUP_MANIFEST (create-only)
 //!   collection: every chain, then LATEST last
 //! ```
 //!
@@ -193,6 +193,7 @@ pub async fn copy_chain(
         )));
     }
     let dst_root = dst.storage().as_ref();
+    check_destination(dst_root, &layers[0], new_codec.as_ref()).await?;
     if new_codec.is_none() {
         if let Ok(info) = src_root.get(ENCRYPTION_INFO_NAME).await {
             put_same(dst_root, ENCRYPTION_INFO_NAME, info, false).await?;
@@ -268,10 +269,46 @@ pub async fn copy_chain(
             None => ddir.delete(FILES_LIST_NAME).await?,
         }
         let checksum = Bytes::from(manifest_checksum(&manifest_bytes));
-        put_same(ddir.as_ref(), MANIFEST_NAME, manifest_bytes, true).await?;
+        // The checksum first: the manifest, written last, makes the layer a backup at once (a
+        // manifest without its checksum would be refused by readers).
         put_same(ddir.as_ref(), MANIFEST_CHECKSUM_NAME, checksum, false).await?;
+        put_same(ddir.as_ref(), MANIFEST_NAME, manifest_bytes, true).await?;
     }
     Ok(report)
+}
+
+/// Refuses a destination that holds another backup: a manifest there must be the one this copy
+/// writes (an earlier run of it), as stored, or — re-encrypted — the same manifest but for its
+/// files' stored sizes and digests.
+async fn check_destination(dst: &dyn ExternalStorage, full: &SourceLayer, new_codec: Option<&FileCodec>) -> Result<()> {
+    let there = match dst.get(MANIFEST_NAME).await {
+        Ok(b) => b,
+        Err(Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let shown = format!("{}/{MANIFEST_NAME}", dst.describe());
+    let same = match new_codec {
+        None => there == full.manifest_bytes,
+        Some(codec) => {
+            let strip = |mut m: Manifest| {
+                m.files.iter_mut().for_each(|f| {
+                    f.size = 0;
+                    f.sha256 = [0; 32];
+                });
+                m
+            };
+            let decoded = codec.open(MANIFEST_NAME, there, &shown).and_then(|b| Manifest::decode(&b, &shown));
+            match (decoded, &full.manifest) {
+                (Ok(m), Some(source)) => strip(m) == strip(source.clone()),
+                _ => false,
+            }
+        }
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(Error::exists("backup", format!("{} (another backup is there: copy into an empty place)", dst.describe())))
+    }
 }
 
 /// The file as the copy wrote it, when it is already at the destination intact.
