@@ -54,3 +54,23 @@ fn copy_compact_and_forget_from_the_command_line() {
     assert_eq!(scan(&t3, "bank.accounts"), accounts);
     strata(&source, &["forget", &coll]).fails_with("no policy given");
 }
+
+#[test]
+fn schedule_run_forgets_after_each_scheduled_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s");
+    strata(&store, &["workload", "init", "bank", "--rows", "50"]).ok();
+    sql(&store, "BACKUP DATABASE bank INTO 'nodelocal://1/c'").ok();
+    strata(&store, &["put", "bank.accounts", "k", "v"]).ok();
+    sql(&store, "BACKUP DATABASE bank INTO LATEST IN 'nodelocal://1/c'").ok();
+    sql(&store, "CREATE SCHEDULE nightly FOR BACKUP DATABASE bank INTO 'nodelocal://1/c' RECURRING '@daily'").ok();
+    let accounts = scan(&store, "bank.accounts");
+    let out = strata(&store, &["schedule", "run", "--once", "--forget-keep-last", "1"]).ok();
+    assert!(out.stderr().contains("forget removed 2 backups"), "{}", out.stderr());
+    let listed = sql(&store, "SHOW BACKUPS IN 'nodelocal://1/c'").ok().stdout();
+    assert_eq!(listed.matches("/20").count(), 1, "{listed}");
+    let t = tmp.path().join("t");
+    let coll = format!("file://{}", store.join("extern/c").display());
+    sql(&t, &format!("RESTORE DATABASE bank FROM LATEST IN '{coll}'")).ok();
+    assert_eq!(scan(&t, "bank.accounts"), accounts);
+}

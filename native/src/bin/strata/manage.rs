@@ -196,3 +196,68 @@ pub(crate) async fn run_forget(store: Option<&Path>, a: ForgetArgs, format: Form
     }
     Ok(())
 }
+
+/// `strata schedule run --forget-keep-…`: after each scheduled backup into a collection
+/// succeeds, forget that collection's backups by this policy, and prune.
+#[derive(Args, Clone, Default)]
+pub(crate) struct ScheduleForget {
+    /// After each successful scheduled backup, keep the newest N backups of its collection
+    /// (and what they need) and delete the rest, as `strata forget --prune` does.
+    #[arg(long = "forget-keep-last", default_value_t = 0, value_name = "N")]
+    keep_last: usize,
+    /// … keep the newest backup of each of the newest N hours.
+    #[arg(long = "forget-keep-hourly", default_value_t = 0, value_name = "N")]
+    keep_hourly: usize,
+    /// … of each of the newest N days.
+    #[arg(long = "forget-keep-daily", default_value_t = 0, value_name = "N")]
+    keep_daily: usize,
+    /// … of each of the newest N weeks.
+    #[arg(long = "forget-keep-weekly", default_value_t = 0, value_name = "N")]
+    keep_weekly: usize,
+    /// … of each of the newest N months.
+    #[arg(long = "forget-keep-monthly", default_value_t = 0, value_name = "N")]
+    keep_monthly: usize,
+    /// … of each of the newest N years.
+    #[arg(long = "forget-keep-yearly", default_value_t = 0, value_name = "N")]
+    keep_yearly: usize,
+    /// … every backup younger than this (`36h`, `7d`).
+    #[arg(long = "forget-keep-within", value_name = "DURATION")]
+    keep_within: Option<String>,
+}
+
+impl ScheduleForget {
+    /// The policy, `None` when no `--forget-keep-…` option was given.
+    pub(crate) fn policy(&self) -> anyhow::Result<Option<RetentionPolicy>> {
+        let p = RetentionPolicy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self.keep_within.as_deref().map(parse_duration).transpose()?,
+        };
+        Ok((!p.is_empty()).then_some(p))
+    }
+}
+
+/// Forgets by `policy` in the collection a succeeded scheduled run backed up into (one URI;
+/// locality-aware collections are left alone), reporting what it removed.
+pub(crate) async fn after_scheduled_backup(
+    store: &Path,
+    run: &strata_core::ScheduledRun,
+    policy: &RetentionPolicy,
+) -> anyhow::Result<()> {
+    use strata_core::sql::BackupDestination;
+    let strata_core::RunOutcome::Succeeded(_) = &run.outcome else { return Ok(()) };
+    let BackupDestination::Into { uris, .. } = &run.statement.destination else { return Ok(()) };
+    let [uri] = uris.as_slice() else { return Ok(()) };
+    let root = locations(&opener(Some(store)), uri)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
+    let plan = forget(root.storage(), policy, Timestamp::from_nanos(now), true).await?;
+    let removed = plan.removed().count() + plan.leftovers.len();
+    if removed > 0 {
+        eprintln!("schedule {}: forget removed {removed} backups of {}", run.schedule_id, root.describe());
+    }
+    Ok(())
+}
