@@ -225,7 +225,7 @@ pub fn plan_forget(chains: &[ChainListing], policy: &RetentionPolicy, now: Times
     // within one hundredth a full backup counts as newer than an incremental (a compacted
     // chain's full backup ends when the chain's last layer does, and stands for it).
     let hundredth = |t: Timestamp| t.wall / 10_000_000;
-    all.sort_by(|a, b| (hundredth(b.2), b.1 == 0, b.2, b.0, b.1).cmp(&(hundredth(a.2), a.1 == 0, a.2, a.0, a.1)));
+    all.sort_by_key(|&(c, l, t)| std::cmp::Reverse((hundredth(t), l == 0, t, c, l)));
     let mut reasons: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
     let counts = [
         policy.keep_last,

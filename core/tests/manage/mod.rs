@@ -386,10 +386,11 @@ async fn chain_end(w: &World, from: &str, with: &str) -> Timestamp {
 fn expected_by_policy(all: &[(String, Timestamp)], p: &RetentionPolicy, now: Timestamp) -> Vec<String> {
     let mut keep = Vec::new();
     let mut sorted = all.to_vec();
-    sorted.sort_by(|a, b| b.1.cmp(&a.1));
+    sorted.sort_by_key(|b| std::cmp::Reverse(b.1));
     keep.extend(sorted.iter().take(p.keep_last).map(|b| b.0.clone()));
     let day = 24 * HOUR;
-    let rules: [(usize, Box<dyn Fn(Timestamp) -> i64>); 5] = [
+    type Period = Box<dyn Fn(Timestamp) -> i64>;
+    let rules: [(usize, Period); 5] = [
         (p.keep_hourly, Box::new(|t: Timestamp| (t.wall / HOUR) as i64)),
         (p.keep_daily, Box::new(move |t: Timestamp| (t.wall / day) as i64)),
         (p.keep_weekly, Box::new(move |t: Timestamp| ((t.wall / day) as i64 + 3) / 7)),
