@@ -266,6 +266,12 @@ pub fn plan_forget(chains: &[ChainListing], policy: &RetentionPolicy, now: Times
             plan.entries.push(ForgetEntry { dir: dir.clone(), end_time: *t, is_full: l == 0, reasons: why });
         }
     }
+    if !plan.entries.is_empty() && plan.kept().next().is_none() {
+        return Err(Error::Precondition(format!(
+            "the policy keeps none of the {} backups (none is within keep_within of {now}): refusing to remove them all",
+            plan.entries.len()
+        )));
+    }
     Ok(plan)
 }
 

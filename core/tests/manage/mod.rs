@@ -200,12 +200,13 @@ async fn compaction_seed(seed: u64) -> usize {
 
 #[test]
 fn a_compacted_chain_restores_like_the_chain() {
-    let mut checks = 0;
-    for seed in seeds(24) {
+    let (mut checks, seeds) = (0, seeds(24));
+    let runs = seeds.len();
+    for seed in seeds {
         println!("compaction: seed {seed} (replay with STRATA_SEED={seed})");
         checks += block_on(compaction_seed(seed));
     }
-    assert!(checks >= 24, "{checks}");
+    assert!(checks >= runs, "{checks} checks in {runs} runs");
 }
 
 #[test]
@@ -450,7 +451,8 @@ async fn forget_seed(seed: u64) -> usize {
     }
     let now = Timestamp::from_nanos(w.clock.load(Ordering::SeqCst) + w.rng.below(48) * HOUR);
     let mut policy = RetentionPolicy::default();
-    while policy.is_empty() {
+    // At least one count (keep_within alone may keep nothing: tested below).
+    while (RetentionPolicy { keep_within: None, ..policy }).is_empty() {
         policy = RetentionPolicy {
             keep_last: w.rng.below(3) as usize,
             keep_hourly: w.rng.below(3) as usize,
@@ -460,6 +462,14 @@ async fn forget_seed(seed: u64) -> usize {
             keep_yearly: 0,
             keep_within: w.rng.chance(20).then(|| w.rng.below(72) * HOUR),
         };
+    }
+    if w.rng.chance(10) {
+        // Only keep_within, and nothing that young: refused, nothing removed.
+        policy = RetentionPolicy { keep_within: Some(HOUR), ..RetentionPolicy::default() };
+        let now = Timestamp::from_nanos(all.last().unwrap().1.wall + 2 * HOUR);
+        let err = forget_plan(w.root("memory://f").storage(), &policy, now).await.unwrap_err();
+        assert!(err.to_string().contains("keeps none"), "{err}");
+        return 1;
     }
     let root = w.root("memory://f");
     let plan = forget_plan(root.storage(), &policy, now).await.unwrap();
@@ -533,12 +543,13 @@ async fn check_kept(
 
 #[test]
 fn forget_keeps_what_the_policy_needs_and_every_kept_backup_restores() {
-    let mut checks = 0;
-    for seed in seeds(24) {
+    let (mut checks, seeds) = (0, seeds(24));
+    let runs = seeds.len();
+    for seed in seeds {
         println!("forget: seed {seed} (replay with STRATA_SEED={seed})");
         checks += block_on(forget_seed(seed));
     }
-    assert!(checks >= 24, "{checks}");
+    assert!(checks >= runs, "{checks} checks in {runs} runs");
 }
 
 #[test]
