@@ -104,7 +104,9 @@ pub struct ForgetPlan {
     /// Every backup, oldest first, kept (with its reasons) or removed.
     pub entries: Vec<ForgetEntry>,
     /// Directories without a manifest and without a run's records, left by an interrupted
-    /// forget (or whose manifest was lost): not backups; removed with the plan.
+    /// forget (or whose manifest was lost): not backups; removed with the plan. A full backup's
+    /// directory newer than every finished full backup is never one (a backup may be starting
+    /// there). Do not run forget while a compaction writes into the same collection.
     pub leftovers: Vec<String>,
     /// What `LATEST` should name afterwards, when the backup it names now is removed.
     pub new_latest: Option<String>,
@@ -298,7 +300,11 @@ pub async fn forget_plan(
             }
             continue;
         }
-        let running = d.size(PLAN_NAME).await.is_ok()
+        // A new full backup writes its ENCRYPTION-INFO before its plan, into the directory of
+        // its end time: newer than every finished backup. Only older directories are leftovers.
+        let newest = finished.iter().max().copied().unwrap_or("");
+        let running = dir.as_str() > newest
+            || d.size(PLAN_NAME).await.is_ok()
             || d.size(layout::CHECKPOINT_NAME).await.is_ok()
             || !d.list(&format!("{PROGRESS_DIR}/")).await?.is_empty();
         if !running {

@@ -12,8 +12,8 @@ use strata_core::conformance::faults::{Call, Hook, Hooked};
 use strata_core::verify::{layer_dirs, verify_chain};
 use strata_core::{
     apply_forget, compact_in_collection, copy_collection, forget_plan, CompactOptions, CopyOptions, Error, Executor,
-    ExternalStorage, KdfParams, KeyRequest, Keyring, KvSource, Locations, MemKv, MemoryOpener, RetentionPolicy, Status,
-    StorageOpener, Timestamp,
+    ExternalStorage, ExternalStorageExt, KdfParams, KeyRequest, Keyring, KvSource, Locations, MemKv, MemoryOpener,
+    RetentionPolicy, Status, StorageOpener, Timestamp,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -556,4 +556,33 @@ fn forget_keeps_what_the_policy_needs_and_every_kept_backup_restores() {
 fn forget_refuses_an_empty_policy() {
     let err = strata_core::plan_forget(&[], &RetentionPolicy::default(), Timestamp::ZERO).unwrap_err();
     assert!(err.to_string().contains("no policy"), "{err}");
+}
+
+#[test]
+fn forget_leaves_a_starting_backup_alone_and_removes_older_leftovers() {
+    block_on(async {
+        let w = World::new(5);
+        w.sql("CREATE DATABASE d").await;
+        w.sql("BACKUP INTO 'memory://l'").await;
+        w.advance(HOUR);
+        w.sql("BACKUP INTO 'memory://l'").await;
+        let root = w.root("memory://l");
+        let storage = root.storage();
+        let raw = storage.as_ref();
+        // A full backup starting now has written its ENCRYPTION-INFO, not yet its plan; an older
+        // directory without a manifest is what an interrupted forget leaves.
+        raw.put("2099/01/01-000000.00/ENCRYPTION-INFO", "x".into()).await.unwrap();
+        raw.put("2000/01/01-000000.00/data/x.sst", "x".into()).await.unwrap();
+        let plan = forget_plan(storage, &RetentionPolicy { keep_last: 2, ..Default::default() }, Timestamp::MAX)
+            .await
+            .unwrap();
+        assert_eq!(plan.leftovers, vec!["2000/01/01-000000.00".to_string()]);
+        apply_forget(storage, &plan).await.unwrap();
+        assert!(raw.size("2099/01/01-000000.00/ENCRYPTION-INFO").await.is_ok());
+        assert!(raw.size("2000/01/01-000000.00/data/x.sst").await.is_err());
+        assert_eq!(
+            strata_core::manage::forget::time_of_dir("incrementals/2026/11/23-101500.123456789-2"),
+            Some(Timestamp::new(1_795_428_900_123_456_789, 2))
+        );
+    });
 }
