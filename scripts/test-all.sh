@@ -140,7 +140,19 @@ install_restic() {
     restic version
 }
 
-step_test() { install_restic && STRATA_REQUIRE_RESTIC=1 cargo test --workspace; }
+# strata-etcd builds its gRPC client with protoc, and its tests (and the CLI's etcd tests) start
+# real etcd clusters on loopback: install Debian's etcd-server, etcd-client and
+# protobuf-compiler when missing (before any cargo build), and require etcd
+# (STRATA_REQUIRE_ETCD=1) in the test step so those tests fail, not skip, without it.
+install_etcd() {
+    if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null || ! command -v protoc >/dev/null; then
+        apt-get update -qq &&
+            apt-get install -y -qq -o DPkg::Lock::Timeout=600 etcd-server etcd-client protobuf-compiler >/dev/null
+    fi
+    echo "$(etcd --version | head -1); $(protoc --version)"
+}
+
+step_test() { install_restic && STRATA_REQUIRE_RESTIC=1 STRATA_REQUIRE_ETCD=1 cargo test --workspace; }
 
 step_wasm-build() { cargo build --target "$WASM_TARGET" -p strata-core -p strata-wasm; }
 
@@ -403,6 +415,10 @@ main() {
     t0=$(now)
     install_wasm_bindgen_cli
     echo "---- install wasm-bindgen-cli: $(elapsed "$t0")"
+    header "install: etcd and protoc"
+    t0=$(now)
+    install_etcd
+    echo "---- install etcd: $(elapsed "$t0")"
     header "check: node"
     check_node
 

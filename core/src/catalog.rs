@@ -128,6 +128,15 @@ pub enum DescriptorChange {
     Put(Descriptor),
     /// Remove the descriptor with this id (its data becomes unreachable).
     Delete(DescId),
+    /// Write a row of the system span outside the descriptors (a job, a schedule, a setting):
+    /// what a full-cluster restore carries over, published with its descriptors so that a failed
+    /// restore leaves none of them behind.
+    SystemRow {
+        /// The key, in [`keys::system_span`] and outside [`keys::descriptor_span`].
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
 }
 
 impl DescriptorChange {
@@ -137,6 +146,7 @@ impl DescriptorChange {
         match self {
             DescriptorChange::Put(d) => (keys::descriptor_key(d.id()), Some(d.encode())),
             DescriptorChange::Delete(id) => (keys::descriptor_key(id), None),
+            DescriptorChange::SystemRow { key, value } => (key, Some(value)),
         }
     }
 }

@@ -35,8 +35,9 @@ use crate::error::{Error, Result};
 pub const HEADER_LEN: usize = 10;
 const DIGEST_LEN: usize = 32;
 
-/// `BACKUP_MANIFEST` (`format::manifest`). Version 2 added `revision_start_time`.
-pub const MANIFEST: Envelope = Envelope::new(b"STRATAMF", "backup manifest", 2).named("manifest");
+/// `BACKUP_MANIFEST` (`format::manifest`). Version 2 added `revision_start_time`, version 3 the
+/// origin (source store and run ids).
+pub const MANIFEST: Envelope = Envelope::new(b"STRATAMF", "backup manifest", 3).named("manifest");
 /// `BACKUP-FILES`, an encrypted layer's plaintext file list (`format::files_list`). Version 2
 /// added each file's locality.
 pub const FILES_LIST: Envelope = Envelope::new(b"STRATAFL", "BACKUP-FILES list", 2).named("BACKUP-FILES").with_digest();
@@ -50,15 +51,17 @@ pub const DESCRIPTOR: Envelope = Envelope::new(b"STRATADS", "descriptor", 2);
 pub const ENCRYPTED_FILE: Envelope = Envelope::new(b"STRATAEN", "encrypted file", 1).named("encryption");
 /// The data file's footer (`format::datafile`): magic and version only, at the end of the file.
 pub const DATA_FILE: Envelope = Envelope::new(b"STRATADF", "data file", 1);
-/// `BACKUP-PLAN`, the plan of a backup run in progress (`backup::resume`).
-pub const BACKUP_PLAN: Envelope = Envelope::new(b"STRATAPL", "backup plan", 1);
+/// `BACKUP-PLAN`, the plan of a backup run in progress (`backup::resume`). Version 2 added the
+/// source store's id and the id of the run that claimed the directory.
+pub const BACKUP_PLAN: Envelope = Envelope::new(b"STRATAPL", "backup plan", 2);
 /// A work unit's done record under `progress/` (`backup::resume`).
 pub const UNIT_RECORD: Envelope = Envelope::new(b"STRATAUR", "backup unit record", 1);
 /// A detached job's record in the system span (`records`). Version 1 was the 1-byte-version
-/// form; version 2 has the same postcard body in this envelope.
-pub const JOB_RECORD: Envelope = Envelope::new(b"STRATAJB", "job record", 2);
+/// form; version 2 has the same postcard body in this envelope; version 3 holds the statement
+/// without secrets (`secrets::StoredBackup`).
+pub const JOB_RECORD: Envelope = Envelope::new(b"STRATAJB", "job record", 3);
 /// A schedule's record in the system span (`records`), versions as [`JOB_RECORD`].
-pub const SCHEDULE_RECORD: Envelope = Envelope::new(b"STRATASC", "schedule record", 2);
+pub const SCHEDULE_RECORD: Envelope = Envelope::new(b"STRATASC", "schedule record", 3);
 
 /// Every stored format's envelope; their magics are distinct (tested). A new format adds its
 /// constant here. (Only the test reads it.)
@@ -265,7 +268,7 @@ mod tests {
         let e = MANIFEST.check_version(99, "b/BACKUP_MANIFEST").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "corrupt b/BACKUP_MANIFEST: manifest format version 99 is not readable by this build (reads up to 2)"
+            "corrupt b/BACKUP_MANIFEST: manifest format version 99 is not readable by this build (reads up to 3)"
         );
         let e = ENCRYPTED_FILE.check_version(0, "x").unwrap_err();
         assert_eq!(e.to_string(), "corrupt x: encryption format version 0 is not readable by this build (reads 1)");

@@ -4,6 +4,8 @@
 //! 0x01 'd' <id u32 BE>        descriptor of database or table <id>   } system span [0x01, 0x02)
 //! 0x01 'i'                    next free descriptor id                }
 //! 0x01 's' ...                other system state (schedules, jobs)   }
+//! 0x02 "store-id"             the store's own random id: outside every backed-up span, so a
+//!                             restored store keeps its own
 //! 0x10 <table id u32 BE> ...  a table's rows: the user's key follows the prefix
 //! ```
 
@@ -23,6 +25,9 @@ pub const SYSTEM_PREFIX: u8 = 0x01;
 pub const TABLE_PREFIX: u8 = 0x10;
 /// Key of the id counter.
 pub const ID_COUNTER_KEY: &[u8] = &[SYSTEM_PREFIX, b'i'];
+
+/// The key of the store's id (see `strata_core::store_id`): written once, never backed up.
+pub const STORE_ID_KEY: &[u8] = b"\x02store-id";
 
 /// The system span: descriptors, the id counter and other cluster state.
 pub fn system_span() -> Span {

@@ -11,9 +11,11 @@
 //!       ENCRYPTION-INFO                 an encrypted chain's wrapped data keys (full backup only)
 //!       BACKUP-FILES                    an encrypted layer's data files, in plaintext, for checks
 //!       BACKUP-PLAN                     while running: the plan being run
-//!       progress/<plan>-<unit>          while running: one record per work unit's finished files
+//!       progress/<plan>-<unit>-<writer> while running: each writer's record of a unit's files
 //!       BACKUP-CHECKPOINT               left by older strata while running (still read)
-//!       data/<plan>-<unit>-<seq>.sst    the data files
+//!       data/<plan>-<unit>-<writer>-<seq>.sst   the data files; <writer> is <run>-<token>:
+//!                                       the run's random id and its claim's fencing token
+//!       data/<plan>-<unit>-<seq>.sst    data files of older strata (no writer; still read)
 //!       incrementals/2026/11/23-111500.123456789-0/   an incremental layer (layer_subdir)
 //!         BACKUP_MANIFEST, …            the same files as above, but no ENCRYPTION-INFO
 //! ```
@@ -51,19 +53,48 @@ pub const DATA_DIR: &str = "data";
 /// The files every finished layer directory holds besides its data files.
 pub const LAYER_FILES: &[&str] = &[MANIFEST_NAME, MANIFEST_CHECKSUM_NAME, FILES_LIST_NAME];
 
-/// The path of data file `seq` of work unit `unit` of the plan whose file prefix is `prefix`.
-pub fn data_file_path(prefix: &str, unit: usize, seq: usize) -> String {
-    format!("{DATA_DIR}/{prefix}-{unit:06}-{seq:04}.sst")
+/// The tag naming everything one writer of a unit writes: its run's id and its claim's fencing
+/// token (`3f9c0a1b2c3d4e5f-7`). Two runs, or two claims of one unit, never share one.
+pub fn writer_tag(run: &str, token: u64) -> String {
+    format!("{run}-{token}")
+}
+
+/// The path of data file `seq` that writer `tag` (see [`writer_tag`]) writes for unit `unit` of
+/// the plan with file prefix `prefix`.
+pub fn writer_data_file_path(prefix: &str, unit: usize, tag: &str, seq: usize) -> String {
+    format!("{}{seq:04}.sst", writer_files_prefix(prefix, unit, tag))
+}
+
+/// The prefix of every data file writer `tag` writes for unit `unit`.
+pub fn writer_files_prefix(prefix: &str, unit: usize, tag: &str) -> String {
+    format!("{DATA_DIR}/{prefix}-{unit:06}-{tag}-")
+}
+
+/// The path of writer `tag`'s record of unit `unit` (its finished files, where it goes on).
+pub fn writer_record_path(prefix: &str, unit: usize, tag: &str) -> String {
+    format!("{PROGRESS_DIR}/{prefix}-{unit:06}-{tag}")
+}
+
+/// The writer tag of a unit record's path (`None` for an older strata's untagged record).
+pub fn record_writer(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix(PROGRESS_DIR)?.strip_prefix('/')?;
+    let (_plan, rest) = rest.split_once('-')?;
+    let (_unit, tag) = rest.split_once('-')?;
+    Some(tag)
+}
+
+/// The writer tag of a data file's path (`None` for an older strata's untagged file).
+pub fn file_writer(path: &str) -> Option<&str> {
+    let name = path.strip_prefix(DATA_DIR)?.strip_prefix('/')?.strip_suffix(".sst")?;
+    let (_plan, rest) = name.split_once('-')?;
+    let (_unit, rest) = rest.split_once('-')?;
+    let (tag, _seq) = rest.rsplit_once('-')?;
+    Some(tag)
 }
 
 /// The directory prefix of the data files of a plan with file prefix `prefix`.
 pub fn data_files_prefix(prefix: &str) -> String {
     format!("{DATA_DIR}/{prefix}-")
-}
-
-/// The path of the done record of work unit `unit` of the plan with file prefix `prefix`.
-pub fn unit_record_path(prefix: &str, unit: usize) -> String {
-    format!("{PROGRESS_DIR}/{prefix}-{unit:06}")
 }
 
 /// The dated subdirectory a `BACKUP INTO` collection gives a full backup ending at `ts`:
@@ -80,6 +111,23 @@ pub fn dated_subdir(ts: Timestamp) -> String {
         c.second,
         c.nanos / 10_000_000
     )
+}
+
+/// How many hundredths after its own a full backup's dated subdirectory may be, when the
+/// subdirectories before it are taken (see [`dated_subdir_candidates`]).
+pub const DATED_SUBDIR_TRIES: u64 = 100;
+
+/// The dated subdirectories a full backup ending at `ts` may take, in order: its own
+/// ([`dated_subdir`]), then each next hundredth of a second, for when two backups end in the same
+/// hundredth (two stores backing up at once, or a killed run of another store holding the
+/// directory). The manifest records the exact end time; the name only orders the backups.
+pub fn dated_subdir_candidates(ts: Timestamp) -> impl Iterator<Item = String> {
+    (0..DATED_SUBDIR_TRIES).map(move |n| dated_subdir(Timestamp { wall: ts.wall + n * 10_000_000, logical: 0 }))
+}
+
+/// Whether `dir` is one of the dated subdirectories a full backup ending at `ts` may take.
+pub fn is_dated_subdir_of(ts: Timestamp, dir: &str) -> bool {
+    dated_subdir_candidates(ts).any(|d| d == dir)
 }
 
 /// The directory of an incremental layer ending at `ts`, relative to its full backup:
@@ -263,13 +311,26 @@ pub async fn remove_unfinished(dir: &Locations, prefix: Option<&str>, files: &[S
     Ok(())
 }
 
-/// The subdirectory a collection's `LATEST` names.
+/// The subdirectory a collection's `LATEST` names: a dated subdirectory such as
+/// `/2026/11/23-101500.12`. Anything else (garbage, or the content of another file `LATEST` is a
+/// link to) is refused without being shown: it may be anything, a secret included.
 pub async fn read_latest(root: &dyn ExternalStorage) -> Result<String> {
     let latest = root.get(LATEST_NAME).await.map_err(|e| match e {
         Error::NotFound { .. } => Error::not_found("backup collection (no LATEST file)", root.describe()),
         e => e,
     })?;
-    Ok(String::from_utf8_lossy(&latest).trim().to_string())
+    let text = std::str::from_utf8(&latest).unwrap_or_default().trim();
+    if !is_dated_subdir(text.strip_prefix('/').unwrap_or(text)) {
+        return Err(Error::corrupt(
+            format!("{}/{LATEST_NAME}", root.describe()),
+            format!(
+                "it does not name a backup ({} bytes that are not a path such as /2026/11/23-101500.12; \
+                 its content is not shown)",
+                latest.len()
+            ),
+        ));
+    }
+    Ok(text.to_string())
 }
 
 /// Why [`skipped_layers`] found a layer directory without a manifest.
@@ -348,6 +409,24 @@ mod tests {
     use std::sync::Arc;
     #[cfg(all(target_family = "wasm", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn latest_names_a_dated_subdirectory_and_never_shows_anything_else() {
+        block_on(async {
+            let root = MemoryStorage::new("l");
+            for good in ["/2026/11/23-101500.12", "2026/11/23-101500.12\n"] {
+                root.put(LATEST_NAME, Bytes::from(good)).await.unwrap();
+                assert_eq!(read_latest(&root).await.unwrap(), good.trim());
+            }
+            // Garbage, or what a `LATEST` linked to another file (a key, /etc/shadow) would hold.
+            for bad in ["hunter2-Zq9", "/2026/11/23-101500.12/../../Zq9", "AWS_SECRET_ACCESS_KEY=Zq9\n", "\u{0}Zq9"] {
+                root.put(LATEST_NAME, Bytes::from(bad)).await.unwrap();
+                let e = read_latest(&root).await.unwrap_err();
+                let shown = format!("{e} {e:?}");
+                assert!(!shown.contains("Zq9") && shown.contains("LATEST"), "{shown}");
+            }
+        });
+    }
 
     #[test]
     fn dated_subdirs() {

@@ -57,21 +57,26 @@ mod redact;
 mod restore;
 mod result;
 mod schedule;
+mod secrets;
 mod span;
 pub mod sql;
 mod stage;
 mod storage;
 mod timestamp;
 pub mod verify;
+mod workqueue;
 
+pub use backup::identity::{ensure_store_id, store_id};
+pub use backup::job::{finish_backup_job, job_run_id, run_claimed_unit};
 pub use backup::plan::{
     describe_scope, expand_table_name, plan_backup, plan_full_backup, read_descriptor_history, resolve_targets,
     split_units, BackupPlan, BackupSpec, ExportTask, PlannedUnit,
 };
 pub use backup::resume::{
-    find_unfinished, read_run, BackupPlanV1, CheckpointV1, RunState, UnitCheckpointV1, UnitRecord,
+    find_unfinished, read_run, superseded_runs, BackupPlanV1, CheckpointV1, RunInfo, RunKeys, RunState,
+    UnitCheckpointV1, UnitRecord,
 };
-pub use backup::run::{run_backup, BackupOptions};
+pub use backup::run::{claim_backup_dir, new_run_id, run_backup, BackupOptions};
 pub use catalog::{
     Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor,
     FIRST_USER_ID,
@@ -84,7 +89,7 @@ pub use crypto::{DataKey, Entropy, FileCodec};
 pub use error::{Error, Result, Status};
 pub use exec::{show_backup, Executor, Job, JobFuture, JobSpawner, JobStatus, RunOutcome, ScheduledRun};
 pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
-pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest};
+pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
 pub use kv::{
     check_gc_threshold, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync, MvccFilter, PageBuilder, ScanPage,
     ScanRequest, WorkUnit,
@@ -103,7 +108,8 @@ pub use manage::forget::{
 pub use memkv::{Clock, MemKv};
 pub use offload::{CpuPool, Offload};
 pub use progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
-pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_uri, REDACTED};
+pub use redact::env_reference;
+pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_uri, shows_query_value, REDACTED};
 pub use restore::plan::{prepare_restore, DatabaseRestore, LayerFile, RestorePlan, RestoreSelection, TableRestore};
 pub use restore::run::{run_restore, RestoreRunOptions, RestoreSummary};
 pub use result::{escape_control, QueryResult, Value};
@@ -111,10 +117,13 @@ pub use schedule::{
     pick_full_recurrence, plan_schedules, BackupKind, FinishEffect, OnFailure, OnPreviousRunning, Schedule,
     ScheduleOptions, StartDecision, RETRY_AFTER_NANOS, WAITING_FOR_FULL,
 };
+pub use secrets::{required_sources, without_secrets, NoSecrets, SecretResolver};
 pub use span::{prefix_end, Span, SpanSet};
+pub use sql::SecretSource;
 pub use storage::{
     slice_range, subdir, Durability, ExternalStorage, ExternalStorageExt, GetOptions, GetResult, ListResult,
     MemoryOpener, MemoryStorage, ObjectMeta, Prefixed, PutMode, PutOptions, StorageOpener, StorageWrapper,
 };
 pub use timestamp::{Civil, Timestamp};
 pub use verify::{FileProblem, VerifyReport};
+pub use workqueue::{Claim, Completion, Created, JobInfo, Lease, MemQueue, UnitState, WorkQueue};

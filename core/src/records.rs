@@ -8,8 +8,13 @@
 //!   system_key(b"schedule-next-id")       ──▶ next id, u64 BE
 //! ```
 //!
-//! Records written before the envelope (version 1: one byte `1`, then the same postcard body)
-//! still read; they are rewritten in the envelope form the next time they change.
+//! Records written before the envelope (version 1: one byte `1`, then the same postcard body as
+//! version 2) still read. Versions 1 and 2 held the whole statement, passphrase and URI secrets
+//! included; version 3 holds a [`StoredBackup`]: references only, and a note of the secrets that
+//! were typed in. An older record is converted when read, and rewritten at once in version 3
+//! (scrubbed on read: listing jobs or schedules, or adopting jobs, rewrites every older record of
+//! the kind). The store's own older versions of the key keep the old bytes until the store's
+//! garbage collection removes them.
 //!
 //! This module is below the executor and the restore: a full-cluster restore asks it what to
 //! write for each system record of the source ([`restored_system_value`]).
@@ -19,11 +24,14 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use serde::Deserialize;
+
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::keys::system_key;
 use crate::kv::{read_span, KvStore};
-use crate::schedule::Schedule;
+use crate::schedule::{BackupKind, OnFailure, OnPreviousRunning, Schedule};
+use crate::secrets::{LegacyBackup, StoredBackup};
 use crate::span::Span;
 
 /// Key prefix (below [`system_key`]) of job records.
@@ -36,8 +44,9 @@ const JOB_KEYS_PREFIX: &[u8] = b"job";
 pub(crate) const JOB_ENVELOPE: Envelope = crate::envelope::JOB_RECORD;
 
 /// The schedules' records: every schedule, and the ids of schedules and their runs.
-pub(crate) const SCHEDULES: RecordStore<Schedule> =
-    RecordStore::new("schedule", b"schedule/", b"schedule-next-id", crate::envelope::SCHEDULE_RECORD);
+pub(crate) const SCHEDULES: RecordStore<ScheduleRecord> =
+    RecordStore::new("schedule", b"schedule/", b"schedule-next-id", crate::envelope::SCHEDULE_RECORD)
+        .with_legacy(3, |body| postcard::from_bytes::<LegacySchedule>(body).map(LegacySchedule::into_record));
 
 /// The first stored form, before the envelope: this byte, then postcard.
 const V1: u8 = 1;
@@ -49,8 +58,24 @@ pub(crate) struct RecordStore<T> {
     prefix: &'static [u8],
     next_id: &'static [u8],
     envelope: Envelope,
+    legacy: Option<Legacy<T>>,
     record: PhantomData<fn() -> T>,
 }
+
+/// How records of versions before `below` decode (version 1, the byte form, included): their
+/// body has another layout, converted into `T`.
+struct Legacy<T> {
+    below: u16,
+    decode: fn(&[u8]) -> postcard::Result<T>,
+}
+
+impl<T> Clone for Legacy<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Legacy<T> {}
 
 // By hand: derives would ask `T: Clone`.
 impl<T> Clone for RecordStore<T> {
@@ -70,7 +95,13 @@ impl<T: Serialize + DeserializeOwned> RecordStore<T> {
         next_id: &'static [u8],
         envelope: Envelope,
     ) -> RecordStore<T> {
-        RecordStore { what, prefix, next_id, envelope, record: PhantomData }
+        RecordStore { what, prefix, next_id, envelope, legacy: None, record: PhantomData }
+    }
+
+    /// The same records, whose versions before `below` have a body `decode` converts.
+    pub(crate) const fn with_legacy(mut self, below: u16, decode: fn(&[u8]) -> postcard::Result<T>) -> Self {
+        self.legacy = Some(Legacy { below, decode });
+        self
     }
 
     /// The key of record `id`.
@@ -92,29 +123,58 @@ impl<T: Serialize + DeserializeOwned> RecordStore<T> {
 
     /// A record from its stored bytes, in the envelope form or the first one.
     pub(crate) fn decode(&self, bytes: &[u8]) -> Result<T> {
+        self.decode_versioned(bytes).map(|(record, _)| record)
+    }
+
+    /// A record from its stored bytes, and whether they are an older form (to rewrite).
+    fn decode_versioned(&self, bytes: &[u8]) -> Result<(T, bool)> {
         let shown = format!("system span: {}", self.what);
-        if self.envelope.is_this(bytes) {
-            return self.envelope.decode(bytes, &shown);
-        }
-        match bytes.split_first() {
-            Some((&V1, body)) => {
-                postcard::from_bytes(body).map_err(|e| Error::corrupt(&shown, format!("does not decode: {e}")))
+        let (version, body) = if self.envelope.is_this(bytes) {
+            self.envelope.open(bytes, &shown)?
+        } else {
+            match bytes.split_first() {
+                Some((&V1, body)) => (1, body),
+                _ => return Err(Error::corrupt(&shown, format!("unknown {} state version", self.what))),
             }
-            _ => Err(Error::corrupt(&shown, format!("unknown {} state version", self.what))),
+        };
+        let record = match self.legacy {
+            Some(legacy) if version < legacy.below => (legacy.decode)(body),
+            _ => postcard::from_bytes(body),
+        };
+        let record = record.map_err(|e| match version {
+            1 => Error::corrupt(&shown, format!("does not decode: {e}")),
+            _ => self.envelope.undecodable(&shown, e),
+        })?;
+        Ok((record, version < self.envelope.version()))
+    }
+
+    /// The records of `span`, older forms rewritten in the current one (see the module docs).
+    async fn read(&self, store: &dyn KvStore, span: Span) -> Result<Vec<T>> {
+        let now = store.now().await?;
+        let mut records = Vec::new();
+        let mut rewrites = Vec::new();
+        for (key, v) in read_span(store, span, now).await? {
+            let (record, old) = self.decode_versioned(&v)?;
+            if old {
+                rewrites.push((key, Some(self.encode(&record))));
+            }
+            records.push(record);
         }
+        if !rewrites.is_empty() {
+            store.write(rewrites).await?;
+        }
+        Ok(records)
     }
 
     /// Every record, by id.
     pub(crate) async fn all(&self, store: &dyn KvStore) -> Result<Vec<T>> {
-        let now = store.now().await?;
-        read_span(store, self.span(), now).await?.iter().map(|(_, v)| self.decode(v)).collect()
+        self.read(store, self.span()).await
     }
 
     /// Record `id`; not found if there is none.
     pub(crate) async fn get(&self, store: &dyn KvStore, id: u64) -> Result<T> {
-        let now = store.now().await?;
-        match read_span(store, one_key(self.key(id)), now).await?.first() {
-            Some((_, v)) => self.decode(v),
+        match self.read(store, one_key(self.key(id))).await?.pop() {
+            Some(record) => Ok(record),
             None => Err(Error::not_found(self.what, id.to_string())),
         }
     }
@@ -159,6 +219,117 @@ fn one_key(key: Vec<u8>) -> Span {
     Span::new(key, end)
 }
 
+/// A schedule as its record (version 3) stores it: its statement without secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ScheduleRecord {
+    id: u64,
+    label: String,
+    kind: BackupKind,
+    cron: Option<String>,
+    backup: StoredBackup,
+    paused: bool,
+    status_message: Option<String>,
+    next_run: Option<u64>,
+    on_failure: OnFailure,
+    on_previous_running: OnPreviousRunning,
+    paired: Option<u64>,
+    running: Vec<u64>,
+    last_run: Option<u64>,
+    created: u64,
+}
+
+impl ScheduleRecord {
+    /// The record of `s`: what its statement has typed in (only a schedule read from an older
+    /// record has any) stays out.
+    pub(crate) fn new(s: &Schedule) -> ScheduleRecord {
+        let mut backup = StoredBackup::new(&s.backup);
+        backup.add_typed(&s.typed_secrets);
+        ScheduleRecord {
+            id: s.id,
+            label: s.label.clone(),
+            kind: s.kind,
+            cron: s.cron.clone(),
+            backup,
+            paused: s.paused,
+            status_message: s.status_message.clone(),
+            next_run: s.next_run,
+            on_failure: s.on_failure,
+            on_previous_running: s.on_previous_running,
+            paired: s.paired,
+            running: s.running.clone(),
+            last_run: s.last_run,
+            created: s.created,
+        }
+    }
+
+    /// The schedule's id.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The schedule.
+    pub(crate) fn schedule(&self) -> Schedule {
+        let (backup, typed_secrets) = self.backup.statement();
+        Schedule {
+            id: self.id,
+            label: self.label.clone(),
+            kind: self.kind,
+            cron: self.cron.clone(),
+            backup,
+            typed_secrets,
+            paused: self.paused,
+            status_message: self.status_message.clone(),
+            next_run: self.next_run,
+            on_failure: self.on_failure,
+            on_previous_running: self.on_previous_running,
+            paired: self.paired,
+            running: self.running.clone(),
+            last_run: self.last_run,
+            created: self.created,
+        }
+    }
+}
+
+/// A schedule as records of versions 1 and 2 stored it (the statement with its secrets).
+#[derive(Deserialize)]
+struct LegacySchedule {
+    id: u64,
+    label: String,
+    kind: BackupKind,
+    cron: Option<String>,
+    backup: LegacyBackup,
+    paused: bool,
+    status_message: Option<String>,
+    next_run: Option<u64>,
+    on_failure: OnFailure,
+    on_previous_running: OnPreviousRunning,
+    paired: Option<u64>,
+    running: Vec<u64>,
+    last_run: Option<u64>,
+    created: u64,
+}
+
+impl LegacySchedule {
+    fn into_record(self) -> ScheduleRecord {
+        ScheduleRecord {
+            id: self.id,
+            label: self.label,
+            kind: self.kind,
+            cron: self.cron,
+            backup: self.backup.stored(),
+            paused: self.paused,
+            status_message: self.status_message,
+            next_run: self.next_run,
+            on_failure: self.on_failure,
+            on_previous_running: self.on_previous_running,
+            paired: self.paired,
+            running: self.running,
+            last_run: self.last_run,
+            created: self.created,
+        }
+    }
+}
+
 /// What a full-cluster restore writes for a system key of the source: schedules come back
 /// paused (a daemon on the restored cluster must not start backing up into the source's
 /// collections on its own), job records not at all (they belong to the source's processes).
@@ -168,6 +339,7 @@ pub(crate) fn restored_system_value(key: &[u8], value: Vec<u8>) -> Option<Vec<u8
     }
     if key.starts_with(&system_key(SCHEDULES.prefix)) {
         return match SCHEDULES.decode(&value) {
+            // Written in the current form: a record of an older one loses its secrets here.
             Ok(mut s) => {
                 s.paused = true;
                 s.status_message = Some("paused by a full cluster restore; RESUME SCHEDULE to run it here".into());

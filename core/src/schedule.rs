@@ -57,7 +57,7 @@ pub enum OnPreviousRunning {
 }
 
 /// One backup schedule, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Schedule {
     /// Its id, unique in the store.
@@ -68,8 +68,13 @@ pub struct Schedule {
     pub kind: BackupKind,
     /// The cron expression; `None` for `RECURRING NEVER` (one run, then the schedule is dropped).
     pub cron: Option<String>,
-    /// The statement each run executes.
+    /// The statement each run executes: references to its secrets, never a secret (see
+    /// `crate::secrets`).
     pub backup: BackupStmt,
+    /// Secrets typed into the statement of a schedule created before strata stopped storing
+    /// them, which its record no longer holds (as `the encryption passphrase`): its runs are
+    /// refused, saying so, until it is created again with references.
+    pub typed_secrets: Vec<String>,
     /// Paused (by `PAUSE SCHEDULE`, an `on_execution_failure = 'pause'` failure, or an
     /// incremental waiting for its first full).
     pub paused: bool,
@@ -314,6 +319,7 @@ pub fn plan_schedules(stmt: &CreateScheduleStmt, label: &str, now: u64, first_id
             kind,
             cron: cron.map(|c| c.text().to_string()),
             backup,
+            typed_secrets: Vec::new(),
             paused: false,
             status_message: None,
             next_run: cron.and_then(|c| c.next_after(now)),

@@ -909,6 +909,7 @@ fn one_layer_chain(storage: Arc<dyn ExternalStorage>, codec: FileCodec, end_time
         dependencies: vec![],
         statement: String::new(),
         revision_start_time: end_time,
+        origin: None,
     };
     Chain { layers: vec![Layer { name: "memory://r".into(), dir: Locations::single(storage), manifest }], codec }
 }

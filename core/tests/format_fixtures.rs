@@ -13,7 +13,7 @@ mod records;
 
 use strata_core::crypto::info::EncryptionInfo;
 use strata_core::datafile::{read_all, DataFileOptions, DataFileWriter};
-use strata_core::manifest::{sha256, BackupScope, DescriptorRevision, FileInfo, Manifest};
+use strata_core::manifest::{sha256, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
 use strata_core::verify::{decode_files_list, encode_files_list, FilesList, ListedFile};
 use strata_core::{
     keys, DatabaseDescriptor, Descriptor, Entry, IndexDescriptor, IndexState, MvccFilter, Span, TableDescriptor,
@@ -83,6 +83,7 @@ fn v1_manifest(data_file: &[u8]) -> Manifest {
         statement: "BACKUP DATABASE bank TO 'nodelocal://1/fixture'".into(),
         // What a v1 manifest converts to: no revision history, so its end time.
         revision_start_time: t(500),
+        origin: None,
     }
 }
 
@@ -123,12 +124,28 @@ fn manifest_v1_fixture_still_reads() {
 
 #[test]
 fn manifest_v2_fixture_still_reads() {
+    // Frozen: written by format version 2, never rewritten.
     let data: &[u8] = include_bytes!("fixtures/datafile-v1.sst");
     let committed: &[u8] = include_bytes!("fixtures/manifest-v2.bin");
-    fixture("manifest-v2.bin", &v2_manifest(data).encode(), committed);
     assert_eq!(u16::from_le_bytes([committed[8], committed[9]]), 2);
     assert_eq!(Manifest::decode(committed, "manifest-v2.bin").unwrap(), v2_manifest(data));
-    assert_eq!(v2_manifest(data).encode(), committed, "the current version re-encodes byte for byte");
+}
+
+/// Version 3 added the origin: the source store's id and the committing run's.
+fn v3_manifest(data_file: &[u8]) -> Manifest {
+    let mut m = v2_manifest(data_file);
+    m.origin = Some(Origin { store: Some("5e1f0a7b3c2d9e84".into()), run: "0123456789abcdef".into() });
+    m
+}
+
+#[test]
+fn manifest_v3_fixture_still_reads() {
+    let data: &[u8] = include_bytes!("fixtures/datafile-v1.sst");
+    let committed: &[u8] = include_bytes!("fixtures/manifest-v3.bin");
+    fixture("manifest-v3.bin", &v3_manifest(data).encode(), committed);
+    assert_eq!(u16::from_le_bytes([committed[8], committed[9]]), 3);
+    assert_eq!(Manifest::decode(committed, "manifest-v3.bin").unwrap(), v3_manifest(data));
+    assert_eq!(v3_manifest(data).encode(), committed, "the current version re-encodes byte for byte");
 }
 
 #[test]
@@ -139,7 +156,7 @@ fn unknown_manifest_versions_are_refused_by_name() {
     let err = Manifest::decode(&bytes, "b/BACKUP_MANIFEST").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "corrupt b/BACKUP_MANIFEST: manifest format version 99 is not readable by this build (reads up to 2)"
+        "corrupt b/BACKUP_MANIFEST: manifest format version 99 is not readable by this build (reads up to 3)"
     );
 }
 

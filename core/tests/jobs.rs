@@ -229,3 +229,71 @@ fn without_a_spawner_a_detached_backup_waits_for_a_host_to_adopt_it() {
     assert_eq!(s.field(id, "status"), "succeeded");
     assert_eq!(s.sql("SHOW BACKUPS IN 'memory://p'").rows.len(), 1);
 }
+
+/// Every value of every version in `kv`, as one byte string to search.
+fn every_byte(kv: &MemKv) -> Vec<u8> {
+    use strata_core::{KvSource, MvccFilter, ScanRequest, Span, Timestamp};
+    let mut request =
+        ScanRequest::new(Span::new(vec![], vec![0xff; 8]), Timestamp::ZERO, Timestamp::MAX, MvccFilter::AllRevisions);
+    let mut out = Vec::new();
+    loop {
+        let page = block_on(kv.scan(request.clone())).unwrap();
+        for e in page.entries {
+            out.extend_from_slice(&e.key);
+            out.extend(e.value.iter().flat_map(|v| v.to_vec()));
+        }
+        match page.resume_key {
+            Some(k) => request.span.start = k,
+            None => return out,
+        }
+    }
+}
+
+fn holds(bytes: &[u8], secret: &str) -> bool {
+    bytes.windows(secret.len()).any(|w| w == secret.as_bytes())
+}
+
+/// Issue 13 §1: a detached job runs with the secrets typed into its statement while the process
+/// that started it lives, and its record never holds them; another process cannot run it and
+/// says why.
+#[test]
+fn a_detached_job_keeps_typed_secrets_in_memory_only() {
+    let s = setup();
+    let exec = s
+        .exec
+        .clone()
+        .with_entropy(strata_core::Entropy::new(|b| {
+            b.fill(3);
+            Ok(())
+        }))
+        .with_kdf_params(strata_core::KdfParams::argon2id(256, 1, 1).unwrap());
+    let sql = |q: &str| block_on(exec.execute(q)).unwrap_or_else(|e| panic!("{q}: {e}"));
+    let r = sql("BACKUP DATABASE d INTO 'memory://e?AWS_SECRET_ACCESS_KEY=Zq9awsKey' WITH encryption_passphrase = 'Zq9hunter2', detached");
+    let done = job_id(&r);
+    s.spawner.poll();
+    assert_eq!(s.field(done, "status"), "succeeded", "{:?}", s.job(done));
+    sql("SHOW BACKUP LATEST IN 'memory://e' WITH encryption_passphrase = 'Zq9hunter2'");
+    // A second one stays running (no data file may be written) when its process "dies".
+    s.permits.store(0, Ordering::SeqCst);
+    let stuck = job_id(&sql("BACKUP DATABASE d INTO 'memory://f' WITH encryption_passphrase = 'Zq9other', detached"));
+    s.spawner.poll();
+    assert_eq!(s.field(stuck, "status"), "running");
+    JOBS.with(|j| j.borrow_mut().clear());
+    let all = every_byte(&s.kv);
+    for secret in ["Zq9hunter2", "Zq9other", "Zq9awsKey"] {
+        assert!(!holds(&all, secret), "{secret} is in the store");
+    }
+    // Another process adopts it: it fails, naming what is missing and what to do.
+    let other =
+        Executor::new(Arc::new(s.kv.clone()), Arc::new(s.memory.clone())).with_job_spawner(Arc::new(HandSpawner));
+    assert_eq!(block_on(other.adopt_jobs()).unwrap(), Vec::<u64>::new());
+    let job = block_on(other.job(stuck as u64)).unwrap();
+    assert_eq!(job.status, strata_core::JobStatus::Failed);
+    let error = job.error.unwrap();
+    assert!(error.contains("the encryption passphrase was typed into its statement"), "{error}");
+    assert!(error.contains("Run the statement again") && !error.contains("Zq9other"), "{error}");
+    assert_eq!(
+        s.field(done, "description"),
+        "BACKUP DATABASE d INTO 'memory://e?AWS_SECRET_ACCESS_KEY=redacted' WITH encryption_passphrase = 'redacted'"
+    );
+}

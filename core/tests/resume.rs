@@ -11,6 +11,13 @@ mod common;
 // each binary costs a link and, on wasm32, a browser session).
 #[path = "resume/plan_runs.rs"]
 mod plan_runs;
+// Runs that meet in one collection: two stores at once, a killed run of another store, killed
+// encrypted and superseded runs (issue 13 §3, §6).
+#[path = "resume/collisions.rs"]
+mod collisions;
+// One backup's units shared by workers through a work queue, one of them fenced (issue 16 §3).
+#[path = "resume/shared_job.rs"]
+mod shared_job;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -372,4 +379,47 @@ fn a_killed_runs_records_hold_no_secret() {
         statements += usize::from(bytes.windows(21).any(|w| w == b"AWS_SECRET_ACCESS_KEY"));
     }
     assert!(statements >= 2, "the plans record their (redacted) statements");
+}
+
+#[test]
+fn a_run_of_the_previous_format_resumes() {
+    // A run killed under the previous strata: `BACKUP-PLAN` version 1 (the plan alone, no store
+    // or run id) and one untagged done record per unit (`progress/<plan>-<unit>`).
+    let kv = MemKv::new();
+    let memory = MemoryOpener::default();
+    let setup = executor(&kv, opener(&memory, 0));
+    create_two_tables(&setup, &kv);
+    let first = executor(&kv, opener(&memory, 8));
+    assert!(block_on(async { first.execute(LEGACY_STATEMENT).now_or_never() }).is_none(), "the backup should hang");
+    let root = memory.open("memory://c").unwrap();
+    let plan_path = block_on(root.list("")).unwrap().into_iter().find(|o| o.path.ends_with(PLAN_NAME)).unwrap().path;
+    let dir = plan_path.strip_suffix(&format!("/{PLAN_NAME}")).unwrap().to_string();
+    let dir_storage = memory.open(&format!("memory://c/{dir}")).unwrap();
+    let run = block_on(read_run(dir_storage.as_ref(), &FileCodec::plain())).unwrap();
+    block_on(async {
+        // Version 2's body is the plan's postcard bytes followed by the store id and the run id.
+        let stored = dir_storage.get(PLAN_NAME).await.unwrap();
+        assert_eq!(&stored[8..10], &2u16.to_le_bytes());
+        let store_len = run.store.as_ref().map_or(1, |s| 2 + s.len());
+        let trailing = store_len + 1 + run.run.len();
+        let mut v1 = stored[..8].to_vec();
+        v1.extend_from_slice(&1u16.to_le_bytes());
+        v1.extend_from_slice(&stored[10..stored.len() - trailing]);
+        dir_storage.put(PLAN_NAME, Bytes::from(v1)).await.unwrap();
+        for (path, record) in &run.records {
+            let bytes = dir_storage.get(path).await.unwrap();
+            dir_storage.delete(path).await.unwrap();
+            if run.units.contains(record) {
+                let untagged = format!("{PROGRESS_DIR}/{}-{:06}", run.plan.file_prefix(), record.unit);
+                dir_storage.put(&untagged, bytes).await.unwrap();
+            }
+        }
+    });
+    let old = block_on(read_run(dir_storage.as_ref(), &FileCodec::plain())).unwrap();
+    assert_eq!((old.plan.id.as_str(), old.store.as_ref(), old.run.as_str()), (run.plan.id.as_str(), None, ""));
+    assert!(old.records.iter().all(|(p, _)| p.matches('-').count() == 1), "untagged records: {:?}", old.records);
+    let finished: BTreeMap<String, Bytes> =
+        old.files().map(|f| (f.path.clone(), block_on(dir_storage.get(&f.path)).unwrap())).collect();
+    assert!(finished.len() >= 5, "finished files: {:?}", finished.keys());
+    finish_and_check(&memory, &kv, &dir, &dir_storage, &old, &finished);
 }

@@ -145,7 +145,7 @@ fn daily_incrementals_with_weekly_fulls_over_three_months() {
     let start = at(2026, 1, 1, 10, 0);
     let mut sim = Sim::new(start);
     let created = sim.sql(&format!("CREATE SCHEDULE nightly FOR BACKUP DATABASE bank INTO '{URI}' RECURRING '@daily'"));
-    assert_eq!(created.columns, ["schedule_id", "label", "status", "first_run", "schedule", "backup_stmt"]);
+    assert_eq!(created.columns, ["schedule_id", "label", "status", "first_run", "schedule", "backup_stmt", "requires"]);
     let rows: Vec<Vec<String>> =
         created.rows.iter().map(|r| r.iter().map(|v| v.to_string()).collect()).collect::<Vec<_>>();
     assert_eq!(
@@ -158,6 +158,7 @@ fn daily_incrementals_with_weekly_fulls_over_three_months() {
                 "2026-01-02 00:00:00.000000".into(),
                 "@daily".into(),
                 format!("BACKUP DATABASE bank INTO LATEST IN '{URI}'"),
+                String::new(),
             ],
             vec![
                 "2".to_string(),
@@ -166,6 +167,7 @@ fn daily_incrementals_with_weekly_fulls_over_three_months() {
                 show(start) + ":00.000000",
                 "@weekly".into(),
                 format!("BACKUP DATABASE bank INTO '{URI}'"),
+                String::new(),
             ],
         ]
     );
@@ -487,4 +489,74 @@ fn a_full_cluster_restore_brings_schedules_back_paused_and_no_jobs() {
     assert!(state.contains("paused by a full cluster restore"), "{schedules}");
     let jobs = block_on(target.execute("SHOW JOBS")).unwrap();
     assert!(jobs.rows.is_empty(), "the source's jobs came along: {jobs}");
+}
+
+/// The environment of a scheduler process, for the tests: a name to value map.
+struct Env(std::collections::HashMap<String, String>);
+
+impl strata_core::SecretResolver for Env {
+    fn resolve(&self, source: &strata_core::SecretSource) -> strata_core::Result<strata_core::sql::Secret> {
+        match source {
+            strata_core::SecretSource::Env(name) => match self.0.get(name) {
+                Some(v) => Ok(strata_core::sql::Secret(v.clone())),
+                None => Err(strata_core::Error::Precondition(format!("{source} is not set"))),
+            },
+            other => Err(strata_core::Error::Precondition(format!("{other} cannot be read here"))),
+        }
+    }
+}
+
+#[test]
+fn schedules_hold_references_and_say_what_must_be_present_when_they_run() {
+    let kv = MemKv::with_clock(Arc::new(|| at(2026, 1, 1, 10, 0)));
+    let exec = Executor::new(Arc::new(kv.clone()), Arc::new(MemoryOpener::default()))
+        .with_entropy(strata_core::Entropy::new(|b| {
+            b.fill(7);
+            Ok(())
+        }))
+        .with_kdf_params(strata_core::KdfParams::argon2id(8, 1, 1).unwrap());
+    block_on(async {
+        exec.execute("CREATE DATABASE bank").await.unwrap();
+        // A secret typed into a schedule is refused, naming what and what to write instead.
+        for typed in [
+            "CREATE SCHEDULE s FOR BACKUP INTO 'memory://s' WITH encryption_passphrase = 'hunter2pw' RECURRING '@daily'",
+            "CREATE SCHEDULE s FOR BACKUP INTO 'memory://s?AWS_SECRET_ACCESS_KEY=s3cr3tkey' RECURRING '@daily'",
+            "CREATE SCHEDULE s FOR BACKUP INTO 'memory://u:s3cr3tkey@s' RECURRING '@daily'",
+        ] {
+            let e = exec.execute(typed).await.unwrap_err().to_string();
+            assert!(e.contains("a schedule stores no secrets") && e.contains("encryption_passphrase_env"), "{e}");
+            assert!(!e.contains("hunter2pw") && !e.contains("s3cr3tkey"), "{e}");
+        }
+        assert!(exec.schedules().await.unwrap().is_empty());
+        let created = exec
+            .execute(
+                "CREATE SCHEDULE s FOR BACKUP DATABASE bank INTO 'memory://s?AWS_SECRET_ACCESS_KEY=${S3_KEY}' \
+                 WITH encryption_passphrase_env = 'BACKUP_PASS' RECURRING '@daily' FULL BACKUP ALWAYS",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            created.get(0, "requires").unwrap().to_string(),
+            "environment variable BACKUP_PASS, environment variable S3_KEY"
+        );
+        assert!(created
+            .get(0, "backup_stmt")
+            .unwrap()
+            .to_string()
+            .contains("encryption_passphrase_env = 'BACKUP_PASS'"));
+        // Run where the environment lacks the passphrase: the run fails naming it.
+        let now = Timestamp::from_nanos(at(2026, 1, 2, 0, 0));
+        let runs = exec.run_due_schedules(now).await.unwrap();
+        let RunOutcome::Failed(e) = &runs[0].outcome else { panic!("{runs:?}") };
+        assert!(e.to_string().contains("environment variable BACKUP_PASS"), "{e}");
+        // With it, the backup runs, encrypted with it.
+        let env =
+            Env([("BACKUP_PASS", "pass phrase"), ("S3_KEY", "k")].map(|(k, v)| (k.to_string(), v.to_string())).into());
+        let exec = exec.with_secret_resolver(Arc::new(env));
+        let runs = exec.run_due_schedules(Timestamp::from_nanos(at(2026, 1, 3, 0, 0))).await.unwrap();
+        assert!(matches!(runs[0].outcome, RunOutcome::Succeeded(_)), "{runs:?}");
+        let e = exec.execute("SHOW BACKUP LATEST IN 'memory://s'").await.unwrap_err().to_string();
+        assert!(e.contains("encrypted"), "{e}");
+        exec.execute("SHOW BACKUP LATEST IN 'memory://s' WITH encryption_passphrase = 'pass phrase'").await.unwrap();
+    });
 }

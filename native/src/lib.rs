@@ -5,10 +5,12 @@
 mod cpu;
 mod embedded;
 mod kms;
+mod secrets;
 mod storage;
 pub mod workload;
 
 pub use cpu::TokioCpuPool;
 pub use embedded::{EmbeddedStore, EmbeddedStoreOptions, StoreStats};
 pub use kms::{generate_key_file, os_entropy, FileKmsOpener, FILE_KMS_SCHEME};
+pub use secrets::HostSecrets;
 pub use storage::{NativeOpener, ObjectStorage, WebDavStorage};

@@ -74,7 +74,19 @@ fn mix(mut x: u64) -> u64 {
 
 /// Creates `bank.customers` and `bank.accounts` (and the database) and fills them: `rows`
 /// accounts and [`customers_for`]`(rows)` customers. Calls `progress(rows_written)` after each batch.
-pub async fn init_bank(exec: &Executor, rows: u64, mut progress: impl FnMut(u64)) -> Result<BankSummary> {
+pub async fn init_bank(exec: &Executor, rows: u64, progress: impl FnMut(u64)) -> Result<BankSummary> {
+    init_bank_in_batches(exec, rows, BATCH, progress).await
+}
+
+/// [`init_bank`] writing `batch` rows per write transaction (an etcd store takes at most 128
+/// operations per transaction).
+pub async fn init_bank_in_batches(
+    exec: &Executor,
+    rows: u64,
+    batch: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<BankSummary> {
+    let batch_rows = batch.max(1);
     exec.execute_statement(&Statement::CreateDatabase { name: "bank".into(), if_not_exists: true }).await?;
     for t in ["customers", "accounts"] {
         let name = TableName { database: Some("bank".into()), table: t.into() };
@@ -87,7 +99,7 @@ pub async fn init_bank(exec: &Executor, rows: u64, mut progress: impl FnMut(u64)
         let id = exec.table_id("bank", table, None).await?;
         let mut start = 0;
         while start < count {
-            let end = (start + BATCH).min(count);
+            let end = (start + batch_rows).min(count);
             let batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = (start..end)
                 .map(|i| {
                     let (k, v) = if table == "accounts" {

@@ -186,9 +186,9 @@ fn as_of_system_time_backups_and_reads() {
 #[test]
 fn parse_errors_point_at_the_token() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = sql(&tmp.path().join("s"), "BACKUP DATABASE bank FOO 'x'");
+    let run = sql(&tmp.path().join("s"), "BACKUP DATABASE bank FOO 'nodelocal://1/x'");
     let err = run.fails_with("at or near \"FOO\"").stderr();
-    assert!(err.contains("BACKUP DATABASE bank FOO 'x'\n                     ^"), "{err}");
+    assert!(err.contains("BACKUP DATABASE bank FOO 'nodelocal://1/x'\n                     ^"), "{err}");
     let secret =
         sql(&tmp.path().join("s"), "BACKUP INTO 'nodelocal://1/x' WITH encryption_passphrase = 'hunter2', bogus");
     let err = secret.fails_with("bogus").stderr();

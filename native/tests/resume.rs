@@ -39,6 +39,21 @@ fn find(dir: &Path, name: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Every file below `dir`.
+fn find_all(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(find_all(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// A file's identity and content: (inode, mtime in ns, bytes).
 type Fingerprint = (u64, i128, Vec<u8>);
 
@@ -83,6 +98,10 @@ fn a_killed_backup_resumes_without_rewriting_finished_files() {
     let finished: Vec<(PathBuf, Fingerprint)> =
         checkpoint.files().map(|f| dir.join(&f.path)).map(|p| (p.clone(), fingerprint(&p))).collect();
     assert!(!finished.is_empty());
+    // What object_store's LocalFileSystem leaves of a put killed mid-way: its staging file
+    // (the kill above may or may not have hit one; this one is certain).
+    let staging = dir.join(format!("data/{}-000000-0123456789abcdef-1-0099.sst#1", checkpoint.plan.file_prefix()));
+    std::fs::write(&staging, b"half a file").unwrap();
 
     // The same statement again: it resumes in the same directory with the same end time.
     std::thread::sleep(Duration::from_millis(20)); // a rewrite would show in the mtime
@@ -94,6 +113,8 @@ fn a_killed_backup_resumes_without_rewriting_finished_files() {
         assert!(fingerprint(path) == *before, "{} was rewritten", path.display());
     }
     assert!(find(&collection, PLAN_NAME).is_empty(), "the plan is removed at the end");
+    let staged = find_all(&collection).into_iter().filter(|p| p.to_string_lossy().contains('#')).collect::<Vec<_>>();
+    assert!(staged.is_empty(), "staging files of killed puts are left: {staged:?}");
     assert!(
         !dir.join(PROGRESS_DIR).exists() || std::fs::read_dir(dir.join(PROGRESS_DIR)).unwrap().next().is_none(),
         "so are the done records"

@@ -100,3 +100,136 @@ fn a_detached_backup_is_run_by_the_daemon() {
     assert!(jobs.contains("\"status\": \"succeeded\"") && jobs.contains("\"fraction_completed\": \"1.000\""), "{jobs}");
     assert_eq!(manifests(&store.join("extern/j")), 1);
 }
+
+/// Runs `strata --store STORE ARGS…` with `env` added to a clean environment; returns how it
+/// ended whatever that was.
+fn strata_with(store: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command.arg("--store").arg(store).args(args).env_remove("STRATA_STORE").env_remove("STRATA_PASSPHRASE");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("run strata")
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries.flatten().flat_map(|e| if e.path().is_dir() { files(&e.path()) } else { vec![e.path()] }).collect()
+}
+
+/// Issue 13 §1: a corpus of statements carrying secrets — passphrases, AWS, Azure and WebDAV
+/// credentials; interactive, detached and scheduled; succeeding and failing in different ways;
+/// a schedule run with and without its environment; a plain cluster backup, a full-cluster
+/// restore of it into another store, DROP SCHEDULE — leaves no secret in any byte of the store
+/// directory, of the backups, or of the restored store, and in no output.
+#[test]
+fn no_secret_reaches_a_store_a_backup_or_an_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s");
+    let outside = tmp.path().join("b");
+    let target = tmp.path().join("t");
+    strata(&store, &["workload", "init", "bank", "--rows", "50"]);
+    const PASS: &str = "PassQ1interactive";
+    const PASS_ENV: &str = "PassQ7fromEnv";
+    let secrets = [
+        PASS,
+        "PassQ2detached",
+        "AwsQ3secretKey",
+        "AwsQ4sessionTok",
+        "AzureQ5accountKey",
+        "PassQ6scheduled",
+        PASS_ENV,
+        "DavQ8password",
+        "PassQ9misplaced",
+        "PassQ10wrong",
+        "AwsQ11misspelled",
+    ];
+    let plain = format!("file://{}", outside.join("plain").display());
+    // DAV_PW is left out: the schedule that needs it fails, naming it.
+    let env = [("STRATA_TEST_PASS", PASS_ENV)];
+    let corpus: Vec<(String, bool)> = vec![
+        (format!("BACKUP DATABASE bank INTO 'nodelocal://1/enc' WITH encryption_passphrase = '{PASS}'"), false),
+        ("BACKUP DATABASE bank INTO 'nodelocal://1/enc2' WITH encryption_passphrase = 'PassQ2detached', detached".into(), false),
+        (
+            "BACKUP INTO 's3://bucket/p?AWS_ACCESS_KEY_ID=AKIA&AWS_SECRET_ACCESS_KEY=AwsQ3secretKey\
+             &AWS_SESSION_TOKEN=AwsQ4sessionTok' WITH detached"
+                .into(),
+            false,
+        ),
+        ("BACKUP INTO 'azure://c/p?AZURE_ACCOUNT_NAME=a&AZURE_ACCOUNT_SECRET=AzureQ5accountKey'".into(), false),
+        ("BACKUP INTO 's3://bucket/p?AWS_ACCESS_KEY_ID=AKIA&AWS_SECRET_KEY=AwsQ11misspelled'".into(), false),
+        (
+            "CREATE SCHEDULE typed FOR BACKUP DATABASE bank INTO 'nodelocal://1/sched' \
+             WITH encryption_passphrase = 'PassQ6scheduled' RECURRING '@daily'"
+                .into(),
+            false,
+        ),
+        ("CREATE SCHEDULE dav FOR BACKUP INTO 'https://user:DavQ8password@127.0.0.1:9/dav' RECURRING '@daily'".into(), false),
+        (
+            "CREATE SCHEDULE nightly FOR BACKUP DATABASE bank INTO 'nodelocal://1/sched' \
+             WITH encryption_passphrase_env = 'STRATA_TEST_PASS' RECURRING '@daily'"
+                .into(),
+            false,
+        ),
+        ("CREATE SCHEDULE davref FOR BACKUP INTO 'https://user:${DAV_PW}@127.0.0.1:9/dav' RECURRING '@weekly'".into(), false),
+        ("BACKUP DATABASE bank INTO 'nodelocal://1/job' WITH encryption_passphrase_env = 'STRATA_TEST_PASS', detached".into(), false),
+        ("BACKUP DATABASE bank INTO 'nodelocal://1/x' WITH revision_history = 'PassQ9misplaced'".into(), false),
+        (
+            "RESTORE DATABASE bank FROM LATEST IN 'nodelocal://1/enc' WITH encryption_passphrase = 'PassQ10wrong', \
+             new_db_name = 'b2'"
+                .into(),
+            false,
+        ),
+        // Run with the environment the references name.
+        ("schedule".into(), true),
+        (format!("BACKUP INTO '{plain}'"), false),
+        ("DROP SCHEDULE 2".into(), false),
+    ];
+    let mut outputs = Vec::new();
+    for (statement, with_env) in &corpus {
+        let out = if statement == "schedule" {
+            let out = strata_with(&store, if *with_env { &env } else { &[] }, &["schedule", "run", "--once"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("backup failed: environment variable DAV_PW: not set"), "{err}");
+            assert!(err.contains("job 1: succeeded"), "{err}");
+            out
+        } else {
+            strata_with(&store, &[], &["sql", statement])
+        };
+        outputs.push(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    }
+    // What each statement printed (never the statements themselves, which hold the secrets).
+    let all = outputs.join("\n");
+    // What ran, ran: the interactive encrypted backup, the scheduled one and the job (both with
+    // the passphrase from the environment), the plain cluster backup.
+    assert_eq!(manifests(&store.join("extern/enc")), 1, "{all}");
+    assert_eq!(manifests(&store.join("extern/sched")), 1, "{all}");
+    assert_eq!(manifests(&store.join("extern/job")), 1, "{all}");
+    assert_eq!(manifests(&outside.join("plain")), 1, "{all}");
+    assert!(all.contains("a schedule stores no secrets"), "{all}");
+    assert!(all.contains("this host runs no jobs"), "{all}");
+    // The scheduled backup is encrypted with the passphrase from the environment.
+    let show = strata_with(
+        &store,
+        &[],
+        &["sql", &format!("SHOW BACKUP LATEST IN 'nodelocal://1/sched' WITH encryption_passphrase = '{PASS_ENV}'")],
+    );
+    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
+    // A full-cluster restore of the plain backup into another store brings the schedules, not
+    // a secret.
+    let restored = strata_with(&target, &[], &["sql", &format!("RESTORE FROM LATEST IN '{plain}'")]);
+    assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
+    let schedules = sql(&target, "SHOW SCHEDULES");
+    assert!(schedules.contains("STRATA_TEST_PASS") && schedules.contains("${DAV_PW}"), "{schedules}");
+    for secret in secrets {
+        assert!(!all.contains(secret), "{secret} was printed:\n{all}");
+        assert!(!schedules.contains(secret));
+        for file in files(tmp.path()) {
+            let bytes = std::fs::read(&file).unwrap();
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{secret} is in {}", file.display());
+        }
+    }
+    assert!(files(&store).len() > 10 && !files(&target).is_empty());
+}

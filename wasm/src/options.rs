@@ -232,6 +232,7 @@ pub fn backup_statement(o: &Options) -> Result<Statement> {
         options: BackupStmtOptions {
             revision_history: o.flag("revisionHistory")?,
             encryption_passphrase: o.secret("encryptionPassphrase")?,
+            encryption_passphrase_from: None,
             kms: o.strings("kms")?,
             detached: false,
         },

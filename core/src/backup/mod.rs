@@ -8,6 +8,10 @@
 //! and exports spans that are new since the previous layer (tables created since) from zero.
 //! With revision history every version in the window is kept, and so is every descriptor change.
 
+pub(crate) mod commit;
+pub mod identity;
+pub mod job;
 pub mod plan;
 pub mod resume;
 pub mod run;
+pub(crate) mod unit;

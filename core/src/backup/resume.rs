@@ -2,17 +2,21 @@
 //! runners can share one plan without lost updates:
 //!
 //! ```text
-//!   BACKUP-PLAN                 the plan, written once (create-only) when the run starts
-//!   progress/<plan>-<unit>      one done record per work unit: its finished files, where the
-//!                               rest of the unit starts, whether it is done; written only by
-//!                               the runner of that unit, as each of its files is stored
+//!   BACKUP-PLAN                 the plan, the source store's id and the id of the run that
+//!                               claimed the directory: written once (create-only)
+//!   progress/<plan>-<unit>-<writer>   each writer's record of one work unit: its finished
+//!                               files, where the rest of the unit starts, whether it is done;
+//!                               written only by that writer (a run's claim of the unit), as each
+//!                               of its files is stored
+//!   progress/<plan>-<unit>      an older strata's record (one writer per directory), still read
 //!   BACKUP-CHECKPOINT           what older strata kept instead (one object rewritten whole);
 //!                               read, converted and removed when such a run is resumed
 //! ```
 //!
-//! Each is stored through the chain's [`FileCodec`], like the manifest, in an
-//! [`Envelope`](crate::envelope::Envelope). All of it is removed once the manifest is
-//! written, or when the run fails cleanly.
+//! A run adopts what it finds only when it is the same plan from the same source store (a
+//! run from another store is never adopted, whatever its plan). Each file is stored through the
+//! chain's [`FileCodec`], like the manifest, in an [`Envelope`](crate::envelope::Envelope). All
+//! of it is removed once the manifest is written, or when the run fails cleanly.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -55,27 +59,56 @@ pub struct UnitRecord {
     pub done: bool,
 }
 
+/// What `BACKUP-PLAN` holds (version 2): the plan, and whose run it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The plan being run.
+    pub plan: BackupPlan,
+    /// The id of the source store the plan reads (see [`crate::store_id`]), `None` for a store
+    /// without one (or a run of an older strata).
+    pub store: Option<String>,
+    /// The id of the run that claimed the directory (empty for an older strata's run).
+    pub run: String,
+}
+
 /// A run found in a backup directory: its plan and the records of the units it started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunState {
     /// The plan being run.
     pub plan: BackupPlan,
-    /// The done records of its units, by unit index (units without one have not started).
+    /// The best record of each started unit (a done one, else the one with the most files),
+    /// by unit index; units without one have not started.
     pub units: Vec<UnitRecord>,
+    /// Every record found, with its path (several writers may have worked on one unit).
+    pub records: Vec<(String, UnitRecord)>,
+    /// The source store the run reads (`None`: unknown).
+    pub store: Option<String>,
+    /// The id of the run that claimed the directory (empty: unknown).
+    pub run: String,
     /// Whether it came from an older strata's `BACKUP-CHECKPOINT`.
     pub legacy: bool,
 }
 
 impl RunState {
-    /// Files finished so far, over every unit.
+    /// Files finished so far, over every record of every unit (each once).
     pub fn files(&self) -> impl Iterator<Item = &FileInfo> {
-        self.units.iter().flat_map(|u| u.files.iter())
+        let mut seen = std::collections::BTreeSet::new();
+        self.records.iter().flat_map(|(_, r)| r.files.iter()).filter(move |f| seen.insert(f.path.as_str()))
+    }
+
+    /// Whether a run from store `store` may adopt this run: the same store, or either unknown
+    /// (a store without an id, or a run of an older strata).
+    pub fn same_store(&self, store: Option<&str>) -> bool {
+        match (self.store.as_deref(), store) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
     }
 }
 
-/// The stored bytes of a plan.
-pub fn encode_plan(plan: &BackupPlan, codec: &FileCodec) -> Vec<u8> {
-    codec.seal(PLAN_NAME, PLAN_FORMAT.encode(plan))
+/// The stored bytes of a run's `BACKUP-PLAN`.
+pub fn encode_run_info(info: &RunInfo, codec: &FileCodec) -> Vec<u8> {
+    codec.seal(PLAN_NAME, PLAN_FORMAT.encode(info))
 }
 
 /// The stored bytes of a unit's done record at `path`.
@@ -95,48 +128,83 @@ fn unseal(stored: Bytes, path: &str, codec: &FileCodec, shown: &str) -> Result<B
     }
 }
 
+/// Decodes a unit record stored at `path` (sealed with `codec`).
+pub fn decode_unit_record(stored: Bytes, path: &str, codec: &FileCodec, shown: &str) -> Result<UnitRecord> {
+    let bytes = unseal(stored, path, codec, shown)?;
+    UNIT_RECORD_FORMAT.decode::<UnitRecord>(&bytes, shown)
+}
+
 /// Reads the run a directory holds, if any: its `BACKUP-PLAN` (checked against its id) and the
-/// done records of that plan's units, or an older strata's `BACKUP-CHECKPOINT` converted. An
+/// records of that plan's units, or an older strata's `BACKUP-CHECKPOINT` converted. An
 /// unreadable one (damaged, another codec's) is `None`: the backup then starts over.
 pub async fn read_run(dir: &dyn ExternalStorage, codec: &FileCodec) -> Option<RunState> {
     let shown = format!("{}/{PLAN_NAME}", dir.describe());
-    let plan = match dir.get(PLAN_NAME).await {
-        Ok(stored) => decode_plan(stored, codec, &shown)?,
+    let info = match dir.get(PLAN_NAME).await {
+        Ok(stored) => decode_run_info(stored, codec, &shown)?,
         Err(_) => return read_legacy_checkpoint(dir, codec).await,
     };
-    let mut units = Vec::new();
+    let plan = info.plan;
+    let mut records = Vec::new();
     let prefix = format!("{PROGRESS_DIR}/{}-", plan.file_prefix());
     for o in dir.list(&prefix).await.ok()? {
         let shown = format!("{}/{}", dir.describe(), o.path);
         let Ok(stored) = dir.get(&o.path).await else { continue };
-        let Ok(bytes) = unseal(stored, &o.path, codec, &shown) else { continue };
-        let Ok(record) = UNIT_RECORD_FORMAT.decode::<UnitRecord>(&bytes, &shown) else { continue };
+        let Ok(record) = decode_unit_record(stored, &o.path, codec, &shown) else { continue };
         if record.plan == plan.id && (record.unit as usize) < plan.units.len() {
-            units.push(record);
+            records.push((o.path, record));
         }
     }
-    units.sort_by_key(|u| u.unit);
-    Some(RunState { plan, units, legacy: false })
+    let units = best_records(records.iter().map(|(_, r)| r));
+    Some(RunState { plan, units, records, store: info.store, run: info.run, legacy: false })
 }
 
-fn decode_plan(stored: Bytes, codec: &FileCodec, shown: &str) -> Option<BackupPlan> {
+/// The best record of each unit among `records` (done first, then most files), by unit index.
+pub(crate) fn best_records<'a>(records: impl Iterator<Item = &'a UnitRecord>) -> Vec<UnitRecord> {
+    let mut best: std::collections::BTreeMap<u32, &UnitRecord> = Default::default();
+    for r in records {
+        let better = |old: &&UnitRecord| (r.done, r.files.len()) > (old.done, old.files.len());
+        if best.get(&r.unit).is_none_or(better) {
+            best.insert(r.unit, r);
+        }
+    }
+    best.into_values().cloned().collect()
+}
+
+/// Decodes a stored `BACKUP-PLAN` (version 1 held the plan alone); `None` if it does not open
+/// with `codec`, does not decode, or its plan's id does not match its content.
+pub(crate) fn decode_run_info(stored: Bytes, codec: &FileCodec, shown: &str) -> Option<RunInfo> {
     let bytes = unseal(stored, PLAN_NAME, codec, shown).ok()?;
-    let plan: BackupPlan = PLAN_FORMAT.decode(&bytes, shown).ok()?;
-    plan.is_intact().then_some(plan)
+    let (version, body) = PLAN_FORMAT.open(&bytes, shown).ok()?;
+    let info = match version {
+        1 => RunInfo { plan: postcard::from_bytes(body).ok()?, store: None, run: String::new() },
+        _ => postcard::from_bytes(body).ok()?,
+    };
+    info.plan.is_intact().then_some(info)
 }
 
-/// The id of the plan the directory's `BACKUP-PLAN` holds, if it holds a readable, intact one
-/// (read with `codec`): which run the directory belongs to now.
-pub(crate) async fn stored_plan_id(dir: &dyn ExternalStorage, codec: &FileCodec) -> Option<String> {
+/// The directory's `BACKUP-PLAN`, if it holds a readable, intact one (read with `codec`): which
+/// run the directory belongs to now.
+pub(crate) async fn stored_run_info(dir: &dyn ExternalStorage, codec: &FileCodec) -> Option<RunInfo> {
     let shown = format!("{}/{PLAN_NAME}", dir.describe());
     let stored = dir.get(PLAN_NAME).await.ok()?;
-    decode_plan(stored, codec, &shown).map(|p| p.id)
+    decode_run_info(stored, codec, &shown)
 }
 
-/// Finds the newest unfinished run of `request` (see [`BackupPlan::request`]) below `root`
-/// under `prefix` (`""` for a collection's full backups, `incrementals/` below a full backup)
-/// whose directory is the one its plan's end time gives (`expected_dir`), read with `codec`.
-/// A legacy checkpoint is matched by its statement (`statement`, as printed), the only identity
+/// How [`find_unfinished`] reads the runs it finds.
+#[derive(Clone, Copy)]
+pub enum RunKeys<'a> {
+    /// With one codec (a plain chain's, or an incremental's: its chain's).
+    Codec(&'a FileCodec),
+    /// A new full backup's run: each directory's own `ENCRYPTION-INFO` opened with these keys
+    /// (a plain directory is read plain).
+    Unlock(&'a crate::crypto::keyring::Keyring, crate::crypto::keyring::KeyRequest<'a>),
+}
+
+/// Finds the newest unfinished run of `request` (see [`BackupPlan::request`]) from source store
+/// `store` below `root` under `prefix` (`""` for a collection's full backups, `incrementals/`
+/// below a full backup) whose directory is the one its plan's end time gives (`expected_dir`),
+/// read with `keys`; with the codec that opened it. A run of another store is never returned. A
+/// legacy checkpoint is matched by its statement (`statement`, as printed), the only identity
 /// older strata recorded; its plan is given `request`, so that once converted the run is still
 /// found if it is killed again.
 pub async fn find_unfinished(
@@ -144,21 +212,74 @@ pub async fn find_unfinished(
     prefix: &str,
     request: &str,
     statement: &str,
-    codec: &FileCodec,
-    expected_dir: impl Fn(Timestamp) -> String,
-) -> Result<Option<(String, RunState)>> {
-    let mut found: Option<(String, RunState)> = None;
+    store: Option<&str>,
+    keys: RunKeys<'_>,
+    dir_of: impl Fn(Timestamp, &str) -> bool,
+) -> Result<Option<(String, RunState, FileCodec)>> {
+    let mut found: Option<(String, RunState, FileCodec)> = None;
     for dir in layout::unfinished_dirs(root.as_ref(), prefix).await? {
-        let Some(mut run) = read_run(subdir(root, &dir).as_ref(), codec).await else { continue };
+        let location = subdir(root, &dir);
+        let codec = match keys {
+            RunKeys::Codec(codec) => codec.clone(),
+            RunKeys::Unlock(keyring, request) => {
+                if request.is_empty() {
+                    FileCodec::plain()
+                } else {
+                    match crate::chain::unlock(location.as_ref(), keyring, request).await {
+                        Ok(codec) => codec,
+                        Err(_) => continue,
+                    }
+                }
+            }
+        };
+        let Some(mut run) = read_run(location.as_ref(), &codec).await else { continue };
         let same = if run.legacy { run.plan.statement == statement } else { run.plan.request == request };
-        let newer = found.as_ref().is_none_or(|(_, r)| r.plan.end_time < run.plan.end_time);
-        if same && expected_dir(run.plan.end_time) == dir && newer {
+        let newer = found.as_ref().is_none_or(|(_, r, _)| r.plan.end_time < run.plan.end_time);
+        if same && run.same_store(store) && dir_of(run.plan.end_time, &dir) && newer {
             // The request is not part of the plan's id: the converted plan stays the same plan.
             run.plan.request = request.to_string();
-            found = Some((dir, run));
+            found = Some((dir, run, codec));
         }
     }
     Ok(found)
+}
+
+/// The unfinished runs of `request` from store `store` below `root` under `prefix` other than
+/// the one in `keep`: runs the request's newer run superseded (killed, and not resumed because
+/// their end time differs). Read as [`find_unfinished`] reads them.
+pub async fn superseded_runs(
+    root: &Arc<dyn ExternalStorage>,
+    prefix: &str,
+    request: &str,
+    store: Option<&str>,
+    keys: RunKeys<'_>,
+    keep: &str,
+) -> Result<Vec<(String, RunState)>> {
+    let mut out = Vec::new();
+    for dir in layout::unfinished_dirs(root.as_ref(), prefix).await? {
+        if dir == keep {
+            continue;
+        }
+        let location = subdir(root, &dir);
+        let codec = match keys {
+            RunKeys::Codec(codec) => codec.clone(),
+            RunKeys::Unlock(keyring, key_request) => {
+                if key_request.is_empty() {
+                    FileCodec::plain()
+                } else {
+                    match crate::chain::unlock(location.as_ref(), keyring, key_request).await {
+                        Ok(codec) => codec,
+                        Err(_) => continue,
+                    }
+                }
+            }
+        };
+        let Some(run) = read_run(location.as_ref(), &codec).await else { continue };
+        if !run.legacy && run.plan.request == request && run.store.as_deref() == store && store.is_some() {
+            out.push((dir, run));
+        }
+    }
+    Ok(out)
 }
 
 // ---- the legacy BACKUP-CHECKPOINT (frozen: never change these structs) -------------------
@@ -270,7 +391,7 @@ impl CheckpointV1 {
         }
         .with_units(units)
         .with_key_check(key_check);
-        let units = self
+        let units: Vec<UnitRecord> = self
             .units
             .into_iter()
             .enumerate()
@@ -282,7 +403,8 @@ impl CheckpointV1 {
                 done: u.done,
             })
             .collect();
-        RunState { plan, units, legacy: true }
+        let records = units.iter().map(|u| (String::new(), u.clone())).collect();
+        RunState { plan, units, records, store: None, run: String::new(), legacy: true }
     }
 }
 

@@ -5,3 +5,4 @@
 pub mod faults;
 pub mod kv;
 pub mod storage;
+pub mod workqueue;

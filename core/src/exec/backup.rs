@@ -6,16 +6,17 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{source_dir, Context};
+use crate::backup::identity::ensure_store_id;
 use crate::backup::plan::{plan_backup, read_descriptor_history, split_units, BackupPlan, BackupSpec};
-use crate::backup::resume::find_unfinished;
-use crate::backup::run::{run_backup, BackupOptions};
+use crate::backup::resume::{find_unfinished, superseded_runs, RunKeys};
+use crate::backup::run::{new_run_id, run_backup, BackupOptions};
 use crate::chain::{create_keys, Chain};
 use crate::crypto::keyring::KeyRequest;
-use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
 use crate::format::manifest::sha256;
 use crate::layout::{
-    dated_subdir, layer_dir, new_layer_dir, ENCRYPTION_INFO_NAME, INCREMENTALS_DIR, LATEST_NAME, MANIFEST_NAME,
+    dated_subdir_candidates, is_dated_subdir_of, layer_dir, new_layer_dir, ENCRYPTION_INFO_NAME, INCREMENTALS_DIR,
+    LATEST_NAME, MANIFEST_NAME,
 };
 use crate::locality::Locations;
 use crate::progress::{Cancel, ProgressReporter};
@@ -46,6 +47,8 @@ impl BackupService {
     /// end. (`WITH detached` is the job service's: see `jobs.rs`.)
     pub(super) async fn run(&self, cx: &Context, b: &BackupStmt, stmt: &Statement) -> Result<QueryResult> {
         let keys = KeyRequest::new(b.options.encryption_passphrase.as_ref().map(Secret::expose), &b.options.kms);
+        // Whose data this is: runs of another store are never adopted.
+        let store = ensure_store_id(cx.store.as_ref(), cx.keyring.entropy().ok()).await?;
         let now = cx.store.now().await?;
         let mut end_time = match &b.as_of {
             Some(a) => resolve_as_of(&a.0, now)?,
@@ -57,6 +60,12 @@ impl BackupService {
         // request to resume (its plan), and a LATEST to update.
         let mut latest: Option<(Locations, String)> = None;
         let mut resumed: Option<BackupPlan> = None;
+        // A new directory is claimed create-only (two runs never share one unless they run the
+        // same plan from the same store); a `BACKUP TO` location is taken over from a run of
+        // another plan or store.
+        let mut new_directory = false;
+        // Where unfinished runs of this request that this run supersedes are looked for.
+        let mut superseded: Option<(Locations, String, String)> = None;
         let (dir, chain, shown_path) = match &b.destination {
             BackupDestination::To(uris) if !b.incremental_from.is_empty() => {
                 let dest = cx.open_uris(uris)?;
@@ -90,20 +99,32 @@ impl BackupService {
                     return Err(Error::invalid("BACKUP INTO", "INCREMENTAL FROM goes with BACKUP TO"));
                 }
                 let root = cx.open_uris(uris)?;
-                // The same request re-run after its process was killed resumes the unfinished
-                // backup: same directory, same plan (see `backup::resume`). (An encrypted full
-                // backup's plan cannot be read before its key is, so those start over.)
-                let unfinished =
-                    find_unfinished(root.storage(), "", &request, &statement, &FileCodec::plain(), dated_subdir)
-                        .await?;
+                // The same request re-run from the same store after its process was killed
+                // resumes the unfinished backup: same directory, same plan (see
+                // `backup::resume`); an encrypted one's key comes from its ENCRYPTION-INFO
+                // through the same passphrase or KMS key.
+                let unfinished = find_unfinished(
+                    root.storage(),
+                    "",
+                    &request,
+                    &statement,
+                    store.as_deref(),
+                    RunKeys::Unlock(&cx.keyring, keys),
+                    is_dated_subdir_of,
+                )
+                .await?;
                 let dir = match unfinished {
-                    Some((dir, run)) if b.as_of.is_none() || run.plan.end_time == end_time => {
+                    Some((dir, run, _)) if b.as_of.is_none() || run.plan.end_time == end_time => {
                         resumed = Some(run.plan);
                         dir
                     }
-                    _ => dated_subdir(end_time),
+                    // The first free one of the backup's dated subdirectories: another run (of
+                    // another store, or another statement) may hold the first.
+                    _ => free_dated_subdir(&root, end_time).await?,
                 };
+                new_directory = resumed.is_none();
                 let layer = if resumed.is_some() { root.subdir(&dir) } else { new_layer_dir(&root, &dir).await? };
+                superseded = Some((root.clone(), String::new(), dir.clone()));
                 latest = Some((root, format!("/{dir}")));
                 (layer, None, format!("/{dir}"))
             }
@@ -116,10 +137,18 @@ impl BackupService {
                 // A re-run after a killed run resumes its unfinished layer (see `backup::resume`).
                 let last_end = chain.last().map(|m| m.end_time).unwrap_or_default();
                 let prefix = format!("{INCREMENTALS_DIR}/");
-                let unfinished =
-                    find_unfinished(full.storage(), &prefix, &request, &statement, &chain.codec, layer_dir).await?;
+                let unfinished = find_unfinished(
+                    full.storage(),
+                    &prefix,
+                    &request,
+                    &statement,
+                    store.as_deref(),
+                    RunKeys::Codec(&chain.codec),
+                    |end, dir| layer_dir(end) == dir,
+                )
+                .await?;
                 let dir = match unfinished {
-                    Some((dir, run))
+                    Some((dir, run, _))
                         if run.plan.start_time == last_end && (b.as_of.is_none() || run.plan.end_time == end_time) =>
                     {
                         resumed = Some(run.plan);
@@ -127,7 +156,9 @@ impl BackupService {
                     }
                     _ => layer_dir(end_time),
                 };
+                new_directory = resumed.is_none();
                 let layer = if resumed.is_some() { full.subdir(&dir) } else { new_layer_dir(&full, &dir).await? };
+                superseded = Some((full.clone(), prefix.clone(), dir.clone()));
                 let shown = format!("/{}/{dir}", full_dir.trim_matches('/'));
                 (layer, Some(chain), shown)
             }
@@ -151,7 +182,19 @@ impl BackupService {
         };
         let key_check = codec.key().map(|k| k.check_value());
         let plan = if plan.key_check == key_check { plan } else { plan.with_key_check(key_check) };
-        let options = self.options.clone().with_codec(codec);
+        let run_id = match cx.keyring.entropy() {
+            Ok(entropy) => Some(new_run_id(entropy)?),
+            Err(_) => None,
+        };
+        let mut options = self
+            .options
+            .clone()
+            .with_codec(codec.clone())
+            .with_source_store(store.clone())
+            .with_new_directory(new_directory);
+        if let Some(run_id) = run_id {
+            options = options.with_run_id(run_id);
+        }
         let manifest = match run_backup(cx.store.as_ref(), &dir, &plan, &options).await {
             Ok(m) => m,
             Err(e) => {
@@ -164,6 +207,19 @@ impl BackupService {
         };
         if let Some((root, dir)) = latest {
             root.storage().put(LATEST_NAME, Bytes::from(dir)).await?;
+        }
+        // Earlier runs of this request from this store that this one superseded (killed, and
+        // not resumed: another end time) are abandoned: their files go.
+        if let Some((root, prefix, keep)) = superseded {
+            let run_keys = match &chain {
+                Some(chain) => RunKeys::Codec(&chain.codec),
+                None => RunKeys::Unlock(&cx.keyring, keys),
+            };
+            let runs =
+                superseded_runs(root.storage(), &prefix, &request_key(b), store.as_deref(), run_keys, &keep).await?;
+            for (dir, run) in runs {
+                remove_abandoned(&root.subdir(&dir), &run).await?;
+            }
         }
         let mut r = QueryResult::new(&["status", "backup_type", "path", "end_time", "files", "rows", "bytes"]);
         r.push(vec![
@@ -200,6 +256,33 @@ impl BackupService {
         let plan = plan_backup(&catalog, spec, previous, &history, gc_threshold, dependencies)?;
         split_units(cx.store.as_ref(), plan).await
     }
+}
+
+/// The first of the dated subdirectories a full backup ending at `end` may take (see
+/// [`crate::layout::dated_subdir_candidates`]) that holds nothing.
+async fn free_dated_subdir(root: &Locations, end: Timestamp) -> Result<String> {
+    for dir in dated_subdir_candidates(end) {
+        if root.storage().list(&format!("{dir}/")).await?.is_empty() {
+            return Ok(dir);
+        }
+    }
+    Err(Error::Precondition(format!(
+        "every dated subdirectory of a backup ending at {end} in {} is taken",
+        root.describe()
+    )))
+}
+
+/// Removes an abandoned run's directory contents: its plan first (a run still alive sees it lost
+/// the directory before it commits, or takes its commit back right after), then, unless it
+/// committed meanwhile, everything else it left (see [`crate::layout::remove_unfinished`]).
+async fn remove_abandoned(dir: &Locations, run: &crate::backup::resume::RunState) -> Result<()> {
+    let storage = dir.storage();
+    storage.delete(crate::layout::PLAN_NAME).await?;
+    if storage.size(MANIFEST_NAME).await.is_ok() {
+        return Ok(());
+    }
+    let files: Vec<String> = run.files().map(|f| f.path.clone()).collect();
+    crate::layout::remove_unfinished(dir, Some(run.plan.file_prefix()), &files).await
 }
 
 /// A key for what a BACKUP statement asks, from its structured parts (never its printed text):

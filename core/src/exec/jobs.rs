@@ -15,6 +15,13 @@
 //!   RESUME JOB ──▶ run the statement again: resumes from the run's records
 //!   CANCEL JOB ──▶ stop, then delete the unfinished backup's files ──▶ canceled
 //! ```
+//!
+//! A job's record holds its statement without secrets (`crate::secrets`): references
+//! (`encryption_passphrase_env`, `${NAME}` in URIs, a KMS URI) are read when it runs; secrets
+//! typed into the statement are kept only in the memory of the process that started it. A job
+//! holding those runs only there: adopted elsewhere it fails, and `RESUME JOB` refuses it, saying
+//! which secrets to supply by running the statement again (which resumes its backup). A host
+//! without a job runner refuses such a job at once: it would wait in the store without them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,11 +41,13 @@ use crate::layout;
 use crate::progress::{Progress, ProgressReporter};
 use crate::records::{RecordStore, JOB_ENVELOPE, JOB_NEXT_ID, JOB_PREFIX};
 use crate::result::QueryResult;
+use crate::secrets::{resolve_backup, typed_secrets_error, LegacyBackup, StoredBackup};
 use crate::sql::{BackupDestination, BackupStmt, Statement};
 use crate::timestamp::Timestamp;
 
 /// Job records (see [`crate::records`]).
-const JOBS: RecordStore<Job> = RecordStore::new("job", JOB_PREFIX, JOB_NEXT_ID, JOB_ENVELOPE);
+const JOBS: RecordStore<JobRecord> = RecordStore::new("job", JOB_PREFIX, JOB_NEXT_ID, JOB_ENVELOPE)
+    .with_legacy(3, |body| postcard::from_bytes::<LegacyJob>(body).map(LegacyJob::into_record));
 
 /// A job's future, as handed to a [`JobSpawner`]. It is not `Send` (the backup's future is not
 /// provably `Send` to today's compiler): run it on the spawning thread, e.g. with
@@ -88,13 +97,17 @@ impl JobStatus {
 }
 
 /// A job, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Job {
     /// Its id.
     pub id: u64,
-    /// The backup it runs (without `detached`).
+    /// The backup it runs (without `detached`), as its record keeps it: references to its
+    /// secrets, never a secret.
     pub statement: BackupStmt,
+    /// Secrets typed into the statement, which the record does not keep (as `the encryption
+    /// passphrase`): only the process that started the job has them.
+    pub typed_secrets: Vec<String>,
     /// Its state.
     pub status: JobStatus,
     /// When it was created (wall nanoseconds).
@@ -112,9 +125,91 @@ pub struct Job {
 }
 
 impl Job {
-    /// The statement as shown (secrets redacted).
+    /// The statement as shown (secrets redacted; a passphrase typed in shows as `'redacted'`).
     pub fn description(&self) -> String {
-        Statement::Backup(self.statement.clone()).to_string()
+        let mut statement = self.statement.clone();
+        if self.typed_secrets.iter().any(|t| t == crate::secrets::TYPED_PASSPHRASE) {
+            statement.options.encryption_passphrase = Some(crate::sql::Secret(crate::redact::REDACTED.into()));
+        }
+        Statement::Backup(statement).to_string()
+    }
+}
+
+/// A job as its record (version 3) stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct JobRecord {
+    id: u64,
+    backup: StoredBackup,
+    status: JobStatus,
+    created: u64,
+    finished: Option<u64>,
+    error: Option<String>,
+    fraction: f64,
+    bytes: u64,
+    rows: u64,
+}
+
+impl JobRecord {
+    fn new(j: &Job) -> JobRecord {
+        let mut backup = StoredBackup::new(&j.statement);
+        backup.add_typed(&j.typed_secrets);
+        JobRecord {
+            id: j.id,
+            backup,
+            status: j.status,
+            created: j.created,
+            finished: j.finished,
+            error: j.error.clone(),
+            fraction: j.fraction,
+            bytes: j.bytes,
+            rows: j.rows,
+        }
+    }
+
+    fn job(&self) -> Job {
+        let (statement, typed_secrets) = self.backup.statement();
+        Job {
+            id: self.id,
+            statement,
+            typed_secrets,
+            status: self.status,
+            created: self.created,
+            finished: self.finished,
+            error: self.error.clone(),
+            fraction: self.fraction,
+            bytes: self.bytes,
+            rows: self.rows,
+        }
+    }
+}
+
+/// A job as records of versions 1 and 2 stored it (the statement with its secrets).
+#[derive(Deserialize)]
+struct LegacyJob {
+    id: u64,
+    statement: LegacyBackup,
+    status: JobStatus,
+    created: u64,
+    finished: Option<u64>,
+    error: Option<String>,
+    fraction: f64,
+    bytes: u64,
+    rows: u64,
+}
+
+impl LegacyJob {
+    fn into_record(self) -> JobRecord {
+        JobRecord {
+            id: self.id,
+            backup: self.statement.stored(),
+            status: self.status,
+            created: self.created,
+            finished: self.finished,
+            error: self.error,
+            fraction: self.fraction,
+            bytes: self.bytes,
+            rows: self.rows,
+        }
     }
 }
 
@@ -139,7 +234,7 @@ pub(super) struct JobRuntime {
 /// Detached jobs: their records, and the runtime that runs them here (if the host gave one).
 #[derive(Clone)]
 pub(super) struct JobService {
-    records: RecordStore<Job>,
+    records: RecordStore<JobRecord>,
     runtime: Option<Arc<JobRuntime>>,
 }
 
@@ -157,7 +252,7 @@ impl JobService {
 
     /// Every job, by id, with live progress for those running here.
     pub(super) async fn all(&self, store: &dyn KvStore) -> Result<Vec<Job>> {
-        let mut jobs = self.records.all(store).await?;
+        let mut jobs: Vec<Job> = self.records.all(store).await?.iter().map(JobRecord::job).collect();
         if let Some(rt) = &self.runtime {
             let live = rt.live.lock().expect("jobs lock");
             for j in &mut jobs {
@@ -177,21 +272,32 @@ impl JobService {
     }
 
     async fn save(&self, store: &dyn KvStore, j: &Job) -> Result<()> {
-        self.records.put(store, j.id, j).await
+        self.records.put(store, j.id, &JobRecord::new(j)).await
     }
 
     /// `BACKUP … WITH detached`: records the job, starts it if there is a runtime, and returns
     /// its id. `backup` is the service that runs it.
     pub(super) async fn start(&self, cx: &Context, backup: &BackupService, b: &BackupStmt) -> Result<QueryResult> {
         let store = cx.store.as_ref();
-        let mut statement = b.clone();
-        statement.options.detached = false;
+        let mut live = b.clone();
+        live.options.detached = false;
+        let (statement, typed_secrets) = crate::secrets::without_secrets(&live);
+        if self.runtime.is_none() && !typed_secrets.is_empty() {
+            return Err(Error::Precondition(format!(
+                "this host runs no jobs, so a detached job waits in the store for one that does, and a record \
+                 never holds a secret: {} typed into the statement would be lost. Write references instead \
+                 (encryption_passphrase_env = 'NAME' or encryption_passphrase_file = '/path', a kms URI, \
+                 ${{NAME}} as a URI parameter's value or password), or run the backup without detached",
+                typed_secrets.join(", ")
+            )));
+        }
         let now = store.now().await?;
         let id = self.records.allocate_ids(store, 1).await?;
         let status = if self.runtime.is_some() { JobStatus::Running } else { JobStatus::Pending };
         let job = Job {
             id,
             statement,
+            typed_secrets,
             status,
             created: now.wall,
             finished: None,
@@ -201,7 +307,7 @@ impl JobService {
             rows: 0,
         };
         self.save(store, &job).await?;
-        self.launch(cx, backup, &job);
+        self.launch(cx, backup, &job, Some(live));
         let mut r = QueryResult::new(&["job_id", "status"]);
         r.push(vec![id.into(), status.as_str().into()]);
         Ok(r)
@@ -216,16 +322,25 @@ impl JobService {
             if live || !matches!(j.status, JobStatus::Pending | JobStatus::Running) {
                 continue;
             }
+            if !j.typed_secrets.is_empty() {
+                // Its secrets died with the process that started it.
+                j.status = JobStatus::Failed;
+                j.error = Some(typed_secrets_error(&format!("job {}", j.id), &j.typed_secrets).to_string());
+                j.finished = Some(cx.store.now().await?.wall);
+                self.save(cx.store.as_ref(), &j).await?;
+                continue;
+            }
             j.status = JobStatus::Running;
             self.save(cx.store.as_ref(), &j).await?;
-            self.launch(cx, backup, &j);
+            self.launch(cx, backup, &j, None);
             adopted.push(j.id);
         }
         Ok(adopted)
     }
 
-    /// Runs `job` in the background with `backup`, if there is a runtime.
-    fn launch(&self, cx: &Context, backup: &BackupService, job: &Job) {
+    /// Runs `job` in the background with `backup`, if there is a runtime: `live`, the statement
+    /// with the secrets typed into it, when this process started the job; else its record's.
+    fn launch(&self, cx: &Context, backup: &BackupService, job: &Job, live: Option<BackupStmt>) {
         let Some(rt) = self.runtime.clone() else { return };
         let progress: Arc<Mutex<Option<Progress>>> = Arc::default();
         let intent: Arc<Mutex<Option<Intent>>> = Arc::default();
@@ -240,7 +355,7 @@ impl JobService {
             .expect("jobs lock")
             .insert(job.id, Live { abort, intent: intent.clone(), progress: progress.clone() });
         let id = job.id;
-        let statement = job.statement.clone();
+        let statement = live.unwrap_or_else(|| job.statement.clone());
         let run = execute_boxed(cx.clone(), backup, statement.clone());
         let (cx, jobs, runtime) = (cx.clone(), self.clone(), rt.clone());
         let task = async move {
@@ -248,7 +363,7 @@ impl JobService {
             runtime.live.lock().expect("jobs lock").remove(&id);
             let store = cx.store.as_ref();
             let now = store.now().await.map(|t| t.wall).unwrap_or_default();
-            let Ok(mut j) = jobs.records.get(store, id).await else { return };
+            let Ok(mut j) = jobs.get(store, id).await else { return };
             match outcome {
                 Ok(result) => {
                     if j.status != JobStatus::Running {
@@ -319,9 +434,12 @@ impl JobService {
                 j.status.as_str()
             )));
         }
+        if !j.typed_secrets.is_empty() {
+            return Err(typed_secrets_error(&format!("job {id}"), &j.typed_secrets));
+        }
         j.status = if self.runtime.is_some() { JobStatus::Running } else { JobStatus::Pending };
         self.save(cx.store.as_ref(), &j).await?;
-        self.launch(cx, backup, &j);
+        self.launch(cx, backup, &j, None);
         Ok(QueryResult::default())
     }
 
@@ -335,8 +453,10 @@ impl JobService {
         j.status = JobStatus::Canceled;
         j.finished = Some(store.now().await?.wall);
         self.save(store, &j).await?;
-        if !self.stop(id, Intent::Cancel) {
-            // Not running here: clean up now. (A live job cleans up once it has stopped.)
+        if !self.stop(id, Intent::Cancel) && j.typed_secrets.is_empty() {
+            // Not running here: clean up now. (A live job cleans up once it has stopped. Without
+            // the secrets typed into its statement, its storage cannot be opened: its files stay,
+            // for the next backup into that collection to remove.)
             discard_unfinished_backup(cx, &j.statement).await?;
         }
         Ok(QueryResult::default())
@@ -386,6 +506,7 @@ impl JobService {
 /// backup's plan cannot be read without its key, so its files stay (they are no backup without
 /// a manifest).
 async fn discard_unfinished_backup(cx: &Context, statement: &BackupStmt) -> Result<()> {
+    let statement = &resolve_backup(statement, cx.secrets.as_ref())?;
     let uris = match &statement.destination {
         BackupDestination::To(uris) | BackupDestination::Into { uris, .. } => uris,
     };
@@ -409,5 +530,8 @@ fn execute_boxed(
     backup: BackupService,
     b: BackupStmt,
 ) -> futures::future::LocalBoxFuture<'static, Result<QueryResult>> {
-    Box::pin(async move { backup.run(&cx, &b, &Statement::Backup(b.clone())).await })
+    Box::pin(async move {
+        let resolved = resolve_backup(&b, cx.secrets.as_ref())?;
+        backup.run(&cx, &resolved, &Statement::Backup(b)).await
+    })
 }

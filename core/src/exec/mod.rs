@@ -43,6 +43,7 @@ use crate::redact::redact_uri;
 use crate::restore::run::RestoreRunOptions;
 use crate::result::QueryResult;
 use crate::schedule::Schedule;
+use crate::secrets::{resolve_backup, NoSecrets, SecretResolver};
 use crate::sql::{self, BackupSource, Statement, Subdir};
 use crate::storage::StorageOpener;
 use crate::timestamp::Timestamp;
@@ -61,6 +62,8 @@ struct Context {
     opener: Arc<dyn StorageOpener>,
     /// Randomness, KMS and KDF settings for encrypted backups.
     keyring: Keyring,
+    /// Reads the secrets statements refer to (`crate::secrets`).
+    secrets: Arc<dyn SecretResolver>,
 }
 
 impl Context {
@@ -179,7 +182,7 @@ impl Executor {
     /// An executor over `store`, opening storage URIs with `opener`.
     pub fn new(store: Arc<dyn KvStore>, opener: Arc<dyn StorageOpener>) -> Executor {
         Executor {
-            cx: Context { store, opener, keyring: Keyring::default() },
+            cx: Context { store, opener, keyring: Keyring::default(), secrets: Arc::new(NoSecrets) },
             backup: BackupService::default(),
             restore: RestoreService::default(),
             jobs: JobService::default(),
@@ -236,6 +239,15 @@ impl Executor {
         self
     }
 
+    /// Sets how the secrets statements refer to are read: `encryption_passphrase_env`,
+    /// `encryption_passphrase_file` and `${NAME}` in URIs (see [`crate::SecretSource`]). Without
+    /// one, a statement with such a reference fails naming it. Job and schedule records hold
+    /// only references, so a host that runs them from the store gives one.
+    pub fn with_secret_resolver(mut self, resolver: Arc<dyn SecretResolver>) -> Self {
+        self.cx.secrets = resolver;
+        self
+    }
+
     /// Replaces every encryption setting at once.
     pub fn with_keyring(mut self, keyring: Keyring) -> Self {
         self.cx.keyring = keyring;
@@ -267,7 +279,7 @@ impl Executor {
                 check_destination(cx, b)?;
                 self.jobs.start(cx, &self.backup, b).await
             }
-            Statement::Backup(b) => self.backup.run(cx, b, stmt).await,
+            Statement::Backup(b) => self.backup.run(cx, &resolve_backup(b, cx.secrets.as_ref())?, stmt).await,
             Statement::Restore(r) => self.restore.run(cx, r).await,
             Statement::ShowBackup(s) => show::show_backup_statement(cx, s).await,
             Statement::ShowBackups { collection } => show::show_backups(cx, collection).await,

@@ -14,9 +14,10 @@ use super::Context;
 use super::Executor;
 use crate::error::{Error, Result};
 use crate::kv::KvStore;
-use crate::records::{RecordStore, SCHEDULES};
+use crate::records::{RecordStore, ScheduleRecord, SCHEDULES};
 use crate::result::{QueryResult, Value};
 use crate::schedule::{plan_schedules, BackupKind, FinishEffect, Schedule, StartDecision, WAITING_FOR_FULL};
+use crate::secrets::{required_sources, typed_secrets_error, without_secrets};
 use crate::sql::{BackupStmt, CreateScheduleStmt, Statement};
 use crate::timestamp::Timestamp;
 
@@ -62,7 +63,7 @@ fn civil(t: Option<u64>) -> Value {
 /// Reads and writes schedules and decides their runs.
 #[derive(Clone, Copy)]
 pub(super) struct ScheduleService {
-    records: RecordStore<Schedule>,
+    records: RecordStore<ScheduleRecord>,
 }
 
 impl Default for ScheduleService {
@@ -74,22 +75,41 @@ impl Default for ScheduleService {
 impl ScheduleService {
     /// Every schedule, by id.
     pub(super) async fn all(&self, store: &dyn KvStore) -> Result<Vec<Schedule>> {
-        self.records.all(store).await
+        Ok(self.records.all(store).await?.iter().map(ScheduleRecord::schedule).collect())
     }
 
     /// One schedule.
     pub(super) async fn get(&self, store: &dyn KvStore, id: u64) -> Result<Schedule> {
-        self.records.get(store, id).await
+        Ok(self.records.get(store, id).await?.schedule())
     }
 
     async fn save(&self, store: &dyn KvStore, schedules: &[&Schedule]) -> Result<()> {
-        self.records.write(store, schedules.iter().map(|s| (s.id, Some(*s))).collect()).await
+        let records: Vec<ScheduleRecord> = schedules.iter().map(|s| ScheduleRecord::new(s)).collect();
+        self.records.write(store, records.iter().map(|r| (r.id(), Some(r))).collect()).await
     }
 
     /// `CREATE SCHEDULE`: plans the schedule (or the full and incremental pair) and stores it.
+    /// Its statement must refer to its secrets, not hold them (see `crate::secrets`); the
+    /// `requires` column says what must be present when it runs.
     pub(super) async fn create(&self, cx: &Context, stmt: &CreateScheduleStmt) -> Result<QueryResult> {
         let store = cx.store.as_ref();
-        let mut out = QueryResult::new(&["schedule_id", "label", "status", "first_run", "schedule", "backup_stmt"]);
+        let (_, typed) = without_secrets(&stmt.backup);
+        if !typed.is_empty() {
+            return Err(Error::invalid(
+                "CREATE SCHEDULE",
+                format!(
+                    "a schedule stores no secrets, and {} {} typed into its statement. Refer to them instead, to be \
+                     read by the process that runs the schedule: encryption_passphrase_env = 'NAME' or \
+                     encryption_passphrase_file = '/path' (or a kms URI), and ${{NAME}} (an environment variable) \
+                     as a URI parameter's value or password, or AUTH=implicit",
+                    typed.join(", "),
+                    if typed.len() == 1 { "was" } else { "were" }
+                ),
+            ));
+        }
+        let requires = required_sources(&stmt.backup).iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+        let mut out =
+            QueryResult::new(&["schedule_id", "label", "status", "first_run", "schedule", "backup_stmt", "requires"]);
         let now = store.now().await?.wall;
         let label = stmt.label.clone().unwrap_or_else(|| format!("BACKUP {}", now / 1_000_000_000));
         let existing = self.all(store).await?;
@@ -116,6 +136,7 @@ impl ScheduleService {
                 civil(s.next_run),
                 s.recurrence().to_string().into(),
                 Statement::Backup(s.backup.clone()).to_string().into(),
+                requires.clone().into(),
             ]);
         }
         Ok(out)
@@ -184,8 +205,9 @@ impl ScheduleService {
                 other = Some(o);
             }
         }
+        let other = other.as_ref().map(ScheduleRecord::new);
         let mut batch = vec![(s.id, None)];
-        batch.extend(other.as_ref().map(|o| (o.id, Some(o))));
+        batch.extend(other.as_ref().map(|o| (o.id(), Some(o))));
         self.records.write(store, batch).await?;
         Ok(QueryResult::default())
     }
@@ -206,7 +228,13 @@ impl ScheduleService {
                 statement: s.backup.clone(),
                 outcome: RunOutcome::Waiting,
             };
-            if s.kind == BackupKind::Incremental && s.paired.is_some_and(|f| fulls_started.contains(&f)) {
+            if !s.typed_secrets.is_empty() {
+                // An older record's secrets were dropped: pause it, saying why.
+                let why = typed_secrets_error(&format!("schedule {}", s.id), &s.typed_secrets).to_string();
+                s.paused = true;
+                s.status_message = Some(why.clone());
+                run.outcome = RunOutcome::Skipped(why);
+            } else if s.kind == BackupKind::Incremental && s.paired.is_some_and(|f| fulls_started.contains(&f)) {
                 s.skip(now);
                 run.outcome = RunOutcome::Skipped("its full backup runs at this time".into());
             } else {

@@ -96,6 +96,59 @@ pub struct Manifest {
     /// is kept). For a full backup this is the source's GC threshold at backup time (or zero); for
     /// an incremental, its `start_time`. Without revision history, equal to `end_time`.
     pub revision_start_time: Timestamp,
+    /// The id of the store the backup was taken from (see `strata_core::store_id`), and of the
+    /// run that committed it; `None` before version 3 (or for a store without an id).
+    pub origin: Option<Origin>,
+}
+
+/// Whose backup a manifest is (version 3 on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The source store's id (`None`: a store without one).
+    pub store: Option<String>,
+    /// The id of the run (or shared job) that wrote the files and committed the manifest.
+    pub run: String,
+}
+
+/// Version 2 of the manifest, frozen: decoded and converted, never written.
+#[derive(Deserialize)]
+struct ManifestV2 {
+    created_by: String,
+    start_time: Timestamp,
+    end_time: Timestamp,
+    mvcc_filter: MvccFilter,
+    scope: BackupScope,
+    is_full_cluster: bool,
+    spans: Vec<Span>,
+    introduced_spans: Vec<Span>,
+    descriptors: Vec<Descriptor>,
+    descriptor_changes: Vec<DescriptorRevision>,
+    files: Vec<FileInfo>,
+    dependencies: Vec<String>,
+    statement: String,
+    revision_start_time: Timestamp,
+}
+
+impl From<ManifestV2> for Manifest {
+    fn from(m: ManifestV2) -> Manifest {
+        Manifest {
+            created_by: m.created_by,
+            start_time: m.start_time,
+            end_time: m.end_time,
+            mvcc_filter: m.mvcc_filter,
+            scope: m.scope,
+            is_full_cluster: m.is_full_cluster,
+            spans: m.spans,
+            introduced_spans: m.introduced_spans,
+            descriptors: m.descriptors,
+            descriptor_changes: m.descriptor_changes,
+            files: m.files,
+            dependencies: m.dependencies,
+            statement: m.statement,
+            revision_start_time: m.revision_start_time,
+            origin: None,
+        }
+    }
 }
 
 /// Version 1 of the manifest, frozen: decoded and converted, never written.
@@ -133,6 +186,7 @@ impl From<ManifestV1> for Manifest {
             files: m.files,
             dependencies: m.dependencies,
             statement: m.statement,
+            origin: None,
         }
     }
 }
@@ -170,6 +224,7 @@ impl Manifest {
         let undecodable = |e: postcard::Error| MANIFEST.undecodable(path, e);
         match version {
             1 => postcard::from_bytes::<ManifestV1>(body).map(Manifest::from).map_err(undecodable),
+            2 => postcard::from_bytes::<ManifestV2>(body).map(Manifest::from).map_err(undecodable),
             MANIFEST_VERSION => postcard::from_bytes(body).map_err(undecodable),
             // `open` refuses versions past the current one; an older one without an arm here
             // is a build that forgot its frozen struct.

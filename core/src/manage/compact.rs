@@ -24,11 +24,11 @@ use crate::crypto::keyring::{KeyRequest, Keyring};
 use crate::error::{Error, Result};
 use crate::format::datafile::{read_all, DataFileOptions, DataFileWriter};
 use crate::format::files_list::encode_files_list;
-use crate::format::manifest::{manifest_checksum, sha256, FileInfo, Manifest};
+use crate::format::manifest::{manifest_checksum, sha256, FileInfo, Manifest, Origin};
 use crate::kv::{Entry, MvccFilter};
 use crate::layout::{
-    data_file_path, dated_subdir, full_backups, new_layer_dir, read_latest, ENCRYPTION_INFO_NAME, FILES_LIST_NAME,
-    MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
+    dated_subdir, full_backups, new_layer_dir, read_latest, writer_data_file_path, ENCRYPTION_INFO_NAME,
+    FILES_LIST_NAME, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
 };
 use crate::locality::Locations;
 use crate::span::Span;
@@ -130,7 +130,7 @@ pub async fn compact_chain(chain: &Chain, dst: &Locations, options: &CompactOpti
         if writer.entries() > 0 && (last_interval || writer.estimated_size() >= options.target_file_size) {
             let full = std::mem::replace(&mut writer, DataFileWriter::new(options.data_file.clone()));
             let span = Span::new(std::mem::replace(&mut file_start, pair[1].to_vec()), pair[1].to_vec());
-            let path = data_file_path(COMPACTED_PREFIX, 0, written.len());
+            let path = writer_data_file_path(COMPACTED_PREFIX, 0, COMPACTED_PREFIX, written.len());
             let (bytes, stats) = full.finish();
             let bytes = chain.codec.seal(&path, bytes);
             let info = FileInfo {
@@ -171,6 +171,11 @@ pub async fn compact_chain(chain: &Chain, dst: &Locations, options: &CompactOpti
         dependencies: Vec::new(),
         statement: format!("COMPACT {} ({} layers)", first.name, chain.layers.len()),
         revision_start_time: if keep_history { first.manifest.revision_start_time } else { last.end_time },
+        // The chain's source store; the run that committed it is this compaction.
+        origin: Some(Origin {
+            store: last.origin.as_ref().and_then(|o| o.store.clone()),
+            run: format!("{COMPACTED_PREFIX}-{}", last.end_time),
+        }),
     };
     if chain.codec.is_encrypted() {
         let info = first.dir.storage().get(ENCRYPTION_INFO_NAME).await?;

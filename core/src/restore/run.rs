@@ -5,6 +5,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -100,6 +101,10 @@ pub struct RestoreSummary {
 /// Runs a restore plan on `chain` (whose layers it names): ingests the data, validates, and
 /// publishes the new descriptors at once. On any failure everything ingested is discarded and
 /// nothing becomes visible.
+///
+/// The system span of a full-cluster restore (jobs, schedules, settings: small) is not ingested:
+/// its rows are kept in memory and published with the descriptors
+/// ([`DescriptorChange::SystemRow`]), so a restore that fails changes none of the target's own.
 pub async fn run_restore(
     sink: &dyn KvSink,
     chain: &Chain,
@@ -159,12 +164,13 @@ async fn ingest_and_publish(
     // The first span to fail stops the others at their next batch; every span returns only
     // once its ingests are done, so the discard that follows a failure races none of them.
     let stop = AtomicBool::new(false);
+    let system_rows = Mutex::new(Vec::new());
     let results: Vec<Result<(u64, u64)>> = stream::iter(spans.iter())
         .map(|target| async {
             if stop.load(Ordering::Relaxed) {
                 return Ok((0, 0));
             }
-            let result = restore_span(sink, dirs, plan, target, options, &counter, &stop).await;
+            let result = restore_span(sink, dirs, plan, target, options, &counter, &stop, &system_rows).await;
             if result.is_err() {
                 stop.store(true, Ordering::Relaxed);
             }
@@ -192,6 +198,13 @@ async fn ingest_and_publish(
         .iter()
         .map(|d| DescriptorChange::Put(Descriptor::Database(d.descriptor.clone())))
         .chain(plan.tables.iter().map(|t| DescriptorChange::Put(Descriptor::Table(t.descriptor.clone()))))
+        .chain(
+            system_rows
+                .into_inner()
+                .expect("system rows lock")
+                .into_iter()
+                .map(|(key, value)| DescriptorChange::SystemRow { key, value }),
+        )
         .collect();
     counter.check()?;
     let published_at = sink.publish(changes).await?;
@@ -209,6 +222,9 @@ async fn ingest_and_publish(
 /// the embedded store on its own writer threads, needs only the first poll). When `stop` is set
 /// (another span failed), the span ends at its next batch. The span never returns, failed or
 /// not, while an ingest of its is in flight: a discard after a failure must not race one.
+///
+/// The system span (no new id) is not ingested: its rows go to `system_rows`, for the publish.
+#[allow(clippy::too_many_arguments)]
 async fn restore_span(
     sink: &dyn KvSink,
     dirs: &[Locations],
@@ -217,9 +233,10 @@ async fn restore_span(
     options: &RestoreRunOptions,
     counter: &RestoreCounter,
     stop: &AtomicBool,
+    system_rows: &Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
 ) -> Result<(u64, u64)> {
     let mut in_flight = None;
-    let result = merge_and_ingest(sink, dirs, plan, target, options, counter, stop, &mut in_flight).await;
+    let result = merge_and_ingest(sink, dirs, plan, target, options, counter, stop, system_rows, &mut in_flight).await;
     let last = finish_ingest(&mut in_flight, counter).await;
     let (rows, bytes) = result?;
     last?;
@@ -275,6 +292,7 @@ async fn merge_and_ingest<'s>(
     options: &RestoreRunOptions,
     counter: &RestoreCounter,
     stop: &AtomicBool,
+    system_rows: &Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
     in_flight: &mut Option<Ingest<'s>>,
 ) -> Result<(u64, u64)> {
     let files: Vec<(&LayerFile, Span)> = plan
@@ -388,6 +406,11 @@ async fn merge_and_ingest<'s>(
         };
         rows += 1;
         bytes += (key.len() + value.len()) as u64;
+        if target.new_id.is_none() {
+            counter.add(1, (key.len() + value.len()) as u64);
+            system_rows.lock().expect("system rows lock").push((key, value));
+            continue;
+        }
         batch_bytes += key.len() + value.len();
         batch.push((key, value));
         if batch_bytes >= options.batch_bytes {

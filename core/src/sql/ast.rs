@@ -2,14 +2,37 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A secret string (passphrase, key): printed as `'redacted'`, never its value.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A secret string (passphrase, key): printed as `'redacted'`, never its value, and never
+/// serialized: it implements neither `Serialize` nor `Deserialize`, nor does any type holding one
+/// (a test in `crate::secrets` fails if that changes). Job and schedule records store a
+/// [`SecretSource`] instead (see [`crate::secrets`]).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
 
 impl Secret {
     /// The secret's value. Call only where the value is used, never where it could be shown.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+/// Where a secret is read when a statement runs (`encryption_passphrase_env = 'NAME'`,
+/// `encryption_passphrase_file = '/path'`, `${NAME}` in a URI). Holds no secret: job and schedule
+/// records store it. See `crate::secrets`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SecretSource {
+    /// The environment variable of this name, in the process that runs the statement.
+    Env(String),
+    /// The contents of this file (a trailing newline removed), read by that process.
+    File(String),
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env(name) => write!(f, "environment variable {name}"),
+            SecretSource::File(path) => write!(f, "file {path}"),
+        }
     }
 }
 
@@ -70,12 +93,16 @@ pub enum BackupDestination {
 
 /// Options of the BACKUP statement (`WITH …`), as stored in job and schedule records; how a
 /// run goes (file sizes, concurrency, progress) is the run's options, not these.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackupStmtOptions {
     /// `revision_history` (or `revision_history = true|false`).
     pub revision_history: bool,
     /// `encryption_passphrase = '…'`.
     pub encryption_passphrase: Option<Secret>,
+    /// `encryption_passphrase_env = 'NAME'` or `encryption_passphrase_file = '/path'`: where the
+    /// passphrase is read when the backup runs (strata's extension, for jobs and schedules,
+    /// whose records never hold a passphrase).
+    pub encryption_passphrase_from: Option<SecretSource>,
     /// `kms = 'uri'` or `kms = ('uri1', 'uri2')`.
     pub kms: Vec<String>,
     /// `detached`.
@@ -83,7 +110,7 @@ pub struct BackupStmtOptions {
 }
 
 /// `BACKUP targets {TO|INTO} … [AS OF SYSTEM TIME x] [INCREMENTAL FROM 'a', 'b'] [WITH options]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupStmt {
     /// What to back up.
     pub targets: Targets,
@@ -109,7 +136,7 @@ pub struct BackupSource {
 
 /// Options of the RESTORE statement (`WITH …`), as stored in job records; how a run goes
 /// (concurrency, progress) is the run's options, not these.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreStmtOptions {
     /// `into_db = 'name'`: restore tables into this existing database.
     pub into_db: Option<String>,
@@ -126,7 +153,7 @@ pub struct RestoreStmtOptions {
 }
 
 /// `RESTORE [targets] FROM source [AS OF SYSTEM TIME x] [WITH options]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreStmt {
     /// What to restore; `Cluster` when no TABLE/DATABASE clause is given.
     pub targets: Targets,
@@ -139,7 +166,7 @@ pub struct RestoreStmt {
 }
 
 /// Options of SHOW BACKUP (`WITH …`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShowBackupOptions {
     /// `check_files`: verify every file's existence, size and checksum.
     pub check_files: bool,
@@ -150,7 +177,7 @@ pub struct ShowBackupOptions {
 }
 
 /// `SHOW BACKUP [LATEST IN | 'subdir' IN] 'uri' [WITH …]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShowBackupStmt {
     /// The backup to describe.
     pub source: BackupSource,
@@ -170,7 +197,7 @@ pub enum Recurrence {
 }
 
 /// `CREATE SCHEDULE [IF NOT EXISTS] label FOR BACKUP … RECURRING … [FULL BACKUP …] [WITH SCHEDULE OPTIONS …]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateScheduleStmt {
     /// `IF NOT EXISTS`.
     pub if_not_exists: bool,
@@ -187,7 +214,7 @@ pub struct CreateScheduleStmt {
 }
 
 /// Which key-encryption key ALTER BACKUP adds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyChange {
     /// `ADD NEW_KMS = 'uri' WITH OLD_KMS = 'uri'`.
     Kms {
@@ -206,7 +233,7 @@ pub enum KeyChange {
 }
 
 /// `ALTER BACKUP [… IN] 'uri' ADD NEW_KMS = … WITH OLD_KMS = …`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlterBackupStmt {
     /// The backup to change.
     pub source: BackupSource,
@@ -215,7 +242,7 @@ pub struct AlterBackupStmt {
 }
 
 /// Every statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Statement {
     /// `BACKUP …`.
     Backup(BackupStmt),

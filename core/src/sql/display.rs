@@ -174,6 +174,11 @@ fn backup_options(o: &BackupStmtOptions) -> Vec<String> {
     let mut options = Vec::new();
     flag_option(&mut options, "revision_history", o.revision_history);
     secret_option(&mut options, "encryption_passphrase", &o.encryption_passphrase);
+    match &o.encryption_passphrase_from {
+        Some(SecretSource::Env(name)) => options.push(format!("encryption_passphrase_env = {}", Lit(name))),
+        Some(SecretSource::File(path)) => options.push(format!("encryption_passphrase_file = {}", Lit(path))),
+        None => {}
+    }
     kms_option(&mut options, &o.kms);
     flag_option(&mut options, "detached", o.detached);
     options
@@ -360,6 +365,7 @@ mod tests {
             options: BackupStmtOptions {
                 revision_history: true,
                 encryption_passphrase: Some(Secret(s("hunter2"))),
+                encryption_passphrase_from: None,
                 kms: vec![s("aws:///k")],
                 detached: true,
             },
@@ -367,7 +373,7 @@ mod tests {
         assert_eq!(
             stmt.to_string(),
             "BACKUP TABLE bank.accounts, \"Bank\".*, \"from\" INTO LATEST IN \
-             ('s3://a?AWS_SECRET_ACCESS_KEY=redacted&AWS_REGION=r', 's3://b') \
+             ('s3://a?AWS_SECRET_ACCESS_KEY=redacted&AWS_REGION=redacted', 's3://b') \
              AS OF SYSTEM TIME 1700000000000000000.0000000001 INCREMENTAL FROM 'https://u:redacted@h/full' \
              WITH revision_history, encryption_passphrase = 'redacted', kms = 'aws:///k', detached"
         );

@@ -4,7 +4,7 @@
 //! and the parser reports it when it reaches it. That way the redacted text is always built from
 //! the complete token stream, and error positions are offsets into that redacted text.
 
-use crate::redact::{is_secret_param, redact_uri, REDACTED};
+use crate::redact::{redact_uri, REDACTED};
 
 /// One token's kind and value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,8 +135,9 @@ pub(crate) fn quote_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Option names whose `= value` is never a secret. After any other word (or a misspelled one,
-/// `encryption_passphrse = '…'`), the value of `=` is hidden: secret unless known otherwise.
+/// Option names whose `= value` is meant to be no secret: a URI literal after them is shown
+/// through [`redact_uri`]. Any other value, after them or any other word (or a misspelled one,
+/// `encryption_passphrse = '…'`), is hidden: secret unless known otherwise.
 const PLAIN_OPTIONS: &[&str] = &[
     "kms",
     "new_kms",
@@ -158,7 +159,7 @@ const KEYWORDS: &str = "add alter always as backup backups cancel cascade create
     false for from full if in incremental into job jobs latest never not of options pause recurring restore \
     restrict resume schedule schedules show system table tables time to true with";
 
-fn is_keyword(word: &str) -> bool {
+pub(crate) fn is_keyword(word: &str) -> bool {
     KEYWORDS.split_whitespace().chain(PLAIN_OPTIONS.iter().copied()).any(|k| k.eq_ignore_ascii_case(word))
 }
 
@@ -225,27 +226,23 @@ fn in_run(tok: &Tok) -> bool {
     !matches!(tok, Tok::Str(_) | Tok::Unterminated { .. } | Tok::Eof)
 }
 
-/// Secret query parameters (`KEY=value` after `?`, `&` or at the start) and `user:password@` in
-/// unquoted text.
+/// Query values and `user:password@` in unquoted text (a URI whose quotes went missing), as
+/// [`redact_uri`] hides them.
 fn scrub_unquoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (i, piece) in text.split_inclusive(['?', '&']).enumerate() {
-        let (body, delimiter) = match piece.strip_suffix(['?', '&']) {
-            Some(body) => (body, &piece[body.len()..]),
-            None => (piece, ""),
-        };
-        match body.split_once('=') {
-            Some((key, _)) if is_secret_param(key.rsplit([' ', '(', ',']).next().unwrap_or(key)) => {
-                out.push_str(key);
-                out.push('=');
-                out.push_str(REDACTED);
-            }
-            _ if i == 0 => out.push_str(&redact_uri(body)),
-            _ => out.push_str(body),
-        }
-        out.push_str(delimiter);
+    if text.contains(['?', '@']) {
+        redact_uri(text)
+    } else {
+        text.to_string()
     }
-    out
+}
+
+/// Whether a literal is a URI (`scheme://…`): shown through [`redact_uri`]; any other literal
+/// outside a keyword's known value may be a secret typed in the wrong place, and is hidden.
+fn is_uri(s: &str) -> bool {
+    s.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    })
 }
 
 /// The state of the secret context while tokens are rendered left to right.
@@ -258,20 +255,26 @@ struct Redactor {
     has_value: bool,
     /// The previous token was one of [`PLAIN_OPTIONS`].
     after_plain: bool,
+    /// The secret context is the value of one of [`PLAIN_OPTIONS`]: a URI literal in it is shown
+    /// (through [`redact_uri`]); anything else in it is hidden all the same, since a passphrase
+    /// typed into the wrong option (`revision_history = 'pw'`) is still a passphrase.
+    plain_value: bool,
 }
 
 impl Redactor {
     fn open(&mut self) {
         self.in_secret = true;
         self.has_value = false;
+        self.plain_value = false;
     }
 
     /// How one token reads in the redacted statement.
     fn render(&mut self, original: &str, tok: &Tok) -> String {
         // `=` and the word naming a secret open the context; the tokens after them are its value.
         let mut opener = *tok == Tok::Punct('=');
-        if opener && !self.after_plain {
+        if opener {
             self.open();
+            self.plain_value = self.after_plain;
         }
         let rendered = match tok {
             Tok::Word(w) if names_secret(w) => {
@@ -295,8 +298,12 @@ impl Redactor {
                 if risky {
                     self.open();
                     format!("{quote}{REDACTED}")
-                } else {
+                } else if *quote == '"' {
+                    format!("{quote}{content}")
+                } else if is_uri(content) {
                     format!("{quote}{}", redact_uri(content))
+                } else {
+                    format!("{quote}{REDACTED}")
                 }
             }
             Tok::Punct(',' | ')' | ';') if !self.in_secret || self.has_value => {
@@ -304,8 +311,8 @@ impl Redactor {
                 original.to_string()
             }
             Tok::Word(w) if self.in_secret && !is_keyword(w) => REDACTED.to_string(),
-            Tok::Str(_) if self.in_secret => quote_string(REDACTED),
-            Tok::Str(s) => {
+            Tok::Str(s) if self.in_secret && !(self.plain_value && is_uri(s)) => quote_string(REDACTED),
+            Tok::Str(s) if is_uri(s) => {
                 let r = redact_uri(s);
                 if &r == s {
                     original.to_string()
@@ -313,6 +320,8 @@ impl Redactor {
                     quote_string(&r)
                 }
             }
+            Tok::Str(s) if shown_literal(s) => original.to_string(),
+            Tok::Str(_) => quote_string(REDACTED),
             Tok::Number(_) if self.in_secret => REDACTED.to_string(),
             Tok::QuotedIdent(_) if self.in_secret => format!("\"{REDACTED}\""),
             _ => original.to_string(),
@@ -321,6 +330,33 @@ impl Redactor {
         self.after_plain = matches!(tok, Tok::Word(w) if PLAIN_OPTIONS.iter().any(|o| o.eq_ignore_ascii_case(w)));
         rendered
     }
+}
+
+/// Literals shown in errors although they are not URIs: the values of the grammar's own
+/// options and clauses, which are never a secret (`'@daily'`, `'true'`, `'retry'`, a `LATEST`
+/// subdirectory path such as `'/2026/11/23-101500.00'`, an `AS OF SYSTEM TIME` such as `'-10s'`).
+fn shown_literal(s: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "true",
+        "false",
+        "retry",
+        "reschedule",
+        "pause",
+        "start",
+        "skip",
+        "wait",
+        "@yearly",
+        "@annually",
+        "@monthly",
+        "@weekly",
+        "@daily",
+        "@midnight",
+        "@hourly",
+        "",
+    ];
+    WORDS.iter().any(|w| w.eq_ignore_ascii_case(s))
+        // `/2026/11/23-101500.00`: a backup's subdirectory as SHOW BACKUPS prints it.
+        || (s.starts_with('/') && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_digit() || b"/-.".contains(&b)))
 }
 
 /// Copies the whitespace and comments between two tokens, replacing a comment that may hold a
@@ -421,7 +457,7 @@ mod tests {
     fn redacts_anything_that_may_be_a_passphrase() {
         assert_eq!(
             redacted("x encryption_passphrase = hunter2 'pw' 12 \"q\", 'ok'").0,
-            "x encryption_passphrase = redacted 'redacted' redacted \"redacted\", 'ok'"
+            "x encryption_passphrase = redacted 'redacted' redacted \"redacted\", 'redacted'"
         );
         assert_eq!(
             redacted("ADD NEW_PASSPHRASE = 'a' WITH OLD_PASSPHRASE = 'b'").0,
@@ -435,7 +471,10 @@ mod tests {
         assert_eq!(redacted("\"a passphrase\" hunter2").0, "\"redacted\" redacted");
         assert_eq!(redacted("").0, "");
         assert_eq!(redacted("a -- c").1, vec![0, 1]);
-        assert_eq!(redacted("encryption_passphrase = , 'pw', 'ok'").0, "encryption_passphrase = , 'redacted', 'ok'");
+        assert_eq!(
+            redacted("encryption_passphrase = , 'pw', 'ok'").0,
+            "encryption_passphrase = , 'redacted', 'redacted'"
+        );
         assert_eq!(
             redacted("a -- it's\nencryption_passphrase = -- pw\n'x' -- c").0,
             "a -- redacted\nencryption_passphrase = -- redacted\n'redacted' -- redacted"

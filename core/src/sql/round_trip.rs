@@ -81,10 +81,16 @@ fn secret() -> impl Strategy<Value = Option<Secret>> {
     option::of(text().prop_map(Secret))
 }
 
+fn secret_source() -> impl Strategy<Value = Option<SecretSource>> {
+    option::of(prop_oneof![text().prop_map(SecretSource::Env), text().prop_map(SecretSource::File)])
+}
+
 fn backup_options() -> impl Strategy<Value = BackupStmtOptions> {
-    (any::<bool>(), secret(), vec(uri(), 0..3), any::<bool>()).prop_map(
-        |(revision_history, encryption_passphrase, kms, detached)| BackupStmtOptions {
+    (any::<bool>(), secret(), secret_source(), vec(uri(), 0..3), any::<bool>()).prop_map(
+        |(revision_history, encryption_passphrase, from, kms, detached)| BackupStmtOptions {
             revision_history,
+            // One or the other: the parser refuses both.
+            encryption_passphrase_from: if encryption_passphrase.is_some() { None } else { from },
             encryption_passphrase,
             kms,
             detached,

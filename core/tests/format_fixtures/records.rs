@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use futures::executor::block_on;
-use strata_core::{keys, Executor, JobStatus, MemKv, MemoryOpener, Timestamp};
+use strata_core::{keys, sql, Executor, JobStatus, MemKv, MemoryOpener, Timestamp};
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -53,9 +53,9 @@ fn raw(kv: &MemKv, key: &[u8]) -> Vec<u8> {
 #[test]
 fn v1_job_and_schedule_records_still_read() {
     let (kv, exec) = made_today();
-    // Today's records are in the envelope form: magic, then version 2 (little-endian).
-    assert_eq!(&raw(&kv, &key(b"job/", 1))[..10], b"STRATAJB\x02\x00");
-    assert_eq!(&raw(&kv, &key(b"schedule/", 1))[..10], b"STRATASC\x02\x00");
+    // Today's records are in the envelope form: magic, then version 3 (little-endian).
+    assert_eq!(&raw(&kv, &key(b"job/", 1))[..10], b"STRATAJB\x03\x00");
+    assert_eq!(&raw(&kv, &key(b"schedule/", 1))[..10], b"STRATASC\x03\x00");
     let job: &[u8] = include_bytes!("../fixtures/job-record-v1.bin");
     let schedule: &[u8] = include_bytes!("../fixtures/schedule-record-v1.bin");
     assert_eq!(job[0], 1, "a v1 record starts with its version byte");
@@ -67,6 +67,9 @@ fn v1_job_and_schedule_records_still_read() {
     block_on(async {
         assert_eq!(reader.job(1).await.unwrap(), exec.job(1).await.unwrap());
         assert_eq!(reader.schedule(1).await.unwrap(), exec.schedule(1).await.unwrap());
+        // Reading rewrote them in today's form.
+        assert_eq!(&raw(&old, &key(b"job/", 1))[..10], b"STRATAJB\x03\x00");
+        assert_eq!(&raw(&old, &key(b"schedule/", 1))[..10], b"STRATASC\x03\x00");
         // And the executor goes on from there: a record it rewrites is in the envelope form.
         reader.execute("RESUME SCHEDULE 1").await.unwrap();
         assert!(!reader.schedule(1).await.unwrap().paused);
@@ -74,5 +77,130 @@ fn v1_job_and_schedule_records_still_read() {
         reader.execute("PAUSE JOB 1").await.unwrap();
         assert_eq!(reader.job(1).await.unwrap().status, JobStatus::Paused);
         assert_eq!(&raw(&old, &key(b"job/", 1))[..8], b"STRATAJB");
+    });
+}
+
+/// The layout of a version-2 BACKUP statement, passphrase in clear (the record bodies of versions
+/// 1 and 2 serialized `BackupStmt` itself, which today cannot be serialized at all).
+#[derive(serde::Serialize)]
+struct V2Backup {
+    targets: sql::Targets,
+    destination: sql::BackupDestination,
+    as_of: Option<sql::AsOf>,
+    incremental_from: Vec<String>,
+    options: (bool, Option<String>, Vec<String>, bool),
+}
+
+#[derive(serde::Serialize)]
+struct V2Job {
+    id: u64,
+    statement: V2Backup,
+    status: JobStatus,
+    created: u64,
+    finished: Option<u64>,
+    error: Option<String>,
+    fraction: f64,
+    bytes: u64,
+    rows: u64,
+}
+
+#[derive(serde::Serialize)]
+struct V2Schedule {
+    id: u64,
+    label: String,
+    kind: strata_core::BackupKind,
+    cron: Option<String>,
+    backup: V2Backup,
+    paused: bool,
+    status_message: Option<String>,
+    next_run: Option<u64>,
+    on_failure: strata_core::OnFailure,
+    on_previous_running: strata_core::OnPreviousRunning,
+    paired: Option<u64>,
+    running: Vec<u64>,
+    last_run: Option<u64>,
+    created: u64,
+}
+
+fn v2(magic: &[u8; 8], body: &impl serde::Serialize) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend(postcard::to_allocvec(body).unwrap());
+    out
+}
+
+#[test]
+fn v2_records_holding_secrets_read_without_them_and_are_scrubbed_on_read() {
+    let backup = || V2Backup {
+        targets: sql::Targets::Cluster,
+        destination: sql::BackupDestination::Into {
+            subdir: None,
+            uris: vec!["memory://c?AWS_ACCESS_KEY_ID=AKIA&AWS_SECRET_ACCESS_KEY=s3cr3tkey".into()],
+        },
+        as_of: None,
+        incremental_from: vec![],
+        options: (false, Some("hunter2pass".into()), vec![], false),
+    };
+    let job = V2Job {
+        id: 1,
+        statement: backup(),
+        status: JobStatus::Pending,
+        created: NOW,
+        finished: None,
+        error: None,
+        fraction: 0.0,
+        bytes: 0,
+        rows: 0,
+    };
+    let schedule = V2Schedule {
+        id: 1,
+        label: "old".into(),
+        kind: strata_core::BackupKind::Full,
+        cron: Some("@daily".into()),
+        backup: backup(),
+        paused: false,
+        status_message: None,
+        next_run: Some(NOW),
+        on_failure: strata_core::OnFailure::Reschedule,
+        on_previous_running: strata_core::OnPreviousRunning::Wait,
+        paired: None,
+        running: vec![],
+        last_run: None,
+        created: NOW,
+    };
+    let kv = store();
+    kv.write_sync(vec![
+        (key(b"job/", 1), Some(v2(b"STRATAJB", &job))),
+        (key(b"schedule/", 1), Some(v2(b"STRATASC", &schedule))),
+    ]);
+    let exec = Executor::new(Arc::new(kv.clone()), Arc::new(MemoryOpener::default()));
+    block_on(async {
+        let j = exec.job(1).await.unwrap();
+        assert_eq!(
+            j.typed_secrets,
+            [
+                "the encryption passphrase",
+                "the AWS_SECRET_ACCESS_KEY of 'memory://c?AWS_ACCESS_KEY_ID=redacted&AWS_SECRET_ACCESS_KEY=redacted'"
+            ]
+        );
+        let s = exec.schedule(1).await.unwrap();
+        assert_eq!(s.typed_secrets, j.typed_secrets);
+        assert_eq!(s.backup.options.encryption_passphrase, None);
+        for k in [key(b"job/", 1), key(b"schedule/", 1)] {
+            let now = raw(&kv, &k);
+            assert_eq!(&now[8..10], b"\x03\x00", "rewritten in today's form");
+            for secret in ["hunter2pass", "s3cr3tkey"] {
+                assert!(!String::from_utf8_lossy(&now).contains(secret));
+            }
+        }
+        // The schedule cannot run without them: it is paused, saying why, and nothing runs.
+        let runs = exec.run_due_schedules(Timestamp::from_nanos(NOW + 1)).await.unwrap();
+        let strata_core::RunOutcome::Skipped(why) = &runs[0].outcome else { panic!("{runs:?}") };
+        assert!(why.contains("the encryption passphrase") && why.contains("encryption_passphrase_env"), "{why}");
+        assert!(exec.schedule(1).await.unwrap().paused);
+        // Nor can the job be resumed from its record.
+        exec.execute("PAUSE JOB 1").await.unwrap();
+        let e = exec.execute("RESUME JOB 1").await.unwrap_err().to_string();
+        assert!(e.contains("job 1 cannot run from its record") && !e.contains("hunter2pass"), "{e}");
     });
 }

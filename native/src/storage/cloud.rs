@@ -213,6 +213,6 @@ pub(crate) fn azure(uri: &StorageUri<'_>, settings: &ClientSettings) -> Result<A
 fn check_endpoint(uri: &StorageUri<'_>, name: &str, value: &str) -> Result<()> {
     match url::Url::parse(value) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        _ => Err(uri.invalid(&format!("the parameter {name} is not an http(s):// URL: {value:?}"))),
+        _ => Err(uri.invalid(&format!("the parameter {name} is not an http(s):// URL"))),
     }
 }

@@ -56,7 +56,7 @@ impl LocalDir {
                 .with_fsync(fsync);
             Ok(Arc::new(store))
         };
-        let storage = ObjectStorage::new(open(self.fsync)?, &self.uri);
+        let storage = ObjectStorage::new(open(self.fsync)?, &self.uri).with_local_dir(self.dir.clone());
         let storage = if self.fsync { storage.with_volatile_store(open(false)?) } else { storage };
         Ok(self.storage.get_or_init(|| storage))
     }

@@ -12,7 +12,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore, PutMode, PutOptions, PutPayload};
 use strata_core::{
-    is_secret_param, redact_uri, Durability, Error, ExternalStorage, GetResult, ListResult, ObjectMeta, Result, Status,
+    is_secret_param, redact_uri, shows_query_value, Durability, Error, ExternalStorage, GetResult, ListResult,
+    ObjectMeta, Result, Status,
 };
 
 /// An [`ExternalStorage`] over an [`ObjectStore`], rooted at a directory of it.
@@ -65,6 +66,9 @@ pub struct ObjectStorage {
     secrets: Vec<String>,
     /// The same store without syncing writes to disk, for [`Durability::Volatile`] puts.
     volatile: Option<Arc<dyn ObjectStore>>,
+    /// For a `LocalFileSystem`: the directory on disk the store is (see
+    /// [`ObjectStorage::with_local_dir`]).
+    local: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for ObjectStorage {
@@ -87,7 +91,15 @@ impl ObjectStorage {
             Some(stripped) if !without_query.ends_with("://") => stripped.to_string(),
             _ => without_query.to_string(),
         };
-        ObjectStorage { store, root: String::new(), uri: redacted, base, secrets: secrets_of(uri), volatile: None }
+        ObjectStorage {
+            store,
+            root: String::new(),
+            uri: redacted,
+            base,
+            secrets: secrets_of(uri),
+            volatile: None,
+            local: None,
+        }
     }
 
     /// Sets a view of the same objects that does not sync writes to stable storage (a
@@ -95,6 +107,46 @@ impl ObjectStorage {
     pub fn with_volatile_store(mut self, store: Arc<dyn ObjectStore>) -> ObjectStorage {
         self.volatile = Some(store);
         self
+    }
+
+    /// Marks the store as a `LocalFileSystem` over directory `dir`. A put that `LocalFileSystem`
+    /// was making when its process was killed leaves its staging file (`name#1`) on disk, and
+    /// object_store's own listing hides such files; this storage lists them (and deletes them)
+    /// like objects, so a later run's cleanup of a prefix removes them too.
+    pub fn with_local_dir(mut self, dir: std::path::PathBuf) -> ObjectStorage {
+        self.local = Some(dir);
+        self
+    }
+
+    /// The staging files of killed puts (`…#N`) below the string prefix `full` (the store's
+    /// path), as this storage names them.
+    fn killed_uploads(&self, full: &str) -> Vec<ObjectMeta> {
+        let Some(local) = &self.local else { return Vec::new() };
+        let dir = match full.rfind('/') {
+            Some(i) => local.join(&full[..i]),
+            None => local.clone(),
+        };
+        let mut out = Vec::new();
+        let mut pending = vec![dir];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let Some(relative) = path.strip_prefix(local).ok().and_then(|p| p.to_str()) else { continue };
+                let relative = relative.replace(std::path::MAIN_SEPARATOR, "/");
+                if is_staging_name(&relative) {
+                    if let Some(own) = self.relative(&relative, full) {
+                        out.push(ObjectMeta { path: own.to_string(), size: meta.len() });
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// The same storage rooted at directory `root` of the store (`""` for the store's root);
@@ -279,6 +331,7 @@ impl ExternalStorage for ObjectStorage {
                 out.push(ObjectMeta { path: relative.to_string(), size: meta.size });
             }
         }
+        out.extend(self.killed_uploads(&full));
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
@@ -317,6 +370,17 @@ impl ExternalStorage for ObjectStorage {
     }
 
     async fn delete(&self, path: &str) -> Result<()> {
+        if let (Some(local), true) = (&self.local, is_staging_name(path)) {
+            check_path(path, "object path")?;
+            return match std::fs::remove_file(local.join(format!("{}{path}", self.root))) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Storage {
+                    path: self.location(path),
+                    message: self.scrub(format!("delete failed: {e}")),
+                    status: Status::Temporary,
+                }),
+                _ => Ok(()),
+            };
+        }
         let location = self.object_path(path)?;
         let one = futures::stream::once(futures::future::ready(Ok(location.clone()))).boxed();
         let result = self.store.delete_stream(one).try_collect::<Vec<_>>().await;
@@ -393,6 +457,13 @@ fn http_status_in(message: &str) -> Option<u16> {
 
 /// Checks a relative object path: non-empty, no leading or trailing `/`, no empty, `.` or `..`
 /// segments, no control characters.
+/// Whether `path` names a `LocalFileSystem` staging file: its last segment ends in `#` and
+/// digits.
+fn is_staging_name(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    matches!(name.rsplit_once('#'), Some((_, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 pub(crate) fn check_path(path: &str, what: &str) -> Result<()> {
     let invalid = |message: String| Err(Error::InvalidArgument { what: what.into(), message });
     if path.is_empty() {
@@ -420,14 +491,33 @@ fn check_prefix(prefix: &str) -> Result<()> {
     }
 }
 
-/// The values of `uri` that must never be shown: secret query parameters and a
-/// `user:password@` password, each raw and percent-decoded.
+/// Parameters the schemes take whose values are no secret (endpoints, regions, names): kept in
+/// messages from the clients (`redact_uri` still hides them in the URI shown).
+const PLAIN_PARAMS: &[&str] = &[
+    "AUTH",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_REGION",
+    "AWS_ENDPOINT",
+    "AWS_USE_PATH_STYLE",
+    "AZURE_ACCOUNT_NAME",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_BLOB_ENDPOINT",
+    "COCKROACH_LOCALITY",
+];
+
+/// The values of `uri` that must never be shown: secret query parameters, those of parameters
+/// no scheme takes (a misspelled secret), and a `user:password@` password, each raw and
+/// percent-decoded.
 pub(crate) fn secrets_of(uri: &str) -> Vec<String> {
     let mut secrets = Vec::new();
     let (base, query) = uri.split_once('?').unwrap_or((uri, ""));
     for pair in query.split('&') {
         if let Some((key, value)) = pair.split_once('=') {
-            if is_secret_param(&percent_decode(key)) && !value.is_empty() {
+            // Secret parameters, and any the schemes do not know (a misspelled secret).
+            let name = percent_decode(key);
+            let known_plain = PLAIN_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&name));
+            if (is_secret_param(&name) || !known_plain) && !value.is_empty() && !shows_query_value(key, value) {
                 secrets.push(value.to_string());
             }
         }

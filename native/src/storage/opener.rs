@@ -70,7 +70,7 @@ const SCHEMES: &[&str] = &["nodelocal", "file", "memory", "s3", "gs", "azure", "
 ///
 /// // Cloud URIs are checked when opened; secrets never appear in what is shown.
 /// let s3 = opener.open("s3://bucket/backups?AWS_ACCESS_KEY_ID=AKIA&AWS_SECRET_ACCESS_KEY=hunter2").unwrap();
-/// assert_eq!(s3.describe(), "s3://bucket/backups?AWS_ACCESS_KEY_ID=AKIA&AWS_SECRET_ACCESS_KEY=redacted");
+/// assert_eq!(s3.describe(), "s3://bucket/backups?AWS_ACCESS_KEY_ID=redacted&AWS_SECRET_ACCESS_KEY=redacted");
 /// let err = opener.open("s3://bucket/backups?AWS_ACCESS_KEY_ID=AKIA").err().unwrap();
 /// assert!(err.to_string().contains("missing parameter AWS_SECRET_ACCESS_KEY"));
 /// # }

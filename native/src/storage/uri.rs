@@ -114,11 +114,22 @@ impl<'a> StorageUri<'a> {
         let is_known =
             |p: &str| p.eq_ignore_ascii_case(LOCALITY_PARAM) || known.iter().any(|k| k.eq_ignore_ascii_case(p));
         match self.params.iter().find(|(p, _)| !is_known(p)) {
-            Some((unknown, _)) => {
+            Some((unknown, value)) => {
                 let mut takes: Vec<&str> = known.to_vec();
                 takes.push(LOCALITY_PARAM);
+                // A name that is no name, or comes without a value, may be a value whose `=` went
+                // missing or was encoded.
+                let name_like = !unknown.is_empty()
+                    && !value.is_empty()
+                    && unknown.len() <= 64
+                    && unknown.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+                let unknown = if name_like {
+                    format!("{unknown:?}")
+                } else {
+                    "(a name that is no name, or without a value)".into()
+                };
                 Err(self.invalid(&format!(
-                    "unknown parameter {unknown:?} for {} storage (it takes {})",
+                    "unknown parameter {unknown} for {} storage (it takes {})",
                     self.scheme,
                     takes.join(", ")
                 )))
@@ -155,7 +166,8 @@ impl<'a> StorageUri<'a> {
             None => Ok(None),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(v) => Err(self.invalid(&format!("the parameter {name} is true or false, not {v:?}"))),
+            // The value is not shown: it may be a secret typed into the wrong parameter.
+            Some(_) => Err(self.invalid(&format!("the parameter {name} is true or false"))),
         }
     }
 
@@ -166,7 +178,7 @@ impl<'a> StorageUri<'a> {
             None => Ok(Auth::Specified),
             Some(v) if v.eq_ignore_ascii_case("specified") => Ok(Auth::Specified),
             Some(v) if v.eq_ignore_ascii_case("implicit") => Ok(Auth::Implicit),
-            Some(v) => Err(self.invalid(&format!("the parameter AUTH is 'specified' or 'implicit', not {v:?}"))),
+            Some(_) => Err(self.invalid("the parameter AUTH is 'specified' or 'implicit'")),
         }
     }
 

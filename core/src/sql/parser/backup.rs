@@ -6,7 +6,14 @@ use super::{Parser, SOURCE, URI};
 use crate::error::Result;
 
 /// Options of BACKUP, in the order error messages list them.
-const BACKUP_OPTIONS: &[&str] = &["revision_history", "encryption_passphrase", "kms", "detached"];
+const BACKUP_OPTIONS: &[&str] = &[
+    "revision_history",
+    "encryption_passphrase",
+    "encryption_passphrase_env",
+    "encryption_passphrase_file",
+    "kms",
+    "detached",
+];
 /// Options of RESTORE.
 const RESTORE_OPTIONS: &[&str] =
     &["into_db", "new_db_name", "encryption_passphrase", "kms", "skip_missing_foreign_keys", "detached"];
@@ -143,11 +150,29 @@ impl Parser {
             match name {
                 "revision_history" => o.revision_history = p.flag()?,
                 "encryption_passphrase" => o.encryption_passphrase = Some(p.secret()?),
+                "encryption_passphrase_env" | "encryption_passphrase_file" => {
+                    let at = p.pos - 1;
+                    let what = if name.ends_with("env") { "environment variable name" } else { "file path" };
+                    let value = p.string_value(&format!("expected a string literal ({what})"))?;
+                    if o.encryption_passphrase_from.is_some() {
+                        return Err(
+                            p.error_at(at, "give one of encryption_passphrase_env and encryption_passphrase_file")
+                        );
+                    }
+                    o.encryption_passphrase_from =
+                        Some(if name.ends_with("env") { SecretSource::Env(value) } else { SecretSource::File(value) });
+                }
                 "kms" => o.kms = p.kms()?,
                 _ => o.detached = p.flag()?,
             }
             Ok(())
         })?;
+        if o.encryption_passphrase.is_some() && o.encryption_passphrase_from.is_some() {
+            return Err(self.error_at(
+                self.pos.saturating_sub(1),
+                "encryption_passphrase goes without encryption_passphrase_env or encryption_passphrase_file",
+            ));
+        }
         Ok(o)
     }
 
@@ -218,6 +243,7 @@ mod tests {
                 options: BackupStmtOptions {
                     revision_history: true,
                     encryption_passphrase: Some(Secret(s("pw"))),
+                    encryption_passphrase_from: None,
                     kms: v(&["aws:///k1", "aws:///k2"]),
                     detached: false,
                 },
@@ -383,12 +409,13 @@ mod tests {
 
     #[test]
     fn error_points_at_unexpected_keyword() {
+        // A literal that is not a URI may be a secret typed in the wrong place: hidden.
         let sql = "BACKUP DATABASE bank FOO 'x'";
-        assert_eq!(err(sql), (s("expected TO or INTO"), 21, s(sql)));
+        assert_eq!(err(sql), (s("expected TO or INTO"), 21, s("BACKUP DATABASE bank FOO 'redacted'")));
         assert_eq!(
             parse(sql).map_err(|e| e.to_string()),
             Err(s("at or near \"FOO\": syntax error: expected TO or INTO\n\
-                   BACKUP DATABASE bank FOO 'x'\n                     ^"))
+                   BACKUP DATABASE bank FOO 'redacted'\n                     ^"))
         );
         assert_eq!(err("BACKUP FOO 'x").0, "expected TABLE, DATABASE, TO or INTO");
     }
@@ -399,9 +426,10 @@ mod tests {
         assert_eq!(
             err("BACKUP INTO 'x' WITH revision_history, Foo = 1"),
             (
-                s("unknown option \"foo\"; expected one of: revision_history, encryption_passphrase, kms, detached"),
-                39,
-                s("BACKUP INTO 'x' WITH revision_history, Foo = redacted")
+                s("unknown option \"foo\"; expected one of: revision_history, encryption_passphrase, \
+                   encryption_passphrase_env, encryption_passphrase_file, kms, detached"),
+                46,
+                s("BACKUP INTO 'redacted' WITH revision_history, Foo = redacted")
             )
         );
         assert_eq!(
@@ -410,12 +438,29 @@ mod tests {
              skip_missing_foreign_keys, detached"
         );
         assert_eq!(err("BACKUP INTO 'x' WITH detached, DETACHED").0, "duplicate option \"detached\"");
-        assert_eq!(err("BACKUP INTO 'x' WITH detached, DETACHED").1, 31);
+        assert_eq!(err("BACKUP INTO 'x' WITH detached, DETACHED").1, 38);
         assert_eq!(err("BACKUP INTO 'x' WITH revision_history = maybe").0, "expected TRUE or FALSE");
         assert_eq!(err("BACKUP INTO 'x' WITH OPTIONS (detached").0, "expected ',' or ')'");
         assert_eq!(
             err("BACKUP INTO 'x' WITH").0,
-            "expected an option name; expected one of: revision_history, encryption_passphrase, kms, detached"
+            "expected an option name; expected one of: revision_history, encryption_passphrase, \
+             encryption_passphrase_env, encryption_passphrase_file, kms, detached"
         );
+        // Where the passphrase comes from: one place only.
+        let Statement::Backup(b) = ok("BACKUP INTO 'x' WITH encryption_passphrase_env = 'PASS'") else { panic!() };
+        assert_eq!(b.options.encryption_passphrase_from, Some(SecretSource::Env(s("PASS"))));
+        let Statement::Backup(b) = ok("BACKUP INTO 'x' WITH encryption_passphrase_file = '/p'") else { panic!() };
+        assert_eq!(b.options.encryption_passphrase_from, Some(SecretSource::File(s("/p"))));
+        assert_eq!(
+            err("BACKUP INTO 'x' WITH encryption_passphrase_env = 'A', encryption_passphrase_file = '/p'").0,
+            "give one of encryption_passphrase_env and encryption_passphrase_file"
+        );
+        let (message, _, statement) =
+            err("BACKUP INTO 'x' WITH encryption_passphrase = 'hunter2', encryption_passphrase_env = 'A'");
+        assert_eq!(
+            message,
+            "encryption_passphrase goes without encryption_passphrase_env or encryption_passphrase_file"
+        );
+        assert!(!statement.contains("hunter2"), "{statement}");
     }
 }

@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn error_ids() {
-        assert_eq!(err("PAUSE JOB abc"), (s("expected a job ID (an integer)"), 10, s("PAUSE JOB abc")));
+        assert_eq!(err("PAUSE JOB abc"), (s("expected a job ID (an integer)"), 10, s("PAUSE JOB redacted")));
         assert_eq!(err("DROP SCHEDULE 18446744073709551616").0, "expected a schedule ID (an integer)");
         assert_eq!(err("SHOW JOB 1.5").0, "expected a job ID (an integer)");
         assert_eq!(err("PAUSE 1").0, "expected SCHEDULE or JOB");
@@ -203,14 +203,21 @@ mod tests {
     #[test]
     fn error_schedules() {
         let sql = "CREATE SCHEDULE s FOR BACKUP TO 'x' RECURRING '@daily'";
-        assert_eq!(err(sql), (s("a schedule's backup must use INTO, not TO"), 29, s(sql)));
+        assert_eq!(
+            err(sql),
+            (
+                s("a schedule's backup must use INTO, not TO"),
+                29,
+                s("CREATE SCHEDULE s FOR BACKUP TO 'redacted' RECURRING '@daily'")
+            )
+        );
         assert_eq!(err("CREATE SCHEDULE s FOR BACKUP INTO 'x'").0, "expected WITH or RECURRING");
         assert_eq!(
             err("CREATE SCHEDULE s FOR BACKUP INTO LATEST IN 'x' RECURRING NEVER"),
             (
                 s("a schedule's backup takes only the collection URI(s) after INTO"),
                 34,
-                s("CREATE SCHEDULE s FOR BACKUP INTO LATEST IN 'x' RECURRING NEVER")
+                s("CREATE SCHEDULE s FOR BACKUP INTO LATEST IN 'redacted' RECURRING NEVER")
             )
         );
         assert_eq!(

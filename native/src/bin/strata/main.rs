@@ -26,10 +26,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "strata", version, about = "Full and incremental backups of MVCC key-value data, CockroachDB style")]
 struct Cli {
-    /// Directory of the embedded store (created if missing). `nodelocal://1/…` URIs resolve to
-    /// DIR/extern/….
+    /// The store: a directory of the embedded store (created if missing), or an etcd cluster
+    /// `etcd://HOST:PORT[,HOST:PORT…]`. `nodelocal://1/…` URIs resolve to DIR/extern/… (see
+    /// `--nodelocal` for etcd).
     #[arg(long, global = true, env = "STRATA_STORE")]
-    store: Option<PathBuf>,
+    store: Option<String>,
+    /// Where `nodelocal://1/…` URIs resolve for an etcd store (default: ./extern).
+    #[arg(long, global = true, env = "STRATA_NODELOCAL")]
+    nodelocal: Option<PathBuf>,
+    /// The etcd key prefix of strata's own rows and records in an etcd store.
+    #[arg(long, global = true, env = "STRATA_ETCD_ROOT", default_value = strata_etcd::DEFAULT_ROOT)]
+    etcd_root: String,
     /// How results are printed.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -79,6 +86,18 @@ enum Command {
     },
     /// Print the store's current timestamp, in the decimal form AS OF SYSTEM TIME accepts.
     Now,
+    /// etcd stores: declare that table db.t keeps its rows at the etcd keys PREFIX + key, as
+    /// other programs wrote them (e.g. a Kubernetes control plane's /registry/). Creates db.t;
+    /// with --for-restore, maps the table of that name a later RESTORE publishes instead.
+    Map {
+        /// The etcd key prefix, e.g. /registry/.
+        prefix: String,
+        /// The table, as db.table.
+        table: String,
+        /// Map the table a RESTORE will create under this name (on the restore target).
+        #[arg(long)]
+        for_restore: bool,
+    },
     /// Check every file of a backup (a backup directory with its incrementals, or every full
     /// backup of a collection) exists with the size and SHA-256 its manifest records, without
     /// restoring. Encrypted backups are checked without their key unless one is given. Prints one
@@ -142,7 +161,8 @@ enum WorkloadCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let nodelocal = cli.store.as_ref().map(|dir| NativeOpener::new(dir.join("extern")));
+    let nodelocal =
+        cli.store.as_deref().map(|store| NativeOpener::new(nodelocal_root(&cli, &StoreLocation::parse(store))));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -217,15 +237,62 @@ fn read_statement(statement: Option<String>, file: Option<PathBuf>) -> anyhow::R
 /// Opens the store at `dir` with an executor whose `nodelocal://` root is `dir/extern`.
 pub(crate) fn open(dir: &Path) -> anyhow::Result<Executor> {
     let store = EmbeddedStore::open(dir).with_context(|| format!("cannot open the store at {}", dir.display()))?;
+    Ok(executor(Arc::new(store), dir.join("extern")))
+}
+
+/// Where `--store` points.
+enum StoreLocation {
+    /// A directory of the embedded store.
+    Dir(PathBuf),
+    /// An etcd cluster: its store URI.
+    Etcd(String),
+}
+
+impl StoreLocation {
+    fn parse(store: &str) -> StoreLocation {
+        if store.starts_with("etcd://") {
+            StoreLocation::Etcd(store.to_string())
+        } else {
+            StoreLocation::Dir(PathBuf::from(store))
+        }
+    }
+}
+
+/// Where `nodelocal://1/…` URIs resolve for `--store`: DIR/extern for a directory, `--nodelocal`
+/// (default ./extern) for an etcd store.
+fn nodelocal_root(cli: &Cli, location: &StoreLocation) -> PathBuf {
+    match location {
+        StoreLocation::Dir(dir) => dir.join("extern"),
+        StoreLocation::Etcd(_) => cli.nodelocal.clone().unwrap_or_else(|| PathBuf::from("extern")),
+    }
+}
+
+/// Opens `--store`: the embedded store of a directory, or an etcd cluster's store.
+async fn open_location(cli: &Cli, location: &StoreLocation) -> anyhow::Result<Executor> {
+    match location {
+        StoreLocation::Dir(dir) => open(dir),
+        StoreLocation::Etcd(uri) => {
+            let options = strata_etcd::EtcdOptions::default().with_root(cli.etcd_root.as_bytes().to_vec());
+            let store = strata_etcd::EtcdKv::open_uri(uri, options)
+                .await
+                .with_context(|| format!("cannot open the etcd store {uri}"))?;
+            Ok(executor(Arc::new(store), nodelocal_root(cli, location)))
+        }
+    }
+}
+
+/// An executor on `store` whose `nodelocal://` root is `nodelocal`.
+fn executor(store: Arc<dyn strata_core::KvStore>, nodelocal: PathBuf) -> Executor {
     let mut backup = strata_core::BackupOptions::default().with_progress(progress::bar("backup"));
     if let Some(pool) = TokioCpuPool::current() {
         backup = backup.with_cpu_pool(Arc::new(pool));
     }
-    Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern"))))
+    Executor::new(store, Arc::new(NativeOpener::new(nodelocal)))
         .with_backup_options(backup)
         .with_restore_options(strata_core::RestoreRunOptions::default().with_progress(progress::bar("restore")))
         .with_entropy(os_entropy())
-        .with_kms_opener(Arc::new(FileKmsOpener)))
+        .with_kms_opener(Arc::new(FileKmsOpener))
+        .with_secret_resolver(Arc::new(strata_native::HostSecrets))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -238,14 +305,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("file-kms://{}", abs.display());
         return Ok(());
     }
-    match cli.command {
-        Command::Copy(a) => return manage::copy(cli.store.as_deref(), a).await,
-        Command::Compact(a) => return manage::compact(cli.store.as_deref(), a).await,
-        Command::Forget(a) => return manage::run_forget(cli.store.as_deref(), a, cli.format).await,
-        _ => {}
+    if matches!(cli.command, Command::Copy(_) | Command::Compact(_) | Command::Forget(_)) {
+        // Backups only: the store is not opened; `--store` only places `nodelocal://`.
+        let root = match cli.store.as_deref() {
+            Some(store) => nodelocal_root(&cli, &StoreLocation::parse(store)),
+            None => PathBuf::from("extern"),
+        };
+        return match cli.command {
+            Command::Copy(a) => manage::copy(&root, a).await,
+            Command::Compact(a) => manage::compact(&root, a).await,
+            Command::Forget(a) => manage::run_forget(&root, a, cli.format).await,
+            _ => unreachable!("matched above"),
+        };
     }
-    let dir = cli.store.ok_or_else(|| anyhow!("--store DIR is required (or set STRATA_STORE)"))?;
-    let exec = open(&dir)?;
+    let store = cli.store.as_deref().ok_or_else(|| {
+        anyhow!("--store DIR or --store etcd://HOST:PORT[,HOST:PORT…] is required (or set STRATA_STORE)")
+    })?;
+    let location = StoreLocation::parse(store);
+    if let Command::Map { prefix, table, for_restore } = &cli.command {
+        let StoreLocation::Etcd(uri) = &location else {
+            bail!("`map` needs an etcd store (--store etcd://HOST:PORT,…): it maps etcd keys to a table");
+        };
+        let (db, t) = split_table(table)?;
+        let options = strata_etcd::EtcdOptions::default().with_root(cli.etcd_root.as_bytes().to_vec());
+        let store = strata_etcd::EtcdKv::open_uri(uri, options).await?;
+        let mode = if *for_restore { strata_etcd::MapMode::ForRestore } else { strata_etcd::MapMode::Create };
+        match store.map_table(db, t, prefix.as_bytes(), mode).await? {
+            Some(id) => println!("{table} (table {id}) keeps its rows at etcd keys {prefix}<key>"),
+            None => println!("a restored table {table} will keep its rows at etcd keys {prefix}<key>"),
+        }
+        return Ok(());
+    }
+    let exec = open_location(&cli, &location).await?;
+    let local_root = nodelocal_root(&cli, &location);
+    // etcd takes at most 128 operations per transaction.
+    let write_batch: u64 = if matches!(location, StoreLocation::Etcd(_)) { 100 } else { 5_000 };
     match cli.command {
         Command::Sql { statement, file } => {
             let statement = read_statement(statement, file)?;
@@ -253,7 +347,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_result(&result, cli.format);
             for notice in &result.notices {
                 eprintln!("warning: {}", escape_lines(notice));
-                print_local_notes(Some(&NativeOpener::new(dir.join("extern"))), notice, true);
+                print_local_notes(Some(&NativeOpener::new(local_root.clone())), notice, true);
             }
         }
         Command::Put { table, key, value } => {
@@ -308,7 +402,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Now => println!("{}", exec.store().now().await?),
-        Command::Schedule { command } => schedule::run(&exec, command, &dir).await?,
+        Command::Schedule { command } => schedule::run(&exec, command, &local_root).await?,
         Command::Verify { uri, subdir, passphrase, kms } => {
             let subdir = subdir.map(|s| if s == "LATEST" { Subdir::Latest } else { Subdir::Path(s) });
             let source = BackupSource { subdir, layers: vec![vec![uri]] };
@@ -331,7 +425,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("unknown workload '{name}'; available: bank");
             }
             let started = std::time::Instant::now();
-            let s = workload::init_bank(&exec, rows, |_| {}).await?;
+            let s = workload::init_bank_in_batches(&exec, rows, write_batch, |_| {}).await?;
             eprintln!(
                 "workload bank: {} accounts, {} customers, {} bytes in {:.1}s",
                 s.accounts,
@@ -340,9 +434,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
-        Command::Demo { .. } | Command::Keygen { .. } | Command::Copy(_) | Command::Compact(_) | Command::Forget(_) => {
-            unreachable!("handled above")
-        }
+        Command::Demo { .. }
+        | Command::Keygen { .. }
+        | Command::Map { .. }
+        | Command::Copy(_)
+        | Command::Compact(_)
+        | Command::Forget(_) => unreachable!("handled above"),
     }
     Ok(())
 }

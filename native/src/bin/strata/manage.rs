@@ -102,16 +102,17 @@ fn keyring() -> Keyring {
     Keyring::default().with_entropy(os_entropy()).with_kms_opener(Arc::new(FileKmsOpener))
 }
 
-fn opener(store: Option<&Path>) -> NativeOpener {
-    NativeOpener::new(store.unwrap_or(Path::new(".")).join("extern"))
+/// The opener of the CLI, `nodelocal://` under `nodelocal_root`.
+fn opener(nodelocal_root: &Path) -> NativeOpener {
+    NativeOpener::new(nodelocal_root.to_path_buf())
 }
 
 fn locations(opener: &NativeOpener, uri: &str) -> anyhow::Result<Locations> {
     Ok(open_locations(opener as &dyn StorageOpener, &[uri.to_string()])?)
 }
 
-pub(crate) async fn copy(store: Option<&Path>, a: CopyArgs) -> anyhow::Result<()> {
-    let opener = opener(store);
+pub(crate) async fn copy(nodelocal_root: &Path, a: CopyArgs) -> anyhow::Result<()> {
+    let opener = opener(nodelocal_root);
     let (src, dst) = (locations(&opener, &a.from)?, locations(&opener, &a.to)?);
     let to = if a.decrypt || a.new_passphrase.is_some() || !a.new_kms.is_empty() {
         Some(KeyRequest::new(a.new_passphrase.as_deref(), &a.new_kms))
@@ -139,8 +140,8 @@ pub(crate) async fn copy(store: Option<&Path>, a: CopyArgs) -> anyhow::Result<()
     Ok(())
 }
 
-pub(crate) async fn compact(store: Option<&Path>, a: CompactArgs) -> anyhow::Result<()> {
-    let opener = opener(store);
+pub(crate) async fn compact(nodelocal_root: &Path, a: CompactArgs) -> anyhow::Result<()> {
+    let opener = opener(nodelocal_root);
     let root = locations(&opener, &a.uri)?;
     let options = CompactOptions { keep_history: !a.drop_history, ..CompactOptions::default() };
     let (dir, m) = compact_in_collection(&root, a.subdir.as_deref(), &keyring(), a.keys.request(), &options).await?;
@@ -182,8 +183,8 @@ pub(crate) fn policy(a: &ForgetArgs) -> anyhow::Result<RetentionPolicy> {
     })
 }
 
-pub(crate) async fn run_forget(store: Option<&Path>, a: ForgetArgs, format: Format) -> anyhow::Result<()> {
-    let opener = opener(store);
+pub(crate) async fn run_forget(nodelocal_root: &Path, a: ForgetArgs, format: Format) -> anyhow::Result<()> {
+    let opener = opener(nodelocal_root);
     let root = locations(&opener, &a.uri)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
     let plan = forget(root.storage(), &policy(&a)?, Timestamp::from_nanos(now), a.prune).await?;
@@ -244,7 +245,7 @@ impl ScheduleForget {
 /// Forgets by `policy` in the collection a succeeded scheduled run backed up into (one URI;
 /// locality-aware collections are left alone), reporting what it removed.
 pub(crate) async fn after_scheduled_backup(
-    store: &Path,
+    nodelocal_root: &Path,
     run: &strata_core::ScheduledRun,
     policy: &RetentionPolicy,
 ) -> anyhow::Result<()> {
@@ -252,7 +253,7 @@ pub(crate) async fn after_scheduled_backup(
     let strata_core::RunOutcome::Succeeded(_) = &run.outcome else { return Ok(()) };
     let BackupDestination::Into { uris, .. } = &run.statement.destination else { return Ok(()) };
     let [uri] = uris.as_slice() else { return Ok(()) };
-    let root = locations(&opener(Some(store)), uri)?;
+    let root = locations(&opener(nodelocal_root), uri)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
     let plan = forget(root.storage(), policy, Timestamp::from_nanos(now), true).await?;
     let removed = plan.removed().count() + plan.leftovers.len();
