@@ -50,6 +50,7 @@ pub mod keys;
 mod kv;
 mod layout;
 mod locality;
+pub mod manage;
 mod memkv;
 mod offload;
 mod progress;
@@ -105,6 +106,11 @@ pub use layout::{
     MANIFEST_NAME, PLAN_NAME, PROGRESS_DIR,
 };
 pub use locality::{locality_of, open_locations, Locations, DEFAULT_LOCALITY, LOCALITY_PARAM};
+pub use manage::compact::{compact_chain, compact_in_collection, CompactOptions};
+pub use manage::copy::{copy_chain, copy_collection, CopyOptions, CopyReport};
+pub use manage::forget::{
+    apply_forget, forget, forget_plan, plan_forget, ChainListing, ForgetEntry, ForgetPlan, RetentionPolicy,
+};
 pub use memkv::{Clock, MemKv};
 pub use offload::{CpuPool, Offload};
 pub use progress::{Cancel, Progress, ProgressOperation, ProgressReporter};

@@ -9,6 +9,7 @@
 //! replays one seed; `STRATA_MODEL_STEPS` sets the steps per seed.
 
 mod common;
+mod manage;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 //! correctly with every file where its locality says; and no secret of any URI in any error,
 //! result, `SHOW` output, manifest or CLI output.
 
+mod storage_manage;
 mod support;
 
 use std::sync::{Arc, Mutex};

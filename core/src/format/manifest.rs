@@ -291,7 +291,10 @@ impl Manifest {
                 || f.path.chars().any(|c| c == '\\' || c.is_control())
                 || f.path.split('/').any(|s| s.is_empty() || s == "." || s == "..");
             if escapes {
-                return bad(format!("names the data file {:?}, which is not a relative path inside the backup", f.path));
+                return bad(format!(
+                    "names the data file {:?}, which is not a relative path inside the backup",
+                    f.path
+                ));
             }
             if !paths.insert(f.path.as_str()) {
                 return bad(format!("names the data file {} twice", f.path));

@@ -2,6 +2,7 @@
 
 mod demo;
 mod from_backup;
+mod manage;
 mod progress;
 mod schedule;
 mod worker;
@@ -121,6 +122,15 @@ enum Command {
         #[arg(long)]
         kms: Vec<String>,
     },
+    /// Copy a backup collection (or one chain) to another storage, checking every file on the
+    /// way, optionally re-encrypting it; an interrupted copy resumes when run again.
+    Copy(manage::CopyArgs),
+    /// Merge a chain (a full backup and its incrementals) into one new full backup of the
+    /// collection at the chain's end time, read from the backup alone.
+    Compact(manage::CompactArgs),
+    /// Forget old backups of a collection by a retention policy (restic's --keep-* options),
+    /// never breaking a chain: prints the plan, and deletes only with --prune.
+    Forget(manage::ForgetArgs),
     /// Write a new key file (32 random bytes, hex, mode 0600) for `kms = 'file-kms:///FILE'`.
     Keygen {
         /// Where to write it (an existing file is never overwritten).
@@ -322,6 +332,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
+    if matches!(cli.command, Command::Copy(_) | Command::Compact(_) | Command::Forget(_)) {
+        // Backups only: the store is not opened; `--store` only places `nodelocal://`.
+        let root = match cli.store.as_deref() {
+            Some(store) => nodelocal_root(&cli, &StoreLocation::parse(store)),
+            None => PathBuf::from("extern"),
+        };
+        return match cli.command {
+            Command::Copy(a) => manage::copy(&root, a).await,
+            Command::Compact(a) => manage::compact(&root, a).await,
+            Command::Forget(a) => manage::run_forget(&root, a, cli.format).await,
+            _ => unreachable!("matched above"),
+        };
+    }
     let store = cli.store.as_deref().ok_or_else(|| {
         anyhow!("--store DIR or --store etcd://HOST:PORT[,HOST:PORT…] is required (or set STRATA_STORE)")
     })?;
@@ -414,7 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Now => println!("{}", exec.store().now().await?),
-        Command::Schedule { command } => schedule::run(&exec, command).await?,
+        Command::Schedule { command } => schedule::run(&exec, command, &local_root).await?,
         Command::Verify { uri, subdir, passphrase, kms } => {
             let subdir = subdir.map(|s| if s == "LATEST" { Subdir::Latest } else { Subdir::Path(s) });
             let source = BackupSource { subdir, layers: vec![vec![uri]] };
@@ -447,7 +470,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Worker(_) => bail!("`strata worker` runs on an etcd store: --store etcd://HOST:PORT[,HOST:PORT…]"),
-        Command::Demo { .. } | Command::Keygen { .. } | Command::Map { .. } => unreachable!("handled above"),
+        Command::Demo { .. }
+        | Command::Keygen { .. }
+        | Command::Map { .. }
+        | Command::Copy(_)
+        | Command::Compact(_)
+        | Command::Forget(_) => unreachable!("handled above"),
     }
     Ok(())
 }

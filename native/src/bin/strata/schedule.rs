@@ -20,6 +20,9 @@ pub(crate) enum ScheduleCommand {
         /// Run the schedules due now, then exit.
         #[arg(long)]
         once: bool,
+        /// Forget old backups after each scheduled backup (see `strata forget`).
+        #[command(flatten)]
+        forget: crate::manage::ScheduleForget,
     },
 }
 
@@ -32,13 +35,18 @@ impl JobSpawner for LocalSpawner {
     }
 }
 
-pub(crate) async fn run(exec: &Executor, command: ScheduleCommand) -> anyhow::Result<()> {
-    let ScheduleCommand::Run { once } = command;
+pub(crate) async fn run(exec: &Executor, command: ScheduleCommand, store: &std::path::Path) -> anyhow::Result<()> {
+    let ScheduleCommand::Run { once, forget } = command;
+    let forget = forget.policy()?.map(|p| (store.to_path_buf(), p));
     let local = tokio::task::LocalSet::new();
-    local.run_until(daemon(exec.clone().with_job_spawner(Arc::new(LocalSpawner)), once)).await
+    local.run_until(daemon(exec.clone().with_job_spawner(Arc::new(LocalSpawner)), once, forget)).await
 }
 
-async fn daemon(exec: Executor, once: bool) -> anyhow::Result<()> {
+async fn daemon(
+    exec: Executor,
+    once: bool,
+    forget: Option<(std::path::PathBuf, strata_core::RetentionPolicy)>,
+) -> anyhow::Result<()> {
     // Take SIGTERM and Ctrl-C over before any work: a signal that arrives while a backup runs is
     // then kept until the run ends (and the daemon stops cleanly), instead of killing the
     // process mid-write with the default action.
@@ -57,6 +65,15 @@ async fn daemon(exec: Executor, once: bool) -> anyhow::Result<()> {
         let now = exec.store().now().await?;
         for r in exec.run_due_schedules(now).await? {
             report(&r);
+            if let Some((store, policy)) = &forget {
+                if let Err(e) = crate::manage::after_scheduled_backup(store, &r, policy).await {
+                    eprintln!(
+                        "schedule {}: forget failed: {}",
+                        r.schedule_id,
+                        strata_core::escape_control(&e.to_string())
+                    );
+                }
+            }
         }
         if once {
             // Let the adopted jobs finish.
