@@ -31,7 +31,7 @@ use crate::layout::{
     FILES_LIST_NAME, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME,
 };
 use crate::locality::Locations;
-use crate::span::Span;
+use crate::span::{Span, SpanSet};
 use crate::storage::ExternalStorageExt;
 
 /// The file prefix of a compacted backup's data files.
@@ -86,7 +86,22 @@ pub async fn compact_chain(chain: &Chain, dst: &Locations, options: &CompactOpti
     // Every file of every layer, and the boundaries of their spans.
     let files: Vec<(usize, &FileInfo)> =
         chain.layers.iter().enumerate().flat_map(|(i, l)| l.manifest.files.iter().map(move |f| (i, f))).collect();
-    let mut bounds: Vec<&[u8]> = files.iter().flat_map(|(_, f)| [&f.span.start[..], &f.span.end[..]]).collect();
+    // The new backup covers what a restore of the chain can restore: the last layer's spans, and
+    // with revision history every layer's (a table dropped during the chain restores as of a time
+    // before it was dropped). Their boundaries cut intervals too, so each interval lies wholly
+    // inside or outside them.
+    let covered: Vec<Span> = if keep_history {
+        let all = SpanSet::from_spans(chain.layers.iter().flat_map(|l| l.manifest.spans.iter().cloned()));
+        all.spans().to_vec()
+    } else {
+        last.spans.clone()
+    };
+    let spans = SpanSet::from_spans(covered.iter().cloned());
+    let mut bounds: Vec<&[u8]> = files
+        .iter()
+        .flat_map(|(_, f)| [&f.span.start[..], &f.span.end[..]])
+        .chain(covered.iter().flat_map(|s| [&s.start[..], &s.end[..]]))
+        .collect();
     bounds.sort();
     bounds.dedup();
     // Files being read (their entries), by index in `files`; dropped once passed.
@@ -96,6 +111,18 @@ pub async fn compact_chain(chain: &Chain, dst: &Locations, options: &CompactOpti
     let mut file_start: Vec<u8> = bounds.first().map(|b| b.to_vec()).unwrap_or_default();
     for pair in bounds.windows(2) {
         let interval = Span::new(pair[0], pair[1]);
+        if !spans.contains(pair[0]) {
+            // Outside the backup's spans (a table dropped during the chain): a file ends before
+            // such a gap, the next starts after it.
+            if writer.entries() > 0 {
+                let full = std::mem::replace(&mut writer, DataFileWriter::new(options.data_file.clone()));
+                let span = Span::new(std::mem::take(&mut file_start), pair[0].to_vec());
+                written.push(store_file(chain, &storage, full, span, written.len()).await?);
+            }
+            file_start = pair[1].to_vec();
+            open.retain(|i, _| files[*i].1.span.end.as_slice() > pair[1]);
+            continue;
+        }
         for (i, (layer, f)) in files.iter().enumerate() {
             if f.span.overlaps(&interval) && !open.contains_key(&i) {
                 open.insert(i, read_file(chain, *layer, f).await?);
@@ -130,21 +157,7 @@ pub async fn compact_chain(chain: &Chain, dst: &Locations, options: &CompactOpti
         if writer.entries() > 0 && (last_interval || writer.estimated_size() >= options.target_file_size) {
             let full = std::mem::replace(&mut writer, DataFileWriter::new(options.data_file.clone()));
             let span = Span::new(std::mem::replace(&mut file_start, pair[1].to_vec()), pair[1].to_vec());
-            let path = writer_data_file_path(COMPACTED_PREFIX, 0, COMPACTED_PREFIX, written.len());
-            let (bytes, stats) = full.finish();
-            let bytes = chain.codec.seal(&path, bytes);
-            let info = FileInfo {
-                path,
-                span,
-                size: bytes.len() as u64,
-                sha256: sha256(&bytes),
-                entries: stats.entries,
-                rows: stats.rows,
-                logical_bytes: stats.logical_bytes,
-                locality: None,
-            };
-            storage.put(&info.path, Bytes::from(bytes)).await?;
-            written.push(info);
+            written.push(store_file(chain, &storage, full, span, written.len()).await?);
         } else if writer.entries() == 0 {
             file_start = pair[1].to_vec();
         }
@@ -163,7 +176,7 @@ pub async fn compact_chain(chain: &Chain, dst: &Locations, options: &CompactOpti
         mvcc_filter: if keep_history { MvccFilter::AllRevisions } else { MvccFilter::Latest },
         scope: last.scope.clone(),
         is_full_cluster: last.is_full_cluster,
-        spans: last.spans.clone(),
+        spans: covered.clone(),
         introduced_spans: Vec::new(),
         descriptors: last.descriptors.clone(),
         descriptor_changes: changes,
@@ -232,4 +245,29 @@ pub async fn compact_in_collection(
     };
     let manifest = compact_chain(&chain, &dst, options).await?;
     Ok((dir, manifest))
+}
+
+/// Seals and stores the `index`th file of a compacted backup, covering `span`.
+async fn store_file(
+    chain: &Chain,
+    storage: &std::sync::Arc<dyn crate::storage::ExternalStorage>,
+    full: DataFileWriter,
+    span: Span,
+    index: usize,
+) -> Result<FileInfo> {
+    let path = writer_data_file_path(COMPACTED_PREFIX, 0, COMPACTED_PREFIX, index);
+    let (bytes, stats) = full.finish();
+    let bytes = chain.codec.seal(&path, bytes);
+    let info = FileInfo {
+        path,
+        span,
+        size: bytes.len() as u64,
+        sha256: sha256(&bytes),
+        entries: stats.entries,
+        rows: stats.rows,
+        logical_bytes: stats.logical_bytes,
+        locality: None,
+    };
+    storage.put(&info.path, Bytes::from(bytes)).await?;
+    Ok(info)
 }
