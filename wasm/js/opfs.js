@@ -1,7 +1,12 @@
 // opfsStorage: a StoragePlugin over the browser's Origin Private File System — private to the
 // page's origin, persistent, and fast. Each object is a file; `/` in paths are directories.
 // Writes go through `createWritable()`, which writes a swap file and swaps it in on `close()`,
-// so a reader sees the old bytes or the new, never a mix.
+// so a reader sees the old bytes or the new, never a mix. Chromium's swap is not atomic for
+// readers, though: it removes the old file before it moves the new one in, and a read in that
+// window finds no file at all (an object that exists would read as missing). So every operation
+// on an object holds a Web Lock named after it — shared for reads, exclusive for writes and
+// deletes — which covers every tab and worker of the origin; without the Web Locks API, a lock
+// of this JS realm does.
 //
 //   const storage = opfsStorage("backups");   // the directory "backups" of the origin's OPFS
 //   db.mount("opfs://backups", storage);
@@ -10,11 +15,37 @@ function isMissing(e) {
   return e && (e.name === "NotFoundError" || e.name === "TypeMismatchError");
 }
 
+/** Per-name read/write locks of this realm, for hosts without navigator.locks. */
+const localLocks = new Map();
+
+/** Runs `f` holding the lock `name` (mode "shared" or "exclusive"). */
+async function withLock(name, mode, f) {
+  const locks = globalThis.navigator?.locks;
+  if (locks) return locks.request(name, { mode }, f);
+  // A chain per name: a writer waits for everything before it; readers wait for the last writer.
+  const state = localLocks.get(name) ?? { writer: Promise.resolve(), all: Promise.resolve() };
+  localLocks.set(name, state);
+  const waitFor = mode === "exclusive" ? state.all : state.writer;
+  const run = waitFor.then(() => f());
+  const settled = run.then(
+    () => {},
+    () => {},
+  );
+  state.all = Promise.all([state.all, settled]).then(() => {});
+  if (mode === "exclusive") state.writer = settled;
+  return run;
+}
+
+let storageIds = 0;
+
 /**
  * @param {FileSystemDirectoryHandle | string} [dir] a directory handle, or a path below the
  *   origin's OPFS root (created if needed); default: the root itself
  */
 export function opfsStorage(dir = "") {
+  // Locks are named by the directory path; a handle passed in gets a name of its own.
+  const lockPrefix = typeof dir === "string" ? `strata-opfs:${dir.split("/").filter(Boolean).join("/")}:` : `strata-opfs#${++storageIds}:`;
+  const lock = (path, mode, f) => withLock(lockPrefix + path, mode, f);
   let rootPromise;
   const root = () => {
     rootPromise ??= (async () => {
@@ -67,7 +98,7 @@ export function opfsStorage(dir = "") {
   }
 
   return {
-    async put(path, data) {
+    put: (path, data) => lock(path, "exclusive", async () => {
       const { dir: d, name } = await parent(path, true);
       const handle = await d.getFileHandle(name, { create: true });
       const w = await handle.createWritable();
@@ -78,22 +109,25 @@ export function opfsStorage(dir = "") {
         await w.abort().catch(() => {});
         throw e;
       }
-    },
+    }),
 
-    async get(path) {
-      const f = await file(path);
-      return f ? new Uint8Array(await f.arrayBuffer()) : null;
-    },
+    get: (path) =>
+      lock(path, "shared", async () => {
+        const f = await file(path);
+        return f ? new Uint8Array(await f.arrayBuffer()) : null;
+      }),
 
-    async getRange(path, start, end) {
-      const f = await file(path);
-      return f ? new Uint8Array(await f.slice(start, end).arrayBuffer()) : null;
-    },
+    getRange: (path, start, end) =>
+      lock(path, "shared", async () => {
+        const f = await file(path);
+        return f ? new Uint8Array(await f.slice(start, end).arrayBuffer()) : null;
+      }),
 
-    async size(path) {
-      const f = await file(path);
-      return f ? f.size : null;
-    },
+    size: (path) =>
+      lock(path, "shared", async () => {
+        const f = await file(path);
+        return f ? f.size : null;
+      }),
 
     async list(prefix) {
       const slash = prefix.lastIndexOf("/");
@@ -110,15 +144,16 @@ export function opfsStorage(dir = "") {
       return out.filter((o) => o.path.startsWith(prefix));
     },
 
-    async delete(path) {
-      const p = await parent(path, false);
-      if (!p) return;
-      try {
-        await p.dir.getFileHandle(p.name); // a directory is not an object: leave it
-        await p.dir.removeEntry(p.name);
-      } catch (e) {
-        if (!isMissing(e)) throw e;
-      }
-    },
+    delete: (path) =>
+      lock(path, "exclusive", async () => {
+        const p = await parent(path, false);
+        if (!p) return;
+        try {
+          await p.dir.getFileHandle(p.name); // a directory is not an object: leave it
+          await p.dir.removeEntry(p.name);
+        } catch (e) {
+          if (!isMissing(e)) throw e;
+        }
+      }),
   };
 }
