@@ -318,7 +318,7 @@ step_storage-servers() {
 #                       tests run on wasm32 under Node only (wasm-test-core): the core does no IO
 #                       and reaches no host API, so a browser runs the same code Node does; what
 #                       differs in a browser (storage adapters, randomness, the clock, fetch) lives
-#                       in the wasm crate, whose tests run here. (Running the core's ~600 tests a
+#                       in the wasm crate, whose tests run here. (Running the core's tests a
 #                       second time in Chromium cost about a minute of the 12-minute CI budget.)
 #   js                  builds the npm package (wasm/build.sh --dev: --target nodejs and --target web)
 #                       and the CLI, type-checks the TypeScript types, and runs the package's
