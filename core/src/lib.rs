@@ -124,7 +124,7 @@ pub use schedule::{
     pick_full_recurrence, plan_schedules, BackupKind, FinishEffect, OnFailure, OnPreviousRunning, Schedule,
     ScheduleOptions, StartDecision, RETRY_AFTER_NANOS, WAITING_FOR_FULL,
 };
-pub use secrets::{required_sources, without_secrets, NoSecrets, SecretResolver};
+pub use secrets::{required_sources, without_secrets, NoSecrets, SecretResolver, PLAIN_PARAMS};
 pub use span::{prefix_end, Span, SpanSet};
 pub use sql::SecretSource;
 pub use storage::{

@@ -54,8 +54,10 @@ impl SecretResolver for NoSecrets {
     }
 }
 
-/// Query parameters a record keeps as written: not secret, and needed to run the statement.
-const PLAIN_PARAMS: &[&str] = &[
+/// Storage URI query parameters whose values are no secret (endpoints, regions, names, key ids):
+/// a job or schedule record keeps them as written, and storage plugins may show them in their own
+/// messages (`redact_uri` still hides them in URIs shown to users).
+pub const PLAIN_PARAMS: &[&str] = &[
     "AUTH",
     "AWS_ACCESS_KEY_ID",
     "AWS_REGION",

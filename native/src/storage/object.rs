@@ -491,20 +491,9 @@ fn check_prefix(prefix: &str) -> Result<()> {
     }
 }
 
-/// Parameters the schemes take whose values are no secret (endpoints, regions, names): kept in
-/// messages from the clients (`redact_uri` still hides them in the URI shown).
-const PLAIN_PARAMS: &[&str] = &[
-    "AUTH",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_REGION",
-    "AWS_ENDPOINT",
-    "AWS_USE_PATH_STYLE",
-    "AZURE_ACCOUNT_NAME",
-    "AZURE_CLIENT_ID",
-    "AZURE_TENANT_ID",
-    "AZURE_BLOB_ENDPOINT",
-    "COCKROACH_LOCALITY",
-];
+// Parameters the schemes take whose values are no secret (endpoints, regions, names): kept in
+// messages from the clients (`redact_uri` still hides them in the URI shown).
+use strata_core::PLAIN_PARAMS;
 
 /// The values of `uri` that must never be shown: secret query parameters, those of parameters
 /// no scheme takes (a misspelled secret), and a `user:password@` password, each raw and
