@@ -54,6 +54,8 @@ pub const DATA_FILE: Envelope = Envelope::new(b"STRATADF", "data file", 1);
 /// `BACKUP-PLAN`, the plan of a backup run in progress (`backup::resume`). Version 2 added the
 /// source store's id and the id of the run that claimed the directory.
 pub const BACKUP_PLAN: Envelope = Envelope::new(b"STRATAPL", "backup plan", 2);
+/// A running backup's lease under `leases/` (`backup::lease`): plaintext, no secret.
+pub const RUN_LEASE: Envelope = Envelope::new(b"STRATALS", "backup run lease", 1);
 /// A work unit's done record under `progress/` (`backup::resume`).
 pub const UNIT_RECORD: Envelope = Envelope::new(b"STRATAUR", "backup unit record", 1);
 /// A detached job's record in the system span (`records`). Version 1 was the 1-byte-version
@@ -80,6 +82,7 @@ pub(crate) const ALL: &[Envelope] = &[
     JOB_RECORD,
     SCHEDULE_RECORD,
     QUEUED_BACKUP,
+    RUN_LEASE,
 ];
 
 /// SHA-256 of bytes.

@@ -11,6 +11,8 @@
 //!       ENCRYPTION-INFO                 an encrypted chain's wrapped data keys (full backup only)
 //!       BACKUP-FILES                    an encrypted layer's data files, in plaintext, for checks
 //!       BACKUP-PLAN                     while running: the plan being run
+//!       leases/<run>                    while running: each run's lease, plaintext, refreshed
+//!                                       as it works (see "Abandoned runs" below)
 //!       progress/<plan>-<unit>-<writer> while running: each writer's record of a unit's files
 //!       BACKUP-CHECKPOINT               left by older strata while running (still read)
 //!       data/<plan>-<unit>-<writer>-<seq>.sst   the data files; <writer> is <run>-<token>:
@@ -22,6 +24,27 @@
 //!
 //! This module knows names and shapes only; what the files hold is the business of `format`,
 //! `crypto` and `backup`.
+//!
+//! # Abandoned runs
+//!
+//! A run that is killed and never comes back leaves its directory without a manifest. The next
+//! run of the same request from the same store resumes it (or, with another end time, removes it:
+//! it superseded it). Any other run is told apart from a run still going by the run's lease
+//! (`leases/<run>`, [`lease_path`]): a small plaintext record holding no secret (run id, source
+//! store id, when the run started and when it last refreshed it, as the source store's clock
+//! read them, and how long it may go without refreshing) that a run writes before its plan and
+//! refreshes as it reads its source, about six times per threshold. Every successful backup run
+//! into a collection (or a `BACKUP TO` location) then looks at every directory below it that has a
+//! plan, a legacy checkpoint or a lease and no manifest: when every lease there was last
+//! refreshed longer ago than the threshold (the larger of the looking run's and the lease's own;
+//! 30 minutes by default, see `BackupOptions::stale_after`), measured with its own source
+//! store's `now()`, the run is abandoned and its files go — without its key: the plan first (a
+//! run still alive finds it gone at its next refresh or at its commit, and stops), then its data
+//! files in every location, records, file list, checksum, the leases, and an `ENCRYPTION-INFO`
+//! once nothing else is left. A directory with a manifest is never touched. A run of an older
+//! strata (a plan and no lease) is judged by its plan's end time when the plan can be read (plain,
+//! or with the looking run's keys); otherwise it is left, and `SHOW BACKUP`, `SHOW BACKUPS` and
+//! `verify` keep reporting it as unfinished.
 
 use crate::error::{Error, Result};
 use crate::locality::Locations;
@@ -43,6 +66,8 @@ pub const PLAN_NAME: &str = "BACKUP-PLAN";
 pub const PROGRESS_DIR: &str = "progress";
 /// The single checkpoint older strata rewrote while a backup ran (read to resume such a run).
 pub const CHECKPOINT_NAME: &str = "BACKUP-CHECKPOINT";
+/// The directory of a running backup's leases: one plaintext file per run, named by its run id.
+pub const LEASES_DIR: &str = "leases";
 /// The file in a collection naming its newest full backup.
 pub const LATEST_NAME: &str = "LATEST";
 /// Where incremental layers appended to a backup directory live, below it.
@@ -68,6 +93,16 @@ pub fn writer_data_file_path(prefix: &str, unit: usize, tag: &str, seq: usize) -
 /// The prefix of every data file writer `tag` writes for unit `unit`.
 pub fn writer_files_prefix(prefix: &str, unit: usize, tag: &str) -> String {
     format!("{DATA_DIR}/{prefix}-{unit:06}-{tag}-")
+}
+
+/// The path of run `run`'s lease in its backup directory (`leases/<run>`).
+pub fn lease_path(run: &str) -> String {
+    format!("{LEASES_DIR}/{run}")
+}
+
+/// Whether `path` (relative to a backup directory) is a lease.
+pub fn is_lease(path: &str) -> bool {
+    path.strip_prefix(LEASES_DIR).and_then(|rest| rest.strip_prefix('/')).is_some_and(|run| !run.contains('/'))
 }
 
 /// The path of writer `tag`'s record of unit `unit` (its finished files, where it goes on).
@@ -221,8 +256,8 @@ pub async fn layer_dirs(full: &dyn ExternalStorage) -> Result<Vec<String>> {
     Ok(dirs)
 }
 
-/// The directories below `root` (and `root` itself, as `""`) where a run left a plan or a
-/// legacy checkpoint and no manifest: backups that were started and did not finish.
+/// The directories below `root` (and `root` itself, as `""`) where a run left a plan, a
+/// legacy checkpoint or a lease and no manifest: backups that were started and did not finish.
 pub async fn unfinished_dirs(root: &dyn ExternalStorage, prefix: &str) -> Result<Vec<String>> {
     let listed = root.list(prefix).await?;
     let has = |dir: &str, name: &str| {
@@ -232,7 +267,13 @@ pub async fn unfinished_dirs(root: &dyn ExternalStorage, prefix: &str) -> Result
     let mut out = Vec::new();
     for o in &listed {
         let (dir, name) = o.path.rsplit_once('/').unwrap_or(("", o.path.as_str()));
-        if (name == PLAN_NAME || name == CHECKPOINT_NAME) && !has(dir, MANIFEST_NAME) && !out.iter().any(|d| d == dir) {
+        let dir = match dir.rsplit_once('/') {
+            _ if name == PLAN_NAME || name == CHECKPOINT_NAME => dir,
+            Some((parent, LEASES_DIR)) => parent,
+            None if dir == LEASES_DIR => "",
+            _ => continue,
+        };
+        if !has(dir, MANIFEST_NAME) && !out.iter().any(|d| d == dir) {
             out.push(dir.to_string());
         }
     }
@@ -282,7 +323,8 @@ pub async fn remove_run_files(dir: &Locations, prefix: &str) -> Result<()> {
 
 /// Removes everything an unfinished backup left in its directory `dir`: the data files it
 /// names (`files`, removed from every location), every data file of its plan's prefix (in
-/// every location), its records, and a file list or manifest checksum without a manifest. Once
+/// every location), its records and leases, and a file list or manifest checksum without a
+/// manifest. Once
 /// nothing else is left, an `ENCRYPTION-INFO` it created goes too. A finished backup (with a
 /// manifest) is never touched.
 pub async fn remove_unfinished(dir: &Locations, prefix: Option<&str>, files: &[String]) -> Result<()> {
@@ -301,6 +343,9 @@ pub async fn remove_unfinished(dir: &Locations, prefix: Option<&str>, files: &[S
     }
     for name in [PLAN_NAME, CHECKPOINT_NAME, FILES_LIST_NAME, MANIFEST_CHECKSUM_NAME] {
         storage.delete(name).await?;
+    }
+    for o in storage.list(&format!("{LEASES_DIR}/")).await? {
+        storage.delete(&o.path).await?;
     }
     let rest = storage.list("").await?;
     if rest.iter().all(|o| o.path == ENCRYPTION_INFO_NAME) {
@@ -336,8 +381,9 @@ pub async fn read_latest(root: &dyn ExternalStorage) -> Result<String> {
 /// Why [`skipped_layers`] found a layer directory without a manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
-    /// It holds a run's plan, legacy checkpoint or done records: a backup running now, or one
-    /// that was killed and is resumed (or removed) by the next run of its statement.
+    /// It holds a run's plan, legacy checkpoint, done records or lease: a backup running now, or
+    /// one that was killed and is resumed by the next run of its statement, or removed by any
+    /// later run once its lease is stale (see "Abandoned runs" in the module docs).
     Unfinished,
     /// It holds data files, a manifest checksum or a file list but no run records: it looks
     /// finished, and its `BACKUP_MANIFEST` was lost or deleted.
@@ -367,7 +413,10 @@ pub async fn skipped_layers(full: &dyn ExternalStorage) -> Result<Vec<SkippedLay
     let mut out: Vec<(String, usize, bool, bool)> = Vec::new();
     for o in &listed {
         let in_subdir = |sub: &'static str| o.path.split_once(&format!("/{sub}/")).map(|(dir, _)| (dir, sub));
-        let (dir, name) = match in_subdir(DATA_DIR).or_else(|| in_subdir(PROGRESS_DIR)) {
+        let (dir, name) = match in_subdir(DATA_DIR)
+            .or_else(|| in_subdir(PROGRESS_DIR))
+            .or_else(|| in_subdir(LEASES_DIR))
+        {
             Some(found) => found,
             None => match o.path.rsplit_once('/') {
                 Some((dir, name)) if LAYER_FILES.contains(&name) || name == PLAN_NAME || name == CHECKPOINT_NAME => {
@@ -386,7 +435,7 @@ pub async fn skipped_layers(full: &dyn ExternalStorage) -> Result<Vec<SkippedLay
         let entry = &mut out[i];
         entry.1 += 1;
         entry.2 |= name == MANIFEST_NAME;
-        entry.3 |= name == PLAN_NAME || name == CHECKPOINT_NAME || name == PROGRESS_DIR;
+        entry.3 |= name == PLAN_NAME || name == CHECKPOINT_NAME || name == PROGRESS_DIR || name == LEASES_DIR;
     }
     out.sort();
     Ok(out

@@ -71,6 +71,9 @@ mod workqueue;
 
 pub use backup::identity::{ensure_store_id, store_id};
 pub use backup::job::{finish_backup_job, job_run_id, run_claimed_unit};
+pub use backup::lease::{
+    judge, read_leases, remove_abandoned_dir, remove_abandoned_runs, Liveness, RunLease, DEFAULT_STALE_AFTER,
+};
 pub use backup::plan::{
     describe_scope, expand_table_name, plan_backup, plan_full_backup, read_descriptor_history, resolve_targets,
     split_units, BackupPlan, BackupSpec, ExportTask, PlannedUnit,
@@ -105,6 +108,7 @@ pub use layout::{
     DATA_DIR, ENCRYPTION_INFO_NAME, FILES_LIST_NAME, INCREMENTALS_DIR, LATEST_NAME, MANIFEST_CHECKSUM_NAME,
     MANIFEST_NAME, PLAN_NAME, PROGRESS_DIR,
 };
+pub use layout::{lease_path, LEASES_DIR};
 pub use locality::{locality_of, open_locations, Locations, DEFAULT_LOCALITY, LOCALITY_PARAM};
 pub use manage::compact::{compact_chain, compact_in_collection, CompactOptions};
 pub use manage::copy::{copy_chain, copy_collection, CopyOptions, CopyReport};

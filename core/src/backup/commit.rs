@@ -5,7 +5,8 @@
 //!   done records ─▶ HEAD every file (size = what was hashed) ─▶ BACKUP-FILES (encrypted)
 //!     ─▶ BACKUP_MANIFEST (create-only: the commit point) ─▶ checksum
 //!     ─▶ the run's checks after the commit (else it is taken back)
-//!     ─▶ sweep: every other data file of the plan (fenced claims', killed uploads'), the records
+//!     ─▶ sweep: every other data file of the plan (fenced claims', killed uploads'), the records,
+//!        the leases
 //! ```
 
 use bytes::Bytes;
@@ -17,7 +18,8 @@ use crate::backup::unit::check_stored;
 use crate::error::{Error, Result, Status};
 use crate::format::manifest::{manifest_checksum, FileInfo, Manifest, Origin};
 use crate::layout::{
-    data_files_prefix, CHECKPOINT_NAME, FILES_LIST_NAME, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME, PLAN_NAME, PROGRESS_DIR,
+    data_files_prefix, CHECKPOINT_NAME, FILES_LIST_NAME, LEASES_DIR, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME, PLAN_NAME,
+    PROGRESS_DIR,
 };
 use crate::locality::Locations;
 use crate::storage::ExternalStorageExt;
@@ -154,4 +156,10 @@ pub(crate) async fn sweep(dir: &Locations, plan: &BackupPlan, manifest: &Manifes
     }
     let _ = storage.delete(PLAN_NAME).await;
     let _ = storage.delete(CHECKPOINT_NAME).await;
+    // The directory is a backup now: no run's lease is needed in it any more.
+    if let Ok(listed) = storage.list(&format!("{LEASES_DIR}/")).await {
+        for o in listed {
+            let _ = storage.delete(&o.path).await;
+        }
+    }
 }

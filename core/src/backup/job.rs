@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   creator:  queue.create_job(job, plan.units.len(), payload)        (the payload is the caller's)
-//!             claim_backup_dir(dir, plan, options.with_run_id(job_run_id(job)))
+//!             claim_backup_dir(source, dir, plan, options.with_run_id(job_run_id(job)))
 //!   worker:   lease = queue.register(name, ttl); keep it alive
 //!             while let Some(claim) = queue.claim(&lease, job):
 //!                 run_claimed_unit(queue, &claim, source, dir, plan, options)
@@ -21,6 +21,7 @@
 use bytes::Bytes;
 
 use crate::backup::commit::{commit, sweep, CommitChecks};
+use crate::backup::lease::Heartbeat;
 use crate::backup::plan::BackupPlan;
 use crate::backup::resume::{decode_unit_record, encode_unit_record, UnitRecord};
 use crate::backup::run::BackupOptions;
@@ -68,6 +69,10 @@ pub async fn run_claimed_unit(
             format!("unit {} is not in the plan ({} units)", claim.unit, plan.units.len()),
         ));
     }
+    // The job's lease, where its creator claimed the directory (see `claim_backup_dir`).
+    let run = job_run_id(&claim.job);
+    let heartbeat =
+        Heartbeat::new(dir.storage().clone(), &run, options.source_store.clone(), options.stale_after).joining();
     let writer = UnitWriter {
         source,
         dir,
@@ -76,6 +81,7 @@ pub async fn run_claimed_unit(
         unit: claim.unit as usize,
         tag: writer_tag(&job_run_id(&claim.job), claim.token),
         tally: None,
+        heartbeat: Some(&heartbeat),
     };
     let record = match writer.export(None).await {
         Ok(record) => record,

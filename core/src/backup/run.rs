@@ -12,10 +12,12 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::backup::commit::{commit, CommitChecks};
+use crate::backup::lease::{Heartbeat, DEFAULT_STALE_AFTER};
 use crate::backup::plan::BackupPlan;
 use crate::backup::resume::{
     best_records, encode_run_info, encode_unit_record, read_run, stored_run_info, RunInfo, UnitRecord,
@@ -65,6 +67,13 @@ pub struct BackupOptions {
     /// Whether the directory must be new: the run claims it create-only and fails clearly if
     /// another run (of another plan or store) claimed it first, instead of taking it over.
     pub new_directory: bool,
+    /// How long a run may go without refreshing its lease (`leases/<run>`, refreshed about six
+    /// times as often as it reads its source) before any later run into the collection takes
+    /// it for abandoned and removes its files; also how old a lease-less run of an older strata
+    /// must be (by its plan's end time). Default [`crate::DEFAULT_STALE_AFTER`], 30 minutes.
+    /// Measured with the source stores' clocks (`KvSource::now`): keep it far above their skew.
+    /// See "Abandoned runs" in `layout`'s docs.
+    pub stale_after: Duration,
 }
 
 impl Default for BackupOptions {
@@ -81,6 +90,7 @@ impl Default for BackupOptions {
             run_id: None,
             source_store: None,
             new_directory: false,
+            stale_after: DEFAULT_STALE_AFTER,
         }
     }
 }
@@ -136,6 +146,12 @@ impl BackupOptions {
         self.source_store = store;
         self
     }
+    /// Sets how long a run may go without refreshing its lease (see
+    /// [`BackupOptions::stale_after`]; at least one second).
+    pub fn with_stale_after(mut self, stale_after: Duration) -> Self {
+        self.stale_after = stale_after.max(Duration::from_secs(1));
+        self
+    }
     /// Sets whether the directory must be new (see [`BackupOptions::new_directory`]).
     pub fn with_new_directory(mut self, new: bool) -> Self {
         self.new_directory = new;
@@ -173,29 +189,52 @@ pub async fn run_backup(
     }
     check_gc_thresholds(source, plan).await?;
     let run = options.run_id.clone().unwrap_or_else(|| derived_run_id(plan));
-    let adopted = claim_dir(dir, plan, options, &run).await?;
-    match execute(source, dir, plan, options, &run, adopted).await {
+    // The lease first: a directory with a plan and no lease is an older strata's run.
+    let heartbeat = Heartbeat::new(dir.storage().clone(), &run, options.source_store.clone(), options.stale_after);
+    heartbeat.start(source).await?;
+    let adopted = match claim_dir(dir, plan, options, &run).await {
+        Ok(adopted) => adopted,
+        Err(e) => {
+            heartbeat.release().await;
+            return Err(e);
+        }
+    };
+    match execute(source, dir, plan, options, &run, adopted, &heartbeat).await {
         Ok(manifest) => Ok(manifest),
         Err(e) => {
             give_up(dir, plan, options, &run).await;
+            heartbeat.release().await;
             Err(e)
         }
     }
 }
 
-/// Claims `dir` for a backup of `plan` run as a shared job ([`crate::backup::job`]): writes its
-/// `BACKUP-PLAN` (create-only, with `options`' source store and run id — give the job's,
-/// [`crate::job_run_id`]), so a single-process run of another plan or store never takes the
+/// Claims `dir` for a backup of `plan` (read from `source`) run as a shared job
+/// ([`crate::backup::job`]): writes the job's lease (refreshed by its workers as they export
+/// units: a job no worker works on for longer than [`BackupOptions::stale_after`] is taken for
+/// abandoned by later runs into the collection) and its `BACKUP-PLAN` (create-only, with
+/// `options`' source store and run id — give the job's, [`crate::job_run_id`]), so a single-process run of another plan or store never takes the
 /// directory over, and one of the same plan and store joins the job's work instead of redoing it.
 /// Succeeds if the directory already holds this plan's claim from the same store (a creator
 /// retrying); with [`BackupOptions::new_directory`], fails clearly if another run claimed it.
 /// [`crate::finish_backup_job`] removes the claim once the manifest is written.
-pub async fn claim_backup_dir(dir: &Locations, plan: &BackupPlan, options: &BackupOptions) -> Result<()> {
+pub async fn claim_backup_dir(
+    source: &dyn KvSource,
+    dir: &Locations,
+    plan: &BackupPlan,
+    options: &BackupOptions,
+) -> Result<()> {
     if !plan.is_intact() {
         return Err(Error::invalid("backup plan", format!("its id {} does not match its content", plan.id)));
     }
     let run = options.run_id.clone().ok_or_else(|| Error::invalid("backup job", "its run id is not set"))?;
-    claim_dir(dir, plan, options, &run).await.map(drop)
+    let heartbeat = Heartbeat::new(dir.storage().clone(), &run, options.source_store.clone(), options.stale_after);
+    heartbeat.start(source).await?;
+    if let Err(e) = claim_dir(dir, plan, options, &run).await {
+        heartbeat.release().await;
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Fails unless every task reads at or above the source's GC threshold.
@@ -322,6 +361,7 @@ async fn execute(
     options: &BackupOptions,
     run: &str,
     adopted: Vec<(String, UnitRecord)>,
+    heartbeat: &Heartbeat,
 ) -> Result<Manifest> {
     let best = best_records(adopted.iter().map(|(_, r)| r));
     let mut from: Vec<Option<UnitRecord>> = vec![None; plan.units.len()];
@@ -358,6 +398,7 @@ async fn execute(
                         unit: claim.unit as usize,
                         tag: writer_tag(run, claim.token),
                         tally: Some(&tally),
+                        heartbeat: Some(heartbeat),
                     };
                     writer.export(start).await?
                 }

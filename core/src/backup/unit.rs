@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::maybe_done;
 
+use crate::backup::lease::Heartbeat;
 use crate::backup::plan::{BackupPlan, ExportTask};
 use crate::backup::resume::{encode_unit_record, UnitRecord};
 use crate::backup::run::BackupOptions;
@@ -102,6 +103,8 @@ pub(crate) struct UnitWriter<'a> {
     /// The writer's tag (see [`crate::layout::writer_tag`]).
     pub(crate) tag: String,
     pub(crate) tally: Option<&'a Tally>,
+    /// The run's lease, refreshed as pages are read (see [`crate::backup::lease`]).
+    pub(crate) heartbeat: Option<&'a Heartbeat>,
 }
 
 impl UnitWriter<'_> {
@@ -167,7 +170,15 @@ impl UnitWriter<'_> {
         let mut reading = Box::pin(maybe_done(next_page(self.source, request.clone(), use_changes, &options.cancel)));
         let mut uploading = None;
         loop {
-            let (page, use_changes) = match output(reading.as_mut()).await {
+            let read = match output(reading.as_mut()).await {
+                // The run is alive: its lease says so (and it stops if it lost its directory).
+                Ok(read) => match self.heartbeat {
+                    Some(heartbeat) => heartbeat.beat(self.source).await.map(|()| read),
+                    None => Ok(read),
+                },
+                Err(e) => Err(e),
+            };
+            let (page, use_changes) = match read {
                 Ok(read) => read,
                 Err(e) => {
                     // Let an upload in flight end before the caller deletes what was written, so

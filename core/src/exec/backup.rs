@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{source_dir, Context};
 use crate::backup::identity::ensure_store_id;
+use crate::backup::lease::remove_abandoned_runs;
 use crate::backup::plan::{plan_backup, read_descriptor_history, split_units, BackupPlan, BackupSpec};
 use crate::backup::resume::{find_unfinished, superseded_runs, RunKeys};
 use crate::backup::run::{new_run_id, run_backup, BackupOptions};
@@ -66,6 +67,9 @@ impl BackupService {
         let mut new_directory = false;
         // Where unfinished runs of this request that this run supersedes are looked for.
         let mut superseded: Option<(Locations, String, String)> = None;
+        // Where abandoned runs of any request or store are looked for once this run committed
+        // (the collection, or the `BACKUP TO` location), and this run's directory below it.
+        let collection: (Locations, String);
         let (dir, chain, shown_path) = match &b.destination {
             BackupDestination::To(uris) if !b.incremental_from.is_empty() => {
                 let dest = cx.open_uris(uris)?;
@@ -79,6 +83,7 @@ impl BackupService {
                     .collect::<Result<Vec<_>>>()?;
                 let chain = Chain::open_layers(layers, &cx.keyring, keys).await?;
                 let shown = dest.describe();
+                collection = (dest.clone(), String::new());
                 (dest, Some(chain), shown)
             }
             BackupDestination::To(uris) => {
@@ -88,9 +93,12 @@ impl BackupService {
                     let chain = Chain::open_dir(&dest, &cx.keyring, keys).await?;
                     let dir = layer_dir(end_time);
                     let shown = format!("{}/{dir}", dest.describe());
-                    (new_layer_dir(&dest, &dir).await?, Some(chain), shown)
+                    let layer = new_layer_dir(&dest, &dir).await?;
+                    collection = (dest, dir);
+                    (layer, Some(chain), shown)
                 } else {
                     let shown = dest.describe();
+                    collection = (dest.clone(), String::new());
                     (dest, None, shown)
                 }
             }
@@ -125,6 +133,7 @@ impl BackupService {
                 new_directory = resumed.is_none();
                 let layer = if resumed.is_some() { root.subdir(&dir) } else { new_layer_dir(&root, &dir).await? };
                 superseded = Some((root.clone(), String::new(), dir.clone()));
+                collection = (root.clone(), dir.clone());
                 latest = Some((root, format!("/{dir}")));
                 (layer, None, format!("/{dir}"))
             }
@@ -159,6 +168,7 @@ impl BackupService {
                 new_directory = resumed.is_none();
                 let layer = if resumed.is_some() { full.subdir(&dir) } else { new_layer_dir(&full, &dir).await? };
                 superseded = Some((full.clone(), prefix.clone(), dir.clone()));
+                collection = (cx.open_uris(uris)?, format!("{}/{dir}", full_dir.trim_matches('/')));
                 let shown = format!("/{}/{dir}", full_dir.trim_matches('/'));
                 (layer, Some(chain), shown)
             }
@@ -221,6 +231,15 @@ impl BackupService {
                 remove_abandoned(&root.subdir(&dir), &run).await?;
             }
         }
+        // Runs of any request, store or key abandoned in the collection (their lease not
+        // refreshed for longer than the threshold, by this store's clock): their files go.
+        let (root, keep) = collection;
+        let run_keys = match &chain {
+            Some(chain) => RunKeys::Codec(&chain.codec),
+            None => RunKeys::Unlock(&cx.keyring, keys),
+        };
+        let now = cx.store.now().await?;
+        remove_abandoned_runs(&root, &keep, now, self.options.stale_after, run_keys).await?;
         let mut r = QueryResult::new(&["status", "backup_type", "path", "end_time", "files", "rows", "bytes"]);
         r.push(vec![
             "succeeded".into(),
@@ -272,7 +291,7 @@ async fn free_dated_subdir(root: &Locations, end: Timestamp) -> Result<String> {
     )))
 }
 
-/// Removes an abandoned run's directory contents: its plan first (a run still alive sees it lost
+/// Removes a superseded run's directory contents: its plan first (a run still alive sees it lost
 /// the directory before it commits, or takes its commit back right after), then, unless it
 /// committed meanwhile, everything else it left (see [`crate::layout::remove_unfinished`]).
 async fn remove_abandoned(dir: &Locations, run: &crate::backup::resume::RunState) -> Result<()> {

@@ -263,9 +263,9 @@ fn two_stores_claiming_the_same_new_directory_at_once_get_a_clear_error() {
     let memory = MemoryOpener::default();
     let t = common_time(&[&kv1, &kv2]);
     let statement = format!("BACKUP DATABASE d INTO 'memory://c' AS OF SYSTEM TIME '{t}'");
-    // The first run has found its directory free and is about to claim it when the second run
-    // finds the same directory free too.
-    let (gate, release) = Gate::new(PLAN_NAME, 1);
+    // The first run has found its directory free and is about to claim it (its lease is the
+    // first thing it writes there) when the second run finds the same directory free too.
+    let (gate, release) = Gate::new("/leases/", 1);
     let first_exec = exec(&kv1, &memory, 5, Some(gate));
     let (gate, release_second) = Gate::new("/data/", 2);
     let second_exec = exec(&kv2, &memory, 6, Some(gate));

@@ -102,8 +102,8 @@ fn workers_share_a_job_and_a_fenced_worker_leaves_nothing() {
         queue.create_job(job, plan.units.len() as u32, payload.clone()).await.unwrap();
         // The creator claims the directory for the job (a retry of it is harmless).
         let claim_options = options().with_run_id(job_run_id(job)).with_new_directory(true);
-        claim_backup_dir(&dir, &plan, &claim_options).await.unwrap();
-        claim_backup_dir(&dir, &plan, &claim_options).await.unwrap();
+        claim_backup_dir(&kv, &dir, &plan, &claim_options).await.unwrap();
+        claim_backup_dir(&kv, &dir, &plan, &claim_options).await.unwrap();
         assert!(memory.size(PLAN_NAME).await.is_ok());
         let w1 = queue.register("w1", 10).await.unwrap();
         let w2 = queue.register("w2", 10).await.unwrap();
