@@ -18,6 +18,10 @@ mod collisions;
 // One backup's units shared by workers through a work queue, one of them fenced (issue 16 §3).
 #[path = "resume/shared_job.rs"]
 mod shared_job;
+// Abandoned runs of any statement, store or key removed by the next run once their lease is
+// stale; live runs and committed backups never (issue 13 §6).
+#[path = "resume/abandoned.rs"]
+mod abandoned;
 
 use async_trait::async_trait;
 use bytes::Bytes;

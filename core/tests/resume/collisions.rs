@@ -27,7 +27,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// Deterministic "randomness" for tests: SHA-256 of a seed and a counter (each store gets its
 /// own seed, so its ids differ from the other store's).
-fn entropy(seed: u64) -> Entropy {
+pub(crate) fn entropy(seed: u64) -> Entropy {
     let counter = AtomicU64::new(0);
     Entropy::new(move |buf| {
         for chunk in buf.chunks_mut(32) {
