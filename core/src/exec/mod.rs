@@ -116,8 +116,9 @@ impl Skipped {
                 self.name, self.layer.files
             ),
             SkipReason::Unfinished => format!(
-                "skipped the incremental layer {}: a backup run that has not finished (running, or killed and \
-                 resumed by the next run of its statement) left it without a {MANIFEST_NAME}",
+                "skipped the incremental layer {}: a backup run that has not finished (running, or killed: \
+                 resumed by the next run of its statement, or removed by a later run once its lease is stale) \
+                 left it without a {MANIFEST_NAME}",
                 self.name
             ),
         }
