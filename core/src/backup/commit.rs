@@ -18,8 +18,8 @@ use crate::backup::unit::check_stored;
 use crate::error::{Error, Result, Status};
 use crate::format::manifest::{manifest_checksum, FileInfo, Manifest, Origin};
 use crate::layout::{
-    data_files_prefix, CHECKPOINT_NAME, FILES_LIST_NAME, LEASES_DIR, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME, PLAN_NAME,
-    PROGRESS_DIR,
+    data_files_prefix, CHECKPOINT_NAME, ENCRYPTION_INFO_NAME, FILES_LIST_NAME, LEASES_DIR, MANIFEST_CHECKSUM_NAME,
+    MANIFEST_NAME, PLAN_NAME, PROGRESS_DIR,
 };
 use crate::locality::Locations;
 use crate::storage::ExternalStorageExt;
@@ -71,6 +71,13 @@ async fn still_valid(dir: &Locations, plan: &BackupPlan, options: &BackupOptions
                 storage.describe()
             )));
         }
+    }
+    if options.require_encryption_info && storage.size(ENCRYPTION_INFO_NAME).await.is_err() {
+        return Err(Error::Precondition(format!(
+            "{}/{ENCRYPTION_INFO_NAME} is gone (removed with an abandoned run's files?): this encrypted backup \
+             could not be opened, so it does not commit; run the backup again",
+            storage.describe()
+        )));
     }
     for record in &checks.adopted {
         if storage.size(record).await.is_err() {

@@ -337,8 +337,10 @@ pub async fn remove_abandoned_dir(
     }
     storage.delete(FILES_LIST_NAME).await?;
     storage.delete(MANIFEST_CHECKSUM_NAME).await?;
-    for o in storage.list(&format!("{LEASES_DIR}/")).await? {
-        storage.delete(&o.path).await?;
+    // Only the leases judged: one written since is a run's that just came (it keeps the
+    // ENCRYPTION-INFO, and its commit fails on the files it finds gone).
+    for path in seen {
+        storage.delete(path).await?;
     }
     let rest = storage.list("").await?;
     if rest.len() == 1 && rest[0].path == ENCRYPTION_INFO_NAME {

@@ -74,6 +74,10 @@ pub struct BackupOptions {
     /// Measured with the source stores' clocks (`KvSource::now`): keep it far above their skew.
     /// See "Abandoned runs" in `layout`'s docs.
     pub stale_after: Duration,
+    /// Whether the run commits only while its directory holds an `ENCRYPTION-INFO` (checked
+    /// before and after the manifest is written): an encrypted full backup's, which another run
+    /// may remove with an abandoned run's files. The executor sets it for such backups.
+    pub require_encryption_info: bool,
 }
 
 impl Default for BackupOptions {
@@ -91,6 +95,7 @@ impl Default for BackupOptions {
             source_store: None,
             new_directory: false,
             stale_after: DEFAULT_STALE_AFTER,
+            require_encryption_info: false,
         }
     }
 }
@@ -150,6 +155,12 @@ impl BackupOptions {
     /// [`BackupOptions::stale_after`]; at least one second).
     pub fn with_stale_after(mut self, stale_after: Duration) -> Self {
         self.stale_after = stale_after.max(Duration::from_secs(1));
+        self
+    }
+    /// Sets whether the run needs its directory's `ENCRYPTION-INFO` to commit (see
+    /// [`BackupOptions::require_encryption_info`]).
+    pub fn with_require_encryption_info(mut self, required: bool) -> Self {
+        self.require_encryption_info = required;
         self
     }
     /// Sets whether the directory must be new (see [`BackupOptions::new_directory`]).

@@ -201,7 +201,8 @@ impl BackupService {
             .clone()
             .with_codec(codec.clone())
             .with_source_store(store.clone())
-            .with_new_directory(new_directory);
+            .with_new_directory(new_directory)
+            .with_require_encryption_info(chain.is_none() && codec.is_encrypted());
         if let Some(run_id) = run_id {
             options = options.with_run_id(run_id);
         }

@@ -308,3 +308,26 @@ fn a_run_without_a_lease_is_judged_by_its_plan_if_it_can_be_read() {
     let found = problems(&e2);
     assert!(found.iter().all(|p| p.contains(&sealed)) && !found.is_empty(), "{found:?}");
 }
+
+#[test]
+fn an_encrypted_full_backup_whose_encryption_info_went_does_not_commit() {
+    // What a run that came back to a directory another run was cleaning could see: its
+    // ENCRYPTION-INFO removed while it ran. Committing then would make a backup nobody can open.
+    let clock = TestClock::new();
+    let s1 = source(&clock, 1);
+    let memory = MemoryOpener::default();
+    let (stops, mut senders) = Stops::at(&[3]);
+    let e1 = exec(&s1, &memory, 1, Some(stops));
+    let result = block_on(async {
+        let mut a = Box::pin(e1.execute("BACKUP DATABASE d INTO 'memory://c' WITH encryption_passphrase = 'K1'"));
+        assert!(futures::poll!(a.as_mut()).is_pending(), "A should stop at its 3rd file");
+        let dir = killed_dir(&list_files(&memory).await);
+        let root = memory.open("memory://c").unwrap();
+        root.delete(&format!("{dir}/ENCRYPTION-INFO")).await.unwrap();
+        senders.remove(0).send(()).unwrap();
+        a.await
+    });
+    let err = result.expect_err("no encrypted backup without its ENCRYPTION-INFO").to_string();
+    assert!(err.contains("ENCRYPTION-INFO is gone"), "{err}");
+    assert!(!files(&memory).keys().any(|p| p.ends_with(MANIFEST_NAME)));
+}
