@@ -9,6 +9,7 @@
 //!
 //! Not part of the stable API: the names and the list follow the formats.
 
+use crate::backup::lease::RunLease;
 use crate::backup::plan::BackupPlan;
 use crate::backup::resume::{CheckpointV1, UnitRecord, PLAN_FORMAT, UNIT_RECORD_FORMAT};
 use crate::catalog::Descriptor;
@@ -39,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("job_record", job_record),
     ("schedule_record", schedule_record),
     ("descriptor", descriptor),
+    ("run_lease", run_lease),
 ];
 
 /// The key [`encrypted_file`] opens files with, and the path they are sealed for.
@@ -204,6 +206,13 @@ pub fn schedule_record(data: &[u8]) {
 pub fn descriptor(data: &[u8]) {
     if let Ok(d) = Descriptor::decode(data) {
         assert_eq!(Descriptor::decode(&d.encode()).expect("re-encodes"), d);
+    }
+}
+
+/// A running backup's lease under `leases/` (plaintext): what decodes re-encodes to itself.
+pub fn run_lease(data: &[u8]) {
+    if let Ok(lease) = RunLease::decode(data, "fuzz/leases/run") {
+        assert_eq!(RunLease::decode(&lease.encode(), "fuzz/leases/run").expect("re-encodes"), lease);
     }
 }
 

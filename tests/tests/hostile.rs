@@ -747,6 +747,15 @@ fn write_seed_corpora() {
             &strata_core::fuzzing::seal_for_fuzzing(&text, chunk),
         );
     }
+    // A run's lease, as a run writes it.
+    let lease = strata_core::RunLease {
+        run: "0123456789abcdef".into(),
+        store: Some("fedcba9876543210".into()),
+        started: Timestamp::new(1_700_000_000_000_000_000, 0),
+        refreshed: Timestamp::new(1_700_000_300_000_000_000, 2),
+        stale_after_secs: 1800,
+    };
+    write_seed(&mut corpus, "run_lease", "written", &lease.encode());
     // The committed fixtures of older versions.
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures");
     for (file, target) in [

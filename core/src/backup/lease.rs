@@ -382,6 +382,21 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_lease_of_version_1_still_decodes() {
+        // The fuzz corpus seed is the format's fixture: version 1 as written.
+        let committed = include_bytes!("../../../fuzz/corpus/run_lease/written");
+        let lease = RunLease {
+            run: "0123456789abcdef".into(),
+            store: Some("fedcba9876543210".into()),
+            started: Timestamp { wall: 1_700_000_000_000_000_000, logical: 0 },
+            refreshed: Timestamp { wall: 1_700_000_300_000_000_000, logical: 2 },
+            stale_after_secs: 1800,
+        };
+        assert_eq!(RunLease::decode(committed, "fixture").unwrap(), lease);
+        assert_eq!(lease.encode(), committed);
+    }
+
+    #[test]
     fn a_lease_round_trips_and_holds_what_it_says() {
         let l = RunLease { store: Some("s1".into()), ..lease(5, 60) };
         assert_eq!(RunLease::decode(&l.encode(), "x").unwrap(), l);
