@@ -125,11 +125,24 @@ pub fn judge(
 }
 
 /// A run's lease, kept fresh as the run works.
+/// See [`Heartbeat::beat`].
+struct Pacing {
+    pages: u64,
+    stride: u64,
+    read: Timestamp,
+}
+
+/// The most pages between two reads of the source's clock.
+const MAX_STRIDE: u64 = 64;
+
 pub(crate) struct Heartbeat {
     storage: Arc<dyn ExternalStorage>,
     lease: Mutex<RunLease>,
     /// Nanoseconds between refreshes.
     every: u64,
+    /// How often the source's clock is read: every `stride`-th page, and when it was read last
+    /// (a clock read may cost a round trip, or a write: etcd's ticks its clock).
+    pacing: Mutex<Pacing>,
     /// A shared job's worker: it refreshes the job's lease where the job claimed its directory,
     /// and has nothing to keep alive where it did not (a queued job's directory has no plan).
     joined: bool,
@@ -152,7 +165,8 @@ impl Heartbeat {
             stale_after_secs: stale_after.as_secs().max(1),
         };
         let every = u64::try_from(stale_after.as_nanos() / 6).unwrap_or(u64::MAX);
-        Heartbeat { storage, lease: Mutex::new(lease), every, joined: false }
+        let pacing = Mutex::new(Pacing { pages: 0, stride: 1, read: Timestamp::ZERO });
+        Heartbeat { storage, lease: Mutex::new(lease), every, pacing, joined: false }
     }
 
     /// [`Heartbeat::new`] for a worker of a shared job (see [`Heartbeat::joined`]).
@@ -184,9 +198,32 @@ impl Heartbeat {
     /// Refreshes the lease if it is due (the source's time): fails, so the run stops before it
     /// commits, if the lease or the directory's plan is gone (another run took this one for
     /// abandoned and removed it).
+    ///
+    /// Called once per page read. It reads the source's clock only every `stride`-th page: the
+    /// stride doubles (up to 64) while reads come less than an eighth of the refresh interval
+    /// apart, and halves once they come more than half of it apart, so a fast run reads the
+    /// clock a few times per interval and a slow one every page.
     pub(crate) async fn beat(&self, source: &dyn KvSource) -> Result<()> {
+        {
+            let mut pacing = self.pacing.lock().unwrap_or_else(|e| e.into_inner());
+            pacing.pages += 1;
+            if pacing.pages < pacing.stride {
+                return Ok(());
+            }
+            pacing.pages = 0;
+        }
         let mut lease = self.lease();
         let now = source.now().await?;
+        {
+            let mut pacing = self.pacing.lock().unwrap_or_else(|e| e.into_inner());
+            let since = now.wall.saturating_sub(pacing.read.wall.max(lease.refreshed.wall));
+            if since < self.every / 8 {
+                pacing.stride = (pacing.stride * 2).min(MAX_STRIDE);
+            } else if since > self.every / 2 {
+                pacing.stride = (pacing.stride / 2).max(1);
+            }
+            pacing.read = now;
+        }
         if now.wall < lease.refreshed.wall.saturating_add(self.every) {
             return Ok(());
         }
