@@ -306,7 +306,8 @@ pub async fn forget_plan(
         let running = dir.as_str() > newest
             || d.size(PLAN_NAME).await.is_ok()
             || d.size(layout::CHECKPOINT_NAME).await.is_ok()
-            || !d.list(&format!("{PROGRESS_DIR}/")).await?.is_empty();
+            || !d.list(&format!("{PROGRESS_DIR}/")).await?.is_empty()
+            || !d.list(&format!("{}/", layout::LEASES_DIR)).await?.is_empty();
         if !running {
             plan.leftovers.push(dir);
         }
