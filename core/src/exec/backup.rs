@@ -239,9 +239,19 @@ impl BackupService {
             Some(chain) => RunKeys::Codec(&chain.codec),
             None => RunKeys::Unlock(&cx.keyring, keys),
         };
-        let now = cx.store.now().await?;
-        remove_abandoned_runs(&root, &keep, now, self.options.stale_after, run_keys).await?;
+        // This backup is committed whatever happens here: a failure is a notice, not an error.
+        let cleanup = match cx.store.now().await {
+            Ok(now) => remove_abandoned_runs(&root, &keep, now, self.options.stale_after, run_keys).await,
+            Err(e) => Err(e),
+        };
         let mut r = QueryResult::new(&["status", "backup_type", "path", "end_time", "files", "rows", "bytes"]);
+        if let Err(e) = cleanup {
+            r.notices.push(format!(
+                "the backup succeeded, but abandoned runs in {} were not all removed ({e}); the next backup \
+                 there tries again",
+                root.describe()
+            ));
+        }
         r.push(vec![
             "succeeded".into(),
             if manifest.is_full() { "full" } else { "incremental" }.into(),

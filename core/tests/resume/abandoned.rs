@@ -331,3 +331,47 @@ fn an_encrypted_full_backup_whose_encryption_info_went_does_not_commit() {
     assert!(err.contains("ENCRYPTION-INFO is gone"), "{err}");
     assert!(!files(&memory).keys().any(|p| p.ends_with(MANIFEST_NAME)));
 }
+
+/// Fails every delete of a path containing `pattern`.
+struct FailDeletes(&'static str);
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Hook for FailDeletes {
+    async fn before(&self, call: Call, path: &str) -> Result<()> {
+        if matches!(call, Call::Delete) && path.contains(self.0) {
+            return Err(strata_core::Error::Storage {
+                path: path.to_string(),
+                message: "permission denied".into(),
+                status: strata_core::Status::Permanent,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_backup_that_cannot_remove_an_abandoned_run_still_succeeds_and_says_so() {
+    let clock = TestClock::new();
+    let (s1, s2) = (source(&clock, 1), source(&clock, 2));
+    let memory = MemoryOpener::default();
+    let (stops, _never) = Stops::at(&[4]);
+    kill_at_fourth_file(&exec(&s1, &memory, 1, Some(stops)), "BACKUP DATABASE d INTO 'memory://c'");
+    let killed = killed_dir(&files(&memory));
+    clock.advance_minutes(31);
+    let opener = Arc::new(HookedOpener { inner: memory.clone(), hook: Arc::new(FailDeletes("/data/")) });
+    let e2 = Executor::new(Arc::new(s2.clone()), opener)
+        .with_entropy(crate::collisions::entropy(2))
+        .with_backup_options(BackupOptions::default().with_target_file_size(2048).with_page_bytes(1024));
+    let r = block_on(e2.execute("BACKUP TABLE d.a INTO 'memory://c'")).expect("the backup itself succeeded");
+    assert_eq!(r.get(0, "status").unwrap().to_string(), "succeeded");
+    assert!(
+        r.notices.iter().any(|n| n.contains("abandoned runs") && n.contains("permission denied")),
+        "{:?}",
+        r.notices
+    );
+    // Its plan went first: the next run with working deletes finishes the job.
+    assert!(!below(&files(&memory), &killed).is_empty());
+    block_on(exec(&s2, &memory, 3, None).execute("BACKUP TABLE d.a INTO 'memory://c'")).unwrap();
+    assert!(below(&files(&memory), &killed).is_empty(), "{:?}", below(&files(&memory), &killed).keys());
+}
