@@ -67,9 +67,9 @@ pub struct BackupOptions {
     /// Whether the directory must be new: the run claims it create-only and fails clearly if
     /// another run (of another plan or store) claimed it first, instead of taking it over.
     pub new_directory: bool,
-    /// How long a run may go without refreshing its lease (`leases/<run>`, refreshed about six
-    /// times as often as it reads its source) before any later run into the collection takes
-    /// it for abandoned and removes its files; also how old a lease-less run of an older strata
+    /// How long a run may go without refreshing its lease (`leases/<run>`, which it refreshes
+    /// about six times per this span as it reads its source) before any later run into the
+    /// collection takes it for abandoned and removes its files; also how old a lease-less run of an older strata
     /// must be (by its plan's end time). Default [`crate::DEFAULT_STALE_AFTER`], 30 minutes.
     /// Measured with the source stores' clocks (`KvSource::now`): keep it far above their skew.
     /// See "Abandoned runs" in `layout`'s docs.
@@ -224,11 +224,12 @@ pub async fn run_backup(
 /// ([`crate::backup::job`]): writes the job's lease (refreshed by its workers as they export
 /// units: a job no worker works on for longer than [`BackupOptions::stale_after`] is taken for
 /// abandoned by later runs into the collection) and its `BACKUP-PLAN` (create-only, with
-/// `options`' source store and run id — give the job's, [`crate::job_run_id`]), so a single-process run of another plan or store never takes the
-/// directory over, and one of the same plan and store joins the job's work instead of redoing it.
-/// Succeeds if the directory already holds this plan's claim from the same store (a creator
-/// retrying); with [`BackupOptions::new_directory`], fails clearly if another run claimed it.
-/// [`crate::finish_backup_job`] removes the claim once the manifest is written.
+/// `options`' source store and run id — give the job's, [`crate::job_run_id`]), so a
+/// single-process run of another plan or store never takes the directory over, and one of the
+/// same plan and store joins the job's work instead of redoing it. Succeeds if the directory
+/// already holds this plan's claim from the same store (a creator retrying); with
+/// [`BackupOptions::new_directory`], fails clearly if another run claimed it.
+/// [`crate::finish_backup_job`] removes the claim (and the lease) once the manifest is written.
 pub async fn claim_backup_dir(
     source: &dyn KvSource,
     dir: &Locations,
