@@ -1,5 +1,5 @@
 //! Each error of incremental backups and point-in-time restore: its kind, and that it names the
-//! right thing.
+//! right thing; and the options each statement's form refuses (`statement_options`).
 
 use std::sync::Arc;
 
@@ -7,6 +7,9 @@ use futures::executor::block_on;
 use strata_core::{keys, Error, Executor, KvSource, MemKv, MemoryOpener, Timestamp};
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
+
+#[path = "incremental_errors/statement_options.rs"]
+mod statement_options;
 
 struct Env {
     kv: MemKv,
