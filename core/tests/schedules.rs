@@ -562,3 +562,23 @@ fn schedules_hold_references_and_say_what_must_be_present_when_they_run() {
         exec.execute("SHOW BACKUP LATEST IN 'memory://s' WITH encryption_passphrase = 'pass phrase'").await.unwrap();
     });
 }
+
+/// As CockroachDB: a collection that already holds backups (another schedule's, maybe of other
+/// targets) takes a new schedule only with `ignore_existing_backups`.
+#[test]
+fn a_collection_with_backups_needs_ignore_existing_backups() {
+    let sim = Sim::new(at(2026, 7, 1, 10, 0));
+    sim.sql(&format!("BACKUP DATABASE bank INTO '{URI}'"));
+    let statement = format!("CREATE SCHEDULE s FOR BACKUP INTO '{URI}' RECURRING '@daily'");
+    let err = block_on(sim.exec.execute(&statement)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "backups already created in {URI}; to ignore existing backups, the schedule can be created with the \
+             'ignore_existing_backups' option"
+        )
+    );
+    assert!(sim.schedule_column("id").is_empty());
+    let created = sim.sql(&format!("{statement} WITH SCHEDULE OPTIONS ignore_existing_backups"));
+    assert_eq!(created.rows.len(), 2);
+}

@@ -132,10 +132,27 @@ impl ScheduleService {
             return Ok(out);
         }
         // Check the collection opens and the statement plans before storing anything.
-        if let crate::sql::BackupDestination::Into { uris, .. } = &stmt.backup.destination {
-            cx.open_uris(uris)?;
-        }
+        let root = match &stmt.backup.destination {
+            crate::sql::BackupDestination::Into { uris, .. } => Some(cx.open_uris(uris)?),
+            crate::sql::BackupDestination::To(_) => None,
+        };
         let n = plan_schedules(stmt, &label, now, 1)?.len() as u64;
+        if let Some(root) = root {
+            // As CockroachDB: a collection that holds backups may hold another schedule's, of other
+            // targets; the user says they know with `ignore_existing_backups`.
+            let ignore = stmt.schedule_options.iter().any(|(k, _)| k == "ignore_existing_backups");
+            match crate::storage::ExternalStorageExt::size(root.storage().as_ref(), crate::layout::LATEST_NAME).await {
+                Ok(_) if !ignore => {
+                    return Err(Error::Precondition(format!(
+                        "backups already created in {}; to ignore existing backups, the schedule can be created \
+                         with the 'ignore_existing_backups' option",
+                        root.describe()
+                    )))
+                }
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let first = self.records.allocate_ids(store, n).await?;
         let schedules = plan_schedules(stmt, &label, now, first)?;
         self.save(store, &schedules.iter().collect::<Vec<_>>()).await?;
