@@ -582,3 +582,18 @@ fn a_collection_with_backups_needs_ignore_existing_backups() {
     let created = sim.sql(&format!("{statement} WITH SCHEDULE OPTIONS ignore_existing_backups"));
     assert_eq!(created.rows.len(), 2);
 }
+
+/// `WITH detached`, as CockroachDB prints a schedule's statement, is taken: every run is the
+/// schedule's job, run by the scheduler.
+#[test]
+fn detached_in_create_schedule_is_taken() {
+    let start = at(2026, 7, 1, 10, 0);
+    let mut sim = Sim::new(start);
+    let created =
+        sim.sql("CREATE SCHEDULE d FOR BACKUP INTO 'memory://det' WITH detached RECURRING '@daily' FULL BACKUP ALWAYS");
+    assert_eq!(created.get(0, "backup_stmt").unwrap().to_string(), "BACKUP INTO 'memory://det' WITH detached");
+    let (ok, other) = sim.run(start, start + DAY, HOUR);
+    assert!(other.is_empty(), "{other:?}");
+    assert_eq!(ok, vec![(show(at(2026, 7, 2, 0, 0)), BackupKind::Full)]);
+    assert!(sim.sql("SHOW JOBS").rows.is_empty());
+}
