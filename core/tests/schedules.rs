@@ -597,3 +597,38 @@ fn detached_in_create_schedule_is_taken() {
     assert_eq!(ok, vec![(show(at(2026, 7, 2, 0, 0)), BackupKind::Full)]);
     assert!(sim.sql("SHOW JOBS").rows.is_empty());
 }
+
+/// Fails the size check of every LATEST: a collection strata cannot read at creation (its
+/// credentials may be references only the running process reads).
+struct UnreadableLatest;
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Hook for UnreadableLatest {
+    async fn before(&self, call: Call, path: &str) -> Result<()> {
+        if matches!(call, Call::Size) && path.ends_with("LATEST") {
+            return Err(Error::Storage {
+                path: path.into(),
+                message: "403 Forbidden".into(),
+                status: Status::Permanent,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_collection_that_cannot_be_checked_takes_the_schedule_with_a_notice() {
+    let opener = Arc::new(HookedOpener { inner: MemoryOpener::default(), hook: Arc::new(UnreadableLatest) });
+    let exec = Executor::new(Arc::new(MemKv::new()), opener);
+    let created =
+        block_on(exec.execute("CREATE SCHEDULE s FOR BACKUP INTO 'memory://denied' RECURRING '@daily'")).unwrap();
+    assert_eq!(created.rows.len(), 2);
+    assert_eq!(created.notices.len(), 1, "{:?}", created.notices);
+    assert!(
+        created.notices[0].starts_with("could not check whether memory://denied holds backups: ")
+            && created.notices[0].ends_with("403 Forbidden"),
+        "{:?}",
+        created.notices
+    );
+}

@@ -137,6 +137,7 @@ impl ScheduleService {
             crate::sql::BackupDestination::To(_) => None,
         };
         let n = plan_schedules(stmt, &label, now, 1)?.len() as u64;
+        let mut unchecked = None;
         if let Some(root) = root {
             // As CockroachDB: a collection that holds backups may hold another schedule's, of other
             // targets; the user says they know with `ignore_existing_backups`.
@@ -150,7 +151,9 @@ impl ScheduleService {
                     )))
                 }
                 Ok(_) | Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
+                // The credentials may be references only the process running the schedule reads
+                // (see `crate::secrets`): the schedule is created, saying what was not checked.
+                Err(e) => unchecked = Some(format!("could not check whether {} holds backups: {e}", root.describe())),
             }
         }
         let first = self.records.allocate_ids(store, n).await?;
@@ -173,6 +176,7 @@ impl ScheduleService {
                 Statement::Backup(backup).to_string().into(),
             ]);
         }
+        out.notices.extend(unchecked);
         if !required.is_empty() {
             out.notices.push(format!(
                 "the schedule's runs read {} when they start: each must be present in the process that runs them",
