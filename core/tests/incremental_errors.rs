@@ -325,6 +325,17 @@ fn incrementals_with_other_targets_are_refused_naming_them() {
         );
         let err = e.fail("BACKUP TABLE d.t, d.v INTO LATEST IN 'memory://n'").await;
         assert!(err.to_string().ends_with("that one covers tables d.t, this one tables d.t, d.v"), "{err}");
+        // The same names, new objects.
+        e.run("DROP DATABASE d CASCADE").await;
+        e.run("CREATE DATABASE d").await;
+        let err = e.fail("BACKUP TABLE d.* INTO LATEST IN 'memory://c'").await;
+        assert!(
+            err.to_string().ends_with(
+                "that one covers tables d.*, this one tables d.* (objects of the same names, dropped and created \
+                 again since)"
+            ),
+            "{err}"
+        );
     });
 }
 

@@ -499,10 +499,11 @@ fn check_extends(
     end: Timestamp,
 ) -> Result<()> {
     if &prev.scope != scope {
+        let (was, is) = (describe_scope(&prev.scope, &prev.catalog()), describe_scope(scope, catalog));
+        let again = if was == is { " (objects of the same names, dropped and created again since)" } else { "" };
         return Err(Error::Precondition(format!(
-            "an incremental backup must have the same targets as the backup it extends: that one covers {}, this one {}",
-            describe_scope(&prev.scope, &prev.catalog()),
-            describe_scope(scope, catalog)
+            "an incremental backup must have the same targets as the backup it extends: that one covers {was}, \
+             this one {is}{again}"
         )));
     }
     if prev.mvcc_filter != filter {
