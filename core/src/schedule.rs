@@ -283,9 +283,6 @@ pub fn plan_schedules(stmt: &CreateScheduleStmt, label: &str, now: u64, first_id
     if stmt.backup.as_of.is_some() || !stmt.backup.incremental_from.is_empty() {
         return Err(Error::invalid("CREATE SCHEDULE", "AS OF SYSTEM TIME and INCREMENTAL FROM cannot be scheduled"));
     }
-    if stmt.backup.options.detached {
-        return Err(Error::invalid("CREATE SCHEDULE", "scheduled backups always run as jobs; drop WITH detached"));
-    }
     let options = ScheduleOptions::parse(&stmt.schedule_options, now)?;
     let parse = |text: &str| CronExpr::parse(text);
     let recurring: Option<CronExpr> = match &stmt.recurring {
@@ -313,6 +310,9 @@ pub fn plan_schedules(stmt: &CreateScheduleStmt, label: &str, now: u64, first_id
     let base = |id: u64, kind: BackupKind, cron: Option<&CronExpr>, subdir: Option<Subdir>| {
         let mut backup = stmt.backup.clone();
         backup.destination = BackupDestination::Into { subdir, uris: uris.clone() };
+        // Every run is a job of the schedule's (CockroachDB prints its statement `WITH detached`,
+        // and takes `WITH detached` in CREATE SCHEDULE): the scheduler runs it, it queues none.
+        backup.options.detached = false;
         Schedule {
             id,
             label: label.to_string(),

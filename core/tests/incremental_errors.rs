@@ -1,5 +1,5 @@
 //! Each error of incremental backups and point-in-time restore: its kind, and that it names the
-//! right thing.
+//! right thing; and the options each statement's form refuses (`statement_options`).
 
 use std::sync::Arc;
 
@@ -7,6 +7,9 @@ use futures::executor::block_on;
 use strata_core::{keys, Error, Executor, KvSource, MemKv, MemoryOpener, Timestamp};
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
+
+#[path = "incremental_errors/statement_options.rs"]
+mod statement_options;
 
 struct Env {
     kv: MemKv,
@@ -251,5 +254,104 @@ fn a_layer_without_its_manifest_is_reported_to_library_users() {
         let inc1_end = inc1.rows.last().unwrap()[4].to_string();
         assert_eq!(restored.get(0, "as_of").unwrap().to_string(), inc1_end);
         assert!(show.notices[0].ends_with(&format!("without it the chain ends at {inc1_end}")), "{:?}", show.notices);
+    });
+}
+
+/// The rows of `db.table` in `kv`, as (key, value) strings.
+async fn rows_of(x: &Executor, kv: &MemKv, db: &str, table: &str) -> Vec<(String, String)> {
+    let id = x.table_id(db, table, None).await.unwrap();
+    let prefix = keys::table_key(id, b"").len();
+    kv.view_at(&keys::table_span(id), Timestamp::MAX)
+        .into_iter()
+        .map(|(k, v)| (String::from_utf8_lossy(&k[prefix..]).into(), String::from_utf8_lossy(&v).into()))
+        .collect()
+}
+
+/// CockroachDB's TestBackupRestoreIncrementalAddTable: a `db.*` target covers the tables its
+/// database has at each backup (none at first is fine), so an incremental picks up a table
+/// created since and the chain restores it.
+#[test]
+fn db_star_targets_back_up_empty_databases_and_pick_up_new_tables() {
+    block_on(async {
+        let e = env();
+        e.setup().await;
+        e.run("CREATE DATABASE e").await;
+        let r = e.run("BACKUP TABLE e.* INTO 'memory://empty'").await;
+        assert_eq!(r.get(0, "rows").unwrap().to_string(), "0", "{r:?}");
+        e.run("BACKUP TABLE d.*, e.* INTO 'memory://c'").await;
+        e.put("t", "a", "after").await;
+        e.run("CREATE TABLE e.u").await;
+        let u = e.exec.table_id("e", "u", None).await.unwrap();
+        e.kv.write_sync(vec![(keys::table_key(u, b"x"), Some(b"new".to_vec()))]);
+        let r = e.run("BACKUP TABLE d.*, e.* INTO LATEST IN 'memory://c'").await;
+        assert_eq!(r.get(0, "backup_type").unwrap().to_string(), "incremental", "{r:?}");
+        let r = e.run("BACKUP TABLE e.* INTO LATEST IN 'memory://empty'").await;
+        assert_eq!(r.get(0, "backup_type").unwrap().to_string(), "incremental", "{r:?}");
+
+        for (from, dbs) in [("memory://c", &["d", "e"][..]), ("memory://empty", &["e"][..])] {
+            let kv = MemKv::new();
+            let x = Executor::new(Arc::new(kv.clone()), Arc::new(e.opener.clone()));
+            let targets: Vec<String> = dbs.iter().map(|d| format!("{d}.*")).collect();
+            for d in dbs {
+                x.execute(&format!("CREATE DATABASE {d}")).await.unwrap();
+            }
+            x.execute(&format!("RESTORE TABLE {} FROM LATEST IN '{from}'", targets.join(", "))).await.unwrap();
+            assert_eq!(rows_of(&x, &kv, "e", "u").await, vec![("x".to_string(), "new".to_string())], "{from}");
+            if dbs.contains(&"d") {
+                assert_eq!(rows_of(&x, &kv, "d", "t").await, vec![("a".to_string(), "after".to_string())]);
+            }
+        }
+    });
+}
+
+/// CockroachDB's TestBackupRestoreIncrementalAddTableMissing: a database that the full backup
+/// did not cover completely cannot join in an incremental; the error names every object by name.
+#[test]
+fn incrementals_with_other_targets_are_refused_naming_them() {
+    block_on(async {
+        let e = env();
+        e.setup().await;
+        e.run("CREATE DATABASE e").await;
+        e.run("BACKUP TABLE d.* INTO 'memory://c'").await;
+        e.run("BACKUP TABLE d.t INTO 'memory://n'").await;
+        e.run("CREATE TABLE e.u").await;
+        e.run("CREATE TABLE d.v").await;
+        let err = e.fail("BACKUP TABLE d.*, e.* INTO LATEST IN 'memory://c'").await;
+        assert!(matches!(err, Error::Precondition(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "an incremental backup must have the same targets as the backup it extends: that one covers \
+             tables d.*, this one tables d.*, e.*"
+        );
+        let err = e.fail("BACKUP TABLE d.t, d.v INTO LATEST IN 'memory://n'").await;
+        assert!(err.to_string().ends_with("that one covers tables d.t, this one tables d.t, d.v"), "{err}");
+        // The same names, new objects.
+        e.run("DROP DATABASE d CASCADE").await;
+        e.run("CREATE DATABASE d").await;
+        let err = e.fail("BACKUP TABLE d.* INTO LATEST IN 'memory://c'").await;
+        assert!(
+            err.to_string().ends_with(
+                "that one covers tables d.*, this one tables d.* (objects of the same names, dropped and created \
+                 again since)"
+            ),
+            "{err}"
+        );
+    });
+}
+
+/// Chains begun by strata builds that listed a `db.*` target's tables one by one (as `TABLE
+/// d.t` is listed today) are extended in that form while the database keeps the same tables.
+#[test]
+fn a_db_star_chain_listing_its_tables_is_extended() {
+    block_on(async {
+        let e = env();
+        e.setup().await;
+        e.run("BACKUP TABLE d.t TO 'memory://old'").await;
+        e.put("t", "a", "2").await;
+        let r = e.run("BACKUP TABLE d.* TO 'memory://old'").await;
+        assert_eq!(r.get(0, "backup_type").unwrap().to_string(), "incremental", "{r:?}");
+        e.run("CREATE TABLE d.v").await;
+        let err = e.fail("BACKUP TABLE d.* TO 'memory://old'").await;
+        assert!(err.to_string().ends_with("that one covers tables d.t, this one tables d.*"), "{err}");
     });
 }

@@ -28,6 +28,8 @@ enum Scope {
     Cluster,
     Database(String),
     Table(String, String),
+    /// `TABLE db.*`: the database's tables at each backup, none at all included.
+    AllTables(String),
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +60,7 @@ fn targets_sql(scope: &Scope) -> String {
         Scope::Cluster => String::new(),
         Scope::Database(d) => format!("DATABASE {d} "),
         Scope::Table(d, t) => format!("TABLE {d}.{t} "),
+        Scope::AllTables(d) => format!("TABLE {d}.* "),
     }
 }
 
@@ -65,7 +68,7 @@ fn targets_sql(scope: &Scope) -> String {
 fn scope_ids(catalog: &Catalog, scope: &Scope) -> Option<Vec<u32>> {
     match scope {
         Scope::Cluster => Some(Vec::new()),
-        Scope::Database(d) => catalog.database(d).map(|db| vec![db.id]),
+        Scope::Database(d) | Scope::AllTables(d) => catalog.database(d).map(|db| vec![db.id]),
         Scope::Table(d, t) => catalog.table(d, t).map(|t| vec![t.id]),
     }
 }
@@ -74,7 +77,7 @@ fn scope_ids(catalog: &Catalog, scope: &Scope) -> Option<Vec<u32>> {
 fn view(kv: &MemKv, catalog: &Catalog, scope: &Scope, ts: Timestamp) -> BTreeMap<String, common::Rows> {
     common::logical_view(kv, catalog, ts, |db, t| match scope {
         Scope::Cluster => true,
-        Scope::Database(d) => db == d,
+        Scope::Database(d) | Scope::AllTables(d) => db == d,
         Scope::Table(d, n) => db == d && &t.name == n,
     })
 }
@@ -168,9 +171,10 @@ impl Model {
     }
 
     async fn full_backup(&mut self, db: &str, table: &str) {
-        let scope = match self.rng.below(4) {
+        let scope = match self.rng.below(5) {
             0 => Scope::Cluster,
             1 => Scope::Table(db.into(), table.into()),
+            2 => Scope::AllTables(db.into()),
             _ => Scope::Database(db.into()),
         };
         let catalog = self.catalog().await;
@@ -248,6 +252,10 @@ impl Model {
                 texec.execute(&format!("CREATE DATABASE {d}")).await.unwrap();
                 format!("RESTORE TABLE {d}.{n} FROM {from} AS OF SYSTEM TIME {t}")
             }
+            Scope::AllTables(d) => {
+                texec.execute(&format!("CREATE DATABASE {d}")).await.unwrap();
+                format!("RESTORE TABLE {d}.* FROM {from} AS OF SYSTEM TIME {t}")
+            }
         }
     }
 
@@ -270,6 +278,14 @@ impl Model {
         match texec.execute(&stmt).await {
             Ok(_) => assert!(resolves, "{stmt} succeeded, but its targets did not exist at {t}"),
             Err(Error::NotFound { .. }) if !resolves => return,
+            // `RESTORE TABLE db.*` of a time the database had no tables: nothing to restore.
+            Err(Error::NotFound { .. })
+                if matches!(&chain.scope, Scope::AllTables(d)
+                    if view(&self.source, &source_catalog, &chain.scope, t).is_empty()
+                        && source_catalog.database(d).is_some_and(|db| source_catalog.tables_in(db.id).next().is_none())) =>
+            {
+                return
+            }
             Err(e) => panic!("{stmt} failed: {e}"),
         }
         let expected = view(&self.source, &source_catalog, &chain.scope, t);

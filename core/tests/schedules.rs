@@ -145,7 +145,10 @@ fn daily_incrementals_with_weekly_fulls_over_three_months() {
     let start = at(2026, 1, 1, 10, 0);
     let mut sim = Sim::new(start);
     let created = sim.sql(&format!("CREATE SCHEDULE nightly FOR BACKUP DATABASE bank INTO '{URI}' RECURRING '@daily'"));
-    assert_eq!(created.columns, ["schedule_id", "label", "status", "first_run", "schedule", "backup_stmt", "requires"]);
+    // CockroachDB's columns and forms (its CREATE SCHEDULE FOR BACKUP page): a paused schedule's
+    // first run is NULL, a time is a TIMESTAMPTZ, and each run is a detached job.
+    assert_eq!(created.columns, ["schedule_id", "name", "status", "first_run", "schedule", "backup_stmt"]);
+    assert!(created.notices.is_empty(), "{:?}", created.notices);
     let rows: Vec<Vec<String>> =
         created.rows.iter().map(|r| r.iter().map(|v| v.to_string()).collect()).collect::<Vec<_>>();
     assert_eq!(
@@ -155,19 +158,17 @@ fn daily_incrementals_with_weekly_fulls_over_three_months() {
                 "1".to_string(),
                 "nightly".into(),
                 "PAUSED: Waiting for initial backup to complete".into(),
-                "2026-01-02 00:00:00.000000".into(),
+                "NULL".into(),
                 "@daily".into(),
-                format!("BACKUP DATABASE bank INTO LATEST IN '{URI}'"),
-                String::new(),
+                format!("BACKUP DATABASE bank INTO LATEST IN '{URI}' WITH detached"),
             ],
             vec![
                 "2".to_string(),
                 "nightly".into(),
                 "ACTIVE".into(),
-                show(start) + ":00.000000",
+                show(start) + ":00+00:00",
                 "@weekly".into(),
-                format!("BACKUP DATABASE bank INTO '{URI}'"),
-                String::new(),
+                format!("BACKUP DATABASE bank INTO '{URI}' WITH detached"),
             ],
         ]
     );
@@ -241,7 +242,7 @@ fn full_backup_always_makes_every_run_full() {
     let created =
         sim.sql(&format!("CREATE SCHEDULE f FOR BACKUP INTO '{URI}' RECURRING '0 2 * * *' FULL BACKUP ALWAYS"));
     assert_eq!(created.rows.len(), 1);
-    assert_eq!(created.get(0, "first_run").unwrap().to_string(), "2026-02-11 02:00:00.000000");
+    assert_eq!(created.get(0, "first_run").unwrap().to_string(), "2026-02-11 02:00:00+00:00");
     let (ok, other) = sim.run(start, start + 10 * DAY, HOUR);
     assert!(other.is_empty(), "{other:?}");
     let times: Vec<u64> = (0..10).map(|d| at(2026, 2, 11, 2, 0) + d * DAY).collect();
@@ -264,7 +265,7 @@ fn first_run_delays_the_full_and_the_incrementals_wait_for_it() {
         "CREATE SCHEDULE h FOR BACKUP TABLE bank.accounts INTO '{URI}' RECURRING '@hourly' \
          WITH SCHEDULE OPTIONS first_run = '2026-03-03 12:00:00'"
     ));
-    assert_eq!(created.get(1, "first_run").unwrap().to_string(), "2026-03-03 12:00:00.000000");
+    assert_eq!(created.get(1, "first_run").unwrap().to_string(), "2026-03-03 12:00:00+00:00");
     assert_eq!(created.get(1, "schedule").unwrap().to_string(), "@daily");
     // Nothing runs before first_run: the incremental waits for the first full.
     let (ok, other) = sim.run(start, at(2026, 3, 3, 12, 0), 10 * MINUTE);
@@ -536,14 +537,15 @@ fn schedules_hold_references_and_say_what_must_be_present_when_they_run() {
             .await
             .unwrap();
         assert_eq!(
-            created.get(0, "requires").unwrap().to_string(),
-            "environment variable BACKUP_PASS, environment variable S3_KEY"
+            created.notices,
+            ["the schedule's runs read environment variable BACKUP_PASS, environment variable S3_KEY when they \
+              start: each must be present in the process that runs them"]
         );
         assert!(created
             .get(0, "backup_stmt")
             .unwrap()
             .to_string()
-            .contains("encryption_passphrase_env = 'BACKUP_PASS'"));
+            .ends_with("WITH encryption_passphrase_env = 'BACKUP_PASS', detached"));
         // Run where the environment lacks the passphrase: the run fails naming it.
         let now = Timestamp::from_nanos(at(2026, 1, 2, 0, 0));
         let runs = exec.run_due_schedules(now).await.unwrap();
@@ -559,4 +561,74 @@ fn schedules_hold_references_and_say_what_must_be_present_when_they_run() {
         assert!(e.contains("encrypted"), "{e}");
         exec.execute("SHOW BACKUP LATEST IN 'memory://s' WITH encryption_passphrase = 'pass phrase'").await.unwrap();
     });
+}
+
+/// As CockroachDB: a collection that already holds backups (another schedule's, maybe of other
+/// targets) takes a new schedule only with `ignore_existing_backups`.
+#[test]
+fn a_collection_with_backups_needs_ignore_existing_backups() {
+    let sim = Sim::new(at(2026, 7, 1, 10, 0));
+    sim.sql(&format!("BACKUP DATABASE bank INTO '{URI}'"));
+    let statement = format!("CREATE SCHEDULE s FOR BACKUP INTO '{URI}' RECURRING '@daily'");
+    let err = block_on(sim.exec.execute(&statement)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "backups already created in {URI}; to ignore existing backups, the schedule can be created with the \
+             'ignore_existing_backups' option"
+        )
+    );
+    assert!(sim.schedule_column("id").is_empty());
+    let created = sim.sql(&format!("{statement} WITH SCHEDULE OPTIONS ignore_existing_backups"));
+    assert_eq!(created.rows.len(), 2);
+}
+
+/// `WITH detached`, as CockroachDB prints a schedule's statement, is taken: every run is the
+/// schedule's job, run by the scheduler.
+#[test]
+fn detached_in_create_schedule_is_taken() {
+    let start = at(2026, 7, 1, 10, 0);
+    let mut sim = Sim::new(start);
+    let created =
+        sim.sql("CREATE SCHEDULE d FOR BACKUP INTO 'memory://det' WITH detached RECURRING '@daily' FULL BACKUP ALWAYS");
+    assert_eq!(created.get(0, "backup_stmt").unwrap().to_string(), "BACKUP INTO 'memory://det' WITH detached");
+    let (ok, other) = sim.run(start, start + DAY, HOUR);
+    assert!(other.is_empty(), "{other:?}");
+    assert_eq!(ok, vec![(show(at(2026, 7, 2, 0, 0)), BackupKind::Full)]);
+    assert!(sim.sql("SHOW JOBS").rows.is_empty());
+}
+
+/// Fails the size check of every LATEST: a collection strata cannot read at creation (its
+/// credentials may be references only the running process reads).
+struct UnreadableLatest;
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Hook for UnreadableLatest {
+    async fn before(&self, call: Call, path: &str) -> Result<()> {
+        if matches!(call, Call::Size) && path.ends_with("LATEST") {
+            return Err(Error::Storage {
+                path: path.into(),
+                message: "403 Forbidden".into(),
+                status: Status::Permanent,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_collection_that_cannot_be_checked_takes_the_schedule_with_a_notice() {
+    let opener = Arc::new(HookedOpener { inner: MemoryOpener::default(), hook: Arc::new(UnreadableLatest) });
+    let exec = Executor::new(Arc::new(MemKv::new()), opener);
+    let created =
+        block_on(exec.execute("CREATE SCHEDULE s FOR BACKUP INTO 'memory://denied' RECURRING '@daily'")).unwrap();
+    assert_eq!(created.rows.len(), 2);
+    assert_eq!(created.notices.len(), 1, "{:?}", created.notices);
+    assert!(
+        created.notices[0].starts_with("could not check whether memory://denied holds backups: ")
+            && created.notices[0].ends_with("403 Forbidden"),
+        "{:?}",
+        created.notices
+    );
 }

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, DescId, Descriptor};
+use crate::catalog::{Catalog, DescId, Descriptor, TableDescriptor};
 use crate::error::{Error, Result};
 use crate::format::manifest::{sha256, BackupScope, DescriptorRevision, Manifest};
 use crate::keys;
@@ -236,15 +236,33 @@ pub fn resolve_targets(catalog: &Catalog, targets: &Targets) -> Result<(BackupSc
             Ok((BackupScope::Databases(ids), descs))
         }
         Targets::Tables(names) => {
+            // A `db.*` target is held by its database's id: the tables it covers are those the
+            // database has at each backup's time.
+            let mut scope_ids: Vec<DescId> = Vec::new();
             let mut table_ids: Vec<DescId> = Vec::new();
+            let mut db_ids: Vec<DescId> = Vec::new();
             for name in names {
-                for t in expand_table_name(catalog, name)? {
+                let (id, tables) = match (&name.database, name.table.as_str()) {
+                    (Some(db), "*") => {
+                        let db = catalog.require_database(db)?;
+                        db_ids.push(db.id);
+                        (db.id, catalog.tables_in(db.id).map(|t| t.id).collect())
+                    }
+                    _ => {
+                        let ids = expand_table_name(catalog, name)?;
+                        (ids[0], ids)
+                    }
+                };
+                if !scope_ids.contains(&id) {
+                    scope_ids.push(id);
+                }
+                for t in tables {
                     if !table_ids.contains(&t) {
                         table_ids.push(t);
                     }
                 }
             }
-            let mut db_ids: Vec<DescId> = table_ids.iter().map(|t| catalog.tables[t].parent_id).collect();
+            db_ids.extend(table_ids.iter().map(|t| catalog.tables[t].parent_id));
             db_ids.sort_unstable();
             db_ids.dedup();
             let descs = db_ids
@@ -252,8 +270,32 @@ pub fn resolve_targets(catalog: &Catalog, targets: &Targets) -> Result<(BackupSc
                 .filter_map(|id| catalog.databases.get(id).cloned().map(Descriptor::Database))
                 .chain(table_ids.iter().map(|id| Descriptor::Table(catalog.tables[id].clone())))
                 .collect();
-            Ok((BackupScope::Tables(table_ids), descs))
+            Ok((BackupScope::Tables(scope_ids), descs))
         }
+    }
+}
+
+/// The scope strata before `db.*` targets were held by their database gave `targets`: each
+/// `db.*` listed as its tables. An incremental extending such a chain keeps its form.
+fn listed_tables_scope(catalog: &Catalog, targets: &Targets) -> Option<BackupScope> {
+    let Targets::Tables(names) = targets else { return None };
+    let mut ids: Vec<DescId> = Vec::new();
+    for name in names {
+        for t in expand_table_name(catalog, name).ok()? {
+            if !ids.contains(&t) {
+                ids.push(t);
+            }
+        }
+    }
+    Some(BackupScope::Tables(ids))
+}
+
+/// Whether `scope` covers table `t` (by its id, its database's id for `DATABASE` and `db.*`).
+fn scope_has_table(scope: &BackupScope, t: &TableDescriptor) -> bool {
+    match scope {
+        BackupScope::Cluster => true,
+        BackupScope::Databases(ids) => ids.contains(&t.parent_id),
+        BackupScope::Tables(ids) => ids.contains(&t.id) || ids.contains(&t.parent_id),
     }
 }
 
@@ -324,7 +366,7 @@ fn revisions_in_scope(
         .iter()
         .chain(history.iter().filter_map(|r| r.descriptor.as_ref()))
         .filter_map(|d| match (d, scope) {
-            (Descriptor::Table(t), BackupScope::Tables(tables)) if tables.contains(&t.id) => Some(t.parent_id),
+            (Descriptor::Table(t), BackupScope::Tables(_)) if scope_has_table(scope, t) => Some(t.parent_id),
             _ => None,
         })
         .collect();
@@ -334,8 +376,10 @@ fn revisions_in_scope(
             (_, BackupScope::Cluster) => true,
             (Some(Descriptor::Database(d)), BackupScope::Databases(dbs)) => dbs.contains(&d.id),
             (Some(Descriptor::Table(t)), BackupScope::Databases(dbs)) => dbs.contains(&t.parent_id),
-            (Some(Descriptor::Table(t)), BackupScope::Tables(tables)) => tables.contains(&t.id),
-            (Some(Descriptor::Database(d)), BackupScope::Tables(_)) => table_parents.contains(&d.id),
+            (Some(Descriptor::Table(t)), BackupScope::Tables(_)) => scope_has_table(scope, t),
+            (Some(Descriptor::Database(d)), BackupScope::Tables(ids)) => {
+                ids.contains(&d.id) || table_parents.contains(&d.id)
+            }
             (None, _) => ids.contains(&r.id),
         };
         if keep {
@@ -362,7 +406,13 @@ pub fn plan_backup(
     gc_threshold: Timestamp,
     dependencies: Vec<String>,
 ) -> Result<BackupPlan> {
-    let (scope, descriptors) = resolve_targets(catalog, &spec.targets)?;
+    let (mut scope, descriptors) = resolve_targets(catalog, &spec.targets)?;
+    if let Some(prev) = previous.filter(|p| p.scope != scope) {
+        // A chain of `db.*` targets begun by an older strata lists their tables one by one.
+        if let Some(listed) = listed_tables_scope(catalog, &spec.targets).filter(|l| *l == prev.scope) {
+            scope = listed;
+        }
+    }
     let is_full_cluster = scope == BackupScope::Cluster;
     let filter = if spec.revision_history { MvccFilter::AllRevisions } else { MvccFilter::Latest };
     let known = previous.map(|p| p.descriptors.clone()).unwrap_or_default();
@@ -389,7 +439,7 @@ pub fn plan_backup(
             (Timestamp::ZERO, base)
         }
         Some(prev) => {
-            check_extends(prev, &scope, filter, end)?;
+            check_extends(prev, &scope, catalog, filter, end)?;
             let start = prev.end_time;
             let covered = SpanSet::from_spans(prev.spans.iter().cloned());
             for span in &spans {
@@ -441,12 +491,19 @@ pub fn plan_full_backup(
     plan_backup(catalog, &spec, None, &[], Timestamp::ZERO, Vec::new())
 }
 
-fn check_extends(prev: &Manifest, scope: &BackupScope, filter: MvccFilter, end: Timestamp) -> Result<()> {
+fn check_extends(
+    prev: &Manifest,
+    scope: &BackupScope,
+    catalog: &Catalog,
+    filter: MvccFilter,
+    end: Timestamp,
+) -> Result<()> {
     if &prev.scope != scope {
+        let (was, is) = (describe_scope(&prev.scope, &prev.catalog()), describe_scope(scope, catalog));
+        let again = if was == is { " (objects of the same names, dropped and created again since)" } else { "" };
         return Err(Error::Precondition(format!(
-            "an incremental backup must have the same targets as the backup it extends: that one covers {}, this one {}",
-            describe_scope(&prev.scope, &prev.catalog()),
-            describe_scope(scope, &prev.catalog())
+            "an incremental backup must have the same targets as the backup it extends: that one covers {was}, \
+             this one {is}{again}"
         )));
     }
     if prev.mvcc_filter != filter {
@@ -466,20 +523,25 @@ fn check_extends(prev: &Manifest, scope: &BackupScope, filter: MvccFilter, end: 
     Ok(())
 }
 
-/// A scope in words: `the whole cluster`, `database bank`, `tables bank.accounts, …`.
+/// A scope in words: `the whole cluster`, `database bank`, `tables bank.accounts, shop.*, …`,
+/// each object by name as `catalog` (of the scope's backup) knows it.
 pub fn describe_scope(scope: &BackupScope, catalog: &Catalog) -> String {
-    let name = |id: &DescId| {
-        catalog
-            .databases
-            .get(id)
-            .map(|d| d.name.clone())
-            .or_else(|| catalog.tables.get(id).map(|t| format!("{}.{}", catalog.database_name(t.parent_id), t.name)))
-            .unwrap_or_else(|| format!("#{id}"))
+    let name = |id: &DescId, db_suffix: &str| {
+        if let Some(d) = catalog.databases.get(id) {
+            return format!("{}{db_suffix}", d.name);
+        }
+        match catalog.tables.get(id) {
+            Some(t) => format!("{}.{}", catalog.database_name(t.parent_id), t.name),
+            // Not in the catalog the scope was resolved with: no name to give.
+            None => format!("an object no longer in the catalog (descriptor id {id})"),
+        }
     };
+    let names =
+        |ids: &[DescId], db_suffix: &str| ids.iter().map(|id| name(id, db_suffix)).collect::<Vec<_>>().join(", ");
     match scope {
         BackupScope::Cluster => "the whole cluster".into(),
-        BackupScope::Databases(ids) => format!("database {}", ids.iter().map(name).collect::<Vec<_>>().join(", ")),
-        BackupScope::Tables(ids) => format!("tables {}", ids.iter().map(name).collect::<Vec<_>>().join(", ")),
+        BackupScope::Databases(ids) => format!("database {}", names(ids, "")),
+        BackupScope::Tables(ids) => format!("tables {}", names(ids, ".*")),
     }
 }
 

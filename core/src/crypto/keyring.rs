@@ -89,7 +89,7 @@ impl<'a> KeyRequest<'a> {
 
     pub(crate) fn check(&self) -> Result<()> {
         if self.passphrase.is_some() && !self.kms.is_empty() {
-            return Err(Error::invalid("encryption options", "give encryption_passphrase or kms, not both"));
+            return Err(Error::invalid("encryption options", crate::sql::BOTH_PASSPHRASE_AND_KMS));
         }
         if self.passphrase == Some("") {
             return Err(Error::invalid("encryption_passphrase", "the passphrase is empty"));

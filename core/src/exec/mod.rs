@@ -286,6 +286,7 @@ impl Executor {
     pub async fn execute_statement(&self, stmt: &Statement) -> Result<QueryResult> {
         let cx = &self.cx;
         let store = cx.store.as_ref();
+        sql::check_options(stmt)?;
         match stmt {
             Statement::Backup(b) if b.options.detached => {
                 check_destination(cx, b)?;

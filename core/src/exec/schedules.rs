@@ -56,6 +56,21 @@ pub struct ScheduledRun {
     pub outcome: RunOutcome,
 }
 
+/// A time as CockroachDB prints a `TIMESTAMPTZ` in UTC: `2020-09-11 00:00:00+00:00`, with
+/// microseconds only when there are some (`2020-09-10 16:52:17.280821+00:00`).
+fn timestamptz(t: Option<u64>) -> Value {
+    t.map(|t| {
+        let c = Timestamp::from_nanos(t).civil();
+        let micros = c.nanos / 1000;
+        let fraction = if micros == 0 { String::new() } else { format!(".{micros:06}").trim_end_matches('0').into() };
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{fraction}+00:00",
+            c.year, c.month, c.day, c.hour, c.minute, c.second
+        )
+    })
+    .into()
+}
+
 fn civil(t: Option<u64>) -> Value {
     t.map(|t| Timestamp::from_nanos(t).to_civil_string()).into()
 }
@@ -89,8 +104,8 @@ impl ScheduleService {
     }
 
     /// `CREATE SCHEDULE`: plans the schedule (or the full and incremental pair) and stores it.
-    /// Its statement must refer to its secrets, not hold them (see `crate::secrets`); the
-    /// `requires` column says what must be present when it runs.
+    /// Its statement must refer to its secrets, not hold them (see `crate::secrets`); a notice
+    /// says what must be present when it runs. The result has CockroachDB's columns.
     pub(super) async fn create(&self, cx: &Context, stmt: &CreateScheduleStmt) -> Result<QueryResult> {
         let store = cx.store.as_ref();
         let (_, typed) = without_secrets(&stmt.backup);
@@ -107,9 +122,9 @@ impl ScheduleService {
                 ),
             ));
         }
-        let requires = required_sources(&stmt.backup).iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
-        let mut out =
-            QueryResult::new(&["schedule_id", "label", "status", "first_run", "schedule", "backup_stmt", "requires"]);
+        let required: Vec<String> = required_sources(&stmt.backup).iter().map(|s| s.to_string()).collect();
+        // CockroachDB's columns (its CREATE SCHEDULE FOR BACKUP page).
+        let mut out = QueryResult::new(&["schedule_id", "name", "status", "first_run", "schedule", "backup_stmt"]);
         let now = store.now().await?.wall;
         let label = stmt.label.clone().unwrap_or_else(|| format!("BACKUP {}", now / 1_000_000_000));
         let existing = self.all(store).await?;
@@ -117,10 +132,30 @@ impl ScheduleService {
             return Ok(out);
         }
         // Check the collection opens and the statement plans before storing anything.
-        if let crate::sql::BackupDestination::Into { uris, .. } = &stmt.backup.destination {
-            cx.open_uris(uris)?;
-        }
+        let root = match &stmt.backup.destination {
+            crate::sql::BackupDestination::Into { uris, .. } => Some(cx.open_uris(uris)?),
+            crate::sql::BackupDestination::To(_) => None,
+        };
         let n = plan_schedules(stmt, &label, now, 1)?.len() as u64;
+        let mut unchecked = None;
+        if let Some(root) = root {
+            // As CockroachDB: a collection that holds backups may hold another schedule's, of other
+            // targets; the user says they know with `ignore_existing_backups`.
+            let ignore = stmt.schedule_options.iter().any(|(k, _)| k == "ignore_existing_backups");
+            match crate::storage::ExternalStorageExt::size(root.storage().as_ref(), crate::layout::LATEST_NAME).await {
+                Ok(_) if !ignore => {
+                    return Err(Error::Precondition(format!(
+                        "backups already created in {}; to ignore existing backups, the schedule can be created \
+                         with the 'ignore_existing_backups' option",
+                        root.describe()
+                    )))
+                }
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                // The credentials may be references only the process running the schedule reads
+                // (see `crate::secrets`): the schedule is created, saying what was not checked.
+                Err(e) => unchecked = Some(format!("could not check whether {} holds backups: {e}", root.describe())),
+            }
+        }
         let first = self.records.allocate_ids(store, n).await?;
         let schedules = plan_schedules(stmt, &label, now, first)?;
         self.save(store, &schedules.iter().collect::<Vec<_>>()).await?;
@@ -129,15 +164,24 @@ impl ScheduleService {
                 Some(m) if s.paused => format!("PAUSED: {m}"),
                 _ => s.state().to_string(),
             };
+            // Each run is a job of its own, as `WITH detached` says (how the scheduler runs it).
+            let mut backup = s.backup.clone();
+            backup.options.detached = true;
             out.push(vec![
                 s.id.into(),
                 s.label.clone().into(),
                 status.into(),
-                civil(s.next_run),
+                if s.paused { Value::Null } else { timestamptz(s.next_run) },
                 s.recurrence().to_string().into(),
-                Statement::Backup(s.backup.clone()).to_string().into(),
-                requires.clone().into(),
+                Statement::Backup(backup).to_string().into(),
             ]);
+        }
+        out.notices.extend(unchecked);
+        if !required.is_empty() {
+            out.notices.push(format!(
+                "the schedule's runs read {} when they start: each must be present in the process that runs them",
+                required.join(", ")
+            ));
         }
         Ok(out)
     }
@@ -305,5 +349,22 @@ impl ScheduleService {
             }
         }
         Ok(forgotten)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn first_run_prints_as_cockroachdb_prints_a_timestamptz() {
+        let t = |s: &str| Timestamp::parse_as_of(s, Timestamp::ZERO).unwrap().wall;
+        let shown = |nanos: u64| timestamptz(Some(nanos)).to_string();
+        assert_eq!(shown(t("2020-09-11 00:00:00")), "2020-09-11 00:00:00+00:00");
+        assert_eq!(shown(t("2020-09-10 16:52:17") + 280_821_000), "2020-09-10 16:52:17.280821+00:00");
+        assert_eq!(shown(t("2020-09-10 16:52:17") + 250_000_999), "2020-09-10 16:52:17.25+00:00");
+        assert_eq!(timestamptz(None), Value::Null);
     }
 }

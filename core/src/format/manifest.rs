@@ -29,7 +29,10 @@ pub enum BackupScope {
     Cluster,
     /// These databases (ids at backup time) with all their tables.
     Databases(Vec<DescId>),
-    /// These tables (ids at backup time).
+    /// These tables (ids at backup time); a database's id among them stands for a `db.*`
+    /// target: every table of that database, those created later included (so an incremental
+    /// picks them up, as CockroachDB's does). Backups by earlier strata builds list a `db.*`
+    /// target's tables one by one; an incremental extending one keeps that form.
     Tables(Vec<DescId>),
 }
 

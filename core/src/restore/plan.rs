@@ -14,7 +14,7 @@ use crate::format::manifest::FileInfo;
 use crate::keys;
 use crate::layout::MANIFEST_NAME;
 use crate::span::{Span, SpanSet};
-use crate::sql::{RestoreStmtOptions, Targets};
+use crate::sql::{check_restore_options, RestoreStmtOptions, Targets};
 use crate::timestamp::Timestamp;
 
 /// A database the restore creates.
@@ -107,6 +107,7 @@ pub fn prepare_restore<'a>(
     targets: &Targets,
     options: &RestoreStmtOptions,
 ) -> Result<RestoreSelection<'a>> {
+    check_restore_options(targets, options)?;
     let last = chain.last().ok_or_else(|| Error::not_found("backup", "an empty list of layers"))?;
     let t = as_of.unwrap_or(last.end_time);
     let layers = layers_for(&chain.layers, t)?;
@@ -135,9 +136,6 @@ pub fn prepare_restore<'a>(
             }
         }
         Targets::Databases(names) => {
-            if options.new_db_name.is_some() && names.len() != 1 {
-                return Err(Error::invalid("new_db_name", "can only be used when restoring a single database"));
-            }
             for name in names {
                 let db = backup.database(name).ok_or_else(|| Error::not_found("database in backup", name.clone()))?;
                 let new_name = options.new_db_name.clone().unwrap_or_else(|| name.clone());
@@ -151,9 +149,6 @@ pub fn prepare_restore<'a>(
             }
         }
         Targets::Tables(names) => {
-            if options.new_db_name.is_some() {
-                return Err(Error::invalid("new_db_name", "is only valid with RESTORE DATABASE"));
-            }
             for name in names {
                 let ids = expand_table_name(&backup, name).map_err(|e| match e {
                     Error::NotFound { what, name } => Error::NotFound { what: format!("{what} in backup"), name },

@@ -27,6 +27,9 @@ mod lexer;
 mod parser;
 #[cfg(test)]
 mod round_trip;
+mod validate;
 
 pub use ast::*;
 pub use parser::parse;
+pub(crate) use validate::BOTH_PASSPHRASE_AND_KMS;
+pub use validate::{check_options, check_restore_options};

@@ -63,7 +63,12 @@ fn schedule_run_forgets_after_each_scheduled_backup() {
     sql(&store, "BACKUP DATABASE bank INTO 'nodelocal://1/c'").ok();
     strata(&store, &["put", "bank.accounts", "k", "v"]).ok();
     sql(&store, "BACKUP DATABASE bank INTO LATEST IN 'nodelocal://1/c'").ok();
-    sql(&store, "CREATE SCHEDULE nightly FOR BACKUP DATABASE bank INTO 'nodelocal://1/c' RECURRING '@daily'").ok();
+    sql(
+        &store,
+        "CREATE SCHEDULE nightly FOR BACKUP DATABASE bank INTO 'nodelocal://1/c' RECURRING '@daily' \
+         WITH SCHEDULE OPTIONS ignore_existing_backups",
+    )
+    .ok();
     let accounts = scan(&store, "bank.accounts");
     let out = strata(&store, &["schedule", "run", "--once", "--forget-keep-last", "1"]).ok();
     assert!(out.stderr().contains("forget removed 2 backups"), "{}", out.stderr());
