@@ -121,7 +121,10 @@ async fn backup_then_restore_under_a_new_name() {
 
     // The original is untouched by writes to the copy.
     s.put_js("bank2".into(), "accounts".into(), js_bytes("alice"), js_bytes("0")).await.unwrap();
-    assert_eq!(s.get_js("bank".into(), "accounts".into(), js_bytes("alice"), JsValue::UNDEFINED).await.unwrap(), Some(bytes("100")));
+    assert_eq!(
+        s.get_js("bank".into(), "accounts".into(), js_bytes("alice"), JsValue::UNDEFINED).await.unwrap(),
+        Some(bytes("100"))
+    );
 }
 
 #[wasm_bindgen_test]
@@ -341,7 +344,7 @@ async fn progress_is_reported_and_signals_cancel() {
     assert!(left.is_empty(), "{left:?}");
     let backups = Array::from(&s.show_backups_js("js://disk/p".into()).await.unwrap());
     assert_eq!(backups.length(), 1);
-    assert!(s.unmount("js://disk".into()));
+    assert!(s.unmount("js://disk".into()).unwrap());
     let (code, _) = expect_error(s.show_backups_js("js://disk/p".into()).await);
     assert_eq!(code, "INVALID_ARGUMENT");
 }
