@@ -380,7 +380,8 @@ EOF
 # (`npm run build`) and what the benchmark measures; it is the same code.
 step_js() {
     ensure_wasm_npm && wasm/build.sh --dev && cargo build -p strata-native --bin strata || return 1
-    (cd wasm && npx --no-install tsc -p tests/types && echo "TypeScript types: ok" && node --test tests/js/*.test.js)
+    (cd wasm && npx --no-install tsc -p tests/types && npx --no-install tsc -p tests/types/tsconfig.es2023.json &&
+        echo "TypeScript types: ok (also with lib es2023 only)" && node --test tests/js/*.test.js)
 }
 
 step_wasm-example() {

@@ -1,5 +1,5 @@
 // The Node half of the wasm benchmark: the same full backup examples/bench.rs runs natively, of
-// the same generated rows, through the package as users import it (pkg/node, a release build),
+// the same generated rows, through the package as users import it (js/node.js over pkg/, a release build),
 // into memory://. Prints one JSON line like the native half's.
 //
 //   node bench/bench.js [ROWS] [REPEATS]        (after ./build.sh; or run bench/run.sh)

@@ -1,4 +1,4 @@
-import type { StoragePlugin } from "../pkg/node/strata_wasm.js";
+import type { StoragePlugin } from "../pkg/types.js";
 
 export interface FsStorageOptions {
   /** Sync each file and its directory before a write returns (default true). */

@@ -1,4 +1,17 @@
-import type { StorageObject, StoragePlugin } from "../pkg/web/strata_wasm.js";
+import type { StorageObject, StoragePlugin } from "../pkg/types.js";
+
+/** What httpStorage needs of a fetch: the global `fetch` (browsers, Node >= 18) is one. */
+export type HttpFetch = (
+  url: string,
+  init?: { method?: string; headers?: Record<string, string>; body?: Uint8Array | string },
+) => Promise<{
+  ok: boolean;
+  status: number;
+  statusText: string;
+  headers: { get(name: string): string | null };
+  arrayBuffer(): Promise<ArrayBuffer>;
+  text(): Promise<string>;
+}>;
 
 export interface HttpStorageOptions {
   /** Headers of every request (e.g. `Authorization`), or a function returning them. */
@@ -8,7 +21,7 @@ export interface HttpStorageOptions {
   /** Lists objects when the server has no WebDAV PROPFIND. */
   list?: (prefix: string) => Promise<StorageObject[]>;
   /** The fetch to use (default: the global one). */
-  fetch?: typeof fetch;
+  fetch?: HttpFetch;
 }
 
 export interface HttpStorage extends StoragePlugin {

@@ -1,4 +1,4 @@
-import type { KvPlugin, KvScanPage, KvScanRequest, KvSpan, KvWrite } from "../pkg/web/strata_wasm.js";
+import type { KvPlugin, KvScanPage, KvScanRequest, KvSpan, KvWrite } from "../pkg/types.js";
 
 /** Unsigned lexicographic order of two byte arrays: -1, 0 or 1. */
 export function compareBytes(a: Uint8Array, b: Uint8Array): -1 | 0 | 1;

@@ -1,4 +1,4 @@
-import type { StoragePlugin } from "../pkg/web/strata_wasm.js";
+import type { StoragePlugin } from "../pkg/types.js";
 
 export type OpfsStorage = StoragePlugin;
 

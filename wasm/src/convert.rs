@@ -83,10 +83,27 @@ pub fn bytes_from_js(value: &JsValue, what: &str) -> Result<Vec<u8>> {
     if value.is_instance_of::<js_sys::ArrayBuffer>() {
         return Ok(Uint8Array::new(value).to_vec());
     }
+    let hint = if value.is_string() { " (encode text with new TextEncoder().encode(…))" } else { "" };
     Err(Error::InvalidArgument {
         what: what.to_string(),
-        message: format!("expected a Uint8Array or an ArrayBuffer, got {}", type_name(value)),
+        message: format!("expected a Uint8Array or an ArrayBuffer, got {}{hint}", describe_value(value)),
     })
+}
+
+/// A string argument of a call (`what` names it in the error).
+pub fn string_arg(value: &JsValue, what: &str) -> Result<String> {
+    value.as_string().ok_or_else(|| Error::InvalidArgument {
+        what: what.to_string(),
+        message: format!("expected a string, got {}", describe_value(value)),
+    })
+}
+
+/// An optional string argument: `undefined` and `null` are `None`.
+pub fn optional_string_arg(value: &JsValue, what: &str) -> Result<Option<String>> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    string_arg(value, what).map(Some)
 }
 
 /// A timestamp as JS sees it: `bigint` nanoseconds since the Unix epoch.

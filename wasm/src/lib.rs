@@ -45,9 +45,12 @@
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 mod backup_read;
+#[cfg(target_arch = "wasm32")]
+mod conformance;
 mod convert;
 mod error;
 mod host;
+mod host_kv;
 #[cfg(target_arch = "wasm32")]
 mod js_kv;
 #[cfg(target_arch = "wasm32")]
@@ -60,6 +63,7 @@ mod strata;
 pub use crate::convert::{query_result_to_js, ts_from_js, ts_to_js, value_to_js};
 pub use crate::error::{from_js_error, to_js_error, PluginKind};
 pub use crate::host::fill_random;
+pub use crate::host_kv::{yield_to_event_loop, HostKv};
 #[cfg(target_arch = "wasm32")]
 pub use crate::js_kv::JsKv;
 #[cfg(target_arch = "wasm32")]

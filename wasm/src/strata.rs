@@ -11,9 +11,12 @@ use strata_core::{
 };
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{bytes_to_js, query_result_to_js, result_rows_to_objects, set};
+use crate::convert::{
+    bytes_from_js, bytes_to_js, optional_string_arg, query_result_to_js, result_rows_to_objects, set, string_arg,
+};
 use crate::error::to_js_error;
 use crate::host;
+use crate::host_kv::HostKv;
 use crate::opener::Mounts;
 use crate::options::{
     backup_statement, restore_statement, show_backup_statement, Options, BACKUP_OPTIONS, RESTORE_OPTIONS, RUN_OPTIONS,
@@ -52,13 +55,20 @@ impl Strata {
     /// An in-memory strata: a [`MemKv`] whose clock is the host's (JS `Date.now()` in wasm, the
     /// system clock natively) and no mounts.
     pub fn in_memory() -> Strata {
-        Strata::with_store(Arc::new(MemKv::with_clock(Arc::new(host::wall_clock_nanos))))
+        let store = Arc::new(MemKv::with_clock(Arc::new(host::wall_clock_nanos)));
+        Strata::over(Arc::new(HostKv::new(store, Some(crate::host_kv::UNIT_BYTES))))
     }
 
     /// A strata over `store`: one executor over it and the mounts (which it reads as it opens
     /// each URI, so later mounts count), with the host's randomness for encryption and, in wasm,
-    /// detached jobs run on the JavaScript event loop.
+    /// detached jobs run on the JavaScript event loop. The store is run through a [`HostKv`],
+    /// which yields to the event loop as data moves.
     pub fn with_store(store: Arc<dyn KvStore>) -> Strata {
+        Strata::over(Arc::new(HostKv::new(store, None)))
+    }
+
+    /// One executor over `store` (already a [`HostKv`]) and the mounts.
+    fn over(store: Arc<dyn KvStore>) -> Strata {
         host::install_panic_hook();
         let mounts = Arc::new(Mounts::default());
         let exec = Executor::new(store, mounts.clone()).with_entropy(Entropy::new(host::fill_random));
@@ -196,8 +206,7 @@ impl Strata {
         if let Some(storage) = o.object("storage").map_err(|e| to_js_error(&e))? {
             for entry in Object::entries(&storage).iter() {
                 let entry = Array::from(&entry);
-                let prefix = entry.get(0).as_string().unwrap_or_default();
-                strata.mount(prefix, entry.get(1))?;
+                strata.mount(entry.get(0), entry.get(1))?;
             }
         }
         Ok(strata)
@@ -208,16 +217,21 @@ impl Strata {
     /// matching prefix wins; mounting a prefix again replaces its storage.
     pub fn mount(
         &self,
-        prefix: String,
+        #[wasm_bindgen(unchecked_param_type = "string")] prefix: JsValue,
         #[wasm_bindgen(unchecked_param_type = "StoragePlugin")] storage: JsValue,
     ) -> JsResult<()> {
-        let storage = plugins::storage(storage, &prefix).map_err(|e| to_js_error(&e))?;
-        self.mounts.mount(&prefix, storage).map_err(|e| to_js_error(&e))
+        let run = || {
+            let prefix = string_arg(&prefix, "mount prefix")?;
+            let storage = plugins::storage(storage, &prefix)?;
+            self.mounts.mount(&prefix, storage)
+        };
+        run().map_err(|e| to_js_error(&e))
     }
 
     /// Removes the mount of `prefix`; returns whether there was one.
-    pub fn unmount(&self, prefix: String) -> bool {
-        self.mounts.unmount(&prefix)
+    pub fn unmount(&self, #[wasm_bindgen(unchecked_param_type = "string")] prefix: JsValue) -> JsResult<bool> {
+        let prefix = string_arg(&prefix, "unmount prefix").map_err(|e| to_js_error(&e))?;
+        Ok(self.mounts.unmount(&prefix))
     }
 
     /// `execute(sql, options?)`: runs one statement (any statement of the CLI); resolves to
@@ -225,11 +239,13 @@ impl Strata {
     #[wasm_bindgen(js_name = execute, unchecked_return_type = "QueryResult")]
     pub async fn execute_js(
         &self,
-        sql: String,
+        #[wasm_bindgen(unchecked_param_type = "string")] sql: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "RunOptions")] options: JsValue,
     ) -> JsResult<JsValue> {
-        let stmt = strata_core::sql::parse(&sql).map_err(|e| to_js_error(&e))?;
-        let run = call_run(&options, RUN_OPTIONS, "execute", &stmt)?;
+        let stmt = string_arg(&sql, "execute sql")
+            .and_then(|sql| strata_core::sql::parse(&sql))
+            .map_err(|e| to_js_error(&e))?;
+        let run = call_run(&options, RUN_OPTIONS, "execute", &stmt, false)?;
         let result = self.execute_statement(&stmt, run).await.map_err(|e| to_js_error(&e))?;
         Ok(query_result_to_js(&result))
     }
@@ -243,7 +259,7 @@ impl Strata {
         let stmt = Options::new(&options, "backup", BACKUP_OPTIONS)
             .and_then(|o| backup_statement(&o))
             .map_err(|e| to_js_error(&e))?;
-        self.typed(stmt, &options, BACKUP_OPTIONS, "backup").await.map(|rows| rows.get(0))
+        self.counted(stmt, &options, BACKUP_OPTIONS, "backup").await
     }
 
     /// `restore(options)`: `RESTORE` as a typed call; resolves to what was restored.
@@ -255,7 +271,7 @@ impl Strata {
         let stmt = Options::new(&options, "restore", RESTORE_OPTIONS)
             .and_then(|o| restore_statement(&o))
             .map_err(|e| to_js_error(&e))?;
-        self.typed(stmt, &options, RESTORE_OPTIONS, "restore").await.map(|rows| rows.get(0))
+        self.counted(stmt, &options, RESTORE_OPTIONS, "restore").await
     }
 
     /// `showBackup(options)`: `SHOW BACKUP` as a typed call; resolves to one row per database and
@@ -274,7 +290,11 @@ impl Strata {
     /// `showBackups(collection)`: the full backups of a collection (`SHOW BACKUPS IN`), as the
     /// subdirectories `restore({ from, subdir })` takes, oldest first.
     #[wasm_bindgen(js_name = showBackups, unchecked_return_type = "string[]")]
-    pub async fn show_backups_js(&self, collection: String) -> JsResult<JsValue> {
+    pub async fn show_backups_js(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] collection: JsValue,
+    ) -> JsResult<JsValue> {
+        let collection = string_arg(&collection, "showBackups collection").map_err(|e| to_js_error(&e))?;
         let stmt = Statement::ShowBackups { collection: vec![collection] };
         let result = self.execute_statement(&stmt, None).await.map_err(|e| to_js_error(&e))?;
         let paths: Array = result.rows.iter().map(|r| JsValue::from_str(&r[0].to_string())).collect();
@@ -288,16 +308,56 @@ impl Strata {
         allowed: &'static [&'static str],
         what: &'static str,
     ) -> JsResult<Array> {
-        let run = call_run(options, allowed, what, &stmt)?;
+        let run = call_run(options, allowed, what, &stmt, false)?;
         let result = self.execute_statement(&stmt, run).await.map_err(|e| to_js_error(&e))?;
         Ok(result_rows_to_objects(&result))
+    }
+
+    /// A backup or restore as a typed call: its result row as an object, with the counts named
+    /// as `Progress` names them (`rows`, `logicalBytes`, `storageBytes`, `files`) and `bytes`
+    /// kept with its old meaning (deprecated: stored bytes for a backup, logical for a restore).
+    async fn counted(
+        &self,
+        stmt: Statement,
+        options: &JsValue,
+        allowed: &'static [&'static str],
+        what: &'static str,
+    ) -> JsResult<JsValue> {
+        let run = call_run(options, allowed, what, &stmt, true)?.expect("a run is always made");
+        let result = self.execute_statement(&stmt, Some(run.clone())).await.map_err(|e| to_js_error(&e))?;
+        let obj = Object::from(result_rows_to_objects(&result).get(0));
+        let p = run.progress();
+        let bytes = if p.operation == Operation::Backup { p.storage_bytes } else { p.bytes };
+        let counts = [
+            ("rows", p.rows),
+            ("logicalBytes", p.bytes),
+            ("storageBytes", p.storage_bytes),
+            ("files", p.files),
+            ("bytes", bytes),
+        ];
+        for (name, n) in counts {
+            set(&obj, name, &(n as f64).into());
+        }
+        Ok(obj.into())
     }
 
     /// `put(db, table, key, value)`: writes one row of `db.table`; resolves to the write's
     /// timestamp (decimal text, usable as `asOf`).
     #[wasm_bindgen(js_name = put)]
-    pub async fn put_js(&self, db: String, table: String, key: Vec<u8>, value: Vec<u8>) -> JsResult<String> {
-        self.put(&db, &table, &key, &value).await.map(|ts| ts.to_string()).map_err(|e| to_js_error(&e))
+    pub async fn put_js(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] db: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] table: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer")] key: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer")] value: JsValue,
+    ) -> JsResult<String> {
+        let run = async {
+            let (db, table) = table_args("put", &db, &table)?;
+            let key = bytes_from_js(&key, "put key")?;
+            let value = bytes_from_js(&value, "put value")?;
+            self.put(&db, &table, &key, &value).await
+        };
+        run.await.map(|ts| ts.to_string()).map_err(|e| to_js_error(&e))
     }
 
     /// `putMany(db, table, rows)`: writes `[key, value]` pairs into `db.table` in one atomic
@@ -305,11 +365,13 @@ impl Strata {
     #[wasm_bindgen(js_name = putMany)]
     pub async fn put_many_js(
         &self,
-        db: String,
-        table: String,
-        #[wasm_bindgen(unchecked_param_type = "Array<[Uint8Array, Uint8Array]>")] rows: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] db: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] table: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Array<[Uint8Array | ArrayBuffer, Uint8Array | ArrayBuffer]>")]
+        rows: JsValue,
     ) -> JsResult<String> {
         let run = async {
+            let (db, table) = table_args("putMany", &db, &table)?;
             let rows = pairs_from_js(&rows)?;
             self.put_many(&db, &table, rows).await
         };
@@ -318,8 +380,18 @@ impl Strata {
 
     /// `delete(db, table, key)`: deletes one row; resolves to the deletion's timestamp.
     #[wasm_bindgen(js_name = delete)]
-    pub async fn delete_js(&self, db: String, table: String, key: Vec<u8>) -> JsResult<String> {
-        self.delete(&db, &table, &key).await.map(|ts| ts.to_string()).map_err(|e| to_js_error(&e))
+    pub async fn delete_js(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] db: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] table: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer")] key: JsValue,
+    ) -> JsResult<String> {
+        let run = async {
+            let (db, table) = table_args("delete", &db, &table)?;
+            let key = bytes_from_js(&key, "delete key")?;
+            self.delete(&db, &table, &key).await
+        };
+        run.await.map(|ts| ts.to_string()).map_err(|e| to_js_error(&e))
     }
 
     /// `get(db, table, key, asOf?)`: the row's value (as of `asOf`, an `AS OF SYSTEM TIME`
@@ -327,13 +399,18 @@ impl Strata {
     #[wasm_bindgen(js_name = get)]
     pub async fn get_js(
         &self,
-        db: String,
-        table: String,
-        key: Vec<u8>,
-        #[wasm_bindgen(js_name = asOf)] as_of: Option<String>,
+        #[wasm_bindgen(unchecked_param_type = "string")] db: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] table: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer")] key: JsValue,
+        #[wasm_bindgen(js_name = asOf, unchecked_optional_param_type = "string")] as_of: JsValue,
     ) -> JsResult<Option<Vec<u8>>> {
         let run = async {
-            let at = match as_of {
+            let (db, table) = table_args("get", &db, &table)?;
+            let key = bytes_from_js(&key, "get key")?;
+            let at = match optional_string_arg(
+                &as_of,
+                "get asOf (an AS OF SYSTEM TIME expression: a decimal string, a date or \"-10s\")",
+            )? {
                 Some(a) => Some(self.resolve_time(&a).await?),
                 None => None,
             };
@@ -348,15 +425,16 @@ impl Strata {
     #[wasm_bindgen(js_name = scan, unchecked_return_type = "Array<[Uint8Array, Uint8Array]>")]
     pub async fn scan_js(
         &self,
-        db: String,
-        table: String,
+        #[wasm_bindgen(unchecked_param_type = "string")] db: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] table: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "ScanOptions")] options: JsValue,
     ) -> JsResult<JsValue> {
         let run = async {
+            let (db, table) = table_args("scan", &db, &table)?;
             let o = Options::new(&options, "scan", &["prefix", "asOf", "limit"])?;
             let prefix = match o.get("prefix") {
                 v if v.is_undefined() || v.is_null() => Vec::new(),
-                v => crate::convert::bytes_from_js(&v, "scan option prefix")?,
+                v => bytes_from_js(&v, "scan option prefix")?,
             };
             let limit = match o.get("limit") {
                 v if v.is_undefined() || v.is_null() => None,
@@ -381,17 +459,19 @@ impl Strata {
     }
 }
 
-/// The run of a call whose options may hold `onProgress` and `signal`, if either is given.
+/// The run of a call whose options may hold `onProgress` and `signal`, if either is given (or
+/// `always`).
 fn call_run(
     options: &JsValue,
     allowed: &'static [&'static str],
     what: &'static str,
     stmt: &Statement,
+    always: bool,
 ) -> JsResult<Option<Arc<Run>>> {
     let o = Options::new(options, what, allowed).map_err(|e| to_js_error(&e))?;
     let on_progress = o.function("onProgress").map_err(|e| to_js_error(&e))?;
     let signal = o.object("signal").map_err(|e| to_js_error(&e))?;
-    if on_progress.is_none() && signal.is_none() {
+    if on_progress.is_none() && signal.is_none() && !always {
         return Ok(None);
     }
     if let Some(signal) = &signal {
@@ -425,6 +505,11 @@ impl strata_core::JobSpawner for EventLoop {
     }
 }
 
+/// The database and table arguments of a row call (`put`, `get`, …).
+fn table_args(call: &str, db: &JsValue, table: &JsValue) -> Result<(String, String)> {
+    Ok((string_arg(db, &format!("{call} database"))?, string_arg(table, &format!("{call} table"))?))
+}
+
 /// `[key, value]` pairs from a JS array.
 fn pairs_from_js(rows: &JsValue) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     if !Array::is_array(rows) {
@@ -443,8 +528,8 @@ fn pairs_from_js(rows: &JsValue) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             }
             let pair = Array::from(&pair);
             Ok((
-                crate::convert::bytes_from_js(&pair.get(0), &format!("{what} key"))?,
-                crate::convert::bytes_from_js(&pair.get(1), &format!("{what} value"))?,
+                bytes_from_js(&pair.get(0), &format!("{what} key"))?,
+                bytes_from_js(&pair.get(1), &format!("{what} value"))?,
             ))
         })
         .collect()
@@ -459,7 +544,15 @@ fn report(f: &Function, p: &JsProgress) {
     let obj = Object::new();
     set(&obj, "operation", &p.operation.as_str().into());
     set(&obj, "fraction", &p.fraction.into());
-    for (name, n) in [("rows", p.rows), ("bytes", p.bytes), ("storageBytes", p.storage_bytes), ("files", p.files)] {
+    let counts = [
+        ("rows", p.rows),
+        ("logicalBytes", p.bytes),
+        ("storageBytes", p.storage_bytes),
+        ("files", p.files),
+        // Deprecated alias of logicalBytes.
+        ("bytes", p.bytes),
+    ];
+    for (name, n) in counts {
         set(&obj, name, &(n as f64).into());
     }
     set(&obj, "done", &p.done.into());

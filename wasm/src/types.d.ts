@@ -27,18 +27,7 @@ export type StrataErrorCode =
   | "KV"
   | "CANCELLED";
 
-/**
- * Every Strata method rejects with this: an `Error` named "StrataError". A wrong encryption
- * passphrase is `WRONG_KEY` (none, for an encrypted backup, `PRECONDITION`), a damaged backup `CORRUPT`, a
- * missing one `NOT_FOUND`, a statement that does not parse `INVALID_STATEMENT`, a cancelled call
- * `CANCELLED`, a plugin's failure `STORAGE` or `KV`.
- */
-export interface StrataError extends Error {
-  name: "StrataError";
-  code: StrataErrorCode;
-  /** Whether the same call may succeed if tried again. */
-  retryable: boolean;
-}
+// `StrataError` (the class every call rejects with) and `isStrataError` are in js/api.d.ts.
 
 // ---- Options of the calls -----------------------------------------------------------------
 
@@ -50,21 +39,39 @@ export interface StrataOptions {
   storage?: Record<string, StoragePlugin>;
 }
 
-/** How far a backup or restore has got, reported to `onProgress` after every step. */
-export interface Progress {
+/**
+ * The counts a backup or restore reports, named the same in `Progress`, `BackupResult` and
+ * `RestoreResult`.
+ */
+export interface Counts {
+  /** Rows (versions) exported (backup) or ingested (restore). */
+  rows: number;
+  /** Key and value bytes of those rows (what they take in the store). */
+  logicalBytes: number;
+  /** Bytes of the data files written to backup storage (backup) or read from it (restore): compressed, encrypted. */
+  storageBytes: number;
+  /** Data files written (backup) or read (restore). */
+  files: number;
+}
+
+/**
+ * How far a backup or restore has got, reported to `onProgress` after every step: a backup after
+ * each data file and each work unit (the built-in store cuts a table into units of about 1 MiB,
+ * so `fraction` moves within a large table), a restore after each ingested batch.
+ */
+export interface Progress extends Counts {
   operation: "backup" | "restore" | "statement";
   /** Between 0 and 1: work units exported (backup) or the chain's bytes ingested (restore); 1 when done. */
   fraction: number;
-  /** Rows (versions) exported (backup) or ingested (restore). */
-  rows: number;
-  /** Key and value bytes of those rows. */
+  /** @deprecated The same as `logicalBytes`. */
   bytes: number;
-  /** Bytes written to backup storage (backup) or read from it (restore). */
-  storageBytes: number;
-  /** Files written (backup) or read (restore). */
-  files: number;
   /** True on the last report, once the statement has succeeded. */
   done: boolean;
+}
+
+/** What `signal` needs to be: an `AbortSignal` is one (only `aborted` is read). */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
 }
 
 /** What every long call takes besides its own options. */
@@ -72,7 +79,7 @@ export interface RunOptions {
   /** Called (synchronously, often) as the work advances; what it throws is ignored. */
   onProgress?: (progress: Progress) => void;
   /** Cancels the call at its next step: it rejects with code `CANCELLED`, and a cancelled backup leaves no backup. */
-  signal?: AbortSignal;
+  signal?: AbortSignalLike;
 }
 
 /** What to back up: the whole cluster (neither given), databases, or tables (`"db.table"`, `"db.*"`). */
@@ -103,16 +110,15 @@ export interface BackupOptions extends Targets, RunOptions {
   kms?: string | string[];
 }
 
-/** What `backup` resolves to. */
-export interface BackupResult {
+/** What `backup` resolves to: the counts of the layer written (as the last `Progress` had them). */
+export interface BackupResult extends Counts {
   status: "succeeded";
   backupType: "full" | "incremental";
   /** Where the layer was written (the collection's subdirectory for `into`). */
   path: string;
-  /** The time the backup is as of, decimal. */
+  /** The time the backup is as of, decimal (`timestampToNanos` turns it into bigint nanoseconds). */
   endTime: string;
-  files: number;
-  rows: number;
+  /** @deprecated The same as `storageBytes` (what `bytes` meant here before `logicalBytes` and `storageBytes`). */
   bytes: number;
 }
 
@@ -173,14 +179,14 @@ export interface RestoreOptions extends Targets, BackupSource, RunOptions {
   skipMissingForeignKeys?: boolean;
 }
 
-/** What `restore` resolves to. */
-export interface RestoreResult {
+/** What `restore` resolves to: what was restored, and the counts of the run (as the last `Progress` had them). */
+export interface RestoreResult extends Counts {
   status: "succeeded";
   /** The time restored, decimal. */
   asOf: string;
   databases: number;
   tables: number;
-  rows: number;
+  /** @deprecated The same as `logicalBytes`. */
   bytes: number;
 }
 
@@ -202,6 +208,14 @@ export interface BackupContents {
   isFullCluster: boolean;
   revisionHistory: boolean;
   [column: string]: Value;
+}
+
+/** One row of `showBackup({ checkFiles: true })`: a file that is missing, of the wrong size, or damaged (no rows: all intact). */
+export interface FileProblem {
+  /** The file, as the storage describes it. */
+  path: string;
+  /** What is wrong with it (e.g. "missing"). */
+  problem: string;
 }
 
 /** `scan(db, table, options)`. */
@@ -228,15 +242,28 @@ export interface StorageObject {
  * Where backups live, written in JavaScript: mount one with `strata.mount(prefix, plugin)`.
  * Ready ones: `fsStorage` (Node), `opfsStorage` and `indexedDbStorage` (browsers), `httpStorage`.
  *
- * Contract (checked by strata's storage conformance suite, which the ready plugins pass):
- * - Paths are relative, `/`-separated, without a leading `/`.
- * - `put` replaces the whole object atomically: a reader sees the old bytes or the new, never a mix.
+ * Contract: what `checkStoragePlugin` (strata-wasm/conformance) checks, and the ready plugins pass.
+ * - Paths are relative, `/`-separated, without a leading `/`; any byte of UTF-8 may appear in a
+ *   segment (spaces, punctuation, capitals, non-ASCII letters).
+ * - `put` replaces the whole object atomically: a reader racing it sees the old bytes or the new,
+ *   never a mix, a prefix or a missing object; a shorter object leaves no tail of the longer.
+ *   Empty objects and every byte value round-trip.
  * - A missing object is a `null`/`undefined` result of `get`/`getRange`/`size`, or an error with
- *   `code` `"NOT_FOUND"` or `"ENOENT"`. Other errors are storage errors; set `retryable: true` on
- *   one when trying again may help.
- * - `list(prefix)` returns every object whose path starts with `prefix` (a string prefix, not a directory).
- * - `delete` of a missing object succeeds.
- * Methods may return Promises or plain values.
+ *   `code` `"NOT_FOUND"` or `"ENOENT"` (or a DOMException named `"NotFoundError"`). There are no
+ *   directories: reading a path that only prefixes other objects (`a` when `a/b` exists) is
+ *   missing, and deleting it succeeds and removes nothing.
+ * - `list(prefix)` returns every object whose path starts with `prefix` (a string prefix, not a
+ *   directory: `"a/b"` lists `a/b`, `a/bc` and `a/b/c`), each once, with its size; a missing
+ *   prefix lists nothing. The order does not matter (strata sorts).
+ * - `delete` of a missing object succeeds; deleting twice succeeds.
+ * - `getRange(path, start, end)` returns bytes `[start, end)`, fewer when the object ends first.
+ * - `putIfAbsent` creates the object only if there is none, atomically: of racing callers
+ *   exactly one wins; the others resolve to `false` (or throw `code` `"ALREADY_EXISTS"`/`"EEXIST"`)
+ *   and the winner's bytes stay.
+ * - Errors: the codes above mean what they say; `"INVALID_ARGUMENT"`, `"CORRUPT"`,
+ *   `"PRECONDITION"`, `"CANCELLED"` (or an `AbortError`) are kept; anything else becomes a
+ *   `STORAGE` error with the thrown value's message, retryable when it has `retryable: true`.
+ * Methods may return Promises or plain values, and may be called concurrently.
  */
 export interface StoragePlugin {
   put(path: string, data: Uint8Array): Promise<void> | void;
@@ -268,7 +295,7 @@ export interface KvScanRequest extends KvSpan {
   endTime: bigint;
   /** Every version in the window; otherwise only each key's newest one in it (tombstones included). */
   allRevisions: boolean;
-  /** End the page at a key boundary once about this many key and value bytes are in it. */
+  /** Stop before the next key once the page holds this many key and value bytes or more (exactly: see `KvPlugin`). */
   targetBytes: number;
 }
 
@@ -284,7 +311,7 @@ export interface KvEntry {
 /** A page of versions: by key ascending, each key's versions newest first. */
 export interface KvScanPage {
   entries: KvEntry[];
-  /** The first key not returned, when the span is not exhausted. */
+  /** The next stored key of the span, not returned (even one without a version in the window); absent when the span is exhausted. */
   resumeKey?: Uint8Array | null;
 }
 
@@ -293,23 +320,50 @@ export interface KvScanPage {
  * restores into, so an application can back up its own data store. `MemoryKv` (in the package)
  * is a complete one to start from.
  *
- * Timestamps are `bigint` nanoseconds since the Unix epoch; a store's own timestamps strictly
- * increase (add `1n` when the clock has not moved). Tables, databases and the id counter are
- * ordinary keys (in the system span `[0x01, 0x02)`), so the store needs no schema of its own.
+ * Timestamps are `bigint` nanoseconds since the Unix epoch (`timestampToNanos` and
+ * `nanosToTimestamp` convert to and from the decimal text strata prints). Tables, databases and
+ * the id counter are ordinary keys (in the system span `[0x01, 0x02)`), so the store needs no
+ * schema of its own. Keys are raw bytes compared unsigned, byte by byte: they contain `0x00` and
+ * prefix one another.
  *
- * Contract (checked by strata's KV conformance suite, which `MemoryKv` passes):
- * - `write(batch)` applies the batch atomically at one fresh timestamp, above every earlier one, and resolves to it.
- * - `now()` resolves to a timestamp at or above every committed write.
- * - `scan(request)` resolves to one page (see `KvScanPage`); the adapter checks order and window.
- * - `discard(spans)` removes every version of every key in the spans.
+ * Contract: what `checkKvPlugin` (strata-wasm/conformance) checks, and `MemoryKv` passes.
+ * - Every timestamp the store hands out (`write`, `publish`, `ingest`) is fresh: above every
+ *   earlier one (add `1n` when the clock has not moved). Calls may come concurrently (writes,
+ *   ingests and id allocations together): each gets its own timestamp or ids, and all land.
+ * - `write(batch)` applies the batch atomically at one fresh timestamp and resolves to it; the
+ *   last write of a key in a batch wins; deleting an absent key writes a tombstone; an empty
+ *   batch still gets a timestamp.
+ * - `now()` resolves to a timestamp at or above every committed write, never below an earlier
+ *   `now()`, and below every later write (so a read at `now()` is stable); never `0n`.
+ * - `scan(request)` resolves to one page of the versions with `startTime < ts <= endTime` of the
+ *   keys in `[start, end)`: by key ascending, each key's versions newest first, tombstones
+ *   included (`value: null`); with `allRevisions: false` only each key's newest version in the
+ *   window. Pages are exact: add keys in order, counting each version's key and value bytes, and
+ *   stop before a key once the page holds `targetBytes` or more; all versions of a key go in one
+ *   page. `resumeKey` is then that next stored key (even if it has no version in the window), and
+ *   absent (`null`) when the span is exhausted. The pages together equal one unpaged scan.
+ * - `discard(spans)` removes every version of every key in the spans (the system span included,
+ *   when asked), leaves every other key, and succeeds on spans that hold nothing.
+ * - `gcThreshold(span)`: the oldest timestamp the span can be read at. A `scan` whose window needs
+ *   older data (`endTime` below it; with `allRevisions` or `startTime > 0n`, `startTime` below it)
+ *   must throw an error with `code` `"INVALID_TIME"` naming the threshold, never answer with
+ *   data missing. Default `0n` (the store never forgets).
  * Optional, with defaults built from the above:
- * - `ingest(pairs)`: restored rows, sorted by key, for tables not yet published; default `write`.
- * - `publish(batch)`: descriptor writes that make restored tables visible, atomically; default `write`.
- * - `allocateIds(count)`: reserve `count` fresh ids, resolve to the first; default: a counter key
- *   read and written (serialized within one `Strata`).
- * - `gcThreshold(span)`: the oldest readable timestamp; reading below it must throw. Default `0n`.
+ * - `ingest(pairs)`: restored rows, sorted by key, in tables not yet published, written at one
+ *   fresh timestamp above earlier writes and at or below the next `now()` (they are scanned right
+ *   after, before the restore publishes); default `write`.
+ * - `publish(batch)`: descriptor writes that make restored tables visible, atomically; resolves
+ *   to their timestamp; default `write`.
+ * - `allocateIds(count)`: reserve `count` consecutive ids and resolve to the first: the first
+ *   call hands out 100, each next call continues where the last ended (`count` may be 0), and the
+ *   store keeps the next free id at key `[0x01, 0x69]` ("\x01i") as a big-endian u32, written
+ *   on every call. Default: that counter read and written (serialized within one `Strata`).
  * - `scanChanges(request)`: the same page as `scan`, from an index of changes (incrementals then
  *   cost what changed); resolve to `null` to fall back to `scan`.
+ * Errors a plugin may throw, by `code`: `"INVALID_TIME"` (above), `"NOT_FOUND"`,
+ * `"INVALID_ARGUMENT"`, `"CORRUPT"`, `"PRECONDITION"`, `"CANCELLED"` keep their meaning; anything
+ * else becomes a `KV` error with the thrown value's message, retryable when it has
+ * `retryable: true`.
  */
 export interface KvPlugin {
   now(): Promise<bigint>;

@@ -78,11 +78,16 @@ fn bytes(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
+/// Bytes as a JS `Uint8Array` argument.
+fn js_bytes(s: &str) -> JsValue {
+    js_sys::Uint8Array::from(s.as_bytes()).into()
+}
+
 async fn bank(s: &Strata) {
     exec(s, "CREATE DATABASE bank").await;
     exec(s, "CREATE TABLE bank.accounts").await;
     for (k, v) in [("alice", "100"), ("bob", "50"), ("carol", "7")] {
-        s.put_js("bank".into(), "accounts".into(), bytes(k), bytes(v)).await.unwrap();
+        s.put_js("bank".into(), "accounts".into(), js_bytes(k), js_bytes(v)).await.unwrap();
     }
 }
 
@@ -109,14 +114,17 @@ async fn backup_then_restore_under_a_new_name() {
     assert_eq!(rows, [["bank2", "accounts"]]);
 
     for (k, v) in [("alice", "100"), ("bob", "50"), ("carol", "7")] {
-        let got = s.get_js("bank2".into(), "accounts".into(), bytes(k), None).await.unwrap();
+        let got = s.get_js("bank2".into(), "accounts".into(), js_bytes(k), JsValue::UNDEFINED).await.unwrap();
         assert_eq!(got, Some(bytes(v)), "bank2.accounts[{k}]");
     }
-    assert_eq!(s.get_js("bank2".into(), "accounts".into(), bytes("dave"), None).await.unwrap(), None);
+    assert_eq!(s.get_js("bank2".into(), "accounts".into(), js_bytes("dave"), JsValue::UNDEFINED).await.unwrap(), None);
 
     // The original is untouched by writes to the copy.
-    s.put_js("bank2".into(), "accounts".into(), bytes("alice"), bytes("0")).await.unwrap();
-    assert_eq!(s.get_js("bank".into(), "accounts".into(), bytes("alice"), None).await.unwrap(), Some(bytes("100")));
+    s.put_js("bank2".into(), "accounts".into(), js_bytes("alice"), js_bytes("0")).await.unwrap();
+    assert_eq!(
+        s.get_js("bank".into(), "accounts".into(), js_bytes("alice"), JsValue::UNDEFINED).await.unwrap(),
+        Some(bytes("100"))
+    );
 }
 
 #[wasm_bindgen_test]
@@ -138,8 +146,8 @@ async fn typed_calls_full_incremental_encrypted() {
     assert!(prop(&full, "files").as_f64().unwrap() >= 1.0);
     let before = s.now_js().await.unwrap();
 
-    s.delete_js("bank".into(), "accounts".into(), bytes("bob")).await.unwrap();
-    s.put_js("bank".into(), "accounts".into(), bytes("dave"), bytes("1")).await.unwrap();
+    s.delete_js("bank".into(), "accounts".into(), js_bytes("bob")).await.unwrap();
+    s.put_js("bank".into(), "accounts".into(), js_bytes("dave"), js_bytes("1")).await.unwrap();
     let incremental = s
         .backup_js(obj(&[
             ("databases", Array::of1(&"bank".into()).into()),
@@ -336,7 +344,7 @@ async fn progress_is_reported_and_signals_cancel() {
     assert!(left.is_empty(), "{left:?}");
     let backups = Array::from(&s.show_backups_js("js://disk/p".into()).await.unwrap());
     assert_eq!(backups.length(), 1);
-    assert!(s.unmount("js://disk".into()));
+    assert!(s.unmount("js://disk".into()).unwrap());
     let (code, _) = expect_error(s.show_backups_js("js://disk/p".into()).await);
     assert_eq!(code, "INVALID_ARGUMENT");
 }
@@ -345,9 +353,9 @@ async fn progress_is_reported_and_signals_cancel() {
 async fn rows_as_of_the_past() {
     let s = new_strata();
     bank(&s).await;
-    let t = s.put_js("bank".into(), "accounts".into(), bytes("alice"), bytes("1")).await.unwrap();
-    s.put_js("bank".into(), "accounts".into(), bytes("alice"), bytes("2")).await.unwrap();
-    let then = s.get_js("bank".into(), "accounts".into(), bytes("alice"), Some(t.clone())).await.unwrap();
+    let t = s.put_js("bank".into(), "accounts".into(), js_bytes("alice"), js_bytes("1")).await.unwrap();
+    s.put_js("bank".into(), "accounts".into(), js_bytes("alice"), js_bytes("2")).await.unwrap();
+    let then = s.get_js("bank".into(), "accounts".into(), js_bytes("alice"), t.clone().into()).await.unwrap();
     assert_eq!(then, Some(bytes("1")));
     let rows = s
         .scan_js("bank".into(), "accounts".into(), obj(&[("prefix", js_sys::Uint8Array::from(&b"b"[..]).into())]))
@@ -358,7 +366,7 @@ async fn rows_as_of_the_past() {
         s.scan_js("bank".into(), "accounts".into(), obj(&[("limit", 2.into()), ("asOf", t.into())])).await.unwrap();
     assert_eq!(Array::from(&rows).length(), 2);
     let (code, _) =
-        expect_error(s.get_js("bank".into(), "accounts".into(), bytes("alice"), Some("yesterday".into())).await);
+        expect_error(s.get_js("bank".into(), "accounts".into(), js_bytes("alice"), "yesterday".into()).await);
     assert_eq!(code, "INVALID_ARGUMENT");
 }
 
@@ -381,9 +389,9 @@ async fn syntax_error_is_invalid_statement() {
 #[wasm_bindgen_test]
 async fn row_calls_on_a_missing_table_are_not_found() {
     let s = new_strata();
-    let (code, message) = expect_error(s.put_js("bank".into(), "accounts".into(), bytes("k"), bytes("v")).await);
+    let (code, message) = expect_error(s.put_js("bank".into(), "accounts".into(), js_bytes("k"), js_bytes("v")).await);
     assert_eq!(code, "NOT_FOUND", "{message}");
-    let (code, _) = expect_error(s.get_js("bank".into(), "accounts".into(), bytes("k"), None).await);
+    let (code, _) = expect_error(s.get_js("bank".into(), "accounts".into(), js_bytes("k"), JsValue::UNDEFINED).await);
     assert_eq!(code, "NOT_FOUND");
 }
 

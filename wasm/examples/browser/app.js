@@ -1,7 +1,7 @@
 // The example page: notes kept in the page (a MemoryKv, strata's KV plugin in plain JavaScript),
 // backed up full and then incrementally, encrypted, into OPFS, restored into a fresh store, and
 // read straight from the backup as of a chosen time (scanBackup: only the table's blocks are read).
-// Served from the package root (wasm/) so that ../../js/web.js and ../../pkg/web/ resolve;
+// Served from the package root (wasm/) so that ../../js/web.js and ../../pkg/ resolve;
 // driven by tests/browser/example.test.js.
 import init, { Strata, MemoryKv, opfsStorage } from "../../js/web.js";
 

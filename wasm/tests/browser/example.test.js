@@ -1,5 +1,5 @@
 // The browser example (examples/browser/) in headless Chromium, driven by playwright-core: the
-// page loads the web build (pkg/web), takes a full and an incremental encrypted backup of its
+// page loads the package's browser entry (js/web.js over pkg/), takes a full and an incremental encrypted backup of its
 // notes into OPFS, and restores them into a fresh store; the restored notes must equal the page's;
 // then it reads the notes straight from the backup as of each backup's time (scanBackup).
 // A screenshot of the finished page is saved to $STRATA_SCREENSHOT_DIR (default
