@@ -69,6 +69,9 @@ mod timestamp;
 pub mod verify;
 mod workqueue;
 
+/// The attribute the engine and storage traits are implemented with (natively
+/// `#[async_trait]`, on wasm32 `#[async_trait(?Send)]`; see [`KvSource`]).
+pub use async_trait::async_trait;
 pub use backup::identity::{ensure_store_id, store_id};
 pub use backup::job::{finish_backup_job, job_run_id, run_claimed_unit};
 pub use backup::plan::{
