@@ -7,7 +7,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use strata_core::conformance::kv;
 use strata_etcd::testing::{skip_without_etcd, EtcdCluster};
 use strata_etcd::{EtcdKv, EtcdOptions};
 use tokio::sync::RwLock;
