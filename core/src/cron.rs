@@ -84,12 +84,14 @@ impl CronExpr {
                     ),
                 ))
             }
-            n => return Err(bad(
-                text,
-                format!(
+            n => {
+                return Err(bad(
+                    text,
+                    format!(
                     "expected 5 fields (minute hour day month weekday), 6 (and a year) or 7 (seconds first), found {n}"
                 ),
-            )),
+                ))
+            }
         }
         let field = |i: usize, name: &str, lo: u32, hi: u32, names: &[&str]| {
             parse_field(fields[i], lo, hi, names)

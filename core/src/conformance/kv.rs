@@ -1038,6 +1038,10 @@ enum Point {
     BeforeWrite(usize),
 }
 
+/// A version of the model with its timestamp replaced by the step that wrote it: (key, step,
+/// value).
+type Mapped = (Vec<u8>, usize, Option<Vec<u8>>);
+
 /// One store's view of the history.
 struct Side<'a, S: ?Sized> {
     name: &'static str,
@@ -1076,7 +1080,7 @@ impl<S: KvStore + ?Sized> Side<'_, S> {
         step
     }
 
-    fn mapped(&self, entries: &[Entry]) -> Vec<(Vec<u8>, usize, Option<Vec<u8>>)> {
+    fn mapped(&self, entries: &[Entry]) -> Vec<Mapped> {
         entries.iter().map(|e| (e.key.to_vec(), self.step_of(e.ts), e.value.as_deref().map(<[u8]>::to_vec))).collect()
     }
 
@@ -1352,7 +1356,7 @@ fn compare_pages<S: KvStore + ?Sized>(
 
 /// A version of the model as failure messages show it: its key, the step that wrote it and
 /// what that step did, its value.
-fn show_mapped(ops: &[String], version: Option<&(Vec<u8>, usize, Option<Vec<u8>>)>) -> String {
+fn show_mapped(ops: &[String], version: Option<&Mapped>) -> String {
     match version {
         None => "(nothing: the page ends here)".to_string(),
         Some((key, step, value)) => format!(
