@@ -174,7 +174,8 @@ pub struct WorkUnit {
 /// `conformance`; one `#[test]` per check with [`crate::kv_conformance_tests!`]) checks.
 ///
 /// - **Time.** Timestamps come from the engine's own clock. [`KvSource::now`] is never
-///   [`Timestamp::ZERO`] once anything was written, is at or above every committed write (of
+///   [`Timestamp::ZERO`] (the suite tells versions apart by the `now()` readings around the
+///   operation that wrote them), is at or above every committed write (of
 ///   [`KvStore::write`], [`KvSink::ingest`], [`KvSink::publish`], [`KvSink::allocate_ids`]),
 ///   never goes backwards, and every later write gets a timestamp strictly above it: a read at
 ///   `now()` is stable (`now_is_stable`).
@@ -276,9 +277,10 @@ pub trait KvSource: MaybeSendSync {
 /// - [`KvSink::discard`] removes every version of every key in the spans — whatever wrote them,
 ///   the system span included if a span covers it — and nothing outside them. It must succeed
 ///   on spans that hold nothing, on empty spans, on no spans, and again (`discard`).
-/// - **Durability.** When a method returns `Ok`, what it wrote survives a crash of the process
-///   if the engine is persistent (strata records a restore as done only after `publish`
-///   returns); an in-memory engine has nothing to promise.
+/// - **Durability** (not checked by the suite, which cannot crash your engine): when a method
+///   returns `Ok`, what it wrote survives a crash of the process if the engine is persistent
+///   (strata records a restore as done only after `publish` returns); an in-memory engine has
+///   nothing to promise.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait KvSink: KvSource {
