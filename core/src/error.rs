@@ -126,6 +126,14 @@ impl Error {
         }
     }
 
+    /// An error of a key-value engine, for plugin authors: what failed and where (the key, the
+    /// table, the file of the engine, never a secret), and whether retrying can help
+    /// ([`Status::Temporary`] for a lost connection or a conflict, [`Status::Permanent`] for
+    /// damage or a bug).
+    pub fn kv(message: impl fmt::Display, status: Status) -> Self {
+        Error::Kv { message: message.to_string(), status }
+    }
+
     pub(crate) fn invalid(what: impl Into<String>, message: impl fmt::Display) -> Self {
         Error::InvalidArgument { what: what.into(), message: message.to_string() }
     }

@@ -160,18 +160,51 @@ pub struct WorkUnit {
 
 /// What a backup reads: a versioned key-value engine.
 ///
+/// Implement it with [`macro@crate::async_trait`] (re-exported by this crate); on wasm32 the
+/// traits drop `Send`, so write both forms:
+///
+/// ```ignore
+/// #[cfg_attr(not(target_arch = "wasm32"), strata_core::async_trait)]
+/// #[cfg_attr(target_arch = "wasm32", strata_core::async_trait(?Send))]
+/// impl KvSource for MyEngine { /* … */ }
+/// ```
+///
 /// # Contract
-/// - Timestamps come from the engine's own hybrid logical clock; [`KvSource::now`] returns a
-///   timestamp at or above every committed write, so a read at `now()` is stable.
-/// - [`KvSource::scan`] returns versions with `start < ts <= end` of keys in `span`, sorted by key
-///   ascending and, within a key, newest first. With [`MvccFilter::Latest`] it returns only each
-///   key's newest version in that window, tombstones included. A page ends at a key boundary (all
-///   versions of one key are in one page) after about `target_bytes`; `resume_key` is then the
-///   first key not returned. Reading a span whose data is below [`KvSource::gc_threshold`] at
-///   `start` or `end` must be an error, never a silently incomplete answer.
-/// - Descriptors live as versioned entries in [`keys::descriptor_span`], encoded by
+/// This is exactly what the conformance suite (`strata_core::conformance::kv`, feature
+/// `conformance`; one `#[test]` per check with [`crate::kv_conformance_tests!`]) checks.
+///
+/// - **Time.** Timestamps come from the engine's own clock. [`KvSource::now`] is never
+///   [`Timestamp::ZERO`] (the suite tells versions apart by the `now()` readings around the
+///   operation that wrote them), is at or above every committed write (of
+///   [`KvStore::write`], [`KvSink::ingest`], [`KvSink::publish`], [`KvSink::allocate_ids`]),
+///   never goes backwards, and every later write gets a timestamp strictly above it: a read at
+///   `now()` is stable (`now_is_stable`).
+/// - **Scans.** [`KvSource::scan`] returns the versions with `start < ts <= end` of the keys in
+///   `[span.start, span.end)`, keys compared as raw bytes (strata keys contain `0x00` and prefix
+///   each other; see [`crate::keys`]), sorted by key ascending and, within a key, newest first.
+///   Tombstones are returned as `value: None`; an empty value is a value. With
+///   [`MvccFilter::Latest`] only each key's newest version in the window is returned
+///   (`scan_latest_and_revisions`, `scan_span_bounds`). `start >= end` returns nothing.
+/// - **Pages** are exactly [`crate::MemKv`]'s, since callers may compare them: add the versions
+///   of one key after another, and stop after the first key at which the page's bytes (key plus
+///   value lengths of every version returned) reach `target_bytes`; all versions of one key are
+///   in one page. `resume_key` is then the next *stored* key in the span after the page's last
+///   key (even one with no version in the window), or `None` when there is none. An empty page
+///   with `resume_key: None` ends the scan (`paging`).
+/// - **GC.** [`KvSource::gc_threshold`] reports the oldest readable time, and is raised, never
+///   lowered. A scan that needs data below it must fail with [`crate::Error::InvalidTime`]
+///   naming the threshold, never return a silently incomplete answer: call
+///   [`check_gc_threshold`] at the top of `scan` (and of `scan_changes`), which is what the
+///   suite's `gc_threshold` check expects. (No trait method collects garbage; the suite's GC
+///   checks take a closure that does.)
+/// - **Descriptors** live as versioned entries in [`keys::descriptor_span`], encoded by
 ///   [`Descriptor::encode`]; the default [`KvSource::catalog_at`] reads them there.
-/// - Errors say whether retrying can help ([`crate::Error::status`]).
+/// - **Concurrency.** Every method may be called concurrently with every other, including
+///   writes, ingests and id allocations racing each other (`concurrent_writes`). A method may
+///   block its thread briefly (a synchronous embedded engine), but long waits should yield:
+///   strata drives several calls at once from one task.
+/// - **Errors** say what failed and where, and whether retrying can help
+///   ([`crate::Error::status`]; build engine errors with [`crate::Error::kv`]).
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait KvSource: MaybeSendSync {
@@ -220,22 +253,42 @@ pub trait KvSource: MaybeSendSync {
 }
 
 /// What a restore writes into: a key-value engine that can take bulk ingestion and publish new
-/// descriptors atomically.
+/// descriptors atomically. A sink is readable too (a [`KvSource`]): restore reads its catalog,
+/// and the conformance suite reads back what was written.
 ///
 /// # Contract
-/// - [`KvSink::allocate_ids`] hands out `count` consecutive ids never handed out before.
-/// - [`KvSink::ingest`] writes key/value pairs (sorted by key, all in spans of descriptors not yet
-///   published) at a timestamp of the sink's choosing. They must stay invisible to users until the
-///   descriptors owning them are published; calls may come concurrently for disjoint spans.
-/// - [`KvSink::publish`] applies all changes in one atomic step and returns its commit timestamp:
-///   either every restored object appears, or none does.
-/// - [`KvSink::discard`] removes everything ingested into the spans: the cleanup of a failed
-///   restore. It must succeed on spans that hold nothing.
+/// This is exactly what the conformance suite checks (see [`KvSource`]'s contract for time,
+/// scans, concurrency and errors, which apply here too).
+///
+/// - [`KvSink::allocate_ids`] reads the newest stored counter at [`keys::ID_COUNTER_KEY`] (a
+///   big-endian `u32`), or [`crate::catalog::FIRST_USER_ID`] when it is missing or deleted, writes
+///   `counter + count` there as a new version (even for `count == 0`), and returns the old
+///   counter, atomically: concurrent calls hand out disjoint ranges (`id_allocation`).
+/// - [`KvSink::ingest`] writes the pairs (sorted by key, in spans of descriptors not yet
+///   published, never in the system span) as one batch at one timestamp of the sink's choosing,
+///   above every earlier write and at or below the next `now()`. The versions are ordinary
+///   versions — scans return them right away; they are "invisible" to users only because no
+///   published descriptor owns their span yet. Calls may come concurrently for disjoint spans
+///   (`ingest`, `concurrent_writes`).
+/// - [`KvSink::publish`] applies all changes as one atomic write of their
+///   [`DescriptorChange::into_write`] forms (the descriptor keys, encodings and tombstones) and
+///   returns its commit timestamp: every restored object appears at once, or none does
+///   (`publish_is_atomic_and_visible`, `catalog_at_history`).
+/// - [`KvSink::discard`] removes every version of every key in the spans — whatever wrote them,
+///   the system span included if a span covers it — and nothing outside them. It must succeed
+///   on spans that hold nothing, on empty spans, on no spans, and again (`discard`).
+/// - **Durability** (not checked by the suite, which cannot crash your engine): when a method
+///   returns `Ok`, what it wrote survives a crash of the process if the engine is persistent
+///   (strata records a restore as done only after `publish` returns); an in-memory engine has
+///   nothing to promise.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
-pub trait KvSink: MaybeSendSync {
-    /// The current, committed catalog of the sink.
-    async fn catalog(&self) -> Result<Catalog>;
+pub trait KvSink: KvSource {
+    /// The current, committed catalog of the sink. The default reads it at [`KvSource::now`].
+    async fn catalog(&self) -> Result<Catalog> {
+        let now = self.now().await?;
+        self.catalog_at(now).await
+    }
 
     /// Reserves `count` fresh descriptor ids; returns the first.
     async fn allocate_ids(&self, count: u32) -> Result<DescId>;
@@ -243,7 +296,8 @@ pub trait KvSink: MaybeSendSync {
     /// Writes sorted key/value pairs into unpublished spans.
     async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
 
-    /// Applies descriptor changes atomically; returns the commit timestamp.
+    /// Applies descriptor changes atomically; returns the commit timestamp. Most engines write
+    /// `changes.into_iter().map(DescriptorChange::into_write)` as one batch.
     async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp>;
 
     /// Removes everything in these spans (cleanup after a failed restore).
@@ -259,8 +313,13 @@ pub trait KvSink: MaybeSendSync {
 /// `sql` executor run against.
 ///
 /// # Contract
-/// [`KvStore::write`] applies the batch atomically at one fresh timestamp above every earlier
-/// write, and returns it. `None` deletes the key (writes a tombstone).
+/// [`KvStore::write`] applies the batch atomically at one fresh timestamp strictly above every
+/// earlier write (an empty batch too), and returns it. `None` deletes the key: it writes a
+/// tombstone, even when the key is absent. When a batch writes one key twice, the last write
+/// wins (`write_is_atomic`).
+///
+/// Rows of a table are written under [`keys::table_key`]`(table_id, user_key)`; the table's id
+/// is in the catalog ([`KvSource::catalog_at`]). See the README's "Writing rows from Rust".
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 pub trait KvStore: KvSource + KvSink {
@@ -297,4 +356,97 @@ pub fn check_gc_threshold(request: &ScanRequest, threshold: Timestamp) -> Result
         )));
     }
     Ok(())
+}
+
+/// One stored key of an engine without a custom comparator: `(key, ts)` encoded so that plain
+/// byte order of the encodings is strata's order, key ascending and then timestamp descending
+/// (newest first), the order [`KvSource::scan`] returns.
+///
+/// Strata keys contain `0x00` and prefix each other (`/Table/200/"a"` and `/Table/200/"a\x00"`),
+/// so `key ++ timestamp` would interleave the versions of different keys. Here every `0x00` of
+/// the key becomes `0x00 0xff`, the key ends with `0x00 0x01`, and the timestamp follows as the
+/// bitwise complement of its wall time (8 bytes, big-endian) and logical counter (4 bytes).
+///
+/// All versions of `key` lie in `[mvcc_key(key, Timestamp::MAX), mvcc_key(key, Timestamp::ZERO)]`,
+/// and a span `[start, end)` in `[mvcc_key(start, Timestamp::MAX), mvcc_key(end, Timestamp::MAX))`.
+pub fn mvcc_key(key: &[u8], ts: Timestamp) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 14);
+    for &b in key {
+        out.push(b);
+        if b == 0 {
+            out.push(0xff);
+        }
+    }
+    out.extend_from_slice(&[0x00, 0x01]);
+    out.extend_from_slice(&(!ts.wall).to_be_bytes());
+    out.extend_from_slice(&(!ts.logical).to_be_bytes());
+    out
+}
+
+/// The key and timestamp of an encoding made by [`mvcc_key`], or `None` if `encoded` is not one.
+pub fn decode_mvcc_key(encoded: &[u8]) -> Option<(Vec<u8>, Timestamp)> {
+    let (escaped, ts) = encoded.split_at_checked(encoded.len().checked_sub(12)?)?;
+    let mut key = Vec::with_capacity(escaped.len());
+    let mut bytes = escaped.iter();
+    loop {
+        match bytes.next()? {
+            0 => match bytes.next()? {
+                0xff => key.push(0),
+                0x01 if bytes.as_slice().is_empty() => break,
+                _ => return None,
+            },
+            &b => key.push(b),
+        }
+    }
+    let wall = !u64::from_be_bytes(ts[..8].try_into().ok()?);
+    let logical = !u32::from_be_bytes(ts[8..].try_into().ok()?);
+    Some((key, Timestamp::new(wall, logical)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn ts() -> impl Strategy<Value = Timestamp> {
+        (prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()], prop_oneof![Just(0u32), Just(u32::MAX), any::<u32>()])
+            .prop_map(|(wall, logical)| Timestamp::new(wall, logical))
+    }
+
+    /// Keys from a small alphabet with `0x00`, `0x01` and `0xff`, so that prefixes and escapes
+    /// meet often.
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(0xffu8), Just(b'a'), any::<u8>()], 0..6)
+    }
+
+    #[test]
+    fn mvcc_keys_of_prefixing_keys_do_not_interleave() {
+        let (a, a0) = (b"a".as_slice(), b"a\x00".as_slice());
+        let (old, new) = (Timestamp::new(1, 0), Timestamp::new(2, 0));
+        // key ++ ts would put a@old after a\x00@new; the encoding keeps every version of "a" first.
+        assert!(mvcc_key(a, new) < mvcc_key(a, old));
+        assert!(mvcc_key(a, old) < mvcc_key(a0, new));
+        assert_eq!(decode_mvcc_key(&mvcc_key(a0, old)), Some((a0.to_vec(), old)));
+        assert_eq!(decode_mvcc_key(b"a\x00\x02"), None);
+        assert_eq!(decode_mvcc_key(&[]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn mvcc_key_order_is_key_ascending_then_newest_first(k1 in key(), t1 in ts(), k2 in key(), t2 in ts()) {
+            let expected = k1.cmp(&k2).then(t2.cmp(&t1));
+            prop_assert_eq!(mvcc_key(&k1, t1).cmp(&mvcc_key(&k2, t2)), expected);
+            prop_assert_eq!(decode_mvcc_key(&mvcc_key(&k1, t1)), Some((k1.clone(), t1)));
+        }
+
+        #[test]
+        fn a_span_is_a_range_of_mvcc_keys(k in key(), t in ts(), start in key(), end in key()) {
+            let inside = start <= k && k < end;
+            let encoded = mvcc_key(&k, t);
+            let in_range = mvcc_key(&start, Timestamp::MAX) <= encoded && encoded < mvcc_key(&end, Timestamp::MAX);
+            prop_assert_eq!(in_range, inside);
+        }
+    }
 }

@@ -69,6 +69,9 @@ mod timestamp;
 pub mod verify;
 mod workqueue;
 
+/// The attribute the engine and storage traits are implemented with (natively
+/// `#[async_trait]`, on wasm32 `#[async_trait(?Send)]`; see [`KvSource`]).
+pub use async_trait::async_trait;
 pub use backup::identity::{ensure_store_id, store_id};
 pub use backup::job::{finish_backup_job, job_run_id, run_claimed_unit};
 pub use backup::lease::{
@@ -100,8 +103,8 @@ pub use exec::{
 pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
 pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
 pub use kv::{
-    check_gc_threshold, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync, MvccFilter, PageBuilder, ScanPage,
-    ScanRequest, WorkUnit,
+    check_gc_threshold, decode_mvcc_key, mvcc_key, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync,
+    MvccFilter, PageBuilder, ScanPage, ScanRequest, WorkUnit,
 };
 pub use layout::{
     dated_subdir, is_dated_subdir, layer_dir, layer_subdir, skipped_layers, SkipReason, SkippedLayer, CHECKPOINT_NAME,

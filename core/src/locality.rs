@@ -168,10 +168,12 @@ pub fn locality_of(uri: &str) -> Result<Option<String>> {
     let Some((_, query)) = uri.split_once('?') else { return Ok(None) };
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if !crate::redact::percent_decode_query(name).eq_ignore_ascii_case(LOCALITY_PARAM) {
+        let is_locality = crate::redact::percent_decode_query("URI parameter name", name)
+            .is_ok_and(|name| name.eq_ignore_ascii_case(LOCALITY_PARAM));
+        if !is_locality {
             continue;
         }
-        let value = crate::redact::percent_decode_query(value);
+        let value = crate::redact::percent_decode_query(&format!("URI parameter {LOCALITY_PARAM}"), value)?;
         if value == DEFAULT_LOCALITY {
             return Ok(Some(value));
         }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::catalog::{Catalog, DescId, DescriptorChange, FIRST_USER_ID};
+use crate::catalog::{DescId, DescriptorChange, FIRST_USER_ID};
 use crate::error::Result;
 use crate::keys;
 use crate::kv::{check_gc_threshold, Entry, KvSink, KvSource, KvStore, MvccFilter, ScanPage, ScanRequest};
@@ -175,11 +175,6 @@ impl KvSource for MemKv {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 impl KvSink for MemKv {
-    async fn catalog(&self) -> Result<Catalog> {
-        let now = self.now().await?;
-        self.catalog_at(now).await
-    }
-
     async fn allocate_ids(&self, count: u32) -> Result<DescId> {
         let mut st = self.lock();
         let current = st

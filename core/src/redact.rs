@@ -5,7 +5,10 @@
 //! `${NAME}` reference); a parameter name that is not name-shaped (it may be a value typed
 //! without `=`) is hidden too, and so is the password of `user:password@` (or the whole user
 //! info when it has no `:`, a token). Misspelled names (`AWS_SECRET_KEY`), unknown ones,
-//! `;` instead of `&`: whatever the spelling, no value is shown.
+//! `;` instead of `&`: whatever the spelling, no value is shown (nor one whose `%`-escapes do
+//! not decode to UTF-8).
+
+use crate::error::{Error, Result};
 
 /// Query parameters whose values are secrets (compared case-insensitively).
 pub const SECRET_PARAMS: &[&str] = &[
@@ -40,7 +43,7 @@ pub fn is_secret_param(name: &str) -> bool {
 /// `NAME` when `value` (percent-decoded) is the reference `${NAME}` (`NAME` letters, digits and
 /// `_`, not starting with a digit).
 pub fn env_reference(value: &str) -> Option<String> {
-    let decoded = percent_decode(value);
+    let decoded = percent_decode("${NAME} reference", value).ok()?;
     let name = decoded.strip_prefix("${")?.strip_suffix('}')?;
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -51,12 +54,13 @@ pub fn env_reference(value: &str) -> Option<String> {
 /// (`AUTH` `specified`/`implicit`, `AWS_USE_PATH_STYLE` `true`/`false`, an `AWS_REGION` shaped
 /// like one, and a `${NAME}` reference to an environment variable).
 pub fn shows_query_value(name: &str, value: &str) -> bool {
-    let value = percent_decode_query(value);
+    let Ok(value) = percent_decode_query("URI parameter", value) else { return false };
     if env_reference(&value).is_some() {
         return true;
     }
     let one_of = |words: &[&str]| words.iter().any(|w| w.eq_ignore_ascii_case(&value));
-    match percent_decode(name).to_ascii_uppercase().as_str() {
+    let Ok(name) = percent_decode("URI parameter name", name) else { return false };
+    match name.to_ascii_uppercase().as_str() {
         "AUTH" => one_of(&["specified", "implicit"]),
         "AWS_USE_PATH_STYLE" => one_of(&["true", "false"]),
         "AWS_REGION" => is_region(&value),
@@ -95,8 +99,8 @@ pub fn redact_uri(uri: &str) -> String {
             .split('&')
             .map(|kv| {
                 let (k, v) = kv.split_once('=').map_or((kv, None), |(k, v)| (k, Some(v)));
-                let name =
-                    if is_name_shaped(k) && !percent_decode(k).contains(['=', ';', '&']) { k } else { HIDDEN_NAME };
+                let plain_name = percent_decode("URI parameter name", k).is_ok_and(|n| !n.contains(['=', ';', '&']));
+                let name = if is_name_shaped(k) && plain_name { k } else { HIDDEN_NAME };
                 match v {
                     None if name == k
                         && (is_secret_param(k) || SHOWN_FLAGS.iter().any(|f| f.eq_ignore_ascii_case(k))) =>
@@ -143,34 +147,21 @@ fn redact_userinfo(base: &str) -> String {
     base.to_string()
 }
 
-/// Decodes `%XX` escapes of a parameter name (invalid ones are kept as they are).
-/// Decodes `%XX` escapes (a malformed escape stays as written; invalid UTF-8 is replaced).
-pub fn percent_decode(s: &str) -> String {
-    decode_escapes(s, false)
+/// Decodes the `%XX` escapes of one part of a URI (a path segment, a parameter's name or value)
+/// with the `percent-encoding` crate; a `%` not followed by two hex digits stays as written.
+///
+/// `what` names the part (`URI parameter AWS_REGION`, `path segment of 'nodelocal://1/x'`): when the decoded bytes
+/// are not UTF-8 the error names it and never shows the value, which may be a secret.
+pub fn percent_decode(what: &str, s: &str) -> Result<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| Error::invalid(what, "a %-escape does not decode to UTF-8 text"))
 }
 
-/// Decodes a query-string value: `%XX` escapes, and `+` as a space.
-pub fn percent_decode_query(s: &str) -> String {
-    decode_escapes(s, true)
-}
-
-fn decode_escapes(s: &str, plus_is_space: bool) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if plus_is_space && bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// [`percent_decode`] of a query-string value: `+` is a space too (an escaped `%2B` stays `+`).
+pub fn percent_decode_query(what: &str, s: &str) -> Result<String> {
+    percent_decode(what, &s.replace('+', " "))
 }
 
 #[cfg(test)]
@@ -253,5 +244,23 @@ mod tests {
             let shown = redact_uri(&uri);
             assert!(!shown.contains(secret), "{uri} => {shown}");
         }
+    }
+
+    #[test]
+    fn percent_decoding_has_one_behaviour() {
+        assert_eq!(percent_decode("p", "a%20b%2fc").unwrap(), "a b/c");
+        assert_eq!(percent_decode("p", "100%").unwrap(), "100%");
+        assert_eq!(percent_decode("p", "%zz%4").unwrap(), "%zz%4");
+        assert_eq!(percent_decode("p", "a+b").unwrap(), "a+b");
+        assert_eq!(percent_decode_query("p", "a+b%2Bc").unwrap(), "a b+c");
+        // Invalid UTF-8: an error naming the part, never the value (it may be a secret).
+        let e = percent_decode_query("URI parameter AWS_SECRET_ACCESS_KEY", "s3cr%ff").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid URI parameter AWS_SECRET_ACCESS_KEY: a %-escape does not decode to UTF-8 text"
+        );
+        // The redactor hides such a value and such a name.
+        assert_eq!(redact_uri("s3://b?AWS_REGION=us%ff"), "s3://b?AWS_REGION=redacted");
+        assert_eq!(redact_uri("s3://b?A%ffB=v"), "s3://b?(name)=redacted");
     }
 }

@@ -135,10 +135,15 @@ fn uri_without_secrets(uri: &str, typed: &mut Vec<String>) -> String {
             return Ok(None);
         }
         let what = match slot {
-            Slot::Param(name) if PLAIN_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&percent_decode(name))) => {
+            Slot::Param(name)
+                if percent_decode("URI parameter name", name)
+                    .is_ok_and(|name| PLAIN_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&name))) =>
+            {
                 return Ok(None)
             }
-            Slot::Param(name) => format!("the {} of '{shown}'", percent_decode(name)),
+            Slot::Param(name) => {
+                format!("the {} of '{shown}'", percent_decode("URI parameter name", name).as_deref().unwrap_or(name))
+            }
             Slot::Password => format!("the password of '{shown}'"),
         };
         if !typed.contains(&what) {

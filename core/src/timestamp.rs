@@ -66,8 +66,10 @@ impl Timestamp {
     ///
     /// - a decimal `1700000000000000000.0000000001` or integer of wall nanoseconds;
     /// - a negative interval `'-10s'`, `'-1h30m'`, `'-250ms'` (units `h`, `m`, `s`, `ms`, `us`, `ns`);
-    /// - an absolute UTC time `'2026-11-23 10:00:00'`, optionally with fractional seconds, a `T`
-    ///   separator, and a `Z` or `+00:00` suffix; or a date `'2026-11-23'`.
+    /// - an absolute time `'2026-11-23 10:00:00'`, optionally with fractional seconds, a `T`
+    ///   separator, and an offset (`Z`, `+00:00`, `-08:00`, `+0530`; none means UTC); or a date
+    ///   `'2026-11-23'` (midnight UTC). Parsed by `jiff`; time zone names (`[Europe/Paris]`)
+    ///   are refused, since the core carries no time zone database.
     pub fn parse_as_of(text: &str, now: Timestamp) -> Result<Timestamp> {
         let s = text.trim();
         let err = |m: &str| Error::invalid("AS OF SYSTEM TIME", format!("{m}: '{text}'"));
@@ -81,10 +83,16 @@ impl Timestamp {
         if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') && s.bytes().filter(|b| *b == b'.').count() <= 1 {
             return s.parse::<Timestamp>().map_err(|_| err("expected a decimal timestamp"));
         }
-        if let Some(civil) = parse_civil(s) {
-            return civil.to_nanos().map(Timestamp::from_nanos).ok_or_else(|| err("out of range (1970 to 2554)"));
+        if s.contains('-') {
+            return match parse_civil(s) {
+                Ok(wall) => Ok(Timestamp::from_nanos(wall)),
+                Err(e) => Err(err(&format!(
+                    "expected 'YYYY-MM-DD[ HH:MM:SS[.ffffff]][+HH:MM]' (times without an offset are UTC), \
+                     1970 to 2554 ({e})"
+                ))),
+            };
         }
-        Err(err("expected a decimal timestamp, a negative interval like '-10s', or 'YYYY-MM-DD HH:MM:SS'"))
+        Err(err("expected a decimal timestamp, a negative interval like '-10s', or 'YYYY-MM-DD HH:MM:SS[+HH:MM]'"))
     }
 
     /// The calendar form `YYYY-MM-DD HH:MM:SS.ffffff` in UTC.
@@ -223,15 +231,6 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
 /// Parses a Go-style duration without its sign: `10s`, `1h30m`, `250ms`, `1.5h`.
 pub fn parse_interval(s: &str) -> Option<u64> {
     if s.is_empty() {
@@ -266,43 +265,23 @@ pub fn parse_interval(s: &str) -> Option<u64> {
     }
 }
 
-fn parse_civil(s: &str) -> Option<Civil> {
-    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00")).or_else(|| s.strip_suffix("+00")).unwrap_or(s);
-    let (date, time) = match s.find([' ', 'T']) {
-        Some(i) => (&s[..i], Some(s[i + 1..].trim())),
-        None => (s, None),
+/// Wall nanoseconds of an absolute time as users type it (jiff's RFC 3339 / ISO 8601 parser):
+/// a date, optionally a time (`T` or a space between, fractional seconds), optionally an offset
+/// (`Z`, `+00:00`, `-08`, `+0530`); without one the time is UTC, as in CockroachDB's default
+/// session. `Err` says what is wrong.
+fn parse_civil(s: &str) -> std::result::Result<u64, String> {
+    use jiff::fmt::temporal::{Pieces, PiecesOffset};
+    let pieces = Pieces::parse(s).map_err(|e| e.to_string())?;
+    let offset = match pieces.offset() {
+        Some(PiecesOffset::Zulu) | None => jiff::tz::Offset::UTC,
+        Some(offset) => offset.to_numeric_offset(),
     };
-    let mut parts = date.split('-');
-    let year: i64 = parts.next()?.parse().ok()?;
-    let month: u32 = parts.next()?.parse().ok()?;
-    let day: u32 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return None;
+    if let Some(zone) = pieces.time_zone_annotation() {
+        return Err(format!("time zone names ({zone:?}) are not supported: give a UTC offset such as +05:30 instead"));
     }
-    let (mut hour, mut minute, mut second, mut nanos) = (0u32, 0u32, 0u32, 0u32);
-    if let Some(time) = time {
-        let (hms, frac) = match time.split_once('.') {
-            Some((a, b)) => (a, Some(b)),
-            None => (time, None),
-        };
-        let mut t = hms.split(':');
-        hour = t.next()?.parse().ok()?;
-        minute = t.next()?.parse().ok()?;
-        second = match t.next() {
-            Some(v) => v.parse().ok()?,
-            None => 0,
-        };
-        if t.next().is_some() || hour > 23 || minute > 59 || second > 59 {
-            return None;
-        }
-        if let Some(frac) = frac {
-            if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            nanos = format!("{frac:0<9}").parse().ok()?;
-        }
-    }
-    Some(Civil { year, month, day, hour, minute, second, nanos })
+    let datetime = pieces.date().to_datetime(pieces.time().unwrap_or_default());
+    let at = offset.to_timestamp(datetime).map_err(|e| e.to_string())?;
+    u64::try_from(at.as_nanosecond()).map_err(|_| "before 1970".to_string())
 }
 
 #[cfg(test)]
@@ -344,7 +323,34 @@ mod tests {
         assert!(Timestamp::parse_as_of("2026-02-30 00:00:00", NOW).is_err());
         assert!(Timestamp::parse_as_of("2026-11-23 25:00:00", NOW).is_err());
         let far = Timestamp::parse_as_of("2999-01-01 00:00:00", NOW).unwrap_err();
-        assert!(far.to_string().contains("out of range"), "{far}");
+        assert!(far.to_string().contains("1970 to 2554"), "{far}");
+        assert!(Timestamp::parse_as_of("1969-12-31 23:59:59", NOW).is_err());
+    }
+
+    #[test]
+    fn offsets_as_users_type_them() {
+        let utc = Timestamp::parse_as_of("2026-11-23 10:00:00", NOW).unwrap();
+        for same in [
+            "2026-11-23 10:00:00+00:00",
+            "2026-11-23 10:00:00+00",
+            "2026-11-23T10:00:00Z",
+            "2026-11-23 10:00:00-00:00",
+            "2026-11-23 15:30:00+05:30",
+            "2026-11-23 15:30:00+0530",
+            "2026-11-23 02:00:00-08:00",
+            "2026-11-23 02:00:00-08",
+            "2026-11-23 10:00",
+        ] {
+            assert_eq!(Timestamp::parse_as_of(same, NOW).unwrap(), utc, "{same}");
+        }
+        assert_eq!(
+            Timestamp::parse_as_of("2026-11-23 10:00:00.123456789+00:00", NOW).unwrap().wall,
+            utc.wall + 123_456_789
+        );
+        let zone = Timestamp::parse_as_of("2026-11-23T10:00:00+01:00[Europe/Paris]", NOW).unwrap_err();
+        assert!(zone.to_string().contains("time zone names"), "{zone}");
+        let bad = Timestamp::parse_as_of("2026-11-23 10:00:00 PST", NOW).unwrap_err();
+        assert!(bad.to_string().contains("YYYY-MM-DD"), "{bad}");
     }
 
     #[test]

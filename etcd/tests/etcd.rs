@@ -7,7 +7,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use strata_core::conformance::kv;
 use strata_etcd::testing::{skip_without_etcd, EtcdCluster};
 use strata_etcd::{EtcdKv, EtcdOptions};
 use tokio::sync::RwLock;
@@ -31,15 +30,19 @@ async fn open(root: Vec<u8>) -> EtcdKv {
     EtcdKv::open(cluster().endpoints(), EtcdOptions::default().with_root(root)).await.expect("open the etcd store")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kv_conformance_on_a_3_member_cluster() {
-    if skip_without_etcd("kv_conformance_on_a_3_member_cluster") {
-        return;
+/// The suite, one test per check, each in its own root prefix; the checks that compact hold
+/// [`HISTORY`] exclusively, the others shared. Without etcd, each check passes without running.
+mod kv_conformance_on_a_3_member_cluster {
+    use super::*;
+
+    strata_core::kv_conformance_tests! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        let skip = skip_without_etcd("kv_conformance_on_a_3_member_cluster");
+        store: if skip { return } else { open(fresh_root("conformance")).await },
+        hold: HISTORY.read().await,
+        gc: |store: EtcdKv, threshold| async move { store.compact(threshold).await },
+        hold_gc: HISTORY.write().await,
     }
-    let _exclusive = HISTORY.write().await;
-    let make =
-        || tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(open(fresh_root("conformance"))));
-    kv::run_all_with_gc(make, |store: EtcdKv, threshold| async move { store.compact(threshold).await }).await;
 }
 
 #[tokio::test]

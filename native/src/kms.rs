@@ -86,7 +86,7 @@ impl KmsOpener for FileKmsOpener {
                 "'{shown}' must name an absolute path to a key file, as {FILE_KMS_SCHEME}:///path/to/keyfile"
             )));
         }
-        let path = PathBuf::from(strata_core::percent_decode(rest));
+        let path = PathBuf::from(strata_core::percent_decode(&format!("key file path of '{shown}'"), rest)?);
         let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| Error::Storage {
             path: shown.clone(),
             message: format!("cannot read the key file {}: {e}", path.display()),

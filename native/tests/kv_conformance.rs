@@ -28,10 +28,14 @@ fn fresh_stores(root: &Path) -> impl Fn() -> EmbeddedStore + '_ {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_store_passes_the_kv_suite() {
-    let root = tempfile::tempdir().unwrap();
-    kv::run_all_with_gc(fresh_stores(root.path()), |store, threshold| async move { store.gc(threshold).await }).await;
+/// The suite, one test per check, each on a store in its own directory.
+mod embedded_store_passes_the_kv_suite {
+    strata_core::kv_conformance_tests! {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        let dir = tempfile::tempdir().unwrap();
+        store: super::open(dir.path()),
+        gc: |store: strata_native::EmbeddedStore, threshold| async move { store.gc(threshold).await },
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -314,3 +314,15 @@ fn no_error_shows_a_query_value_whatever_its_spelling() {
         assert!(!format!("{e} {e:?}").contains(S), "{uri} => {e}");
     }
 }
+
+/// Issue 17 §8: one behaviour on `%`-escapes that do not decode to UTF-8 text: an error naming
+/// the parameter (or path segment), never its value.
+#[test]
+fn escapes_that_are_not_utf8_are_refused_naming_the_parameter() {
+    expect_invalid(
+        "s3://bucket/p?AWS_ACCESS_KEY_ID=AKIA&AWS_SECRET_ACCESS_KEY=hunter2%ff",
+        "the value of AWS_SECRET_ACCESS_KEY does not decode to UTF-8 text",
+    );
+    expect_invalid("s3://bucket/p?A%ffhunter2=1", "a parameter name does not decode to UTF-8 text");
+    expect_invalid("nodelocal://1/dir%ff", "the path segment \"dir%ff\" does not decode to UTF-8 text");
+}

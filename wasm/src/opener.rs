@@ -65,8 +65,8 @@ impl StorageOpener for Mounts {
             (rest.is_empty() || rest.starts_with('/')).then(|| (storage.clone(), rest.to_string()))
         });
         if let Some((storage, rest)) = found {
-            let dir = percent_decode(rest.trim_matches('/'))
-                .ok_or_else(|| invalid(uri, "a %-escape in its path is not valid UTF-8"))?;
+            let dir = strata_core::percent_decode("path", rest.trim_matches('/'))
+                .map_err(|_| invalid(uri, "a %-escape in its path does not decode to UTF-8 text"))?;
             if dir.split('/').any(|s| s == ".." || s == ".") {
                 return Err(invalid(uri, "its path may not hold '.' or '..' segments"));
             }
@@ -109,29 +109,6 @@ fn normalize_prefix(prefix: &str) -> Result<String> {
         });
     }
     Ok(p.to_string())
-}
-
-/// Decodes `%XX` escapes; `None` if the result is not UTF-8. A `%` not followed by two hex digits is kept.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
@@ -187,10 +164,12 @@ mod tests {
     }
 
     #[test]
-    fn percent_escapes() {
-        assert_eq!(percent_decode("a%20b%2Fc").as_deref(), Some("a b/c"));
-        assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
-        assert_eq!(percent_decode("%zz%4").as_deref(), Some("%zz%4"));
-        assert_eq!(percent_decode("%ff"), None);
+    fn a_path_that_does_not_decode_to_text_is_refused() {
+        let m = Mounts::default();
+        m.mount("nodelocal://1", Arc::new(MemoryStorage::new("a"))).unwrap();
+        let err = m.open("nodelocal://1/a%ffb").err().unwrap();
+        assert_eq!(err.code(), "INVALID_ARGUMENT");
+        assert!(err.to_string().contains("does not decode to UTF-8"), "{err}");
+        assert!(m.open("nodelocal://1/a%20b%zz").is_ok());
     }
 }

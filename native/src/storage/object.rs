@@ -493,7 +493,7 @@ fn check_prefix(prefix: &str) -> Result<()> {
 
 // Parameters the schemes take whose values are no secret (endpoints, regions, names): kept in
 // messages from the clients (`redact_uri` still hides them in the URI shown).
-use strata_core::PLAIN_PARAMS;
+use strata_core::{percent_decode, percent_decode_query, PLAIN_PARAMS};
 
 /// The values of `uri` that must never be shown: secret query parameters, those of parameters
 /// no scheme takes (a misspelled secret), and a `user:password@` password, each raw and
@@ -504,7 +504,7 @@ pub(crate) fn secrets_of(uri: &str) -> Vec<String> {
     for pair in query.split('&') {
         if let Some((key, value)) = pair.split_once('=') {
             // Secret parameters, and any the schemes do not know (a misspelled secret).
-            let name = percent_decode(key);
+            let name = percent_decode("URI parameter name", key).unwrap_or_else(|_| key.to_string());
             let known_plain = PLAIN_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(&name));
             if (is_secret_param(&name) || !known_plain) && !value.is_empty() && !shows_query_value(key, value) {
                 secrets.push(value.to_string());
@@ -521,33 +521,16 @@ pub(crate) fn secrets_of(uri: &str) -> Vec<String> {
             }
         }
     }
-    let spellings: Vec<String> =
-        secrets.iter().flat_map(|s| [percent_decode(s), percent_decode(&s.replace('+', " "))]).collect();
+    let spellings: Vec<String> = secrets
+        .iter()
+        .flat_map(|s| [percent_decode("URI parameter", s), percent_decode_query("URI parameter", s)])
+        .filter_map(|decoded| decoded.ok())
+        .collect();
     secrets.extend(spellings);
     secrets.retain(|s| !s.is_empty());
     secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     secrets.dedup();
     secrets
-}
-
-/// Decodes `%XX` escapes; invalid escapes and invalid UTF-8 are kept as they are.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(b) = hex {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
 }
 
 #[cfg(test)]
@@ -577,13 +560,5 @@ mod tests {
         for bad in ["/", "/a", "a//", "../"] {
             assert!(check_prefix(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b%2fc"), "a b/c");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%ff"), "%ff");
     }
 }

@@ -2,7 +2,8 @@
 
 use strata_core::{redact_uri, Error, Result, REDACTED};
 
-use super::object::{percent_decode, secrets_of};
+use super::object::secrets_of;
+use strata_core::{percent_decode, percent_decode_query};
 
 /// The query parameter of a locality-aware backup's URIs. Every scheme accepts it; storage
 /// ignores it (the backup reads it, see `strata_core::open_locations`).
@@ -87,7 +88,10 @@ impl<'a> StorageUri<'a> {
         };
         let mut segments = Vec::new();
         for segment in path.split('/').filter(|s| !s.is_empty()) {
-            let decoded = percent_decode(segment);
+            let decoded = match percent_decode("path segment", segment) {
+                Ok(decoded) => decoded,
+                Err(_) => return fail(format!("the path segment {segment:?} does not decode to UTF-8 text")),
+            };
             if decoded == "." || decoded == ".." {
                 return fail(format!("the path may not contain {decoded:?} segments"));
             }
@@ -99,7 +103,13 @@ impl<'a> StorageUri<'a> {
         let mut params: Vec<(String, String)> = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let (name, value) = (percent_decode(name), percent_decode(&value.replace('+', " ")));
+            // Never the value in an error: it may be a secret.
+            let Ok(name) = percent_decode_query("URI parameter name", name) else {
+                return fail("a parameter name does not decode to UTF-8 text".into());
+            };
+            let Ok(value) = percent_decode_query("URI parameter", value) else {
+                return fail(format!("the value of {name} does not decode to UTF-8 text"));
+            };
             if params.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
                 return fail(format!("the parameter {name} is given twice"));
             }

@@ -321,7 +321,8 @@ where
 pub(crate) fn basic_auth(userinfo: &str) -> Option<HeaderValue> {
     use base64::Engine as _;
     let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-    let (user, password) = (super::object::percent_decode(user), super::object::percent_decode(password));
+    let user = strata_core::percent_decode("user of the URI", user).ok()?;
+    let password = strata_core::percent_decode("password of the URI", password).ok()?;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     let mut value = HeaderValue::from_str(&format!("Basic {token}")).ok()?;
     value.set_sensitive(true);
