@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 mod common;
+mod schedule_retention;
 
 use async_trait::async_trait;
 use common::{Call, Hook, HookedOpener};
@@ -145,7 +146,10 @@ fn daily_incrementals_with_weekly_fulls_over_three_months() {
     let start = at(2026, 1, 1, 10, 0);
     let mut sim = Sim::new(start);
     let created = sim.sql(&format!("CREATE SCHEDULE nightly FOR BACKUP DATABASE bank INTO '{URI}' RECURRING '@daily'"));
-    assert_eq!(created.columns, ["schedule_id", "label", "status", "first_run", "schedule", "backup_stmt", "requires"]);
+    assert_eq!(
+        created.columns,
+        ["schedule_id", "label", "status", "first_run", "schedule", "backup_stmt", "requires", "schedule_options"]
+    );
     let rows: Vec<Vec<String>> =
         created.rows.iter().map(|r| r.iter().map(|v| v.to_string()).collect()).collect::<Vec<_>>();
     assert_eq!(
@@ -159,6 +163,7 @@ fn daily_incrementals_with_weekly_fulls_over_three_months() {
                 "@daily".into(),
                 format!("BACKUP DATABASE bank INTO LATEST IN '{URI}'"),
                 String::new(),
+                "on_execution_failure = 'reschedule', on_previous_running = 'wait'".into(),
             ],
             vec![
                 "2".to_string(),
@@ -168,6 +173,7 @@ fn daily_incrementals_with_weekly_fulls_over_three_months() {
                 "@weekly".into(),
                 format!("BACKUP DATABASE bank INTO '{URI}'"),
                 String::new(),
+                "on_execution_failure = 'reschedule', on_previous_running = 'wait'".into(),
             ],
         ]
     );
@@ -426,7 +432,18 @@ fn schedule_statements_and_a_restarted_scheduler() {
     assert_eq!(sim.schedule_column("id"), vec![Value::Int(1), Value::Int(2)]);
     assert_eq!(
         sim.sql("SHOW SCHEDULES").columns,
-        ["id", "label", "schedule_status", "next_run", "state", "recurrence", "jobs_running", "created", "command"]
+        [
+            "id",
+            "label",
+            "schedule_status",
+            "next_run",
+            "state",
+            "recurrence",
+            "jobs_running",
+            "created",
+            "command",
+            "schedule_options"
+        ]
     );
     let (ok, _) = sim.run(start, start + HOUR, HOUR);
     assert_eq!(ok, vec![(show(start), BackupKind::Full)]);

@@ -14,11 +14,13 @@ use super::Context;
 use super::Executor;
 use crate::error::{Error, Result};
 use crate::kv::KvStore;
+use crate::manage::forget::forget;
 use crate::records::{RecordStore, ScheduleRecord, SCHEDULES};
 use crate::result::{QueryResult, Value};
+use crate::retention::RetentionPolicy;
 use crate::schedule::{plan_schedules, BackupKind, FinishEffect, Schedule, StartDecision, WAITING_FOR_FULL};
-use crate::secrets::{required_sources, typed_secrets_error, without_secrets};
-use crate::sql::{BackupStmt, CreateScheduleStmt, Statement};
+use crate::secrets::{required_sources, resolve_backup, typed_secrets_error, without_secrets};
+use crate::sql::{BackupDestination, BackupStmt, CreateScheduleStmt, Statement};
 use crate::timestamp::Timestamp;
 
 /// What a tick did with one due schedule.
@@ -54,6 +56,10 @@ pub struct ScheduledRun {
     pub statement: BackupStmt,
     /// What happened.
     pub outcome: RunOutcome,
+    /// After a successful run of a schedule with `keep_*` options: how many backups (and
+    /// leftovers of an interrupted forget) of its collection were forgotten, or why forgetting
+    /// failed (the backup still succeeded; the schedule's status says so until its next success).
+    pub forgotten: Option<Result<usize>>,
 }
 
 fn civil(t: Option<u64>) -> Value {
@@ -108,8 +114,16 @@ impl ScheduleService {
             ));
         }
         let requires = required_sources(&stmt.backup).iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
-        let mut out =
-            QueryResult::new(&["schedule_id", "label", "status", "first_run", "schedule", "backup_stmt", "requires"]);
+        let mut out = QueryResult::new(&[
+            "schedule_id",
+            "label",
+            "status",
+            "first_run",
+            "schedule",
+            "backup_stmt",
+            "requires",
+            "schedule_options",
+        ]);
         let now = store.now().await?.wall;
         let label = stmt.label.clone().unwrap_or_else(|| format!("BACKUP {}", now / 1_000_000_000));
         let existing = self.all(store).await?;
@@ -137,6 +151,7 @@ impl ScheduleService {
                 s.recurrence().to_string().into(),
                 Statement::Backup(s.backup.clone()).to_string().into(),
                 requires.clone().into(),
+                s.options_text().into(),
             ]);
         }
         Ok(out)
@@ -154,6 +169,7 @@ impl ScheduleService {
             "jobs_running",
             "created",
             "command",
+            "schedule_options",
         ]);
         for s in self.all(store).await? {
             out.push(vec![
@@ -166,6 +182,7 @@ impl ScheduleService {
                 (s.running.len() as u64).into(),
                 civil(Some(s.created)),
                 Statement::Backup(s.backup.clone()).to_string().into(),
+                s.options_text().into(),
             ]);
         }
         Ok(out)
@@ -227,6 +244,7 @@ impl ScheduleService {
                 run_id: None,
                 statement: s.backup.clone(),
                 outcome: RunOutcome::Waiting,
+                forgotten: None,
             };
             if !s.typed_secrets.is_empty() {
                 // An older record's secrets were dropped: pause it, saying why.
@@ -259,8 +277,40 @@ impl ScheduleService {
         Ok(out)
     }
 
-    /// See [`Executor::finish_run`].
+    /// See [`Executor::finish_run`]: records the run's end, then, when it succeeded and the
+    /// schedule has `keep_*` options, forgets old backups of its collection.
     pub(super) async fn finish_run(
+        &self,
+        cx: &Context,
+        run: &mut ScheduledRun,
+        now: Timestamp,
+        result: Result<QueryResult>,
+    ) -> Result<()> {
+        let store = cx.store.as_ref();
+        let retention = match (&result, run.run_id) {
+            (Ok(_), Some(_)) => match self.get(store, run.schedule_id).await {
+                Ok(s) => s.retention,
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            _ => None,
+        };
+        self.record_finish(store, run, now, result).await?;
+        if let Some(policy) = retention {
+            let outcome = forget_after_run(cx, &run.statement, &policy, now).await;
+            if let Err(e) = &outcome {
+                // Shown by SHOW SCHEDULES until the next successful run clears it.
+                if let Ok(mut s) = self.get(store, run.schedule_id).await {
+                    s.status_message = Some(format!("forgetting old backups after the run failed: {e}"));
+                    self.save(store, &[&s]).await?;
+                }
+            }
+            run.forgotten = Some(outcome);
+        }
+        Ok(())
+    }
+
+    async fn record_finish(
         &self,
         store: &dyn KvStore,
         run: &mut ScheduledRun,
@@ -306,4 +356,22 @@ impl ScheduleService {
         }
         Ok(forgotten)
     }
+}
+
+/// Forgets the backups of the collection `backup` writes into that `policy` does not keep, at
+/// `now`, and prunes them; returns how many backups (and leftovers) went. The statement's
+/// secret references are read as the run read them.
+async fn forget_after_run(
+    cx: &Context,
+    backup: &BackupStmt,
+    policy: &RetentionPolicy,
+    now: Timestamp,
+) -> Result<usize> {
+    let backup = resolve_backup(backup, cx.secrets.as_ref())?;
+    let BackupDestination::Into { uris, .. } = &backup.destination else {
+        return Err(Error::invalid("schedule", "a scheduled backup writes INTO a collection"));
+    };
+    let root = cx.open_uris(uris)?;
+    let plan = forget(root.storage(), policy, now, true).await?;
+    Ok(plan.removed().count() + plan.leftovers.len())
 }
