@@ -52,6 +52,7 @@ mod host;
 mod js_kv;
 #[cfg(target_arch = "wasm32")]
 mod js_storage;
+mod manage;
 mod opener;
 mod options;
 mod progress;
