@@ -147,7 +147,7 @@ pub fn parse_keep_within(s: &str) -> Result<u64> {
 fn format_duration(nanos: u64) -> String {
     let secs = nanos / 1_000_000_000;
     for (unit, size) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs > 0 && secs % size == 0 {
+        if secs > 0 && secs.is_multiple_of(size) {
             return format!("{}{unit}", secs / size);
         }
     }

@@ -6,6 +6,8 @@
 
 use super::*;
 use strata_core::{validate_schedule_option, KeepRule, ScheduleOption};
+#[cfg(all(target_family = "wasm", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// Every backup the collection lists opens as a whole chain (full backup and every layer).
 fn every_chain_opens(sim: &Sim) -> usize {
