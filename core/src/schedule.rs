@@ -200,6 +200,22 @@ impl Schedule {
         self.cron.as_deref().unwrap_or("NEVER")
     }
 
+    /// Sets one option (checked by [`validate_schedule_option`]) on an existing schedule:
+    /// `first_run` moves its next run to that time; `keep_*` rules change its retention policy
+    /// (a policy left keeping nothing is none: old backups are no longer forgotten).
+    pub fn set_option(&mut self, option: ScheduleOption) {
+        match option {
+            ScheduleOption::FirstRun(t) => self.next_run = Some(t),
+            ScheduleOption::OnFailure(o) => self.on_failure = o,
+            ScheduleOption::OnPreviousRunning(o) => self.on_previous_running = o,
+            ScheduleOption::Keep(rule) => {
+                let policy = self.retention.unwrap_or_default().with(rule);
+                self.retention = (!policy.is_empty()).then_some(policy);
+            }
+            ScheduleOption::Ignored => {}
+        }
+    }
+
     /// Its options as `WITH SCHEDULE OPTIONS` would set them (what `SHOW SCHEDULES` shows):
     /// `on_execution_failure = 'reschedule', on_previous_running = 'wait', keep_last = 3`.
     pub fn options_text(&self) -> String {
@@ -497,6 +513,30 @@ mod tests {
             "invalid on_previous_running: 'later'; valid values are start, skip, wait"
         );
         assert!(plan("CREATE SCHEDULE s FOR BACKUP INTO 'memory://c' RECURRING 'bad'").is_err());
+    }
+
+    #[test]
+    fn keep_options_set_and_unset_a_schedules_policy() {
+        let mut s = plan(
+            "CREATE SCHEDULE s FOR BACKUP INTO 'memory://c' RECURRING '@daily' FULL BACKUP ALWAYS \
+                          WITH SCHEDULE OPTIONS keep_last = 3",
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(s.retention, Some(RetentionPolicy { keep_last: 3, ..RetentionPolicy::default() }));
+        s.set_option(validate_schedule_option("keep_daily", "7", NOW).unwrap());
+        s.set_option(validate_schedule_option("on_execution_failure", "pause", NOW).unwrap());
+        assert_eq!(
+            s.options_text(),
+            "on_execution_failure = 'pause', on_previous_running = 'wait', keep_last = 3, keep_daily = 7"
+        );
+        s.set_option(validate_schedule_option("keep_last", "0", NOW).unwrap());
+        s.set_option(validate_schedule_option("keep_daily", "0", NOW).unwrap());
+        assert_eq!(s.retention, None, "a policy keeping nothing is none");
+        assert_eq!(
+            validate_schedule_option("keep_weekly", "-2", NOW).unwrap_err().to_string(),
+            "invalid keep_weekly: '-2': expected how many backups to keep, a whole number from 0 to 4294967295"
+        );
     }
 
     #[test]
