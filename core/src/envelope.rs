@@ -64,8 +64,9 @@ pub const UNIT_RECORD: Envelope = Envelope::new(b"STRATAUR", "backup unit record
 pub const JOB_RECORD: Envelope = Envelope::new(b"STRATAJB", "job record", 3);
 /// A detached backup's job in a work queue: its location and plan (`exec::queued`).
 pub const QUEUED_BACKUP: Envelope = Envelope::new(b"STRATAQB", "queued backup job", 1);
-/// A schedule's record in the system span (`records`), versions as [`JOB_RECORD`].
-pub const SCHEDULE_RECORD: Envelope = Envelope::new(b"STRATASC", "schedule record", 3);
+/// A schedule's record in the system span (`records`), versions 1 to 3 as [`JOB_RECORD`];
+/// version 4 adds the schedule's retention policy (`keep_*` schedule options).
+pub const SCHEDULE_RECORD: Envelope = Envelope::new(b"STRATASC", "schedule record", 4);
 
 /// Every stored format's envelope; their magics are distinct (tested). A new format adds its
 /// constant here. (Only the test reads it.)

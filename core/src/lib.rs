@@ -59,6 +59,7 @@ mod records;
 mod redact;
 mod restore;
 mod result;
+mod retention;
 mod schedule;
 mod secrets;
 mod span;
@@ -115,9 +116,7 @@ pub use layout::{lease_path, LEASES_DIR};
 pub use locality::{locality_of, open_locations, Locations, DEFAULT_LOCALITY, LOCALITY_PARAM};
 pub use manage::compact::{compact_chain, compact_in_collection, CompactOptions};
 pub use manage::copy::{copy_chain, copy_collection, CopyOptions, CopyReport};
-pub use manage::forget::{
-    apply_forget, forget, forget_plan, plan_forget, ChainListing, ForgetEntry, ForgetPlan, RetentionPolicy,
-};
+pub use manage::forget::{apply_forget, forget, forget_plan, plan_forget, ChainListing, ForgetEntry, ForgetPlan};
 pub use memkv::{Clock, MemKv};
 pub use offload::{CpuPool, Offload};
 pub use progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
@@ -127,9 +126,10 @@ pub use redact::{is_secret_param, percent_decode, percent_decode_query, redact_u
 pub use restore::plan::{prepare_restore, DatabaseRestore, LayerFile, RestorePlan, RestoreSelection, TableRestore};
 pub use restore::run::{run_restore, RestoreRunOptions, RestoreSummary};
 pub use result::{escape_control, QueryResult, Value};
+pub use retention::{parse_keep_within, KeepRule, RetentionPolicy, KEEP_OPTIONS};
 pub use schedule::{
-    pick_full_recurrence, plan_schedules, BackupKind, FinishEffect, OnFailure, OnPreviousRunning, Schedule,
-    ScheduleOptions, StartDecision, RETRY_AFTER_NANOS, WAITING_FOR_FULL,
+    pick_full_recurrence, plan_schedules, validate_schedule_option, BackupKind, FinishEffect, OnFailure,
+    OnPreviousRunning, Schedule, ScheduleOption, ScheduleOptions, StartDecision, RETRY_AFTER_NANOS, WAITING_FOR_FULL,
 };
 pub use secrets::{required_sources, without_secrets, NoSecrets, SecretResolver, PLAIN_PARAMS};
 pub use span::{prefix_end, Span, SpanSet};

@@ -11,7 +11,8 @@
 //! Records written before the envelope (version 1: one byte `1`, then the same postcard body as
 //! version 2) still read. Versions 1 and 2 held the whole statement, passphrase and URI secrets
 //! included; version 3 holds a [`StoredBackup`]: references only, and a note of the secrets that
-//! were typed in. An older record is converted when read, and rewritten at once in version 3
+//! were typed in; version 4 (schedules only) adds the schedule's retention policy. An older
+//! record is converted when read, and rewritten at once in the current version
 //! (scrubbed on read: listing jobs or schedules, or adopting jobs, rewrites every older record of
 //! the kind). The store's own older versions of the key keep the old bytes until the store's
 //! garbage collection removes them.
@@ -30,6 +31,7 @@ use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::keys::system_key;
 use crate::kv::{read_span, KvStore};
+use crate::retention::RetentionPolicy;
 use crate::schedule::{BackupKind, OnFailure, OnPreviousRunning, Schedule};
 use crate::secrets::{LegacyBackup, StoredBackup};
 use crate::span::Span;
@@ -45,8 +47,13 @@ pub(crate) const JOB_ENVELOPE: Envelope = crate::envelope::JOB_RECORD;
 
 /// The schedules' records: every schedule, and the ids of schedules and their runs.
 pub(crate) const SCHEDULES: RecordStore<ScheduleRecord> =
-    RecordStore::new("schedule", b"schedule/", b"schedule-next-id", crate::envelope::SCHEDULE_RECORD)
-        .with_legacy(3, |body| postcard::from_bytes::<LegacySchedule>(body).map(LegacySchedule::into_record));
+    RecordStore::new("schedule", b"schedule/", b"schedule-next-id", crate::envelope::SCHEDULE_RECORD).with_legacy(
+        4,
+        |version, body| match version {
+            ..=2 => postcard::from_bytes::<LegacySchedule>(body).map(LegacySchedule::into_record),
+            _ => postcard::from_bytes::<ScheduleRecordV3>(body).map(ScheduleRecordV3::into_record),
+        },
+    );
 
 /// The first stored form, before the envelope: this byte, then postcard.
 const V1: u8 = 1;
@@ -66,7 +73,7 @@ pub(crate) struct RecordStore<T> {
 /// body has another layout, converted into `T`.
 struct Legacy<T> {
     below: u16,
-    decode: fn(&[u8]) -> postcard::Result<T>,
+    decode: fn(u16, &[u8]) -> postcard::Result<T>,
 }
 
 impl<T> Clone for Legacy<T> {
@@ -98,8 +105,9 @@ impl<T: Serialize + DeserializeOwned> RecordStore<T> {
         RecordStore { what, prefix, next_id, envelope, legacy: None, record: PhantomData }
     }
 
-    /// The same records, whose versions before `below` have a body `decode` converts.
-    pub(crate) const fn with_legacy(mut self, below: u16, decode: fn(&[u8]) -> postcard::Result<T>) -> Self {
+    /// The same records, whose versions before `below` have a body `decode` converts (given the
+    /// version and the body).
+    pub(crate) const fn with_legacy(mut self, below: u16, decode: fn(u16, &[u8]) -> postcard::Result<T>) -> Self {
         self.legacy = Some(Legacy { below, decode });
         self
     }
@@ -138,7 +146,7 @@ impl<T: Serialize + DeserializeOwned> RecordStore<T> {
             }
         };
         let record = match self.legacy {
-            Some(legacy) if version < legacy.below => (legacy.decode)(body),
+            Some(legacy) if version < legacy.below => (legacy.decode)(version, body),
             _ => postcard::from_bytes(body),
         };
         let record = record.map_err(|e| match version {
@@ -219,7 +227,48 @@ fn one_key(key: Vec<u8>) -> Span {
     Span::new(key, end)
 }
 
-/// A schedule as its record (version 3) stores it: its statement without secrets.
+/// A schedule's retention policy (`keep_*` options) as its record stores it, in fixed widths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredRetention {
+    last: u32,
+    hourly: u32,
+    daily: u32,
+    weekly: u32,
+    monthly: u32,
+    yearly: u32,
+    within: Option<u64>,
+}
+
+impl StoredRetention {
+    fn new(p: &RetentionPolicy) -> StoredRetention {
+        // Counts are checked to fit in a u32 when the options are parsed.
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        StoredRetention {
+            last: n(p.keep_last),
+            hourly: n(p.keep_hourly),
+            daily: n(p.keep_daily),
+            weekly: n(p.keep_weekly),
+            monthly: n(p.keep_monthly),
+            yearly: n(p.keep_yearly),
+            within: p.keep_within,
+        }
+    }
+
+    fn policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            keep_last: self.last as usize,
+            keep_hourly: self.hourly as usize,
+            keep_daily: self.daily as usize,
+            keep_weekly: self.weekly as usize,
+            keep_monthly: self.monthly as usize,
+            keep_yearly: self.yearly as usize,
+            keep_within: self.within,
+        }
+    }
+}
+
+/// A schedule as its record (version 4) stores it: its statement without secrets, and its
+/// retention policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ScheduleRecord {
     id: u64,
@@ -236,6 +285,8 @@ pub(crate) struct ScheduleRecord {
     running: Vec<u64>,
     last_run: Option<u64>,
     created: u64,
+    /// Version 4.
+    retention: Option<StoredRetention>,
 }
 
 impl ScheduleRecord {
@@ -259,6 +310,7 @@ impl ScheduleRecord {
             running: s.running.clone(),
             last_run: s.last_run,
             created: s.created,
+            retention: s.retention.as_ref().map(StoredRetention::new),
         }
     }
 
@@ -286,6 +338,48 @@ impl ScheduleRecord {
             running: self.running.clone(),
             last_run: self.last_run,
             created: self.created,
+            retention: self.retention.as_ref().map(StoredRetention::policy).filter(|p| !p.is_empty()),
+        }
+    }
+}
+
+/// A schedule as records of version 3 stored it (no retention policy).
+#[derive(Deserialize)]
+struct ScheduleRecordV3 {
+    id: u64,
+    label: String,
+    kind: BackupKind,
+    cron: Option<String>,
+    backup: StoredBackup,
+    paused: bool,
+    status_message: Option<String>,
+    next_run: Option<u64>,
+    on_failure: OnFailure,
+    on_previous_running: OnPreviousRunning,
+    paired: Option<u64>,
+    running: Vec<u64>,
+    last_run: Option<u64>,
+    created: u64,
+}
+
+impl ScheduleRecordV3 {
+    fn into_record(self) -> ScheduleRecord {
+        ScheduleRecord {
+            id: self.id,
+            label: self.label,
+            kind: self.kind,
+            cron: self.cron,
+            backup: self.backup,
+            paused: self.paused,
+            status_message: self.status_message,
+            next_run: self.next_run,
+            on_failure: self.on_failure,
+            on_previous_running: self.on_previous_running,
+            paired: self.paired,
+            running: self.running,
+            last_run: self.last_run,
+            created: self.created,
+            retention: None,
         }
     }
 }
@@ -326,6 +420,7 @@ impl LegacySchedule {
             running: self.running,
             last_run: self.last_run,
             created: self.created,
+            retention: None,
         }
     }
 }

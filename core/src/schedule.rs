@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cron::CronExpr;
 use crate::error::{Error, Result};
+use crate::retention::{KeepRule, RetentionPolicy};
 use crate::sql::{BackupDestination, BackupStmt, CreateScheduleStmt, Recurrence, Subdir};
 use crate::timestamp::Timestamp;
 
@@ -86,6 +87,9 @@ pub struct Schedule {
     pub on_failure: OnFailure,
     /// `on_previous_running`.
     pub on_previous_running: OnPreviousRunning,
+    /// `keep_last`, `keep_daily`, … (a strata extension): after each successful run, the
+    /// collection's backups this policy does not keep (and no kept one needs) are forgotten.
+    pub retention: Option<RetentionPolicy>,
     /// The other schedule of a full/incremental pair.
     pub paired: Option<u64>,
     /// Ids of its runs that started and have not finished.
@@ -195,6 +199,122 @@ impl Schedule {
     pub fn recurrence(&self) -> &str {
         self.cron.as_deref().unwrap_or("NEVER")
     }
+
+    /// Sets one option (checked by [`validate_schedule_option`]) on an existing schedule:
+    /// `first_run` moves its next run to that time; `keep_*` rules change its retention policy
+    /// (a policy left keeping nothing is none: old backups are no longer forgotten).
+    pub fn set_option(&mut self, option: ScheduleOption) {
+        match option {
+            ScheduleOption::FirstRun(t) => self.next_run = Some(t),
+            ScheduleOption::OnFailure(o) => self.on_failure = o,
+            ScheduleOption::OnPreviousRunning(o) => self.on_previous_running = o,
+            ScheduleOption::Keep(rule) => {
+                let policy = self.retention.unwrap_or_default().with(rule);
+                self.retention = (!policy.is_empty()).then_some(policy);
+            }
+            ScheduleOption::Ignored => {}
+        }
+    }
+
+    /// Its options as `WITH SCHEDULE OPTIONS` would set them (what `SHOW SCHEDULES` shows):
+    /// `on_execution_failure = 'reschedule', on_previous_running = 'wait', keep_last = 3`.
+    pub fn options_text(&self) -> String {
+        let on_failure = match self.on_failure {
+            OnFailure::Retry => "retry",
+            OnFailure::Reschedule => "reschedule",
+            OnFailure::Pause => "pause",
+        };
+        let on_previous = match self.on_previous_running {
+            OnPreviousRunning::Start => "start",
+            OnPreviousRunning::Skip => "skip",
+            OnPreviousRunning::Wait => "wait",
+        };
+        let mut out = format!("on_execution_failure = '{on_failure}', on_previous_running = '{on_previous}'");
+        for (name, value) in self.retention.iter().flat_map(RetentionPolicy::options) {
+            if name == "keep_within" {
+                out.push_str(&format!(", {name} = '{value}'"));
+            } else {
+                out.push_str(&format!(", {name} = {value}"));
+            }
+        }
+        out
+    }
+}
+
+/// One schedule option, checked by [`validate_schedule_option`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScheduleOption {
+    /// `first_run`: when the full schedule first runs (wall nanoseconds).
+    FirstRun(u64),
+    /// `on_execution_failure`.
+    OnFailure(OnFailure),
+    /// `on_previous_running`.
+    OnPreviousRunning(OnPreviousRunning),
+    /// `keep_last`, `keep_hourly`, `keep_daily`, `keep_weekly`, `keep_monthly`, `keep_yearly`,
+    /// `keep_within` (a strata extension, named as restic names them): a rule of the policy
+    /// that forgets old backups after each successful run.
+    Keep(KeepRule),
+    /// Accepted for CockroachDB's sake, without effect (`ignore_existing_backups`,
+    /// `updates_cluster_last_backup_time_metric`).
+    Ignored,
+}
+
+/// Checks one `WITH SCHEDULE OPTIONS name = value` (also what `ALTER BACKUP SCHEDULE … SET
+/// SCHEDULE OPTION` sets): the one place schedule options are validated. `now` resolves
+/// `first_run = 'now'` and relative times. Names are case-insensitive; an error names the
+/// option and the values it takes.
+pub fn validate_schedule_option(name: &str, value: &str, now: u64) -> Result<ScheduleOption> {
+    let v = value.to_ascii_lowercase();
+    let name = name.to_ascii_lowercase();
+    if let Some(rule) = KeepRule::parse(&name, value)? {
+        return Ok(ScheduleOption::Keep(rule));
+    }
+    Ok(match name.as_str() {
+        "first_run" => {
+            let t = if v == "now" {
+                now
+            } else {
+                Timestamp::parse_as_of(value, Timestamp::from_nanos(now))
+                    .map_err(|e| Error::invalid("first_run", format!("'{value}': {e}")))?
+                    .wall
+            };
+            ScheduleOption::FirstRun(t)
+        }
+        "on_execution_failure" => ScheduleOption::OnFailure(match v.as_str() {
+            "retry" => OnFailure::Retry,
+            "reschedule" => OnFailure::Reschedule,
+            "pause" => OnFailure::Pause,
+            _ => {
+                return Err(Error::invalid(
+                    "on_execution_failure",
+                    format!("'{value}'; valid values are retry, reschedule, pause"),
+                ))
+            }
+        }),
+        "on_previous_running" => ScheduleOption::OnPreviousRunning(match v.as_str() {
+            "start" => OnPreviousRunning::Start,
+            "skip" => OnPreviousRunning::Skip,
+            "wait" => OnPreviousRunning::Wait,
+            _ => {
+                return Err(Error::invalid(
+                    "on_previous_running",
+                    format!("'{value}'; valid values are start, skip, wait"),
+                ))
+            }
+        }),
+        "ignore_existing_backups" | "updates_cluster_last_backup_time_metric" => ScheduleOption::Ignored,
+        other => {
+            return Err(Error::invalid(
+                "schedule option",
+                format!(
+                    "unknown option {other} (known: first_run, on_execution_failure, on_previous_running, \
+                     ignore_existing_backups, {})",
+                    crate::retention::KEEP_OPTIONS.join(", ")
+                ),
+            ))
+        }
+    })
 }
 
 /// The options of `WITH SCHEDULE OPTIONS`, checked.
@@ -206,56 +326,31 @@ pub struct ScheduleOptions {
     pub on_failure: OnFailure,
     /// `on_previous_running`.
     pub on_previous_running: OnPreviousRunning,
+    /// `keep_last`, `keep_daily`, …: empty when none is set.
+    pub retention: RetentionPolicy,
 }
 
 impl ScheduleOptions {
-    /// Parses the options; `now` resolves `first_run = 'now'` and relative times.
+    /// Parses the options (each through [`validate_schedule_option`]); `now` resolves
+    /// `first_run = 'now'` and relative times.
     pub fn parse(options: &[(String, String)], now: u64) -> Result<ScheduleOptions> {
         let mut out = ScheduleOptions::default();
         for (name, value) in options {
-            let v = value.to_ascii_lowercase();
-            match name.to_ascii_lowercase().as_str() {
-                "first_run" => {
-                    let t = if v == "now" {
-                        now
-                    } else {
-                        Timestamp::parse_as_of(value, Timestamp::from_nanos(now))
-                            .map_err(|e| Error::invalid("first_run", format!("'{value}': {e}")))?
-                            .wall
-                    };
-                    out.first_run = Some(t);
-                }
-                "on_execution_failure" => {
-                    out.on_failure = match v.as_str() {
-                        "retry" => OnFailure::Retry,
-                        "reschedule" => OnFailure::Reschedule,
-                        "pause" => OnFailure::Pause,
-                        _ => {
-                            return Err(Error::invalid(
-                                "on_execution_failure",
-                                format!("'{value}'; valid values are retry, reschedule, pause"),
-                            ))
-                        }
-                    }
-                }
-                "on_previous_running" => {
-                    out.on_previous_running = match v.as_str() {
-                        "start" => OnPreviousRunning::Start,
-                        "skip" => OnPreviousRunning::Skip,
-                        "wait" => OnPreviousRunning::Wait,
-                        _ => {
-                            return Err(Error::invalid(
-                                "on_previous_running",
-                                format!("'{value}'; valid values are start, skip, wait"),
-                            ))
-                        }
-                    }
-                }
-                "ignore_existing_backups" | "updates_cluster_last_backup_time_metric" => {}
-                other => return Err(Error::invalid("schedule option", format!("unknown option {other}"))),
-            }
+            out = out.with(validate_schedule_option(name, value, now)?);
         }
         Ok(out)
+    }
+
+    /// The options with `option` set.
+    pub fn with(mut self, option: ScheduleOption) -> ScheduleOptions {
+        match option {
+            ScheduleOption::FirstRun(t) => self.first_run = Some(t),
+            ScheduleOption::OnFailure(o) => self.on_failure = o,
+            ScheduleOption::OnPreviousRunning(o) => self.on_previous_running = o,
+            ScheduleOption::Keep(rule) => self.retention = self.retention.with(rule),
+            ScheduleOption::Ignored => {}
+        }
+        self
     }
 }
 
@@ -284,6 +379,13 @@ pub fn plan_schedules(stmt: &CreateScheduleStmt, label: &str, now: u64, first_id
         return Err(Error::invalid("CREATE SCHEDULE", "AS OF SYSTEM TIME and INCREMENTAL FROM cannot be scheduled"));
     }
     let options = ScheduleOptions::parse(&stmt.schedule_options, now)?;
+    if !options.retention.is_empty() && uris.len() > 1 {
+        return Err(Error::invalid(
+            "CREATE SCHEDULE",
+            "keep_* options forget old backups of a collection in one place; a locality-aware collection \
+             (several URIs) is not supported: run strata forget on it instead",
+        ));
+    }
     let parse = |text: &str| CronExpr::parse(text);
     let recurring: Option<CronExpr> = match &stmt.recurring {
         Recurrence::Cron(c) => Some(parse(c)?),
@@ -325,6 +427,7 @@ pub fn plan_schedules(stmt: &CreateScheduleStmt, label: &str, now: u64, first_id
             next_run: cron.and_then(|c| c.next_after(now)),
             on_failure: options.on_failure,
             on_previous_running: options.on_previous_running,
+            retention: (!options.retention.is_empty()).then_some(options.retention),
             paired: None,
             running: Vec::new(),
             last_run: None,
@@ -410,6 +513,30 @@ mod tests {
             "invalid on_previous_running: 'later'; valid values are start, skip, wait"
         );
         assert!(plan("CREATE SCHEDULE s FOR BACKUP INTO 'memory://c' RECURRING 'bad'").is_err());
+    }
+
+    #[test]
+    fn keep_options_set_and_unset_a_schedules_policy() {
+        let mut s = plan(
+            "CREATE SCHEDULE s FOR BACKUP INTO 'memory://c' RECURRING '@daily' FULL BACKUP ALWAYS \
+                          WITH SCHEDULE OPTIONS keep_last = 3",
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(s.retention, Some(RetentionPolicy { keep_last: 3, ..RetentionPolicy::default() }));
+        s.set_option(validate_schedule_option("keep_daily", "7", NOW).unwrap());
+        s.set_option(validate_schedule_option("on_execution_failure", "pause", NOW).unwrap());
+        assert_eq!(
+            s.options_text(),
+            "on_execution_failure = 'pause', on_previous_running = 'wait', keep_last = 3, keep_daily = 7"
+        );
+        s.set_option(validate_schedule_option("keep_last", "0", NOW).unwrap());
+        s.set_option(validate_schedule_option("keep_daily", "0", NOW).unwrap());
+        assert_eq!(s.retention, None, "a policy keeping nothing is none");
+        assert_eq!(
+            validate_schedule_option("keep_weekly", "-2", NOW).unwrap_err().to_string(),
+            "invalid keep_weekly: '-2': expected how many backups to keep, a whole number from 0 to 4294967295"
+        );
     }
 
     #[test]

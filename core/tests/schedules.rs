@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 mod common;
+mod schedule_retention;
 
 use async_trait::async_trait;
 use common::{Call, Hook, HookedOpener};
@@ -427,7 +428,18 @@ fn schedule_statements_and_a_restarted_scheduler() {
     assert_eq!(sim.schedule_column("id"), vec![Value::Int(1), Value::Int(2)]);
     assert_eq!(
         sim.sql("SHOW SCHEDULES").columns,
-        ["id", "label", "schedule_status", "next_run", "state", "recurrence", "jobs_running", "created", "command"]
+        [
+            "id",
+            "label",
+            "schedule_status",
+            "next_run",
+            "state",
+            "recurrence",
+            "jobs_running",
+            "created",
+            "command",
+            "schedule_options"
+        ]
     );
     let (ok, _) = sim.run(start, start + HOUR, HOUR);
     assert_eq!(ok, vec![(show(start), BackupKind::Full)]);

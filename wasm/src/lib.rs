@@ -55,6 +55,7 @@ mod host_kv;
 mod js_kv;
 #[cfg(target_arch = "wasm32")]
 mod js_storage;
+mod manage;
 mod opener;
 mod options;
 mod progress;

@@ -168,6 +168,112 @@ export interface BackupRows {
   rows: Array<[Uint8Array, Uint8Array]>;
 }
 
+/**
+ * `copy(options)`: copies a collection (every backup, then `LATEST`), a backup directory, or one
+ * chain of a collection to another storage, checking every file's size and SHA-256 on the way.
+ * A rerun of an interrupted copy resumes (files already there and intact are kept).
+ */
+export interface CopyOptions {
+  /** The collection or backup directory to copy. */
+  from: string;
+  /** Where the copy goes: a new, empty place (or the same place, to resume). */
+  to: string;
+  /** Copy only the collection's newest full backup and its incrementals (into the same subdirectory). */
+  latest?: boolean;
+  /** Copy only this full backup of the collection and its incrementals, as `showBackups` lists them. */
+  subdir?: string;
+  /** The source's passphrase: needed only to re-encrypt or decrypt. */
+  encryptionPassphrase?: string;
+  kms?: string | string[];
+  /** Re-encrypt the copy with a new data key wrapped by this passphrase. */
+  newEncryptionPassphrase?: string;
+  newKms?: string | string[];
+  /** Write the copy unencrypted (needs the source's key). */
+  decrypt?: boolean;
+}
+
+/** What `copy` resolves to. */
+export interface CopyResult {
+  chains: number;
+  /** Full backups and incrementals copied. */
+  layers: number;
+  /** Data files written. */
+  filesCopied: number;
+  /** Data files already at the destination and intact (a resumed copy). */
+  filesSkipped: number;
+  /** Bytes written. */
+  bytes: number;
+}
+
+/**
+ * `compact(options)`: merges a chain of the collection into one new full backup of the collection
+ * at the chain's end time, read from the backup alone. `LATEST` is not changed.
+ */
+export interface CompactOptions {
+  collection: string;
+  /** The full backup whose chain is compacted (default: the one `LATEST` names). */
+  subdir?: string;
+  encryptionPassphrase?: string;
+  kms?: string | string[];
+  /** Keep only the end time's data, not the revision history. */
+  dropHistory?: boolean;
+}
+
+/** What `compact` resolves to: the new full backup. */
+export interface CompactResult {
+  /** Its subdirectory of the collection (`restore({ from: collection, subdir: path })`). */
+  path: string;
+  /** The time it is as of (the chain's end), decimal. */
+  endTime: string;
+  files: number;
+  rows: number;
+  revisionHistory: boolean;
+}
+
+/**
+ * `forget(options)`: which backups of a collection to keep, by restic's rules, at the store's time
+ * (`keepLast` the newest N; `keepHourly` … `keepYearly` the newest backup of each of the newest N
+ * hours … years, UTC, that have backups; `keepWithin` every backup younger than that). A kept
+ * incremental keeps its full backup and every layer between. Only with `prune` is anything deleted.
+ */
+export interface ForgetOptions {
+  collection: string;
+  keepLast?: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  keepYearly?: number;
+  /** A duration: `"36h"`, `"7d"`, `"90m"`, `"2w"`. */
+  keepWithin?: string;
+  /** Delete what the plan removes (default: only plan). */
+  prune?: boolean;
+}
+
+/** One backup (or leftover of an interrupted forget) in a `forget` plan. */
+export interface ForgetEntry {
+  /** `/2026/11/23-101500.00` or `/2026/11/23-101500.00/incrementals/…`. */
+  path: string;
+  type: "full" | "incremental" | "leftover";
+  endTime: string;
+  action: "keep" | "remove";
+  /** Why it is kept (`"last 1"`, `"daily 2"`, `"needed by …"`), comma-separated. */
+  reasons: string;
+}
+
+/** What `forget` resolves to. */
+export interface ForgetResult {
+  /** Every backup, oldest first, then leftovers. */
+  backups: ForgetEntry[];
+  kept: number;
+  /** Backups (and leftovers) removed, or that `prune` would remove. */
+  removed: number;
+  /** Where `LATEST` points afterwards when the backup it named goes (`null`: it is deleted). */
+  newLatest?: string | null;
+  /** Whether they were deleted. */
+  pruned: boolean;
+}
+
 /** `restore(options)`: `RESTORE [targets] FROM … [AS OF SYSTEM TIME …] [WITH …]`. */
 export interface RestoreOptions extends Targets, BackupSource, RunOptions {
   /** `AS OF SYSTEM TIME`: a time inside the chain (any time with revision history, else a layer's end). */

@@ -50,7 +50,7 @@ use super::queued::{queue_job_id, queued_progress, start_queued, CANCELED};
 
 /// Job records (see [`crate::records`]).
 const JOBS: RecordStore<JobRecord> = RecordStore::new("job", JOB_PREFIX, JOB_NEXT_ID, JOB_ENVELOPE)
-    .with_legacy(3, |body| postcard::from_bytes::<LegacyJob>(body).map(LegacyJob::into_record));
+    .with_legacy(3, |_, body| postcard::from_bytes::<LegacyJob>(body).map(LegacyJob::into_record));
 
 /// Decodes a stored job record (any version), as `SHOW JOBS` reads it: for the fuzz targets.
 pub(crate) fn decode_job_record(bytes: &[u8]) -> crate::error::Result<Job> {

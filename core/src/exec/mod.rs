@@ -389,9 +389,10 @@ impl Executor {
 
     /// Records that a started run finished at `now` with `result`, applying the schedule's
     /// failure policy, unpausing a waiting incremental after its full's success, and dropping a
-    /// one-off schedule. Sets the run's outcome.
+    /// one-off schedule. Sets the run's outcome. After a success, a schedule with `keep_*`
+    /// options forgets the old backups of its collection (see [`ScheduledRun::forgotten`]).
     pub async fn finish_run(&self, run: &mut ScheduledRun, now: Timestamp, result: Result<QueryResult>) -> Result<()> {
-        self.schedules.finish_run(self.cx.store.as_ref(), run, now, result).await
+        self.schedules.finish_run(&self.cx, run, now, result).await
     }
 
     /// Forgets runs recorded as running: call once when a scheduler starts, when no run of the

@@ -14,11 +14,13 @@ use super::Context;
 use super::Executor;
 use crate::error::{Error, Result};
 use crate::kv::KvStore;
+use crate::manage::forget::forget;
 use crate::records::{RecordStore, ScheduleRecord, SCHEDULES};
 use crate::result::{QueryResult, Value};
+use crate::retention::RetentionPolicy;
 use crate::schedule::{plan_schedules, BackupKind, FinishEffect, Schedule, StartDecision, WAITING_FOR_FULL};
-use crate::secrets::{required_sources, typed_secrets_error, without_secrets};
-use crate::sql::{BackupStmt, CreateScheduleStmt, Statement};
+use crate::secrets::{required_sources, resolve_backup, typed_secrets_error, without_secrets};
+use crate::sql::{BackupDestination, BackupStmt, CreateScheduleStmt, Statement};
 use crate::timestamp::Timestamp;
 
 /// What a tick did with one due schedule.
@@ -54,6 +56,10 @@ pub struct ScheduledRun {
     pub statement: BackupStmt,
     /// What happened.
     pub outcome: RunOutcome,
+    /// After a successful run of a schedule with `keep_*` options: how many backups (and
+    /// leftovers of an interrupted forget) of its collection were forgotten, or why forgetting
+    /// failed (the backup still succeeded; the schedule's status says so until its next success).
+    pub forgotten: Option<Result<usize>>,
 }
 
 /// A time as CockroachDB prints a `TIMESTAMPTZ` in UTC: `2020-09-11 00:00:00+00:00`, with
@@ -198,6 +204,7 @@ impl ScheduleService {
             "jobs_running",
             "created",
             "command",
+            "schedule_options",
         ]);
         for s in self.all(store).await? {
             out.push(vec![
@@ -210,6 +217,7 @@ impl ScheduleService {
                 (s.running.len() as u64).into(),
                 civil(Some(s.created)),
                 Statement::Backup(s.backup.clone()).to_string().into(),
+                s.options_text().into(),
             ]);
         }
         Ok(out)
@@ -271,6 +279,7 @@ impl ScheduleService {
                 run_id: None,
                 statement: s.backup.clone(),
                 outcome: RunOutcome::Waiting,
+                forgotten: None,
             };
             if !s.typed_secrets.is_empty() {
                 // An older record's secrets were dropped: pause it, saying why.
@@ -303,8 +312,40 @@ impl ScheduleService {
         Ok(out)
     }
 
-    /// See [`Executor::finish_run`].
+    /// See [`Executor::finish_run`]: records the run's end, then, when it succeeded and the
+    /// schedule has `keep_*` options, forgets old backups of its collection.
     pub(super) async fn finish_run(
+        &self,
+        cx: &Context,
+        run: &mut ScheduledRun,
+        now: Timestamp,
+        result: Result<QueryResult>,
+    ) -> Result<()> {
+        let store = cx.store.as_ref();
+        let retention = match (&result, run.run_id) {
+            (Ok(_), Some(_)) => match self.get(store, run.schedule_id).await {
+                Ok(s) => s.retention,
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            _ => None,
+        };
+        self.record_finish(store, run, now, result).await?;
+        if let Some(policy) = retention {
+            let outcome = forget_after_run(cx, &run.statement, &policy, now).await;
+            if let Err(e) = &outcome {
+                // Shown by SHOW SCHEDULES until the next successful run clears it.
+                if let Ok(mut s) = self.get(store, run.schedule_id).await {
+                    s.status_message = Some(format!("forgetting old backups after the run failed: {e}"));
+                    self.save(store, &[&s]).await?;
+                }
+            }
+            run.forgotten = Some(outcome);
+        }
+        Ok(())
+    }
+
+    async fn record_finish(
         &self,
         store: &dyn KvStore,
         run: &mut ScheduledRun,
@@ -350,6 +391,24 @@ impl ScheduleService {
         }
         Ok(forgotten)
     }
+}
+
+/// Forgets the backups of the collection `backup` writes into that `policy` does not keep, at
+/// `now`, and prunes them; returns how many backups (and leftovers) went. The statement's
+/// secret references are read as the run read them.
+async fn forget_after_run(
+    cx: &Context,
+    backup: &BackupStmt,
+    policy: &RetentionPolicy,
+    now: Timestamp,
+) -> Result<usize> {
+    let backup = resolve_backup(backup, cx.secrets.as_ref())?;
+    let BackupDestination::Into { uris, .. } = &backup.destination else {
+        return Err(Error::invalid("schedule", "a scheduled backup writes INTO a collection"));
+    };
+    let root = cx.open_uris(uris)?;
+    let plan = forget(root.storage(), policy, now, true).await?;
+    Ok(plan.removed().count() + plan.leftovers.len())
 }
 
 #[cfg(test)]

@@ -27,42 +27,9 @@ use crate::layout::{
     PLAN_NAME, PROGRESS_DIR,
 };
 use crate::result::QueryResult;
+pub use crate::retention::RetentionPolicy;
 use crate::storage::{subdir, ExternalStorage, ExternalStorageExt};
 use crate::timestamp::{Civil, Timestamp};
-
-/// Which backups to keep. Each `keep_*` count keeps the newest backup of that many distinct
-/// periods (hours, days, …) that have backups, as restic does; `keep_within` keeps every backup
-/// at most that many nanoseconds older than `now`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RetentionPolicy {
-    /// The newest `n` backups.
-    pub keep_last: usize,
-    /// The newest backup of each of the newest `n` hours with backups.
-    pub keep_hourly: usize,
-    /// … days (UTC).
-    pub keep_daily: usize,
-    /// … ISO weeks (Monday to Sunday, UTC).
-    pub keep_weekly: usize,
-    /// … months.
-    pub keep_monthly: usize,
-    /// … years.
-    pub keep_yearly: usize,
-    /// Every backup ending within this many nanoseconds before `now`.
-    pub keep_within: Option<u64>,
-}
-
-impl RetentionPolicy {
-    /// Whether the policy keeps nothing (refused: forgetting everything is never meant).
-    pub fn is_empty(&self) -> bool {
-        self.keep_last == 0
-            && self.keep_hourly == 0
-            && self.keep_daily == 0
-            && self.keep_weekly == 0
-            && self.keep_monthly == 0
-            && self.keep_yearly == 0
-            && self.keep_within.is_none()
-    }
-}
 
 /// One backup (layer) of a collection as forget sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,9 +53,9 @@ fn raw(kv: &MemKv, key: &[u8]) -> Vec<u8> {
 #[test]
 fn v1_job_and_schedule_records_still_read() {
     let (kv, exec) = made_today();
-    // Today's records are in the envelope form: magic, then version 3 (little-endian).
+    // Today's records are in the envelope form: magic, then the version (little-endian).
     assert_eq!(&raw(&kv, &key(b"job/", 1))[..10], b"STRATAJB\x03\x00");
-    assert_eq!(&raw(&kv, &key(b"schedule/", 1))[..10], b"STRATASC\x03\x00");
+    assert_eq!(&raw(&kv, &key(b"schedule/", 1))[..10], b"STRATASC\x04\x00");
     let job: &[u8] = include_bytes!("../fixtures/job-record-v1.bin");
     let schedule: &[u8] = include_bytes!("../fixtures/schedule-record-v1.bin");
     assert_eq!(job[0], 1, "a v1 record starts with its version byte");
@@ -69,7 +69,7 @@ fn v1_job_and_schedule_records_still_read() {
         assert_eq!(reader.schedule(1).await.unwrap(), exec.schedule(1).await.unwrap());
         // Reading rewrote them in today's form.
         assert_eq!(&raw(&old, &key(b"job/", 1))[..10], b"STRATAJB\x03\x00");
-        assert_eq!(&raw(&old, &key(b"schedule/", 1))[..10], b"STRATASC\x03\x00");
+        assert_eq!(&raw(&old, &key(b"schedule/", 1))[..10], b"STRATASC\x04\x00");
         // And the executor goes on from there: a record it rewrites is in the envelope form.
         reader.execute("RESUME SCHEDULE 1").await.unwrap();
         assert!(!reader.schedule(1).await.unwrap().paused);
@@ -186,9 +186,9 @@ fn v2_records_holding_secrets_read_without_them_and_are_scrubbed_on_read() {
         let s = exec.schedule(1).await.unwrap();
         assert_eq!(s.typed_secrets, j.typed_secrets);
         assert_eq!(s.backup.options.encryption_passphrase, None);
-        for k in [key(b"job/", 1), key(b"schedule/", 1)] {
+        for (k, version) in [(key(b"job/", 1), b"\x03\x00"), (key(b"schedule/", 1), b"\x04\x00")] {
             let now = raw(&kv, &k);
-            assert_eq!(&now[8..10], b"\x03\x00", "rewritten in today's form");
+            assert_eq!(&now[8..10], version, "rewritten in today's form");
             for secret in ["hunter2pass", "s3cr3tkey"] {
                 assert!(!String::from_utf8_lossy(&now).contains(secret));
             }
@@ -202,5 +202,25 @@ fn v2_records_holding_secrets_read_without_them_and_are_scrubbed_on_read() {
         exec.execute("PAUSE JOB 1").await.unwrap();
         let e = exec.execute("RESUME JOB 1").await.unwrap_err().to_string();
         assert!(e.contains("job 1 cannot run from its record") && !e.contains("hunter2pass"), "{e}");
+    });
+}
+
+/// A version-3 schedule record (no retention policy), written at commit 636a382 by
+/// `made_today()` (the full schedule of its pair, id 2): it reads as the same schedule without
+/// `keep_*` options, and is rewritten in version 4.
+#[test]
+fn v3_schedule_records_read_without_a_retention_policy() {
+    let (_, exec) = made_today();
+    let v3: &[u8] = include_bytes!("../fixtures/schedule-record-v3.bin");
+    assert_eq!(&v3[..10], b"STRATASC\x03\x00");
+    let old = store();
+    old.write_sync(vec![(key(b"schedule/", 2), Some(v3.to_vec()))]);
+    let reader = Executor::new(Arc::new(old.clone()), Arc::new(MemoryOpener::default()));
+    block_on(async {
+        let s = reader.schedule(2).await.unwrap();
+        assert_eq!(s.retention, None);
+        // The stored partner (id 1) is not in this store; everything else is as made today.
+        assert_eq!(s, exec.schedule(2).await.unwrap());
+        assert_eq!(&raw(&old, &key(b"schedule/", 2))[..10], b"STRATASC\x04\x00");
     });
 }

@@ -56,7 +56,7 @@ fn copy_compact_and_forget_from_the_command_line() {
 }
 
 #[test]
-fn schedule_run_forgets_after_each_scheduled_backup() {
+fn schedule_run_applies_the_schedules_keep_options_after_each_backup() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("s");
     strata(&store, &["workload", "init", "bank", "--rows", "50"]).ok();
@@ -66,12 +66,14 @@ fn schedule_run_forgets_after_each_scheduled_backup() {
     sql(
         &store,
         "CREATE SCHEDULE nightly FOR BACKUP DATABASE bank INTO 'nodelocal://1/c' RECURRING '@daily' \
-         WITH SCHEDULE OPTIONS ignore_existing_backups",
+         WITH SCHEDULE OPTIONS ignore_existing_backups, keep_last = 1",
     )
     .ok();
+    let shown = sql(&store, "SHOW SCHEDULES").ok().stdout();
+    assert!(shown.contains("keep_last = 1"), "{shown}");
     let accounts = scan(&store, "bank.accounts");
-    let out = strata(&store, &["schedule", "run", "--once", "--forget-keep-last", "1"]).ok();
-    assert!(out.stderr().contains("forget removed 2 backups"), "{}", out.stderr());
+    let out = strata(&store, &["schedule", "run", "--once"]).ok();
+    assert!(out.stderr().contains("forgot 2 old backups (its keep_* options)"), "{}", out.stderr());
     let listed = sql(&store, "SHOW BACKUPS IN 'nodelocal://1/c'").ok().stdout();
     assert_eq!(listed.matches("/20").count(), 1, "{listed}");
     let t = tmp.path().join("t");

@@ -7,6 +7,10 @@ import init, {
   httpStorage,
   type BackupResult,
   type BackupRows,
+  type CompactResult,
+  type CopyResult,
+  type ForgetEntry,
+  type ForgetResult,
   type KvPlugin,
   type Progress,
   type QueryResult,
@@ -47,6 +51,14 @@ export async function usage(): Promise<void> {
   const one: Uint8Array | undefined = await db.getFromBackup({ from: "nodelocal://1/b", table: "bank.accounts", key: readRows[0][0] });
   // @ts-expect-error: the table to read is required
   await db.scanBackup({ from: "nodelocal://1/b" });
+  const copied: CopyResult = await db.copy({ from: "nodelocal://1/b", to: "nodelocal://1/c", latest: true, newEncryptionPassphrase: "p2" });
+  const copiedFiles: number = copied.filesCopied + copied.filesSkipped;
+  const compacted: CompactResult = await db.compact({ collection: "nodelocal://1/b", dropHistory: true });
+  const compactedPath: string = compacted.path;
+  const plan: ForgetResult = await db.forget({ collection: "nodelocal://1/b", keepLast: 3, keepWithin: "36h", prune: false });
+  const actions: Array<"keep" | "remove"> = plan.backups.map((e: ForgetEntry) => e.action);
+  // @ts-expect-error: keepWithin is a duration string
+  await db.forget({ collection: "nodelocal://1/b", keepWithin: 36 });
   try {
     await db.execute("BACKUP");
   } catch (e) {

@@ -437,7 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Now => println!("{}", exec.store().now().await?),
-        Command::Schedule { command } => schedule::run(&exec, command, &local_root).await?,
+        Command::Schedule { command } => schedule::run(&exec, command).await?,
         Command::Verify { uri, subdir, passphrase, kms } => {
             let subdir = subdir.map(|s| if s == "LATEST" { Subdir::Latest } else { Subdir::Path(s) });
             let source = BackupSource { subdir, layers: vec![vec![uri]] };

@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
 use clap::Args;
 use strata_core::{
-    compact_in_collection, copy_chain, copy_collection, forget, open_locations, CompactOptions, CopyOptions,
-    ExternalStorageExt, KeyRequest, Keyring, Locations, RetentionPolicy, StorageOpener, Timestamp, MANIFEST_NAME,
+    compact_in_collection, copy_chain, copy_collection, forget, open_locations, parse_keep_within, CompactOptions,
+    CopyOptions, ExternalStorageExt, KeyRequest, Keyring, Locations, RetentionPolicy, StorageOpener, Timestamp,
+    MANIFEST_NAME,
 };
 use strata_native::{os_entropy, FileKmsOpener, NativeOpener};
 
@@ -156,21 +156,6 @@ pub(crate) async fn compact(nodelocal_root: &Path, a: CompactArgs) -> anyhow::Re
     Ok(())
 }
 
-/// `36h`, `7d`, `90m`, `45s`, `2w` in nanoseconds.
-fn parse_duration(s: &str) -> anyhow::Result<u64> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n.parse().with_context(|| format!("'{s}' is not a duration like 36h, 7d or 90m"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" | "" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => bail!("'{s}': the unit must be s, m, h, d or w"),
-    };
-    Ok(n.saturating_mul(secs).saturating_mul(1_000_000_000))
-}
-
 pub(crate) fn policy(a: &ForgetArgs) -> anyhow::Result<RetentionPolicy> {
     Ok(RetentionPolicy {
         keep_last: a.keep_last,
@@ -179,7 +164,7 @@ pub(crate) fn policy(a: &ForgetArgs) -> anyhow::Result<RetentionPolicy> {
         keep_weekly: a.keep_weekly,
         keep_monthly: a.keep_monthly,
         keep_yearly: a.keep_yearly,
-        keep_within: a.keep_within.as_deref().map(parse_duration).transpose()?,
+        keep_within: a.keep_within.as_deref().map(parse_keep_within).transpose()?,
     })
 }
 
@@ -194,71 +179,6 @@ pub(crate) async fn run_forget(nodelocal_root: &Path, a: ForgetArgs, format: For
         eprintln!("kept {} backups, removed {removed}", plan.kept().count());
     } else {
         eprintln!("kept {} backups, would remove {removed}: run with --prune to delete them", plan.kept().count());
-    }
-    Ok(())
-}
-
-/// `strata schedule run --forget-keep-…`: after each scheduled backup into a collection
-/// succeeds, forget that collection's backups by this policy, and prune.
-#[derive(Args, Clone, Default)]
-pub(crate) struct ScheduleForget {
-    /// After each successful scheduled backup, keep the newest N backups of its collection
-    /// (and what they need) and delete the rest, as `strata forget --prune` does.
-    #[arg(long = "forget-keep-last", default_value_t = 0, value_name = "N")]
-    keep_last: usize,
-    /// … keep the newest backup of each of the newest N hours.
-    #[arg(long = "forget-keep-hourly", default_value_t = 0, value_name = "N")]
-    keep_hourly: usize,
-    /// … of each of the newest N days.
-    #[arg(long = "forget-keep-daily", default_value_t = 0, value_name = "N")]
-    keep_daily: usize,
-    /// … of each of the newest N weeks.
-    #[arg(long = "forget-keep-weekly", default_value_t = 0, value_name = "N")]
-    keep_weekly: usize,
-    /// … of each of the newest N months.
-    #[arg(long = "forget-keep-monthly", default_value_t = 0, value_name = "N")]
-    keep_monthly: usize,
-    /// … of each of the newest N years.
-    #[arg(long = "forget-keep-yearly", default_value_t = 0, value_name = "N")]
-    keep_yearly: usize,
-    /// … every backup younger than this (`36h`, `7d`).
-    #[arg(long = "forget-keep-within", value_name = "DURATION")]
-    keep_within: Option<String>,
-}
-
-impl ScheduleForget {
-    /// The policy, `None` when no `--forget-keep-…` option was given.
-    pub(crate) fn policy(&self) -> anyhow::Result<Option<RetentionPolicy>> {
-        let p = RetentionPolicy {
-            keep_last: self.keep_last,
-            keep_hourly: self.keep_hourly,
-            keep_daily: self.keep_daily,
-            keep_weekly: self.keep_weekly,
-            keep_monthly: self.keep_monthly,
-            keep_yearly: self.keep_yearly,
-            keep_within: self.keep_within.as_deref().map(parse_duration).transpose()?,
-        };
-        Ok((!p.is_empty()).then_some(p))
-    }
-}
-
-/// Forgets by `policy` in the collection a succeeded scheduled run backed up into (one URI;
-/// locality-aware collections are left alone), reporting what it removed.
-pub(crate) async fn after_scheduled_backup(
-    nodelocal_root: &Path,
-    run: &strata_core::ScheduledRun,
-    policy: &RetentionPolicy,
-) -> anyhow::Result<()> {
-    use strata_core::sql::BackupDestination;
-    let strata_core::RunOutcome::Succeeded(_) = &run.outcome else { return Ok(()) };
-    let BackupDestination::Into { uris, .. } = &run.statement.destination else { return Ok(()) };
-    let [uri] = uris.as_slice() else { return Ok(()) };
-    let root = locations(&opener(nodelocal_root), uri)?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
-    let plan = forget(root.storage(), policy, Timestamp::from_nanos(now), true).await?;
-    let removed = plan.removed().count() + plan.leftovers.len();
-    if removed > 0 {
-        eprintln!("schedule {}: forget removed {removed} backups of {}", run.schedule_id, root.describe());
     }
     Ok(())
 }

@@ -20,9 +20,6 @@ pub(crate) enum ScheduleCommand {
         /// Run the schedules due now, then exit.
         #[arg(long)]
         once: bool,
-        /// Forget old backups after each scheduled backup (see `strata forget`).
-        #[command(flatten)]
-        forget: crate::manage::ScheduleForget,
     },
 }
 
@@ -35,18 +32,13 @@ impl JobSpawner for LocalSpawner {
     }
 }
 
-pub(crate) async fn run(exec: &Executor, command: ScheduleCommand, store: &std::path::Path) -> anyhow::Result<()> {
-    let ScheduleCommand::Run { once, forget } = command;
-    let forget = forget.policy()?.map(|p| (store.to_path_buf(), p));
+pub(crate) async fn run(exec: &Executor, command: ScheduleCommand) -> anyhow::Result<()> {
+    let ScheduleCommand::Run { once } = command;
     let local = tokio::task::LocalSet::new();
-    local.run_until(daemon(exec.clone().with_job_spawner(Arc::new(LocalSpawner)), once, forget)).await
+    local.run_until(daemon(exec.clone().with_job_spawner(Arc::new(LocalSpawner)), once)).await
 }
 
-async fn daemon(
-    exec: Executor,
-    once: bool,
-    forget: Option<(std::path::PathBuf, strata_core::RetentionPolicy)>,
-) -> anyhow::Result<()> {
+async fn daemon(exec: Executor, once: bool) -> anyhow::Result<()> {
     // Take SIGTERM and Ctrl-C over before any work: a signal that arrives while a backup runs is
     // then kept until the run ends (and the daemon stops cleanly), instead of killing the
     // process mid-write with the default action.
@@ -65,15 +57,6 @@ async fn daemon(
         let now = exec.store().now().await?;
         for r in exec.run_due_schedules(now).await? {
             report(&r);
-            if let Some((store, policy)) = &forget {
-                if let Err(e) = crate::manage::after_scheduled_backup(store, &r, policy).await {
-                    eprintln!(
-                        "schedule {}: forget failed: {}",
-                        r.schedule_id,
-                        strata_core::escape_control(&e.to_string())
-                    );
-                }
-            }
         }
         if once {
             // Let the adopted jobs finish.
@@ -170,5 +153,13 @@ fn report(r: &ScheduledRun) {
         RunOutcome::Waiting => eprintln!("{what}: waiting for the previous run to finish"),
         RunOutcome::Started => eprintln!("{what}: started"),
         other => eprintln!("{what}: {other:?}"),
+    }
+    // After a success, a schedule with keep_* options forgot old backups of its collection.
+    match &r.forgotten {
+        Some(Ok(0)) | None => {}
+        Some(Ok(n)) => eprintln!("{what}: forgot {n} old backups (its keep_* options)"),
+        Some(Err(e)) => {
+            eprintln!("{what}: forgetting old backups failed: {}", strata_core::escape_control(&e.to_string()))
+        }
     }
 }
