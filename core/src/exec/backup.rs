@@ -221,7 +221,20 @@ impl BackupService {
                 remove_abandoned(&root.subdir(&dir), &run).await?;
             }
         }
-        let mut r = QueryResult::new(&["status", "backup_type", "path", "end_time", "files", "rows", "bytes"]);
+        // `rows` and `bytes` as CockroachDB counts them (`bytes`: keys and values, the logical
+        // size RESTORE's `bytes`, SHOW BACKUP's `size_bytes` and the progress bar count too);
+        // `stored_bytes`: the size of the data files written. `end_time`: the exact decimal
+        // `AS OF SYSTEM TIME` takes (SHOW BACKUP shows it as a UTC time too).
+        let mut r = QueryResult::new(&[
+            "status",
+            "backup_type",
+            "path",
+            "end_time",
+            "files",
+            "rows",
+            "bytes",
+            "stored_bytes",
+        ]);
         r.push(vec![
             "succeeded".into(),
             if manifest.is_full() { "full" } else { "incremental" }.into(),
@@ -229,6 +242,7 @@ impl BackupService {
             end_time.to_string().into(),
             (manifest.files.len() as u64).into(),
             manifest.files.iter().map(|f| f.rows).sum::<u64>().into(),
+            manifest.files.iter().map(|f| f.logical_bytes).sum::<u64>().into(),
             manifest.files.iter().map(|f| f.size).sum::<u64>().into(),
         ]);
         Ok(r)
