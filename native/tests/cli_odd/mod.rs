@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 
 use super::cli_support::{sql, strata, Run};
 
+mod new_user;
+
 /// The first line of what a failed run printed on standard error.
 fn error_line(run: &Run) -> String {
     assert!(!run.out.status.success(), "strata {:?} should have failed: {}", run.args, run.stdout());
