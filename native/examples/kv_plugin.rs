@@ -16,8 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use strata_core::conformance::kv;
 use strata_core::{
-    Catalog, DescId, DescriptorChange, KvSink, KvSource, KvStore, MemKv, Result, ScanPage, ScanRequest, Span,
-    Timestamp,
+    Catalog, DescId, DescriptorChange, KvSink, KvSource, KvStore, MemKv, Result, ScanPage, ScanRequest, Span, Timestamp,
 };
 
 /// An engine that counts the versions scanned from it.

@@ -98,7 +98,8 @@ async fn backup_then_restore_under_a_new_name() {
     // Warnings that do not fail a statement come as `notices`: none here. A collection with
     // nothing in it (a mistyped URI?) is an error.
     assert_eq!(Array::from(&prop(&backup, "notices")).length(), 0);
-    let (code, message) = expect_error(s.execute_js("SHOW BACKUPS IN 'memory://nothing'".into(), JsValue::UNDEFINED).await);
+    let (code, message) =
+        expect_error(s.execute_js("SHOW BACKUPS IN 'memory://nothing'".into(), JsValue::UNDEFINED).await);
     assert_eq!(code, "NOT_FOUND", "{message}");
     assert!(message.contains("memory://nothing"), "{message}");
 

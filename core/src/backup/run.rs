@@ -183,7 +183,7 @@ pub async fn run_backup(
     }
 }
 
-/// Claims `dir` for a backup of `plan` run as a shared job ([`crate::backup::job`]): writes its
+/// Claims `dir` for a backup of `plan` run as a shared job ([`crate::run_claimed_unit`]): writes its
 /// `BACKUP-PLAN` (create-only, with `options`' source store and run id — give the job's,
 /// [`crate::job_run_id`]), so a single-process run of another plan or store never takes the
 /// directory over, and one of the same plan and store joins the job's work instead of redoing it.

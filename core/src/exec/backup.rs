@@ -225,16 +225,8 @@ impl BackupService {
         // size RESTORE's `bytes`, SHOW BACKUP's `size_bytes` and the progress bar count too);
         // `stored_bytes`: the size of the data files written. `end_time`: the exact decimal
         // `AS OF SYSTEM TIME` takes (SHOW BACKUP shows it as a UTC time too).
-        let mut r = QueryResult::new(&[
-            "status",
-            "backup_type",
-            "path",
-            "end_time",
-            "files",
-            "rows",
-            "bytes",
-            "stored_bytes",
-        ]);
+        let mut r =
+            QueryResult::new(&["status", "backup_type", "path", "end_time", "files", "rows", "bytes", "stored_bytes"]);
         r.push(vec![
             "succeeded".into(),
             if manifest.is_full() { "full" } else { "incremental" }.into(),

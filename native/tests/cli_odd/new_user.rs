@@ -66,7 +66,10 @@ fn json_keeps_column_order_and_every_read_command_honours_it() {
     let scanned: serde_json::Value = serde_json::from_str(&scanned).unwrap();
     assert_eq!(scanned, serde_json::json!([{"key": "a", "value": "one"}, {"key": "b", "value": "two\u{1b}"}]));
     let got = strata(&store, &["--format", "json", "get", "d.t", "b"]).ok().stdout();
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&got).unwrap(), serde_json::json!([{"key": "b", "value": "two\u{1b}"}]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&got).unwrap(),
+        serde_json::json!([{"key": "b", "value": "two\u{1b}"}])
+    );
     // The table form stays what scripts read: the value, escaped for a terminal.
     assert_eq!(strata(&store, &["get", "d.t", "b"]).ok().stdout(), "two\\x1b\n");
     assert_eq!(strata(&store, &["scan", "d.t"]).ok().stdout(), "a\tone\nb\ttwo\\x1b\n");

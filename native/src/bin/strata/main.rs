@@ -102,7 +102,7 @@ enum Command {
     },
     /// Delete KEY from table db.t.
     Delete { table: String, key: String },
-    /// Print every KEY<TAB>VALUE of table db.t in key order (store, or backup with --from).
+    /// Print every `KEY<TAB>VALUE` of table db.t in key order (store, or backup with --from).
     Scan {
         table: String,
         /// Read as of this time.
