@@ -5,9 +5,16 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use strata_core::{keys, Executor, KvStore, MemKv};
 use strata_native::{os_entropy, NativeOpener};
+
+/// strata's in-memory store, on the system's clock (its default clock is a counter, for tests).
+fn memory_store() -> Arc<MemKv> {
+    let now = || SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    Arc::new(MemKv::with_clock(Arc::new(now)))
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let executor = |store: Arc<MemKv>| {
         Executor::new(store, Arc::new(NativeOpener::new(dir.join("nodelocal")))).with_entropy(os_entropy())
     };
-    let store = Arc::new(MemKv::new());
+    let store = memory_store();
     let source = executor(store.clone());
     source.execute("CREATE DATABASE bank").await?;
     source.execute("CREATE TABLE bank.accounts").await?;
@@ -26,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!("{}", source.execute(&format!("BACKUP DATABASE bank INTO '{uri}'")).await?);
     println!("{}", source.execute(&format!("SHOW BACKUP FROM LATEST IN '{uri}'")).await?);
-    let target = executor(Arc::new(MemKv::new()));
+    let target = executor(memory_store());
     println!("{}", target.execute(&format!("RESTORE DATABASE bank FROM LATEST IN '{uri}'")).await?);
     Ok(())
 }

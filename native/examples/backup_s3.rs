@@ -11,6 +11,7 @@
 //! runs [`backup_into_s3`] against the tests' S3 server.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use strata_core::{keys, Executor, KvStore, MemKv, QueryResult};
 use strata_native::{os_entropy, NativeOpener};
@@ -34,7 +35,7 @@ pub fn collection_uri(env: impl Fn(&str) -> Option<String>, prefix: &str) -> any
 
 /// Fills an in-memory store with a row and backs its database up into the collection `uri`.
 pub async fn backup_into_s3(uri: &str) -> anyhow::Result<(QueryResult, QueryResult)> {
-    let store = Arc::new(MemKv::new());
+    let store = memory_store();
     let opener = Arc::new(NativeOpener::new(std::env::temp_dir().join("strata-nodelocal")));
     let exec = Executor::new(store.clone(), opener).with_entropy(os_entropy());
     exec.execute("CREATE DATABASE bank").await?;
@@ -43,6 +44,12 @@ pub async fn backup_into_s3(uri: &str) -> anyhow::Result<(QueryResult, QueryResu
     store.write(vec![(keys::table_key(table, b"alice"), Some(b"100".to_vec()))]).await?;
     let backup = exec.execute(&format!("BACKUP DATABASE bank INTO '{uri}'")).await?;
     Ok((backup, exec.execute(&format!("SHOW BACKUP FROM LATEST IN '{uri}'")).await?))
+}
+
+/// strata's in-memory store, on the system's clock (its default clock is a counter, for tests).
+fn memory_store() -> Arc<MemKv> {
+    let now = || SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    Arc::new(MemKv::with_clock(Arc::new(now)))
 }
 
 #[tokio::main]
