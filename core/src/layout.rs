@@ -403,7 +403,7 @@ pub struct SkippedLayer {
 }
 
 /// The incremental layer directories below the backup directory `full` that have files but no
-/// manifest, in name (time) order: what [`finished_layers`] leaves out of a chain, so that a
+/// manifest, in name (time) order: what `finished_layers` leaves out of a chain, so that a
 /// restore or `SHOW BACKUP` can say so. A directory with a plan, a legacy checkpoint or done
 /// records is [`SkipReason::Unfinished`] (its run may still be going: a run writes its plan
 /// first and removes its records only after its manifest); any other is

@@ -110,6 +110,16 @@ impl Timestamp {
         )
     }
 
+    /// The wall time as CockroachDB prints a `TIMESTAMPTZ` in UTC, e.g.
+    /// `2026-12-06 19:38:34.123456+00:00` (microseconds, trailing zeros dropped:
+    /// `2026-12-06 19:38:00+00:00`). `AS OF SYSTEM TIME` accepts it back, but it is rounded
+    /// down to the microsecond: the decimal form ([`fmt::Display`]) is the exact time.
+    pub fn to_utc_string(&self) -> String {
+        let civil = self.to_civil_string();
+        let shown = civil.trim_end_matches('0').trim_end_matches('.');
+        format!("{shown}+00:00")
+    }
+
     /// The broken-down UTC calendar time of the wall clock.
     pub fn civil(&self) -> Civil {
         Civil::from_nanos(self.wall)
@@ -351,6 +361,18 @@ mod tests {
         assert!(zone.to_string().contains("time zone names"), "{zone}");
         let bad = Timestamp::parse_as_of("2026-11-23 10:00:00 PST", NOW).unwrap_err();
         assert!(bad.to_string().contains("YYYY-MM-DD"), "{bad}");
+    }
+
+    #[test]
+    fn utc_strings_as_cockroachdb_prints_them_and_parses_back() {
+        let ts = Timestamp::parse_as_of("2026-11-23 10:00:00", NOW).unwrap();
+        assert_eq!(ts.to_utc_string(), "2026-11-23 10:00:00+00:00");
+        let t = Timestamp::new(ts.wall + 123_456_789, 3);
+        assert_eq!(t.to_utc_string(), "2026-11-23 10:00:00.123456+00:00");
+        assert_eq!(Timestamp::new(ts.wall + 500_000_000, 0).to_utc_string(), "2026-11-23 10:00:00.5+00:00");
+        // Read back, it is the time rounded down to the microsecond.
+        let back = Timestamp::parse_as_of(&t.to_utc_string(), NOW).unwrap();
+        assert_eq!(back, Timestamp::new(ts.wall + 123_456_000, 0));
     }
 
     #[test]

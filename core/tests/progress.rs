@@ -63,7 +63,7 @@ fn backup_and_restore_report_progress() {
         let last = *backups.lock().unwrap().last().unwrap();
         assert_eq!((last.files, last.storage_bytes), (files, stored), "{last:?}");
         assert_eq!(
-            (r.get(0, "files"), r.get(0, "bytes")),
+            (r.get(0, "files"), r.get(0, "stored_bytes")),
             (Some(&Value::Int(files as i64)), Some(&Value::Int(stored as i64)))
         );
 

@@ -69,8 +69,8 @@ fn passphrase_backup_restore_and_verify() {
 
     // verify: the whole collection, without the key, then with it.
     let run = strata(&source, &["verify", &coll_uri]).ok();
-    assert!(run.stderr().contains("no problems"), "{}", run.stderr());
-    assert!(run.stdout().is_empty(), "{}", run.stdout());
+    assert!(run.stdout().contains("no problems"), "{}", run.stdout());
+    assert!(run.stderr().is_empty(), "{}", run.stderr());
     strata(&source, &["verify", &coll_uri, "--in", "LATEST", "--passphrase", PASS]).ok();
     strata(&source, &["verify", &coll_uri, "--in", "LATEST", "--passphrase", "guess"])
         .fails_with("the passphrase is wrong");

@@ -816,3 +816,21 @@ async fn incremental_scan_of_a_million_keys_with_one_percent_changed() {
         );
     }
 }
+
+/// The KV plugin example (`cargo run --example kv_plugin`), its code as it is.
+#[path = "../examples/kv_plugin.rs"]
+#[allow(dead_code)]
+mod kv_plugin_example;
+
+#[test]
+fn the_kv_plugin_example_passes_the_kv_suite() {
+    let store = kv_plugin_example::CountingKv::new();
+    futures::executor::block_on(async {
+        kv::run_all(kv_plugin_example::CountingKv::new).await;
+        // What it adds works too: the versions a scan returns are counted.
+        store.write(vec![(keys::table_key(200, b"k"), Some(b"v".to_vec()))]).await.unwrap();
+        let now = store.now().await.unwrap();
+        strata_core::read_span(&store, keys::table_span(200), now).await.unwrap();
+    });
+    assert_eq!(store.scanned(), 1);
+}

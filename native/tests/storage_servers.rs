@@ -228,3 +228,32 @@ async fn webdav_keeps_directories_and_hides_temporary_objects() {
     storage.delete("a/b/c").await.unwrap();
     storage.delete("a/big").await.unwrap();
 }
+
+/// The S3 example (`cargo run --example backup_s3`), its code as it is, against the S3 server.
+#[path = "../examples/backup_s3.rs"]
+#[allow(dead_code)]
+mod backup_s3_example;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_example_backs_up_into_the_s3_server() {
+    let Some(endpoint) = s3_endpoint() else { return };
+    let env = |name: &str| match name {
+        "S3_BUCKET" => Some(S3_BUCKETS[0].to_string()),
+        "AWS_ACCESS_KEY_ID" => Some("strata-key".to_string()),
+        "AWS_SECRET_ACCESS_KEY" => Some(S3_SECRET.to_string()),
+        "AWS_ENDPOINT" => Some(endpoint.clone()),
+        _ => None,
+    };
+    let prefix = unique("example");
+    let uri = backup_s3_example::collection_uri(env, &prefix).unwrap();
+    let (backup, shown) = backup_s3_example::backup_into_s3(&uri).await.unwrap();
+    assert_eq!(backup.get(0, "rows"), Some(&strata_core::Value::Int(1)), "{backup}");
+    let table = shown.rows.iter().position(|r| r[1] == "accounts".into()).expect("a row for bank.accounts");
+    assert_eq!(shown.get(table, "rows"), Some(&strata_core::Value::Int(1)), "{shown}");
+    let printed = format!("{backup}{shown}");
+    assert!(!printed.contains(S3_SECRET) && !printed.contains("strata-s3-secret"), "{printed}");
+    // The backup is on the server, where the same URI with the tests' credentials finds it.
+    let storage = opener().open(&s3_uri(&endpoint, S3_BUCKETS[0], &prefix)).unwrap();
+    let names: Vec<String> = storage.list("").await.unwrap().into_iter().map(|o| o.path).collect();
+    assert!(names.iter().any(|n| n.ends_with("/BACKUP_MANIFEST")) && names.contains(&"LATEST".into()), "{names:?}");
+}

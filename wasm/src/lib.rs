@@ -14,7 +14,7 @@
 //! Every method returns a Promise; a failure rejects with a JS `Error` named `StrataError` whose
 //! `code` is [`strata_core::Error::code`] (`"NOT_FOUND"`, `"INVALID_STATEMENT"`, …) and whose
 //! `retryable` says whether trying again can help. Plugins are plain JavaScript objects with
-//! async methods ([`JsStorage`], [`JsKv`]); the TypeScript types in `src/types.d.ts` document
+//! async methods (`JsStorage`, `JsKv` on wasm32); the TypeScript types in `src/types.d.ts` document
 //! their contracts.
 //!
 //! ```js

@@ -182,7 +182,7 @@ mod tests {
             assert!(p.done && p.fraction == 1.0, "{p:?}");
             assert_eq!((p.rows, p.bytes), (100, 100 * 59), "{p:?}");
             // The data files, as the backup's result counts them.
-            let (files, stored) = (result.get(0, "files"), result.get(0, "bytes"));
+            let (files, stored) = (result.get(0, "files"), result.get(0, "stored_bytes"));
             assert_eq!((files, stored), (Some(&Value::Int(p.files as i64)), Some(&Value::Int(p.storage_bytes as i64))));
             assert!(p.files >= 1 && p.storage_bytes > 0, "{p:?}");
             assert!(reports.len() >= 3, "{reports:?}");

@@ -338,6 +338,8 @@ impl Strata {
         for (name, n) in counts {
             set(&obj, name, &(n as f64).into());
         }
+        // The SQL result's `stored_bytes` is `storageBytes` here: one name for one count.
+        let _ = Reflect::delete_property(&obj, &JsValue::from_str("storedBytes"));
         Ok(obj.into())
     }
 

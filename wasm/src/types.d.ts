@@ -307,12 +307,17 @@ export interface BackupContents {
   databaseName: string;
   tableName: string | null;
   backupType: "full" | "incremental";
-  startTime: string;
+  /** UTC, as CockroachDB shows it (`2026-12-06 19:38:34.123456+00:00`); null for a full backup. */
+  startTime: string | null;
+  /** UTC, as CockroachDB shows it. */
   endTime: string;
+  /** Key and value bytes. */
   sizeBytes: number | null;
   rows: number | null;
   isFullCluster: boolean;
   revisionHistory: boolean;
+  /** The exact end time, decimal, as `asOf` takes it. */
+  endTimeDecimal: string;
   [column: string]: Value;
 }
 

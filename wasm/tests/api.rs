@@ -100,13 +100,13 @@ async fn backup_then_restore_under_a_new_name() {
     let (columns, rows) = table(&backup);
     assert!(!columns.is_empty());
     assert_eq!(rows.len(), 1);
-    // Warnings that do not fail a statement come as `notices`: none here; a collection with
-    // nothing in it (a mistyped URI?) says so.
+    // Warnings that do not fail a statement come as `notices`: none here. A collection with
+    // nothing in it (a mistyped URI?) is an error.
     assert_eq!(Array::from(&prop(&backup, "notices")).length(), 0);
-    let nothing = exec(&s, "SHOW BACKUPS IN 'memory://nothing'").await;
-    let notices: Vec<String> =
-        Array::from(&prop(&nothing, "notices")).iter().map(|n| n.as_string().expect("a notice is a string")).collect();
-    assert!(notices[0].starts_with("no backups: nothing is stored in memory://nothing"), "{notices:?}");
+    let (code, message) =
+        expect_error(s.execute_js("SHOW BACKUPS IN 'memory://nothing'".into(), JsValue::UNDEFINED).await);
+    assert_eq!(code, "NOT_FOUND", "{message}");
+    assert!(message.contains("memory://nothing"), "{message}");
 
     exec(&s, "RESTORE DATABASE bank FROM LATEST IN 'memory://b' WITH new_db_name = 'bank2'").await;
     let (columns, rows) = table(&exec(&s, "SHOW TABLES FROM bank2").await);

@@ -14,7 +14,7 @@
 //! - [`aead`]: the chunked file format every encrypted file uses; ranged reads decrypt only the
 //!   chunks covering the wanted bytes.
 //! - [`info`]: the `ENCRYPTION-INFO` file.
-//! - [`keys`]: the [`KeyProvider`] trait for KMS plugins, and how a chain's data key is made,
+//! - [`keyring`]: the [`keyring::KeyProvider`] trait for KMS plugins, and how a chain's data key is made,
 //!   found and re-wrapped (`ALTER BACKUP … ADD NEW_KMS / NEW_PASSPHRASE`).
 //! - [`FileCodec`]: the one value backup and restore pass around — plain, or encrypting with a
 //!   chain's data key.
@@ -103,7 +103,7 @@ impl DataKey {
         Ok(DataKey(key))
     }
 
-    /// A data key from its bytes (as a [`keys::KeyProvider`] returns them).
+    /// A data key from its bytes (as a [`keyring::KeyProvider`] returns them).
     pub fn from_bytes(bytes: &[u8]) -> Option<DataKey> {
         let bytes: [u8; KEY_LEN] = bytes.try_into().ok()?;
         Some(DataKey(Zeroizing::new(bytes)))

@@ -244,7 +244,12 @@ impl BackupService {
             Ok(now) => remove_abandoned_runs(&root, &keep, now, self.options.stale_after, run_keys).await,
             Err(e) => Err(e),
         };
-        let mut r = QueryResult::new(&["status", "backup_type", "path", "end_time", "files", "rows", "bytes"]);
+        // `rows` and `bytes` as CockroachDB counts them (`bytes`: keys and values, the logical
+        // size RESTORE's `bytes`, SHOW BACKUP's `size_bytes` and the progress bar count too);
+        // `stored_bytes`: the size of the data files written. `end_time`: the exact decimal
+        // `AS OF SYSTEM TIME` takes (SHOW BACKUP shows it as a UTC time too).
+        let mut r =
+            QueryResult::new(&["status", "backup_type", "path", "end_time", "files", "rows", "bytes", "stored_bytes"]);
         if let Err(e) = cleanup {
             r.notices.push(format!(
                 "the backup succeeded, but abandoned runs in {} were not all removed ({e}); the next backup \
@@ -259,6 +264,7 @@ impl BackupService {
             end_time.to_string().into(),
             (manifest.files.len() as u64).into(),
             manifest.files.iter().map(|f| f.rows).sum::<u64>().into(),
+            manifest.files.iter().map(|f| f.logical_bytes).sum::<u64>().into(),
             manifest.files.iter().map(|f| f.size).sum::<u64>().into(),
         ]);
         Ok(r)

@@ -45,9 +45,13 @@ pub(super) async fn show_backups(cx: &Context, collection: &[String]) -> Result<
     for dir in full_backups(storage).await? {
         r.push(vec![format!("/{dir}").into()]);
     }
-    // No backups is an answer; nothing at all there is most likely a mistyped URI: say so.
+    // No backups is an answer; nothing at all there is a collection that does not exist (most
+    // likely a mistyped URI), an error as for every other statement reading backups.
     if r.rows.is_empty() && storage.list("").await?.is_empty() {
-        r.notices.push(format!("no backups: nothing is stored in {} (it is empty or does not exist)", root.describe()));
+        return Err(Error::not_found(
+            "backup collection",
+            format!("{} (nothing is stored there: it is empty or does not exist)", root.describe()),
+        ));
     }
     Ok(r)
 }
@@ -158,14 +162,19 @@ pub fn show_backup<M: AsRef<Manifest>>(chain: &[M]) -> QueryResult {
         "rows",
         "is_full_cluster",
         "revision_history",
+        "end_time_decimal",
     ]);
     for m in chain.iter().map(AsRef::as_ref) {
         let catalog = m.catalog();
         let kind: Value = if m.is_full() { "full" } else { "incremental" }.into();
+        // As CockroachDB shows them: UTC times, and NULL for a full backup's start. The exact end
+        // time, which `AS OF SYSTEM TIME` needs to restore a layer without revision history,
+        // is the last column.
+        let start_time: Value = if m.is_full() { Value::Null } else { m.start_time.to_utc_string().into() };
         let head = |db: &str, table: Value| {
-            vec![db.into(), table, kind.clone(), m.start_time.to_string().into(), m.end_time.to_string().into()]
+            vec![db.into(), table, kind.clone(), start_time.clone(), m.end_time.to_utc_string().into()]
         };
-        let tail = [m.is_full_cluster.into(), m.has_revision_history().into()];
+        let tail = [m.is_full_cluster.into(), m.has_revision_history().into(), m.end_time.to_string().into()];
         for db in catalog.databases.values() {
             let mut row = head(&db.name, Value::Null);
             row.extend([Value::Null, Value::Null]);
@@ -174,7 +183,9 @@ pub fn show_backup<M: AsRef<Manifest>>(chain: &[M]) -> QueryResult {
             for t in catalog.tables_in(db.id) {
                 let span = t.span();
                 let files = m.files.iter().filter(|f| span.overlaps(&f.span));
-                let (size, rows) = files.fold((0u64, 0u64), |(s, n), f| (s + f.size, n + f.rows));
+                // CockroachDB's size_bytes: the logical size (keys and values), as BACKUP's and
+                // RESTORE's `bytes` and the progress bar count it.
+                let (size, rows) = files.fold((0u64, 0u64), |(s, n), f| (s + f.logical_bytes, n + f.rows));
                 let mut row = head(&db.name, t.name.clone().into());
                 row.extend([size.into(), rows.into()]);
                 row.extend(tail.clone());

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// A secret string (passphrase, key): printed as `'redacted'`, never its value, and never
 /// serialized: it implements neither `Serialize` nor `Deserialize`, nor does any type holding one
 /// (a test in `crate::secrets` fails if that changes). Job and schedule records store a
-/// [`SecretSource`] instead (see [`crate::secrets`]).
+/// [`SecretSource`] instead (see [`crate::SecretResolver`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
 

@@ -220,7 +220,7 @@ impl ListResult {
 /// implements [`StorageWrapper`] instead, which forwards every method it does not override.
 ///
 /// # Contract
-/// Exactly what the checks of [`crate::conformance::storage::CHECKS`] check, against every
+/// Exactly what the checks of `conformance::storage::CHECKS` (feature `conformance`) check, against every
 /// implementation (the check's name in brackets):
 /// - Paths are relative to the storage's root, `/`-separated, without a leading `/`; names with
 ///   spaces, punctuation, capitals and non-ASCII letters work, and every byte value and empty

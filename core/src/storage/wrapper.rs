@@ -11,7 +11,7 @@ use crate::kv::MaybeSendSync;
 
 /// A storage that passes its calls on to another, changing only what it overrides: a view of a
 /// subdirectory ([`super::Prefixed`]), the locations of a locality-aware backup
-/// ([`crate::LocalityStorage`]), fault injection (the conformance kit's `Hooked`), counters.
+/// ([`crate::Locations`]), fault injection (the conformance kit's `Hooked`), counters.
 ///
 /// Every type that implements it is an [`ExternalStorage`] (a blanket implementation calls the
 /// methods below). Each method forwards to [`StorageWrapper::inner`] by default, with paths

@@ -371,7 +371,7 @@ async fn strata_core_full_backups(root: &Locations) -> Vec<String> {
 /// The end time of the newest layer of a chain (from `SHOW BACKUP`).
 async fn chain_end(w: &World, from: &str, with: &str) -> Timestamp {
     let r = w.sql(&format!("SHOW BACKUP FROM {from}{with}")).await;
-    let col = r.columns.iter().position(|c| c == "end_time").expect("SHOW BACKUP has end_time");
+    let col = r.columns.iter().position(|c| c == "end_time_decimal").expect("SHOW BACKUP has end_time_decimal");
     r.rows
         .iter()
         .filter_map(|row| row[col].to_string().parse::<Timestamp>().ok())

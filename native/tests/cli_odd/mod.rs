@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 
 use super::cli_support::{sql, strata, Run};
 
+mod new_user;
+
 /// The first line of what a failed run printed on standard error.
 fn error_line(run: &Run) -> String {
     assert!(!run.out.status.success(), "strata {:?} should have failed: {}", run.args, run.stdout());
@@ -119,10 +121,11 @@ fn read_only_commands_on_missing_paths_create_nothing_and_say_where_they_looked(
         let run = strata(&store, args).fails_with(&format!("nodelocal://1/{name}"));
         assert!(run.stderr().contains(&note(name)), "{args:?}: {}", run.stderr());
     }
-    // SHOW BACKUPS of nothing is no backups, with a warning.
-    let run = strata(&store, &["sql", "SHOW BACKUPS IN 'nodelocal://1/m9'"]).ok();
-    assert!(run.stdout().contains("(0 rows)"), "{}", run.stdout());
-    assert!(run.stderr().contains("warning: no backups: nothing is stored in nodelocal://1/m9"), "{}", run.stderr());
+    // SHOW BACKUPS of a collection that does not exist is an error naming where it looked
+    // (issue 17 §5), and prints no table.
+    let run = strata(&store, &["sql", "SHOW BACKUPS IN 'nodelocal://1/m9'"])
+        .fails_with("backup collection not found: nodelocal://1/m9 (nothing is stored there");
+    assert!(run.stdout().is_empty(), "{}", run.stdout());
     assert!(run.stderr().contains(&note("m9")), "{}", run.stderr());
     // file:// URIs name their directory themselves.
     let missing = tmp.path().join("no/such/dir");
@@ -130,7 +133,7 @@ fn read_only_commands_on_missing_paths_create_nothing_and_say_where_they_looked(
     sql(&store, &format!("RESTORE FROM LATEST IN '{file}'")).fails_with(&file);
     sql(&store, &format!("SHOW BACKUP '{file}'")).fails_with(&file);
     strata(&store, &["verify", &file]).fails_with(&file);
-    sql(&store, &format!("SHOW BACKUPS IN '{file}'")).ok();
+    sql(&store, &format!("SHOW BACKUPS IN '{file}'")).fails_with(&file);
     assert!(!ext.exists(), "nothing was created under {}", ext.display());
     assert!(!tmp.path().join("no").exists(), "nothing was created for {file}");
 }

@@ -213,7 +213,7 @@ test("progress is reported and an AbortSignal cancels", async () => {
   assert.equal(last.done, true);
   assert.equal(last.operation, "backup");
   // The data files the backup stored, as its result counts them.
-  assert.ok(last.rows >= 2200 && last.files === result.files && last.storageBytes === result.bytes, JSON.stringify([last, result]));
+  assert.ok(last.rows >= 2200 && last.files === result.files && last.storageBytes === result.storageBytes, JSON.stringify([last, result]));
   assert.ok(reports.length > 3);
   assert.equal(last.fraction, 1);
   for (let i = 1; i < reports.length; i++) {
@@ -237,7 +237,7 @@ test("progress is reported and an AbortSignal cancels", async () => {
   assert.equal(restoreReports.at(-1).rows, 2200);
   // A whole restore reads each data file once, all of it.
   assert.equal(restoreReports.at(-1).files, result.files);
-  assert.equal(restoreReports.at(-1).storageBytes, result.bytes);
+  assert.equal(restoreReports.at(-1).storageBytes, result.storageBytes);
 });
 
 test("errors have stable codes", async () => {

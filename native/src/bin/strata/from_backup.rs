@@ -2,7 +2,6 @@
 //! from a backup (through [`BackupReader`]: ranged reads of only the blocks the table needs), as
 //! a restore at that time would hold them, printed as `scan`/`get` on a store print them.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,7 +11,8 @@ use strata_core::sql::{BackupSource, Subdir};
 use strata_core::{BackupReader, Error, Executor, KeyRequest, MemKv, Timestamp};
 use strata_native::{FileKmsOpener, NativeOpener};
 
-use crate::{show_bytes, split_table};
+use crate::output::RowWriter;
+use crate::{print_value, shown, split_table, Format};
 
 /// Where `scan`/`get` read from instead of the store: a backup.
 #[derive(Args, Debug, Default)]
@@ -76,14 +76,16 @@ pub(crate) async fn scan(
     from: &FromBackup,
     table: &str,
     at: Option<&str>,
+    format: Format,
 ) -> anyhow::Result<()> {
     let (db, t) = split_table(table)?;
     let reader = from.open(nodelocal).await?;
     let ts = as_of(&reader, at)?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut rows = RowWriter::new(out, format, &["key", "value"]);
     let mut failed = None;
     reader
-        .for_each_row(db, t, Some(ts), |k, v| match writeln!(out, "{}\t{}", show_bytes(&k), show_bytes(&v)) {
+        .for_each_row(db, t, Some(ts), |k, v| match rows.row(&[shown(&k, format), shown(&v, format)]) {
             Ok(()) => true,
             Err(e) => {
                 failed = Some(e);
@@ -92,7 +94,7 @@ pub(crate) async fn scan(
         })
         .await?;
     // A reader that stopped early (`| head`) is not an error.
-    match failed.map_or_else(|| out.flush(), Err) {
+    match failed.map_or_else(|| rows.finish(), Err) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(anyhow::Error::new(e).context("cannot write the rows to standard output"))
         }
@@ -107,12 +109,13 @@ pub(crate) async fn get(
     table: &str,
     key: &str,
     at: Option<&str>,
+    format: Format,
 ) -> anyhow::Result<()> {
     let (db, t) = split_table(table)?;
     let reader = from.open(nodelocal).await?;
     let ts = as_of(&reader, at)?;
     match reader.get(db, t, key.as_bytes(), Some(ts)).await? {
-        Some(v) => println!("{}", show_bytes(&v)),
+        Some(v) => print_value(key.as_bytes(), &v, format)?,
         None => bail!("key not found: {key} in {table} at {ts} in the backup"),
     }
     Ok(())

@@ -3,6 +3,7 @@
 mod demo;
 mod from_backup;
 mod manage;
+mod output;
 mod progress;
 mod schedule;
 mod worker;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use strata_core::sql::{BackupSource, Subdir};
-use strata_core::{escape_control, keys, Executor, KeyRequest, QueryResult, ScanRequest, Timestamp, Value};
+use strata_core::{escape_control, keys, Executor, KeyRequest, QueryResult, ScanRequest, Timestamp};
 use strata_native::{
     generate_key_file, os_entropy, workload, EmbeddedStore, FileKmsOpener, NativeOpener, TokioCpuPool,
 };
@@ -46,8 +47,28 @@ struct Cli {
     command: Command,
 }
 
+/// The statement families `strata sql` runs, each with an example (`strata sql --help`).
+const SQL_HELP: &str = "\
+Statements (CockroachDB's syntax; nodelocal://1/… is DIR/extern/… of the store):
+  Backup     BACKUP [DATABASE d | TABLE d.t] INTO 'nodelocal://1/coll' [AS OF SYSTEM TIME '-10s'] [WITH revision_history]
+             BACKUP INTO LATEST IN 'nodelocal://1/coll'            (an incremental layer)
+  Restore    RESTORE DATABASE bank FROM LATEST IN 'nodelocal://1/coll' [AS OF SYSTEM TIME '…'] [WITH new_db_name = 'b2']
+             RESTORE TABLE bank.accounts FROM '2026/12/06-193834.12' IN 'nodelocal://1/coll'
+  Inspect    SHOW BACKUPS IN 'nodelocal://1/coll'
+             SHOW BACKUP FROM LATEST IN 'nodelocal://1/coll' [WITH check_files]
+  Keys       ALTER BACKUP LATEST IN 'nodelocal://1/coll' ADD NEW_PASSPHRASE = 'new' WITH OLD_PASSPHRASE = 'old'
+  Schedules  CREATE SCHEDULE daily FOR BACKUP INTO 'nodelocal://1/coll' RECURRING '@daily'
+             SHOW SCHEDULES; PAUSE | RESUME | DROP SCHEDULE 123
+  Jobs       SHOW JOBS; SHOW JOB 42; PAUSE | RESUME | CANCEL JOB 42
+  Schema     CREATE DATABASE bank; CREATE TABLE bank.accounts; DROP TABLE bank.accounts; DROP DATABASE bank CASCADE
+             SHOW DATABASES; SHOW TABLES FROM bank
+
+Examples:
+  strata --store ./s sql \"BACKUP DATABASE bank INTO 'nodelocal://1/backups'\"
+  echo \"SHOW BACKUPS IN 'nodelocal://1/backups'\" | strata --store ./s sql -";
+
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     /// An aligned table.
     Table,
     /// A JSON array of row objects.
@@ -56,8 +77,8 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one statement: BACKUP, RESTORE, SHOW BACKUP(S), CREATE/DROP DATABASE|TABLE, SHOW DATABASES, SHOW TABLES.
-    /// The statement is the argument, or `-` to read it from standard input, or `-f FILE`.
+    /// Run one SQL statement (the argument, `-` for standard input, or -f FILE).
+    #[command(after_help = SQL_HELP)]
     Sql {
         /// The statement (`-`: read it from standard input).
         #[arg(required_unless_present = "file", conflicts_with = "file")]
@@ -81,8 +102,7 @@ enum Command {
     },
     /// Delete KEY from table db.t.
     Delete { table: String, key: String },
-    /// Print every KEY<TAB>VALUE of table db.t in key order (of the store, or of a backup with
-    /// --from).
+    /// Print every `KEY<TAB>VALUE` of table db.t in key order (store, or backup with --from).
     Scan {
         table: String,
         /// Read as of this time.
@@ -93,8 +113,9 @@ enum Command {
     },
     /// Print the store's current timestamp, in the decimal form AS OF SYSTEM TIME accepts.
     Now,
-    /// etcd stores: declare that table db.t keeps its rows at the etcd keys PREFIX + key, as
-    /// other programs wrote them (e.g. a Kubernetes control plane's /registry/). Creates db.t;
+    /// etcd stores: declare that table db.t keeps its rows at the etcd keys PREFIX + key.
+    ///
+    /// For keys other programs wrote (e.g. a Kubernetes control plane's /registry/). Creates db.t;
     /// with --for-restore, maps the table of that name a later RESTORE publishes instead.
     Map {
         /// The etcd key prefix, e.g. /registry/.
@@ -105,10 +126,11 @@ enum Command {
         #[arg(long)]
         for_restore: bool,
     },
-    /// Check every file of a backup (a backup directory with its incrementals, or every full
-    /// backup of a collection) exists with the size and SHA-256 its manifest records, without
-    /// restoring. Encrypted backups are checked without their key unless one is given. Prints one
-    /// row per problem and exits non-zero if there is any.
+    /// Check every file of a backup against its manifest (size, SHA-256), without restoring.
+    ///
+    /// A backup directory is checked with its incrementals, a collection with every full backup.
+    /// Encrypted backups are checked without their key unless one is given. Prints one row per
+    /// problem and exits non-zero if there is any.
     Verify {
         /// The backup's URI, e.g. nodelocal://1/backups.
         uri: String,
@@ -122,14 +144,17 @@ enum Command {
         #[arg(long)]
         kms: Vec<String>,
     },
-    /// Copy a backup collection (or one chain) to another storage, checking every file on the
-    /// way, optionally re-encrypting it; an interrupted copy resumes when run again.
+    /// Copy a backup collection (or one chain) to another storage, checking every file.
+    ///
+    /// Optionally re-encrypts it; an interrupted copy resumes when run again.
     Copy(manage::CopyArgs),
-    /// Merge a chain (a full backup and its incrementals) into one new full backup of the
-    /// collection at the chain's end time, read from the backup alone.
+    /// Merge a chain (a full backup and its incrementals) into one new full backup.
+    ///
+    /// The new full backup of the collection is at the chain's end time, read from the backup alone.
     Compact(manage::CompactArgs),
-    /// Forget old backups of a collection by a retention policy (restic's --keep-* options),
-    /// never breaking a chain: prints the plan, and deletes only with --prune.
+    /// Forget old backups of a collection by a retention policy, never breaking a chain.
+    ///
+    /// restic's --keep-* options: prints the plan, and deletes only with --prune.
     Forget(manage::ForgetArgs),
     /// Write a new key file (32 random bytes, hex, mode 0600) for `kms = 'file-kms:///FILE'`.
     Keygen {
@@ -146,10 +171,14 @@ enum Command {
         #[command(subcommand)]
         command: WorkloadCommand,
     },
-    /// On an etcd store: run the units of detached backups (`BACKUP … WITH detached`), with any
-    /// number of other workers, until stopped.
+    /// On an etcd store: run the units of detached backups until stopped.
+    ///
+    /// Runs the units of `BACKUP … WITH detached` jobs, with any number of other workers.
     Worker(worker::WorkerArgs),
-    /// The main job: build a bank store, back it up, restore a table and the database into fresh stores, compare.
+    /// The main job: back up a bank store, restore it into fresh stores, compare.
+    ///
+    /// Builds a bank store, backs it up, restores a table, the database and the cluster into
+    /// fresh stores and compares every row.
     Demo {
         /// Accounts in the bank workload.
         #[arg(long, default_value_t = 20_000)]
@@ -182,6 +211,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of standard output stopped early (`| head`): done, quietly.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let message = format!("{e:#}");
             eprintln!("error: {}", escape_lines(&message));
@@ -316,7 +347,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Keygen { file } = &cli.command {
         generate_key_file(file).with_context(|| format!("cannot write the key file {}", file.display()))?;
         let abs = std::path::absolute(file).unwrap_or_else(|_| file.clone());
-        println!("file-kms://{}", abs.display());
+        output::line(format!("file-kms://{}", abs.display()))?;
         return Ok(());
     }
     // Reading a backup (`--from`) needs no store: only where `nodelocal://` URIs resolve.
@@ -325,10 +356,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match &cli.command {
         Command::Scan { table, as_of, from } if from.from.is_some() => {
-            return from_backup::scan(backup_root(), from, table, as_of.as_deref()).await;
+            return from_backup::scan(backup_root(), from, table, as_of.as_deref(), cli.format).await;
         }
         Command::Get { table, key, as_of, from } if from.from.is_some() => {
-            return from_backup::get(backup_root(), from, table, key, as_of.as_deref()).await;
+            return from_backup::get(backup_root(), from, table, key, as_of.as_deref(), cli.format).await;
         }
         _ => {}
     }
@@ -358,8 +389,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let store = strata_etcd::EtcdKv::open_uri(uri, options).await?;
         let mode = if *for_restore { strata_etcd::MapMode::ForRestore } else { strata_etcd::MapMode::Create };
         match store.map_table(db, t, prefix.as_bytes(), mode).await? {
-            Some(id) => println!("{table} (table {id}) keeps its rows at etcd keys {prefix}<key>"),
-            None => println!("a restored table {table} will keep its rows at etcd keys {prefix}<key>"),
+            Some(id) => output::line(format!("{table} (table {id}) keeps its rows at etcd keys {prefix}<key>"))?,
+            None => output::line(format!("a restored table {table} will keep its rows at etcd keys {prefix}<key>"))?,
         }
         return Ok(());
     }
@@ -378,8 +409,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sql { statement, file } => {
             let statement = read_statement(statement, file)?;
-            let result = exec.execute(&statement).await?;
-            print_result(&result, cli.format);
+            let parsed = strata_core::sql::parse(&statement)?;
+            let result = exec.execute_statement(&parsed).await?;
+            output::print_result(&result, cli.format, statement_tag(&parsed))?;
             for notice in &result.notices {
                 eprintln!("warning: {}", escape_lines(notice));
                 print_local_notes(Some(&NativeOpener::new(local_root.clone())), notice, true);
@@ -410,7 +442,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ))
                 .await?;
             match page.entries.into_iter().next().and_then(|e| e.value) {
-                Some(v) => println!("{}", show_bytes(&v)),
+                Some(v) => print_value(key.as_bytes(), &v, cli.format)?,
                 None => bail!("key not found: {key} in {table} at {ts}"),
             }
         }
@@ -420,14 +452,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let id = exec.table_id(db, t, Some(ts)).await?;
             let mut request =
                 ScanRequest::new(keys::table_span(id), Timestamp::ZERO, ts, strata_core::MvccFilter::Latest);
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut rows = output::RowWriter::new(out, cli.format, &["key", "value"]);
             loop {
                 let page = exec.store().scan(request.clone()).await?;
                 for e in page.entries {
                     if let Some(v) = e.value {
                         let user_key = keys::decode_table_key(&e.key).map_or(&e.key[..], |(_, k)| k);
-                        use std::io::Write;
-                        writeln!(out, "{}\t{}", show_bytes(user_key), show_bytes(&v))?;
+                        rows.row(&[shown(user_key, cli.format), shown(&v, cli.format)])?;
                     }
                 }
                 match page.resume_key {
@@ -435,8 +467,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     None => break,
                 }
             }
+            rows.finish()?;
         }
-        Command::Now => println!("{}", exec.store().now().await?),
+        Command::Now => {
+            let now = exec.store().now().await?;
+            match cli.format {
+                Format::Table => output::line(now)?,
+                Format::Json => {
+                    let mut r = QueryResult::new(&["now", "time"]);
+                    r.push(vec![now.to_string().into(), now.to_utc_string().into()]);
+                    output::print_result(&r, cli.format, None)?;
+                }
+            }
+        }
         Command::Schedule { command } => schedule::run(&exec, command).await?,
         Command::Verify { uri, subdir, passphrase, kms } => {
             let subdir = subdir.map(|s| if s == "LATEST" { Subdir::Latest } else { Subdir::Path(s) });
@@ -444,7 +487,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let keys = KeyRequest::new(passphrase.as_deref(), &kms);
             let report = exec.check_files(&source, keys, false).await?;
             if !report.problems.is_empty() {
-                print_result(&report.to_result(), cli.format);
+                output::print_result(&report.to_result(), cli.format, None)?;
                 bail!(
                     "{} problem{} in {} files of {} backup layers",
                     report.problems.len(),
@@ -453,7 +496,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     report.layers
                 );
             }
-            eprintln!("verified {} files of {} backup layers: no problems", report.files, report.layers);
+            output::line(format!("verified {} files of {} backup layers: no problems", report.files, report.layers))?;
         }
         Command::Workload { command: WorkloadCommand::Init { name, rows } } => {
             if name != "bank" {
@@ -461,13 +504,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let started = std::time::Instant::now();
             let s = workload::init_bank_in_batches(&exec, rows, write_batch, |_| {}).await?;
-            eprintln!(
+            output::line(format_args!(
                 "workload bank: {} accounts, {} customers, {} bytes in {:.1}s",
                 s.accounts,
                 s.customers,
                 s.logical_bytes,
                 started.elapsed().as_secs_f64()
-            );
+            ))?;
         }
         Command::Worker(_) => bail!("`strata worker` runs on an etcd store: --store etcd://HOST:PORT[,HOST:PORT…]"),
         Command::Demo { .. }
@@ -513,33 +556,43 @@ fn show_bytes(b: &[u8]) -> String {
     }
 }
 
-/// Prints a statement's result in the chosen format.
-fn print_result(result: &QueryResult, format: Format) {
+/// A key or value as printed: in table form escaped for a terminal ([`show_bytes`]); in JSON
+/// (which escapes what it must itself) UTF-8 text as it is, other bytes as `show_bytes` shows them.
+pub(crate) fn shown(b: &[u8], format: Format) -> String {
+    match (format, std::str::from_utf8(b)) {
+        (Format::Json, Ok(text)) => text.to_string(),
+        _ => show_bytes(b),
+    }
+}
+
+/// Prints the value `get` found: as it is in table form, as `[{"key": …, "value": …}]` in JSON.
+pub(crate) fn print_value(key: &[u8], value: &[u8], format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Table => {
-            if !result.columns.is_empty() {
-                println!("{result}");
-            }
-        }
+        Format::Table => output::line(show_bytes(value))?,
         Format::Json => {
-            let rows: Vec<serde_json::Map<String, serde_json::Value>> = result
-                .to_objects()
-                .into_iter()
-                .map(|row| {
-                    row.into_iter()
-                        .map(|(k, v)| {
-                            let v = match v {
-                                Value::Null => serde_json::Value::Null,
-                                Value::Bool(b) => b.into(),
-                                Value::Int(i) => i.into(),
-                                Value::Text(s) => s.into(),
-                            };
-                            (k, v)
-                        })
-                        .collect()
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
+            let mut r = QueryResult::new(&["key", "value"]);
+            r.push(vec![shown(key, format).into(), shown(value, format).into()]);
+            output::print_result(&r, format, None)?;
         }
     }
+    Ok(())
+}
+
+/// What a statement without a result table prints in table form: its command, as CockroachDB's
+/// shell prints `CREATE DATABASE`.
+fn statement_tag(statement: &strata_core::sql::Statement) -> Option<&'static str> {
+    use strata_core::sql::Statement as S;
+    Some(match statement {
+        S::CreateDatabase { .. } => "CREATE DATABASE",
+        S::CreateTable { .. } => "CREATE TABLE",
+        S::DropDatabase { .. } => "DROP DATABASE",
+        S::DropTable { .. } => "DROP TABLE",
+        S::PauseSchedule(_) => "PAUSE SCHEDULE",
+        S::ResumeSchedule(_) => "RESUME SCHEDULE",
+        S::DropSchedule(_) => "DROP SCHEDULE",
+        S::PauseJob(_) => "PAUSE JOB",
+        S::ResumeJob(_) => "RESUME JOB",
+        S::CancelJob(_) => "CANCEL JOB",
+        _ => return None,
+    })
 }

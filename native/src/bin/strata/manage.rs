@@ -12,7 +12,8 @@ use strata_core::{
 };
 use strata_native::{os_entropy, FileKmsOpener, NativeOpener};
 
-use crate::{print_result, Format};
+use crate::output::print_result;
+use crate::Format;
 
 /// The keys of a backup: `--passphrase` / `--kms`.
 #[derive(Args, Clone, Default)]
@@ -145,7 +146,7 @@ pub(crate) async fn compact(nodelocal_root: &Path, a: CompactArgs) -> anyhow::Re
     let root = locations(&opener, &a.uri)?;
     let options = CompactOptions { keep_history: !a.drop_history, ..CompactOptions::default() };
     let (dir, m) = compact_in_collection(&root, a.subdir.as_deref(), &keyring(), a.keys.request(), &options).await?;
-    println!("/{dir}");
+    crate::output::line(format_args!("/{dir}"))?;
     eprintln!(
         "compacted into /{dir}: a full backup as of {} with {} files, {} rows{}",
         m.end_time,
@@ -173,7 +174,7 @@ pub(crate) async fn run_forget(nodelocal_root: &Path, a: ForgetArgs, format: For
     let root = locations(&opener, &a.uri)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
     let plan = forget(root.storage(), &policy(&a)?, Timestamp::from_nanos(now), a.prune).await?;
-    print_result(&plan.to_result(), format);
+    print_result(&plan.to_result(), format, None)?;
     let removed = plan.removed().count() + plan.leftovers.len();
     if a.prune {
         eprintln!("kept {} backups, removed {removed}", plan.kept().count());

@@ -20,7 +20,7 @@ const STOP_AFTER_CLAIM: &str = "STRATA_WORKER_STOP_AFTER_CLAIM";
 /// What `strata worker` takes.
 #[derive(clap::Args)]
 pub(crate) struct WorkerArgs {
-    /// The worker's name in its claims (default: worker-<pid>@<host>).
+    /// The worker's name in its claims (default: `worker-<pid>@<host>`).
     #[arg(long)]
     name: Option<String>,
     /// Seconds the worker's etcd lease lives without renewal: a worker dead or frozen this long
