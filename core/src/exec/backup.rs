@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{source_dir, Context};
 use crate::backup::identity::ensure_store_id;
-use crate::backup::lease::remove_abandoned_runs;
+use crate::backup::lease::{remove_abandoned_runs, Heartbeat};
 use crate::backup::plan::{plan_backup, read_descriptor_history, split_units, BackupPlan, BackupSpec};
 use crate::backup::resume::{find_unfinished, superseded_runs, RunKeys};
 use crate::backup::run::{new_run_id, run_backup, BackupOptions};
@@ -186,16 +186,26 @@ impl BackupService {
         end_time = plan.end_time;
         // The chain's codec: found from the chain's ENCRYPTION-INFO when extending one; made
         // (with a new ENCRYPTION-INFO) just before a new full backup runs.
+        let run_id = match cx.keyring.entropy() {
+            Ok(entropy) => Some(new_run_id(entropy)?),
+            Err(_) => None,
+        };
+        // A new encrypted full backup writes its ENCRYPTION-INFO before its plan: its lease goes
+        // first, so that a run killed in between leaves a directory later runs can judge (and
+        // remove once the lease is stale), never a lone ENCRYPTION-INFO nobody can tell about.
+        if let (None, Some(run)) = (&chain, &run_id) {
+            if !keys.is_empty() && dir.storage().size(ENCRYPTION_INFO_NAME).await.is_err() {
+                Heartbeat::new(dir.storage().clone(), run, store.clone(), self.options.stale_after)
+                    .start(cx.store.as_ref())
+                    .await?;
+            }
+        }
         let (codec, created_info) = match &chain {
             Some(chain) => (chain.codec.clone(), false),
             None => create_keys(dir.storage().as_ref(), &cx.keyring, keys).await?,
         };
         let key_check = codec.key().map(|k| k.check_value());
         let plan = if plan.key_check == key_check { plan } else { plan.with_key_check(key_check) };
-        let run_id = match cx.keyring.entropy() {
-            Ok(entropy) => Some(new_run_id(entropy)?),
-            Err(_) => None,
-        };
         let mut options = self
             .options
             .clone()

@@ -375,3 +375,47 @@ fn a_backup_that_cannot_remove_an_abandoned_run_still_succeeds_and_says_so() {
     block_on(exec(&s2, &memory, 3, None).execute("BACKUP TABLE d.a INTO 'memory://c'")).unwrap();
     assert!(below(&files(&memory), &killed).is_empty(), "{:?}", below(&files(&memory), &killed).keys());
 }
+
+/// Holds, forever, the first put after the put of `ENCRYPTION-INFO`: a run killed right after
+/// it wrote its key file.
+struct StopAfterKeyFile(std::sync::atomic::AtomicBool);
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+impl Hook for StopAfterKeyFile {
+    async fn before(&self, call: Call, path: &str) -> Result<()> {
+        if matches!(call, Call::Put | Call::PutIfAbsent) {
+            if path.ends_with("ENCRYPTION-INFO") {
+                self.0.store(true, Ordering::SeqCst);
+            } else if self.0.load(Ordering::SeqCst) {
+                futures::future::pending::<()>().await;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_run_killed_right_after_its_key_file_is_removed_past_the_threshold() {
+    let clock = TestClock::new();
+    let (s1, s2) = (source(&clock, 1), source(&clock, 2));
+    let memory = MemoryOpener::default();
+    let b = "BACKUP TABLE d.a INTO 'memory://c'";
+    let e2 = exec(&s2, &memory, 2, None);
+    block_on(e2.execute(b)).unwrap();
+    let hook = Arc::new(StopAfterKeyFile(std::sync::atomic::AtomicBool::new(false)));
+    let e1 = Executor::new(Arc::new(s1.clone()), Arc::new(HookedOpener { inner: memory.clone(), hook }))
+        .with_entropy(crate::collisions::entropy(1))
+        .with_kdf_params(KdfParams::argon2id(256, 1, 1).unwrap());
+    kill_at_fourth_file(&e1, "BACKUP DATABASE d INTO 'memory://c' WITH encryption_passphrase = 'K1-secret'");
+    drop(e1);
+    let before = files(&memory);
+    let info = before.keys().find(|p| p.ends_with("/ENCRYPTION-INFO")).expect("the killed run's key file").clone();
+    let killed = info.strip_suffix("/ENCRYPTION-INFO").unwrap().to_string();
+    assert!(!below(&before, &killed).keys().any(|p| p.ends_with(PLAN_NAME)), "{:?}", before.keys());
+    clock.advance_minutes(31);
+    block_on(e2.execute(b)).unwrap();
+    let after = files(&memory);
+    assert!(below(&after, &killed).is_empty(), "left: {:?}", below(&after, &killed).keys());
+    assert_eq!(problems(&e2), Vec::<String>::new(), "verify of the collection");
+}
