@@ -60,6 +60,7 @@ mod redact;
 mod restore;
 mod result;
 mod schedule;
+mod schedule_alter;
 mod secrets;
 mod span;
 pub mod sql;

@@ -315,6 +315,9 @@ impl Executor {
             Statement::PauseJob(id) => self.jobs.pause(store, *id).await,
             Statement::ResumeJob(id) => self.jobs.resume(cx, &self.backup, *id).await,
             Statement::CancelJob(id) => self.jobs.cancel(cx, *id).await,
+            Statement::ShowBackupDetails { details, show } => show::show_backup_details(cx, *details, show).await,
+            Statement::ShowSchedule(id) => self.schedules.show_one(store, *id).await,
+            Statement::AlterBackupSchedule(a) => self.schedules.alter(cx, a).await,
         }
     }
 

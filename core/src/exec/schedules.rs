@@ -18,7 +18,7 @@ use crate::records::{RecordStore, ScheduleRecord, SCHEDULES};
 use crate::result::{QueryResult, Value};
 use crate::schedule::{plan_schedules, BackupKind, FinishEffect, Schedule, StartDecision, WAITING_FOR_FULL};
 use crate::secrets::{required_sources, typed_secrets_error, without_secrets};
-use crate::sql::{BackupStmt, CreateScheduleStmt, Statement};
+use crate::sql::{BackupDestination, BackupStmt, CreateScheduleStmt, Statement};
 use crate::timestamp::Timestamp;
 
 /// What a tick did with one due schedule.
@@ -305,5 +305,96 @@ impl ScheduleService {
             }
         }
         Ok(forgotten)
+    }
+}
+
+/// `ALTER BACKUP SCHEDULE` and `SHOW SCHEDULE id` (the decisions are in
+/// [`crate::schedule_alter`]).
+impl ScheduleService {
+    /// `SHOW SCHEDULE id`: `SHOW SCHEDULES`' row of one schedule.
+    pub(super) async fn show_one(&self, store: &dyn KvStore, id: u64) -> Result<QueryResult> {
+        self.get(store, id).await?;
+        let mut r = self.show(store).await?;
+        r.rows.retain(|row| row.first() == Some(&Value::from(id)));
+        Ok(r)
+    }
+
+    /// `ALTER BACKUP SCHEDULE id …`: changes the schedule and its pair together and returns
+    /// their rows (the incremental first, as CREATE SCHEDULE does).
+    pub(super) async fn alter(&self, cx: &Context, stmt: &crate::sql::AlterBackupScheduleStmt) -> Result<QueryResult> {
+        use crate::schedule_alter::alter_schedules;
+        let store = cx.store.as_ref();
+        let named = self.get(store, stmt.id).await?;
+        let other = match named.paired {
+            Some(id) => match self.get(store, id).await {
+                Ok(s) => Some(s),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let (full, incremental) = match named.kind {
+            BackupKind::Full => (named, other),
+            BackupKind::Incremental => match other {
+                Some(full) => (full, Some(named)),
+                None => {
+                    return Err(Error::invalid(
+                        "ALTER BACKUP SCHEDULE",
+                        format!(
+                            "incremental backup schedule {0} has no corresponding full backup schedule; drop \
+                             schedule {0} and recreate",
+                            stmt.id
+                        ),
+                    ))
+                }
+            },
+        };
+        let now = store.now().await?.wall;
+        let creates = incremental.is_none()
+            && stmt
+                .commands
+                .iter()
+                .any(|c| matches!(c, crate::sql::AlterScheduleCmd::SetFullBackup(crate::sql::Recurrence::Cron(_))));
+        // Checked once without an id, so that a failing statement allocates none.
+        alter_schedules(full.clone(), incremental.clone(), &stmt.commands, now, 0)?;
+        let new_id = if creates { self.records.allocate_ids(store, 1).await? } else { 0 };
+        let altered = alter_schedules(full, incremental, &stmt.commands, now, new_id)?;
+        let (_, typed) = without_secrets(&altered.full.backup);
+        if !typed.is_empty() {
+            return Err(Error::invalid(
+                "ALTER BACKUP SCHEDULE",
+                format!(
+                    "a schedule stores no secrets, and {} would be typed into its statement. Refer to them \
+                     instead: ${{NAME}} (an environment variable) as a URI parameter's value or password, or \
+                     AUTH=implicit",
+                    typed.join(", ")
+                ),
+            ));
+        }
+        if let BackupDestination::Into { uris, .. } = &altered.full.backup.destination {
+            cx.open_uris(uris)?;
+        }
+        let full = ScheduleRecord::new(&altered.full);
+        let inc = altered.incremental.as_ref().map(ScheduleRecord::new);
+        let mut batch = vec![(full.id(), Some(&full))];
+        batch.extend(inc.as_ref().map(|i| (i.id(), Some(i))));
+        batch.extend(altered.dropped.map(|id| (id, None)));
+        self.records.write(store, batch).await?;
+        let mut out = QueryResult::new(&["schedule_id", "name", "status", "first_run", "schedule", "backup_stmt"]);
+        for s in altered.incremental.iter().chain([&altered.full]) {
+            let status = match &s.status_message {
+                Some(m) if s.paused => format!("PAUSED: {m}"),
+                _ => s.state().to_string(),
+            };
+            out.push(vec![
+                s.id.into(),
+                s.label.clone().into(),
+                status.into(),
+                civil(s.next_run),
+                s.recurrence().to_string().into(),
+                Statement::Backup(s.backup.clone()).to_string().into(),
+            ]);
+        }
+        Ok(out)
     }
 }
