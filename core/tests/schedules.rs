@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+#[path = "schedules/alter.rs"]
+mod alter;
 mod common;
 
 use async_trait::async_trait;
