@@ -64,6 +64,9 @@ pub const JOB_RECORD: Envelope = Envelope::new(b"STRATAJB", "job record", 3);
 pub const QUEUED_BACKUP: Envelope = Envelope::new(b"STRATAQB", "queued backup job", 1);
 /// A schedule's record in the system span (`records`), versions as [`JOB_RECORD`].
 pub const SCHEDULE_RECORD: Envelope = Envelope::new(b"STRATASC", "schedule record", 3);
+/// A job that is not a detached backup, in the system span (`exec::jobs::runs`): a schedule's
+/// run or a detached restore.
+pub const JOB_RUN_RECORD: Envelope = Envelope::new(b"STRATAJR", "job run record", 1);
 
 /// Every stored format's envelope; their magics are distinct (tested). A new format adds its
 /// constant here. (Only the test reads it.)
@@ -80,6 +83,7 @@ pub(crate) const ALL: &[Envelope] = &[
     JOB_RECORD,
     SCHEDULE_RECORD,
     QUEUED_BACKUP,
+    JOB_RUN_RECORD,
 ];
 
 /// SHA-256 of bytes.

@@ -128,7 +128,7 @@ fn userinfo_password(base: &str) -> Option<(usize, usize)> {
 /// What a record keeps of `uri`: every secret written into it replaced by `redacted`, each noted
 /// in `typed` (as `the AWS_SECRET_ACCESS_KEY of 's3://…'`); references and the parameters a run
 /// needs ([`PLAIN_PARAMS`]) kept.
-fn uri_without_secrets(uri: &str, typed: &mut Vec<String>) -> String {
+pub(crate) fn uri_without_secrets(uri: &str, typed: &mut Vec<String>) -> String {
     let shown = redact_uri(uri);
     map_slots(uri, |slot, value| {
         if value.is_empty() || env_reference(value).is_some() {

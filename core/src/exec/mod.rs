@@ -291,6 +291,12 @@ impl Executor {
                 self.jobs.start(cx, &self.backup, b).await
             }
             Statement::Backup(b) => self.backup.run(cx, &resolve_backup(b, cx.secrets.as_ref())?, stmt).await,
+            Statement::Restore(r) if r.options.detached => {
+                for uris in &r.source.layers {
+                    cx.open_uris(uris)?;
+                }
+                self.jobs.start_restore(cx, &self.restore, r).await
+            }
             Statement::Restore(r) => self.restore.run(cx, r).await,
             Statement::ShowBackup(s) => show::show_backup_statement(cx, s).await,
             Statement::ShowBackups { collection } => show::show_backups(cx, collection).await,
@@ -365,7 +371,7 @@ impl Executor {
     /// Starts every `pending` job, and every `running` job no process runs (its process died; it
     /// resumes from its run's records). Call once when a host with a spawner starts. Returns their ids.
     pub async fn adopt_jobs(&self) -> Result<Vec<u64>> {
-        self.jobs.adopt(&self.cx, &self.backup).await
+        self.jobs.adopt(&self.cx, &self.backup, &self.restore).await
     }
 
     /// Every schedule, by id.

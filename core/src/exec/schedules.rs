@@ -9,6 +9,7 @@
 //! One scheduler per store is assumed: state is read, decided and written without a
 //! transaction, so two hosts ticking the same store at once could both start a run.
 
+use super::jobs::{finish_scheduled_run, forget_scheduled_runs, start_scheduled_run};
 use super::Context;
 #[cfg(doc)]
 use super::Executor;
@@ -238,7 +239,15 @@ impl ScheduleService {
                 s.skip(now);
                 run.outcome = RunOutcome::Skipped("its full backup runs at this time".into());
             } else {
-                let run_id = self.records.allocate_ids(store, 1).await?;
+                // Decided first: only a started run becomes a job (listed by SHOW JOBS).
+                let decision = s.clone().start(now, 0);
+                let run_id = match decision {
+                    StartDecision::Start => {
+                        let description = Statement::Backup(s.backup.clone()).to_string();
+                        start_scheduled_run(store, s.id, s.kind, description, now).await?
+                    }
+                    _ => 0,
+                };
                 match s.start(now, run_id) {
                     StartDecision::Start => {
                         run.run_id = Some(run_id);
@@ -270,6 +279,7 @@ impl ScheduleService {
         let now = now.wall;
         let Some(run_id) = run.run_id else { return Ok(()) };
         let error = result.as_ref().err().map(|e| e.to_string());
+        finish_scheduled_run(store, run_id, now, &result).await?;
         run.outcome = match result {
             Ok(r) => RunOutcome::Succeeded(r),
             Err(e) => RunOutcome::Failed(e),
@@ -300,6 +310,7 @@ impl ScheduleService {
         for mut s in self.all(store).await? {
             if !s.running.is_empty() {
                 forgotten += s.running.len();
+                forget_scheduled_runs(store, &s.running).await?;
                 s.running.clear();
                 self.save(store, &[&s]).await?;
             }
