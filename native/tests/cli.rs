@@ -7,6 +7,7 @@ use std::process::Command;
 mod cli_from_backup;
 mod cli_manage;
 mod cli_odd;
+mod cli_statements;
 mod cli_support;
 use cli_support::{scan, sql, strata};
 

@@ -363,6 +363,12 @@ impl Executor {
         self.jobs.all(self.cx.store.as_ref()).await
     }
 
+    /// The status of job `id`: a detached backup ([`Executor::job`]), a detached restore or a
+    /// schedule's run (both listed by `SHOW JOBS`).
+    pub async fn job_status(&self, id: u64) -> Result<JobStatus> {
+        self.jobs.status(self.cx.store.as_ref(), id).await
+    }
+
     /// One job.
     pub async fn job(&self, id: u64) -> Result<Job> {
         self.jobs.get(self.cx.store.as_ref(), id).await

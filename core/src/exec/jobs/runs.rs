@@ -255,6 +255,14 @@ impl JobService {
         Ok(runs)
     }
 
+    /// The status of job `id`, whatever it runs.
+    pub(in crate::exec) async fn status(&self, store: &dyn KvStore, id: u64) -> Result<JobStatus> {
+        match self.run(store, id).await? {
+            Some(r) => Ok(r.status),
+            None => Ok(self.get(store, id).await?.status),
+        }
+    }
+
     /// Run record `id`, if there is one.
     pub(super) async fn run(&self, store: &dyn KvStore, id: u64) -> Result<Option<RunRecord>> {
         match RUNS.get(store, id).await {
