@@ -6,7 +6,8 @@ use super::super::lexer::Tok;
 use super::{Parser, URI};
 use crate::error::Result;
 
-/// The backup options `SET WITH` may change (`detached` is refused with CockroachDB's message).
+/// The backup options `SET WITH` may change, and last `detached`, refused with CockroachDB's
+/// message.
 const SET_WITH_OPTIONS: &[&str] = &[
     "revision_history",
     "encryption_passphrase",
@@ -76,7 +77,7 @@ impl Parser {
 
     /// The one backup option of `SET WITH`.
     fn set_with_option(&mut self) -> Result<ScheduleBackupOption> {
-        let expected = SET_WITH_OPTIONS.join(", ");
+        let expected = SET_WITH_OPTIONS[..SET_WITH_OPTIONS.len() - 1].join(", ");
         let name = match self.peek() {
             Tok::Word(w) => w.to_lowercase(),
             _ => return Err(self.error(format!("expected an option name; expected one of: {expected}"))),
