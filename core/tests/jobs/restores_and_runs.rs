@@ -1,6 +1,8 @@
 //! `RESTORE … WITH detached` jobs, and the runs schedules start, in `SHOW JOBS`.
 
 use super::*;
+#[cfg(all(target_family = "wasm", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 use strata_core::{JobStatus, KvSource, RunOutcome, Timestamp};
 
 fn cell(r: &QueryResult, column: &str) -> String {
