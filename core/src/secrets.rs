@@ -218,6 +218,15 @@ pub fn resolve_backup(b: &BackupStmt, resolver: &dyn SecretResolver) -> Result<B
     }
 }
 
+/// `uri` with every `${NAME}` replaced by the variable's value read through `resolver`
+/// (percent-encoded), as [`resolve_backup`] does for a BACKUP's URIs.
+pub(crate) fn resolve_uri(uri: &str, resolver: &dyn SecretResolver) -> Result<String> {
+    map_slots(uri, |_, value| match env_reference(value) {
+        Some(name) => Ok(Some(percent_encode(resolver.resolve(&SecretSource::Env(name))?.expose()))),
+        None => Ok(None),
+    })
+}
+
 /// A BACKUP statement as job and schedule records store it: no secret, only references, and
 /// the list of secrets that were typed in and not kept ([`without_secrets`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

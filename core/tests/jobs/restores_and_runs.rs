@@ -1,9 +1,9 @@
 //! `RESTORE … WITH detached` jobs, and the runs schedules start, in `SHOW JOBS`.
 
 use super::*;
+use strata_core::{JobStatus, KvSource, RunOutcome, Timestamp};
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
-use strata_core::{JobStatus, KvSource, RunOutcome, Timestamp};
 
 fn cell(r: &QueryResult, column: &str) -> String {
     r.get(0, column).unwrap_or_else(|| panic!("no {column} in {r:?}")).to_string()
@@ -67,10 +67,19 @@ fn without_a_spawner_a_detached_restore_waits_for_a_host_to_adopt_it() {
         .to_string();
     assert!(err.contains("the encryption passphrase") && !err.contains("Zq9secret"), "{err}");
     assert_eq!(s.sql("SHOW JOBS").rows.len(), 1);
+    // A reference is read by the host that adopts it: this one has no secrets, so it fails,
+    // naming the reference.
+    let r = block_on(plain.execute(
+        "RESTORE DATABASE d FROM LATEST IN 'memory://r?AWS_SECRET_ACCESS_KEY=${ZQ_KEY}' WITH new_db_name = 'q', detached",
+    ))
+    .unwrap();
+    let unresolved = job_id(&r);
     assert_eq!(block_on(s.exec.adopt_jobs()).unwrap(), vec![id as u64]);
     s.spawner.poll();
     assert_eq!(s.field(id, "status"), "succeeded", "{:?}", s.job(id));
     assert_eq!(s.sql("SHOW TABLES FROM p").rows.len(), 2);
+    assert_eq!(s.field(unresolved, "status"), "failed");
+    assert!(s.field(unresolved, "error").contains("ZQ_KEY"), "{:?}", s.job(unresolved));
 }
 
 #[test]

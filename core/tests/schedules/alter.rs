@@ -1,9 +1,9 @@
 //! `ALTER BACKUP SCHEDULE` and `SHOW SCHEDULE id`, run against the store and the scheduler.
 
 use super::*;
+use strata_core::{OnFailure, OnPreviousRunning};
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
-use strata_core::{OnFailure, OnPreviousRunning};
 
 fn fails(sim: &Sim, statement: &str) -> String {
     match block_on(sim.exec.execute(statement)) {

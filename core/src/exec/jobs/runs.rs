@@ -28,7 +28,7 @@ use crate::progress::{Cancel, Progress, ProgressReporter};
 use crate::records::{RecordStore, JOB_NEXT_ID};
 use crate::result::{QueryResult, Value};
 use crate::schedule::BackupKind;
-use crate::secrets::{typed_secrets_error, uri_without_secrets, TYPED_PASSPHRASE};
+use crate::secrets::{resolve_uri, typed_secrets_error, uri_without_secrets, SecretResolver, TYPED_PASSPHRASE};
 use crate::sql::{AsOf, BackupSource, RestoreStmt, RestoreStmtOptions, Statement, Targets};
 use crate::timestamp::Timestamp;
 
@@ -174,6 +174,12 @@ impl StoredRestore {
         }
     }
 
+    /// The statement to run: its `${NAME}` references read through `resolver` (by the host
+    /// that runs it).
+    fn resolved(&self, resolver: &dyn SecretResolver) -> Result<RestoreStmt> {
+        resolve_restore(self.statement(), resolver)
+    }
+
     fn statement(&self) -> RestoreStmt {
         RestoreStmt {
             targets: self.targets.clone(),
@@ -188,6 +194,14 @@ impl StoredRestore {
             },
         }
     }
+}
+
+/// `r` with every `${NAME}` of its URIs read through `resolver`.
+fn resolve_restore(mut r: RestoreStmt, resolver: &dyn SecretResolver) -> Result<RestoreStmt> {
+    for uri in r.source.layers.iter_mut().flatten().chain(r.options.kms.iter_mut()) {
+        *uri = resolve_uri(uri, resolver)?;
+    }
+    Ok(r)
 }
 
 /// Records that schedule `schedule_id` started a `kind` backup (`description`) at `now`;
@@ -293,13 +307,21 @@ impl JobService {
                 stored.typed_secrets.join(", ")
             )));
         }
+        // Run here: its references are read now, by this host (a pending job's by the host
+        // that adopts it).
+        let run = match self.runtime {
+            Some(_) => Some(resolve_restore(live.clone(), cx.secrets.as_ref())?),
+            None => None,
+        };
         let now = store.now().await?.wall;
         let id = RUNS.allocate_ids(store, 1).await?;
         let status = if self.runtime.is_some() { JobStatus::Running } else { JobStatus::Pending };
         let description = Statement::Restore(live.clone()).to_string();
         let record = RunRecord::new(id, RunWhat::Restore(stored), description, status, now);
         RUNS.put(store, id, &record).await?;
-        self.launch_restore(cx, restore, id, live);
+        if let Some(run) = run {
+            self.launch_restore(cx, restore, id, run);
+        }
         let mut out = QueryResult::new(&["job_id", "status"]);
         out.push(vec![id.into(), status.as_str().into()]);
         Ok(out)
@@ -347,12 +369,18 @@ impl JobService {
                 continue;
             }
             match r.status {
-                JobStatus::Pending if stored.typed_secrets.is_empty() => {
-                    r.status = JobStatus::Running;
-                    RUNS.put(store, r.id, &r).await?;
-                    self.launch_restore(cx, restore, r.id, stored.statement());
-                    adopted.push(r.id);
-                }
+                JobStatus::Pending if stored.typed_secrets.is_empty() => match stored.resolved(cx.secrets.as_ref()) {
+                    Ok(statement) => {
+                        r.status = JobStatus::Running;
+                        RUNS.put(store, r.id, &r).await?;
+                        self.launch_restore(cx, restore, r.id, statement);
+                        adopted.push(r.id);
+                    }
+                    Err(e) => {
+                        r.finish(store.now().await?.wall, &Err(e));
+                        RUNS.put(store, r.id, &r).await?;
+                    }
+                },
                 JobStatus::Pending | JobStatus::Running => {
                     r.status = JobStatus::Failed;
                     r.finished = Some(store.now().await?.wall);
