@@ -7,9 +7,10 @@
 //!   CREATE|DROP|SHOW DATABASE(S)|TABLE(S)          ──▶ ddl        (the store's catalog)
 //!   BACKUP                                         ──▶ backup     (BackupService: its options)
 //!   BACKUP … WITH detached, SHOW|PAUSE|RESUME|CANCEL JOB ──▶ jobs (JobService: records, runtime)
+//!   RESTORE … WITH detached                        ──▶ jobs       (run records, `jobs/runs.rs`)
 //!   RESTORE                                        ──▶ restore    (RestoreService: its options)
-//!   SHOW BACKUP(S), check_files, ALTER BACKUP      ──▶ show       (reads backups)
-//!   CREATE|SHOW|PAUSE|RESUME|DROP SCHEDULE(S)      ──▶ schedules  (ScheduleService: records)
+//!   SHOW BACKUP(S) [FILES|RANGES|SCHEMAS], check_files, ALTER BACKUP ──▶ show (reads backups)
+//!   CREATE|SHOW|PAUSE|RESUME|DROP|ALTER … SCHEDULE(S) ──▶ schedules (ScheduleService: records)
 //! ```
 //!
 //! Chains are opened through `crate::chain`, directory names come from `crate::layout`.
@@ -374,8 +375,10 @@ impl Executor {
         self.jobs.get(self.cx.store.as_ref(), id).await
     }
 
-    /// Starts every `pending` job, and every `running` job no process runs (its process died; it
-    /// resumes from its run's records). Call once when a host with a spawner starts. Returns their ids.
+    /// Starts every `pending` job, and every `running` backup job no process runs (its process
+    /// died; it resumes from its run's records). A `running` restore job no process runs is
+    /// failed (it published nothing; run it again). Call once when a host with a spawner starts.
+    /// Returns the ids of the jobs it started.
     pub async fn adopt_jobs(&self) -> Result<Vec<u64>> {
         self.jobs.adopt(&self.cx, &self.backup, &self.restore).await
     }
