@@ -67,6 +67,9 @@ pub const QUEUED_BACKUP: Envelope = Envelope::new(b"STRATAQB", "queued backup jo
 /// A schedule's record in the system span (`records`), versions 1 to 3 as [`JOB_RECORD`];
 /// version 4 adds the schedule's retention policy (`keep_*` schedule options).
 pub const SCHEDULE_RECORD: Envelope = Envelope::new(b"STRATASC", "schedule record", 4);
+/// A job that is not a detached backup, in the system span (`exec::jobs::runs`): a schedule's
+/// run or a detached restore.
+pub const JOB_RUN_RECORD: Envelope = Envelope::new(b"STRATAJR", "job run record", 1);
 
 /// Every stored format's envelope; their magics are distinct (tested). A new format adds its
 /// constant here. (Only the test reads it.)
@@ -84,6 +87,7 @@ pub(crate) const ALL: &[Envelope] = &[
     SCHEDULE_RECORD,
     QUEUED_BACKUP,
     RUN_LEASE,
+    JOB_RUN_RECORD,
 ];
 
 /// SHA-256 of bytes.

@@ -61,6 +61,7 @@ mod restore;
 mod result;
 mod retention;
 mod schedule;
+mod schedule_alter;
 mod secrets;
 mod span;
 pub mod sql;

@@ -128,7 +128,7 @@ fn userinfo_password(base: &str) -> Option<(usize, usize)> {
 /// What a record keeps of `uri`: every secret written into it replaced by `redacted`, each noted
 /// in `typed` (as `the AWS_SECRET_ACCESS_KEY of 's3://…'`); references and the parameters a run
 /// needs ([`PLAIN_PARAMS`]) kept.
-fn uri_without_secrets(uri: &str, typed: &mut Vec<String>) -> String {
+pub(crate) fn uri_without_secrets(uri: &str, typed: &mut Vec<String>) -> String {
     let shown = redact_uri(uri);
     map_slots(uri, |slot, value| {
         if value.is_empty() || env_reference(value).is_some() {
@@ -221,6 +221,15 @@ pub fn resolve_backup(b: &BackupStmt, resolver: &dyn SecretResolver) -> Result<B
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// `uri` with every `${NAME}` replaced by the variable's value read through `resolver`
+/// (percent-encoded), as [`resolve_backup`] does for a BACKUP's URIs.
+pub(crate) fn resolve_uri(uri: &str, resolver: &dyn SecretResolver) -> Result<String> {
+    map_slots(uri, |_, value| match env_reference(value) {
+        Some(name) => Ok(Some(percent_encode(resolver.resolve(&SecretSource::Env(name))?.expose()))),
+        None => Ok(None),
+    })
 }
 
 /// A BACKUP statement as job and schedule records store it: no secret, only references, and

@@ -8,6 +8,8 @@
 // browser session): the legacy checkpoint, and job and schedule records.
 #[path = "format_fixtures/checkpoint.rs"]
 mod checkpoint;
+#[path = "format_fixtures/job_runs.rs"]
+mod job_runs;
 #[path = "format_fixtures/records.rs"]
 mod records;
 

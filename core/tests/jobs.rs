@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 mod common;
+#[path = "jobs/restores_and_runs.rs"]
+mod restores_and_runs;
 
 use async_trait::async_trait;
 use common::{Call, Hook, HookedOpener};

@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+#[path = "schedules/alter.rs"]
+mod alter;
 mod common;
 mod schedule_retention;
 
@@ -118,9 +120,13 @@ impl Sim {
         (ok, other)
     }
 
+    /// The collection's backups (none while nothing is stored there: SHOW BACKUPS refuses it).
     fn show_backups(&self) -> Vec<String> {
-        let r = self.sql(&format!("SHOW BACKUPS IN '{URI}'"));
-        r.rows.iter().map(|row| row[0].to_string()).collect()
+        match block_on(self.exec.execute(&format!("SHOW BACKUPS IN '{URI}'"))) {
+            Ok(r) => r.rows.iter().map(|row| row[0].to_string()).collect(),
+            Err(strata_core::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => panic!("SHOW BACKUPS: {e}"),
+        }
     }
 
     /// Each layer of the chain at `path`: (end time, full?).
@@ -607,7 +613,10 @@ fn detached_in_create_schedule_is_taken() {
     let (ok, other) = sim.run(start, start + DAY, HOUR);
     assert!(other.is_empty(), "{other:?}");
     assert_eq!(ok, vec![(show(at(2026, 7, 2, 0, 0)), BackupKind::Full)]);
-    assert!(sim.sql("SHOW JOBS").rows.is_empty());
+    // The only jobs are the schedule's runs (no detached job beside them).
+    let jobs = sim.sql("SHOW JOBS");
+    assert_eq!(jobs.rows.len(), 1, "{jobs:?}");
+    assert_eq!(jobs.get(0, "schedule_id").unwrap(), &Value::Int(1), "{jobs:?}");
 }
 
 /// Fails the size check of every LATEST: a collection strata cannot read at creation (its

@@ -233,3 +233,44 @@ fn no_secret_reaches_a_store_a_backup_or_an_output() {
     }
     assert!(files(&store).len() > 10 && !files(&target).is_empty());
 }
+
+/// Issue 17 §3: ALTER BACKUP SCHEDULE and SHOW SCHEDULE through the CLI, the daemon's runs in
+/// SHOW JOBS with their schedule, and a detached restore the daemon runs.
+#[test]
+fn alter_a_schedule_its_runs_in_show_jobs_and_a_detached_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s");
+    strata(&store, &["workload", "init", "bank", "--rows", "100"]);
+    sql(
+        &store,
+        "CREATE SCHEDULE n FOR BACKUP DATABASE bank INTO 'nodelocal://1/c' RECURRING '@daily' FULL BACKUP ALWAYS",
+    );
+    // Due at midnight; EXECUTE IMMEDIATELY makes it due now.
+    let altered = sql(
+        &store,
+        "ALTER BACKUP SCHEDULE 1 SET LABEL 'renamed', SET SCHEDULE OPTION on_execution_failure = 'pause', \
+         EXECUTE IMMEDIATELY",
+    );
+    assert!(altered.contains("\"name\": \"renamed\""), "{altered}");
+    let shown = sql(&store, "SHOW SCHEDULE 1");
+    assert!(shown.contains("\"renamed\"") && shown.matches("\"id\"").count() == 1, "{shown}");
+    let out = strata(&store, &["schedule", "run", "--once"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("schedule 1 (renamed, Full): backup succeeded /"), "{err}");
+    let jobs = sql(&store, "SHOW JOBS");
+    assert!(
+        jobs.contains("\"schedule_id\": 1")
+            && jobs.contains("\"status\": \"succeeded\"")
+            && !jobs.contains("\"rows\": 0,"),
+        "{jobs}"
+    );
+
+    let r = sql(&store, "RESTORE DATABASE bank FROM LATEST IN 'nodelocal://1/c' WITH new_db_name = 'copy', detached");
+    assert!(r.contains("\"status\": \"pending\""), "{r}");
+    let id = r.split("\"job_id\": ").nth(1).and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()).unwrap();
+    let out = strata(&store, &["schedule", "run", "--once"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("job {id}: started")) && err.contains(&format!("job {id}: succeeded")), "{err}");
+    let tables = sql(&store, "SHOW TABLES FROM copy");
+    assert!(tables.contains("accounts"), "{tables}");
+}

@@ -40,13 +40,17 @@ use crate::kv::{KvStore, MaybeSendSync};
 use crate::layout;
 use crate::progress::{Progress, ProgressReporter};
 use crate::records::{RecordStore, JOB_ENVELOPE, JOB_NEXT_ID, JOB_PREFIX};
-use crate::result::QueryResult;
+use crate::result::{QueryResult, Value};
 use crate::secrets::{resolve_backup, typed_secrets_error, LegacyBackup, StoredBackup};
 use crate::sql::{BackupDestination, BackupStmt, Statement};
 use crate::timestamp::Timestamp;
 use crate::workqueue::WorkQueue;
 
 use super::queued::{queue_job_id, queued_progress, start_queued, CANCELED};
+use super::restore::RestoreService;
+
+mod runs;
+pub(super) use runs::{finish_scheduled_run, forget_scheduled_runs, start_scheduled_run};
 
 /// Job records (see [`crate::records`]).
 const JOBS: RecordStore<JobRecord> = RecordStore::new("job", JOB_PREFIX, JOB_NEXT_ID, JOB_ENVELOPE)
@@ -231,6 +235,9 @@ struct Live {
     abort: AbortHandle,
     intent: Arc<Mutex<Option<Intent>>>,
     progress: Arc<Mutex<Option<Progress>>>,
+    /// The job's own cancel signal, for a job that cleans up after itself when canceled (a
+    /// restore); other jobs are aborted.
+    cancel: Option<crate::progress::Cancel>,
 }
 
 /// The job runner: the host's spawner and the jobs running in this process.
@@ -354,9 +361,14 @@ impl JobService {
     }
 
     /// See [`Executor::adopt_jobs`].
-    pub(super) async fn adopt(&self, cx: &Context, backup: &BackupService) -> Result<Vec<u64>> {
+    pub(super) async fn adopt(
+        &self,
+        cx: &Context,
+        backup: &BackupService,
+        restore: &RestoreService,
+    ) -> Result<Vec<u64>> {
         let Some(rt) = &self.runtime else { return Ok(Vec::new()) };
-        let mut adopted = Vec::new();
+        let mut adopted = self.adopt_restores(cx, restore).await?;
         for mut j in self.all(cx.store.as_ref()).await? {
             let live = rt.live.lock().expect("jobs lock").contains_key(&j.id);
             if live || !matches!(j.status, JobStatus::Pending | JobStatus::Running) {
@@ -375,6 +387,7 @@ impl JobService {
             self.launch(cx, backup, &j, None);
             adopted.push(j.id);
         }
+        adopted.sort_unstable();
         Ok(adopted)
     }
 
@@ -393,7 +406,7 @@ impl JobService {
         rt.live
             .lock()
             .expect("jobs lock")
-            .insert(job.id, Live { abort, intent: intent.clone(), progress: progress.clone() });
+            .insert(job.id, Live { abort, intent: intent.clone(), progress: progress.clone(), cancel: None });
         let id = job.id;
         let statement = live.unwrap_or_else(|| job.statement.clone());
         let run = execute_boxed(cx.clone(), backup, statement.clone());
@@ -443,7 +456,10 @@ impl JobService {
         match rt.live.lock().expect("jobs lock").get(&id) {
             Some(l) => {
                 *l.intent.lock().expect("intent lock") = Some(intent);
-                l.abort.abort();
+                match (&l.cancel, intent) {
+                    (Some(cancel), Intent::Cancel) => cancel.cancel(),
+                    _ => l.abort.abort(),
+                }
                 true
             }
             None => false,
@@ -452,6 +468,9 @@ impl JobService {
 
     /// `PAUSE JOB id`.
     pub(super) async fn pause(&self, store: &dyn KvStore, id: u64) -> Result<QueryResult> {
+        if let Some(r) = self.run(store, id).await? {
+            self.control_run(store, r, Some(Intent::Pause)).await?;
+        }
         let mut j = self.get(store, id).await?;
         if let Some(queue) = &self.queue {
             if queue.job(&queue_job_id(id)).await?.is_some() {
@@ -472,6 +491,9 @@ impl JobService {
 
     /// `RESUME JOB id`: runs its backup again with `backup` (it resumes from its run's records).
     pub(super) async fn resume(&self, cx: &Context, backup: &BackupService, id: u64) -> Result<QueryResult> {
+        if let Some(r) = self.run(cx.store.as_ref(), id).await? {
+            self.control_run(cx.store.as_ref(), r, None).await?;
+        }
         let mut j = self.get(cx.store.as_ref(), id).await?;
         if j.status != JobStatus::Paused {
             return Err(Error::Precondition(format!(
@@ -491,6 +513,10 @@ impl JobService {
     /// `CANCEL JOB id`: stops it and removes its unfinished backup's files.
     pub(super) async fn cancel(&self, cx: &Context, id: u64) -> Result<QueryResult> {
         let store = cx.store.as_ref();
+        if let Some(r) = self.run(store, id).await? {
+            self.control_run(store, r, Some(Intent::Cancel)).await?;
+            return Ok(QueryResult::default());
+        }
         let mut j = self.get(store, id).await?;
         if matches!(j.status, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled) {
             return Err(Error::Precondition(format!("job {id} is {}: it cannot be canceled", j.status.as_str())));
@@ -528,14 +554,22 @@ impl JobService {
             "created",
             "finished",
             "error",
+            "schedule_id",
         ]);
         let jobs = self.all(store).await?;
+        // Scheduled runs and detached restores, merged in by id.
+        let mut runs: Vec<(u64, Vec<Value>)> = self.runs(store).await?.iter().map(|r| (r.id(), r.row())).collect();
+        runs.retain(|(id, _)| only.is_none_or(|only| only == *id));
         if let Some(id) = only {
-            if !jobs.iter().any(|j| j.id == id) {
+            if !jobs.iter().any(|j| j.id == id) && runs.is_empty() {
                 return Err(Error::not_found("job", id.to_string()));
             }
         }
+        let mut runs = runs.into_iter().peekable();
         for j in jobs.into_iter().filter(|j| only.is_none_or(|id| id == j.id)) {
+            while let Some((_, row)) = runs.next_if(|(id, _)| *id < j.id) {
+                r.push(row);
+            }
             r.push(vec![
                 j.id.into(),
                 "BACKUP".into(),
@@ -547,7 +581,11 @@ impl JobService {
                 Timestamp::from_nanos(j.created).to_civil_string().into(),
                 j.finished.map(|t| Timestamp::from_nanos(t).to_civil_string()).into(),
                 j.error.clone().into(),
+                Value::Null,
             ]);
+        }
+        for (_, row) in runs {
+            r.push(row);
         }
         Ok(r)
     }

@@ -7,9 +7,10 @@
 //!   CREATE|DROP|SHOW DATABASE(S)|TABLE(S)          ──▶ ddl        (the store's catalog)
 //!   BACKUP                                         ──▶ backup     (BackupService: its options)
 //!   BACKUP … WITH detached, SHOW|PAUSE|RESUME|CANCEL JOB ──▶ jobs (JobService: records, runtime)
+//!   RESTORE … WITH detached                        ──▶ jobs       (run records, `jobs/runs.rs`)
 //!   RESTORE                                        ──▶ restore    (RestoreService: its options)
-//!   SHOW BACKUP(S), check_files, ALTER BACKUP      ──▶ show       (reads backups)
-//!   CREATE|SHOW|PAUSE|RESUME|DROP SCHEDULE(S)      ──▶ schedules  (ScheduleService: records)
+//!   SHOW BACKUP(S) [FILES|RANGES|SCHEMAS], check_files, ALTER BACKUP ──▶ show (reads backups)
+//!   CREATE|SHOW|PAUSE|RESUME|DROP|ALTER … SCHEDULE(S) ──▶ schedules (ScheduleService: records)
 //! ```
 //!
 //! Chains are opened through `crate::chain`, directory names come from `crate::layout`.
@@ -293,6 +294,12 @@ impl Executor {
                 self.jobs.start(cx, &self.backup, b).await
             }
             Statement::Backup(b) => self.backup.run(cx, &resolve_backup(b, cx.secrets.as_ref())?, stmt).await,
+            Statement::Restore(r) if r.options.detached => {
+                for uris in &r.source.layers {
+                    cx.open_uris(uris)?;
+                }
+                self.jobs.start_restore(cx, &self.restore, r).await
+            }
             Statement::Restore(r) => self.restore.run(cx, r).await,
             Statement::ShowBackup(s) => show::show_backup_statement(cx, s).await,
             Statement::ShowBackups { collection } => show::show_backups(cx, collection).await,
@@ -317,6 +324,9 @@ impl Executor {
             Statement::PauseJob(id) => self.jobs.pause(store, *id).await,
             Statement::ResumeJob(id) => self.jobs.resume(cx, &self.backup, *id).await,
             Statement::CancelJob(id) => self.jobs.cancel(cx, *id).await,
+            Statement::ShowBackupDetails { details, show } => show::show_backup_details(cx, *details, show).await,
+            Statement::ShowSchedule(id) => self.schedules.show_one(store, *id).await,
+            Statement::AlterBackupSchedule(a) => self.schedules.alter(cx, a).await,
         }
     }
 
@@ -356,15 +366,23 @@ impl Executor {
         self.jobs.all(self.cx.store.as_ref()).await
     }
 
+    /// The status of job `id`: a detached backup ([`Executor::job`]), a detached restore or a
+    /// schedule's run (both listed by `SHOW JOBS`).
+    pub async fn job_status(&self, id: u64) -> Result<JobStatus> {
+        self.jobs.status(self.cx.store.as_ref(), id).await
+    }
+
     /// One job.
     pub async fn job(&self, id: u64) -> Result<Job> {
         self.jobs.get(self.cx.store.as_ref(), id).await
     }
 
-    /// Starts every `pending` job, and every `running` job no process runs (its process died; it
-    /// resumes from its run's records). Call once when a host with a spawner starts. Returns their ids.
+    /// Starts every `pending` job, and every `running` backup job no process runs (its process
+    /// died; it resumes from its run's records). A `running` restore job no process runs is
+    /// failed (it published nothing; run it again). Call once when a host with a spawner starts.
+    /// Returns the ids of the jobs it started.
     pub async fn adopt_jobs(&self) -> Result<Vec<u64>> {
-        self.jobs.adopt(&self.cx, &self.backup).await
+        self.jobs.adopt(&self.cx, &self.backup, &self.restore).await
     }
 
     /// Every schedule, by id.

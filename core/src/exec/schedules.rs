@@ -9,6 +9,7 @@
 //! One scheduler per store is assumed: state is read, decided and written without a
 //! transaction, so two hosts ticking the same store at once could both start a run.
 
+use super::jobs::{finish_scheduled_run, forget_scheduled_runs, start_scheduled_run};
 use super::Context;
 #[cfg(doc)]
 use super::Executor;
@@ -166,21 +167,7 @@ impl ScheduleService {
         let schedules = plan_schedules(stmt, &label, now, first)?;
         self.save(store, &schedules.iter().collect::<Vec<_>>()).await?;
         for s in &schedules {
-            let status = match &s.status_message {
-                Some(m) if s.paused => format!("PAUSED: {m}"),
-                _ => s.state().to_string(),
-            };
-            // Each run is a job of its own, as `WITH detached` says (how the scheduler runs it).
-            let mut backup = s.backup.clone();
-            backup.options.detached = true;
-            out.push(vec![
-                s.id.into(),
-                s.label.clone().into(),
-                status.into(),
-                if s.paused { Value::Null } else { timestamptz(s.next_run) },
-                s.recurrence().to_string().into(),
-                Statement::Backup(backup).to_string().into(),
-            ]);
+            out.push(created_row(s));
         }
         out.notices.extend(unchecked);
         if !required.is_empty() {
@@ -291,7 +278,15 @@ impl ScheduleService {
                 s.skip(now);
                 run.outcome = RunOutcome::Skipped("its full backup runs at this time".into());
             } else {
-                let run_id = self.records.allocate_ids(store, 1).await?;
+                // Decided first: only a started run becomes a job (listed by SHOW JOBS).
+                let decision = s.clone().start(now, 0);
+                let run_id = match decision {
+                    StartDecision::Start => {
+                        let description = Statement::Backup(s.backup.clone()).to_string();
+                        start_scheduled_run(store, s.id, s.kind, description, now).await?
+                    }
+                    _ => 0,
+                };
                 match s.start(now, run_id) {
                     StartDecision::Start => {
                         run.run_id = Some(run_id);
@@ -355,6 +350,7 @@ impl ScheduleService {
         let now = now.wall;
         let Some(run_id) = run.run_id else { return Ok(()) };
         let error = result.as_ref().err().map(|e| e.to_string());
+        finish_scheduled_run(store, run_id, now, &result).await?;
         run.outcome = match result {
             Ok(r) => RunOutcome::Succeeded(r),
             Err(e) => RunOutcome::Failed(e),
@@ -385,12 +381,114 @@ impl ScheduleService {
         for mut s in self.all(store).await? {
             if !s.running.is_empty() {
                 forgotten += s.running.len();
+                forget_scheduled_runs(store, &s.running).await?;
                 s.running.clear();
                 self.save(store, &[&s]).await?;
             }
         }
         Ok(forgotten)
     }
+}
+
+/// `ALTER BACKUP SCHEDULE` and `SHOW SCHEDULE id` (the decisions are in
+/// [`crate::schedule_alter`]).
+impl ScheduleService {
+    /// `SHOW SCHEDULE id`: `SHOW SCHEDULES`' row of one schedule.
+    pub(super) async fn show_one(&self, store: &dyn KvStore, id: u64) -> Result<QueryResult> {
+        self.get(store, id).await?;
+        let mut r = self.show(store).await?;
+        r.rows.retain(|row| row.first() == Some(&Value::from(id)));
+        Ok(r)
+    }
+
+    /// `ALTER BACKUP SCHEDULE id …`: changes the schedule and its pair together and returns
+    /// their rows (the incremental first, as CREATE SCHEDULE does).
+    pub(super) async fn alter(&self, cx: &Context, stmt: &crate::sql::AlterBackupScheduleStmt) -> Result<QueryResult> {
+        use crate::schedule_alter::alter_schedules;
+        let store = cx.store.as_ref();
+        let named = self.get(store, stmt.id).await?;
+        let other = match named.paired {
+            Some(id) => match self.get(store, id).await {
+                Ok(s) => Some(s),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let (full, incremental) = match named.kind {
+            BackupKind::Full => (named, other),
+            BackupKind::Incremental => match other {
+                Some(full) => (full, Some(named)),
+                None => {
+                    return Err(Error::invalid(
+                        "ALTER BACKUP SCHEDULE",
+                        format!(
+                            "incremental backup schedule {0} has no corresponding full backup schedule; drop \
+                             schedule {0} and recreate",
+                            stmt.id
+                        ),
+                    ))
+                }
+            },
+        };
+        let now = store.now().await?.wall;
+        let creates = incremental.is_none()
+            && stmt
+                .commands
+                .iter()
+                .any(|c| matches!(c, crate::sql::AlterScheduleCmd::SetFullBackup(crate::sql::Recurrence::Cron(_))));
+        // Checked once without an id, so that a failing statement allocates none.
+        alter_schedules(full.clone(), incremental.clone(), &stmt.commands, now, 0)?;
+        let new_id = if creates { self.records.allocate_ids(store, 1).await? } else { 0 };
+        let altered = alter_schedules(full, incremental, &stmt.commands, now, new_id)?;
+        let (_, typed) = without_secrets(&altered.full.backup);
+        if !typed.is_empty() {
+            return Err(Error::invalid(
+                "ALTER BACKUP SCHEDULE",
+                format!(
+                    "a schedule stores no secrets, and {} would be typed into its statement. Refer to them \
+                     instead: ${{NAME}} (an environment variable) as a URI parameter's value or password, or \
+                     AUTH=implicit",
+                    typed.join(", ")
+                ),
+            ));
+        }
+        if let BackupDestination::Into { uris, .. } = &altered.full.backup.destination {
+            cx.open_uris(uris)?;
+        }
+        let full = ScheduleRecord::new(&altered.full);
+        let inc = altered.incremental.as_ref().map(ScheduleRecord::new);
+        let mut batch = vec![(full.id(), Some(&full))];
+        batch.extend(inc.as_ref().map(|i| (i.id(), Some(i))));
+        batch.extend(altered.dropped.map(|id| (id, None)));
+        self.records.write(store, batch).await?;
+        let mut out = QueryResult::new(&["schedule_id", "name", "status", "first_run", "schedule", "backup_stmt"]);
+        for s in altered.incremental.iter().chain([&altered.full]) {
+            out.push(created_row(s));
+        }
+        Ok(out)
+    }
+}
+
+/// A schedule's row as CREATE and ALTER BACKUP SCHEDULE show it: CockroachDB's columns
+/// (`schedule_id | name | status | first_run | schedule | backup_stmt`), a paused schedule's
+/// first run NULL, times as TIMESTAMPTZ, and each run's statement `WITH detached` (each run is
+/// a job of its own, which is how the scheduler runs it).
+fn created_row(s: &Schedule) -> Vec<Value> {
+    let status = match &s.status_message {
+        Some(m) if s.paused => format!("PAUSED: {m}"),
+        _ => s.state().to_string(),
+    };
+    let mut backup = s.backup.clone();
+    backup.options.detached = true;
+    vec![
+        s.id.into(),
+        s.label.clone().into(),
+        status.into(),
+        if s.paused { Value::Null } else { timestamptz(s.next_run) },
+        s.recurrence().to_string().into(),
+        Statement::Backup(backup).to_string().into(),
+    ]
 }
 
 /// Forgets the backups of the collection `backup` writes into that `policy` does not keep, at

@@ -7,10 +7,13 @@ use super::{open_source_chain_noting, source_dir, Context};
 use crate::crypto::keyring::KeyRequest;
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
+use crate::keys::pretty_key;
 use crate::layout::{full_backup_dirs, full_backups, SkipReason, ENCRYPTION_INFO_NAME, MANIFEST_NAME};
 use crate::locality::Locations;
 use crate::result::{QueryResult, Value};
-use crate::sql::{AlterBackupStmt, BackupSource, KeyChange, Secret, ShowBackupStmt};
+use crate::sql::{
+    AlterBackupStmt, BackupDetails, BackupSource, KeyChange, Secret, ShowBackupStmt, Statement, TableName,
+};
 use crate::storage::ExternalStorageExt;
 use crate::verify::{layer_dirs, verify_chain, FileProblem, VerifyReport};
 
@@ -194,4 +197,111 @@ pub fn show_backup<M: AsRef<Manifest>>(chain: &[M]) -> QueryResult {
         }
     }
     r
+}
+
+/// `SHOW BACKUP FILES | RANGES | SCHEMAS`, with CockroachDB's columns:
+/// - `FILES`: `path` (below the collection for `… IN`, else below the full backup's directory),
+///   `backup_type`, `start_pretty`, `end_pretty`, `start_key`, `end_key` (hex, `\x…`),
+///   `size_bytes` (the logical key and value bytes, as CockroachDB's data size), `rows`,
+///   `locality` (NULL unless the backup is locality-aware), `file_bytes` (the stored size);
+/// - `RANGES`: `start_pretty`, `end_pretty`, `start_key`, `end_key` for each span of each layer;
+/// - `SCHEMAS`: `SHOW BACKUP`'s rows and `create_statement` (strata's tables have no columns:
+///   `CREATE TABLE db.t`, and `CREATE DATABASE db` on a database's row).
+pub(super) async fn show_backup_details(
+    cx: &Context,
+    details: BackupDetails,
+    s: &ShowBackupStmt,
+) -> Result<QueryResult> {
+    if details == BackupDetails::Schemas {
+        let mut r = show_backup_statement(cx, s).await?;
+        r.columns.push("create_statement".into());
+        for row in &mut r.rows {
+            let statement = match (&row[0], &row[1]) {
+                (Value::Text(db), Value::Null) => {
+                    Statement::CreateDatabase { name: db.clone(), if_not_exists: false }.to_string().into()
+                }
+                (Value::Text(db), Value::Text(t)) => {
+                    let name = TableName { database: Some(db.clone()), table: t.clone() };
+                    Statement::CreateTable { name, if_not_exists: false }.to_string().into()
+                }
+                _ => Value::Null,
+            };
+            row.push(statement);
+        }
+        return Ok(r);
+    }
+    if s.options.check_files {
+        return Err(Error::invalid("SHOW BACKUP", "check_files goes with SHOW BACKUP, not FILES or RANGES"));
+    }
+    let keys = KeyRequest::new(s.options.encryption_passphrase.as_ref().map(Secret::expose), &s.options.kms);
+    let (chain, skipped) = open_source_chain_noting(cx, &s.source, keys).await?;
+    let hex = |key: &[u8]| -> Value {
+        let mut out = String::from("\\x");
+        for b in key {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out.into()
+    };
+    let key_cells = |span: &crate::span::Span| {
+        [pretty_key(&span.start).into(), pretty_key(&span.end).into(), hex(&span.start), hex(&span.end)]
+    };
+    let mut r = match details {
+        BackupDetails::Ranges => {
+            let mut r = QueryResult::new(&["start_pretty", "end_pretty", "start_key", "end_key"]);
+            for layer in &chain.layers {
+                for span in &layer.manifest.spans {
+                    r.push(key_cells(span).to_vec());
+                }
+            }
+            r
+        }
+        _ => {
+            let mut r = QueryResult::new(&[
+                "path",
+                "backup_type",
+                "start_pretty",
+                "end_pretty",
+                "start_key",
+                "end_key",
+                "size_bytes",
+                "rows",
+                "locality",
+                "file_bytes",
+            ]);
+            // Paths below the collection, as CockroachDB prints them, when the statement names one.
+            let full_dir = match (&s.source.subdir, &s.source.layers[..]) {
+                (Some(sub), [uris]) => source_dir(cx, uris, Some(sub)).await?.1,
+                _ => String::new(),
+            };
+            let base = chain.layers.first().map(|l| l.name.trim_end_matches('/').to_string()).unwrap_or_default();
+            let locality_aware = chain.layers.iter().any(|l| l.manifest.files.iter().any(|f| f.locality.is_some()));
+            for layer in &chain.layers {
+                let m = &layer.manifest;
+                let below_full = layer.name.strip_prefix(&base).unwrap_or("").trim_matches('/');
+                let dir: Vec<&str> =
+                    [full_dir.trim_matches('/'), below_full].into_iter().filter(|p| !p.is_empty()).collect();
+                let kind = if m.is_full() { "full" } else { "incremental" };
+                for f in &m.files {
+                    let mut path = String::from("/");
+                    for part in &dir {
+                        path.push_str(part);
+                        path.push('/');
+                    }
+                    path.push_str(&f.path);
+                    let locality: Value = match (&f.locality, locality_aware) {
+                        (Some(l), _) => l.clone().into(),
+                        (None, true) => "default".into(),
+                        (None, false) => Value::Null,
+                    };
+                    let mut row = vec![path.into(), kind.into()];
+                    row.extend(key_cells(&f.span));
+                    row.extend([f.logical_bytes.into(), f.rows.into(), locality, f.size.into()]);
+                    r.push(row);
+                }
+            }
+            r
+        }
+    };
+    r.notices = skipped.iter().map(|s| s.notice(&chain)).collect();
+    Ok(r)
 }

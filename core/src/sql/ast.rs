@@ -315,4 +315,78 @@ pub enum Statement {
         /// The database, if given.
         database: Option<String>,
     },
+    /// `SHOW BACKUP FILES | RANGES | SCHEMAS [FROM] …`.
+    ShowBackupDetails {
+        /// Which details.
+        details: BackupDetails,
+        /// The backup and the options, as for `SHOW BACKUP`.
+        show: ShowBackupStmt,
+    },
+    /// `SHOW SCHEDULE id`.
+    ShowSchedule(u64),
+    /// `ALTER BACKUP SCHEDULE id cmd, …`.
+    AlterBackupSchedule(AlterBackupScheduleStmt),
+}
+
+/// What `SHOW BACKUP FILES | RANGES | SCHEMAS` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupDetails {
+    /// `FILES`: one row per data file of each layer.
+    Files,
+    /// `RANGES`: one row per span each layer covers.
+    Ranges,
+    /// `SCHEMAS`: `SHOW BACKUP`'s rows with each object's `CREATE` statement.
+    Schemas,
+}
+
+/// A backup option `ALTER BACKUP SCHEDULE … SET WITH` changes (one per command, as in
+/// CockroachDB). An empty string unsets a string option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleBackupOption {
+    /// `revision_history [= true|false]`.
+    RevisionHistory(bool),
+    /// `encryption_passphrase = '…'` (only `''`, unset, is accepted when it runs: a schedule
+    /// stores no secret).
+    EncryptionPassphrase(Secret),
+    /// `encryption_passphrase_env = 'NAME'` or `encryption_passphrase_file = '/path'`; `''`
+    /// unsets.
+    EncryptionPassphraseFrom {
+        /// `env` or `file`.
+        env: bool,
+        /// The name or path; empty to unset.
+        value: String,
+    },
+    /// `kms = 'uri'` or a list; `''` unsets.
+    Kms(Vec<String>),
+}
+
+/// One command of `ALTER BACKUP SCHEDULE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlterScheduleCmd {
+    /// `SET LABEL 'name'`.
+    SetLabel(String),
+    /// `SET INTO 'uri'` or `SET INTO ('uri', …)`.
+    SetInto(Vec<String>),
+    /// `SET WITH option`.
+    SetWith(ScheduleBackupOption),
+    /// `SET RECURRING 'cron'`.
+    SetRecurring(String),
+    /// `SET FULL BACKUP 'cron' | ALWAYS`.
+    SetFullBackup(Recurrence),
+    /// `SET SCHEDULE OPTION name = value` (value unquoted, as in CREATE SCHEDULE).
+    SetScheduleOption(String, String),
+    /// `EXECUTE IMMEDIATELY` (`full`: `EXECUTE FULL IMMEDIATELY`).
+    ExecuteImmediately {
+        /// Run the full backup schedule rather than the incremental one.
+        full: bool,
+    },
+}
+
+/// `ALTER BACKUP SCHEDULE id cmd [, cmd …]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlterBackupScheduleStmt {
+    /// The schedule (either of a full/incremental pair).
+    pub id: u64,
+    /// The commands, in order.
+    pub commands: Vec<AlterScheduleCmd>,
 }

@@ -324,7 +324,49 @@ impl Display for Statement {
             Statement::ShowDatabases => f.write_str("SHOW DATABASES"),
             Statement::ShowTables { database: None } => f.write_str("SHOW TABLES"),
             Statement::ShowTables { database: Some(db) } => write!(f, "SHOW TABLES FROM {}", Ident(db)),
+            Statement::ShowBackupDetails { details, show } => {
+                let details = match details {
+                    BackupDetails::Files => "FILES",
+                    BackupDetails::Ranges => "RANGES",
+                    BackupDetails::Schemas => "SCHEMAS",
+                };
+                write!(f, "SHOW BACKUP {details} ")?;
+                source(f, &show.source)?;
+                with(f, &show_backup_options(&show.options))
+            }
+            Statement::ShowSchedule(id) => write!(f, "SHOW SCHEDULE {id}"),
+            Statement::AlterBackupSchedule(a) => {
+                write!(f, "ALTER BACKUP SCHEDULE {} ", a.id)?;
+                list(f, &a.commands, alter_schedule_cmd)
+            }
         }
+    }
+}
+
+/// One command of ALTER BACKUP SCHEDULE (a passphrase shows as `'redacted'`, an empty one as `''`).
+fn alter_schedule_cmd(f: &mut Formatter<'_>, c: &AlterScheduleCmd) -> fmt::Result {
+    match c {
+        AlterScheduleCmd::SetLabel(label) => write!(f, "SET LABEL {}", Lit(label)),
+        AlterScheduleCmd::SetInto(uris) => write!(f, "SET INTO {}", Uris(uris)),
+        AlterScheduleCmd::SetRecurring(cron) => write!(f, "SET RECURRING {}", Lit(cron)),
+        AlterScheduleCmd::SetFullBackup(r) => write!(f, "SET FULL BACKUP {r}"),
+        AlterScheduleCmd::SetScheduleOption(k, v) => write!(f, "SET SCHEDULE OPTION {} = {}", Ident(k), Lit(v)),
+        AlterScheduleCmd::ExecuteImmediately { full: false } => f.write_str("EXECUTE IMMEDIATELY"),
+        AlterScheduleCmd::ExecuteImmediately { full: true } => f.write_str("EXECUTE FULL IMMEDIATELY"),
+        AlterScheduleCmd::SetWith(o) => match o {
+            ScheduleBackupOption::RevisionHistory(on) => write!(f, "SET WITH revision_history = {on}"),
+            ScheduleBackupOption::EncryptionPassphrase(p) if p.expose().is_empty() => {
+                f.write_str("SET WITH encryption_passphrase = ''")
+            }
+            ScheduleBackupOption::EncryptionPassphrase(_) => {
+                write!(f, "SET WITH encryption_passphrase = {}", Lit(REDACTED))
+            }
+            ScheduleBackupOption::EncryptionPassphraseFrom { env, value } => {
+                let name = if *env { "encryption_passphrase_env" } else { "encryption_passphrase_file" };
+                write!(f, "SET WITH {name} = {}", Lit(value))
+            }
+            ScheduleBackupOption::Kms(uris) => write!(f, "SET WITH kms = {}", Uris(uris)),
+        },
     }
 }
 

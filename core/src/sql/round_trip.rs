@@ -202,8 +202,51 @@ fn simple() -> impl Strategy<Value = Statement> {
     ])
 }
 
+fn alter_schedule() -> BoxedStrategy<Statement> {
+    let option = prop_oneof![
+        any::<bool>().prop_map(ScheduleBackupOption::RevisionHistory),
+        text().prop_map(|p| ScheduleBackupOption::EncryptionPassphrase(Secret(p))),
+        (any::<bool>(), text()).prop_map(|(env, value)| ScheduleBackupOption::EncryptionPassphraseFrom { env, value }),
+        uris().prop_map(ScheduleBackupOption::Kms),
+    ]
+    .boxed();
+    let command = prop_oneof![
+        text().prop_map(AlterScheduleCmd::SetLabel),
+        uris().prop_map(AlterScheduleCmd::SetInto),
+        option.prop_map(AlterScheduleCmd::SetWith),
+        text().prop_map(AlterScheduleCmd::SetRecurring),
+        prop_oneof![text().prop_map(Recurrence::Cron), Just(Recurrence::Always)]
+            .prop_map(AlterScheduleCmd::SetFullBackup),
+        (ident(), text()).prop_map(|(k, v)| AlterScheduleCmd::SetScheduleOption(k, v)),
+        any::<bool>().prop_map(|full| AlterScheduleCmd::ExecuteImmediately { full }),
+    ]
+    .boxed();
+    let details = proptest::sample::select(vec![BackupDetails::Files, BackupDetails::Ranges, BackupDetails::Schemas]);
+    let show_options =
+        (any::<bool>(), secret(), vec(uri(), 0..3)).prop_map(|(check_files, encryption_passphrase, kms)| {
+            ShowBackupOptions { check_files, encryption_passphrase, kms }
+        });
+    prop_oneof![
+        (any::<u64>(), vec(command, 1..4))
+            .prop_map(|(id, commands)| Statement::AlterBackupSchedule(AlterBackupScheduleStmt { id, commands })),
+        any::<u64>().prop_map(Statement::ShowSchedule),
+        (details, source(), show_options).prop_map(|(details, source, options)| Statement::ShowBackupDetails {
+            details,
+            show: ShowBackupStmt { source, options }
+        }),
+    ]
+    .boxed()
+}
+
 fn statement() -> impl Strategy<Value = Statement> {
-    prop_oneof![2 => backup(), 2 => restore(), 2 => show_and_alter(), 2 => schedule(), 1 => simple()]
+    prop_oneof![
+        2 => backup(),
+        2 => restore(),
+        2 => show_and_alter(),
+        2 => schedule(),
+        1 => simple(),
+        1 => alter_schedule()
+    ]
 }
 
 // ---- the expected result of a round trip: secrets redacted ----
@@ -268,6 +311,34 @@ fn redacted(stmt: Statement) -> Statement {
         Statement::CreateSchedule(c) => {
             Statement::CreateSchedule(CreateScheduleStmt { backup: redact_backup(c.backup), ..c })
         }
+        Statement::ShowBackupDetails { details, show } => Statement::ShowBackupDetails {
+            details,
+            show: ShowBackupStmt {
+                source: redact_source(show.source),
+                options: ShowBackupOptions {
+                    encryption_passphrase: redact_secret(show.options.encryption_passphrase),
+                    kms: redact_all(show.options.kms),
+                    ..show.options
+                },
+            },
+        },
+        Statement::AlterBackupSchedule(a) => Statement::AlterBackupSchedule(AlterBackupScheduleStmt {
+            commands: a
+                .commands
+                .into_iter()
+                .map(|c| match c {
+                    AlterScheduleCmd::SetInto(uris) => AlterScheduleCmd::SetInto(redact_all(uris)),
+                    AlterScheduleCmd::SetWith(ScheduleBackupOption::Kms(uris)) => {
+                        AlterScheduleCmd::SetWith(ScheduleBackupOption::Kms(redact_all(uris)))
+                    }
+                    AlterScheduleCmd::SetWith(ScheduleBackupOption::EncryptionPassphrase(p)) if !p.0.is_empty() => {
+                        AlterScheduleCmd::SetWith(ScheduleBackupOption::EncryptionPassphrase(Secret(s(REDACTED))))
+                    }
+                    other => other,
+                })
+                .collect(),
+            ..a
+        }),
         other => other,
     }
 }

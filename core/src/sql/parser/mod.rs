@@ -5,6 +5,7 @@
 //! `backup` (BACKUP, RESTORE, SHOW BACKUP(S), ALTER BACKUP), `schedule` (CREATE SCHEDULE,
 //! PAUSE | RESUME) and `ddl` (databases and tables).
 
+mod alter_schedule;
 mod backup;
 mod ddl;
 mod schedule;
@@ -368,7 +369,13 @@ impl Parser {
         } else if self.eat_kw("SHOW") {
             self.show()?
         } else if self.eat_kw("ALTER") {
-            Statement::AlterBackup(self.alter_backup()?)
+            if self.is_kw("BACKUP") && self.is_kw_at(1, "SCHEDULE") {
+                self.advance();
+                self.advance();
+                Statement::AlterBackupSchedule(self.alter_backup_schedule()?)
+            } else {
+                Statement::AlterBackup(self.alter_backup()?)
+            }
         } else if self.eat_kw("CREATE") {
             self.create()?
         } else if self.eat_kw("DROP") {
@@ -395,9 +402,14 @@ impl Parser {
         Ok(if self.eat_kw("BACKUPS") {
             Statement::ShowBackups { collection: self.show_backups()? }
         } else if self.eat_kw("BACKUP") {
-            Statement::ShowBackup(self.show_backup()?)
+            match self.backup_details() {
+                Some(details) => Statement::ShowBackupDetails { details, show: self.show_backup()? },
+                None => Statement::ShowBackup(self.show_backup()?),
+            }
         } else if self.eat_kw("SCHEDULES") {
             Statement::ShowSchedules
+        } else if self.eat_kw("SCHEDULE") {
+            Statement::ShowSchedule(self.id("schedule")?)
         } else if self.eat_kw("JOBS") {
             Statement::ShowJobs
         } else if self.eat_kw("JOB") {
@@ -407,7 +419,7 @@ impl Parser {
         } else if self.eat_kw("TABLES") {
             self.show_tables()?
         } else {
-            return Err(self.error("expected BACKUP, BACKUPS, SCHEDULES, JOBS, JOB, DATABASES or TABLES"));
+            return Err(self.error("expected BACKUP, BACKUPS, SCHEDULES, SCHEDULE, JOBS, JOB, DATABASES or TABLES"));
         })
     }
 

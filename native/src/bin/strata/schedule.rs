@@ -60,13 +60,15 @@ async fn daemon(exec: Executor, once: bool) -> anyhow::Result<()> {
         }
         if once {
             // Let the adopted jobs finish.
+            // (Backups and restores: `job_status` knows both.)
             loop {
-                let jobs = exec.jobs().await?;
-                let running: Vec<_> =
-                    jobs.iter().filter(|j| adopted.contains(&j.id) && j.status == JobStatus::Running).collect();
-                if running.is_empty() {
-                    for j in jobs.iter().filter(|j| adopted.contains(&j.id)) {
-                        eprintln!("job {}: {}", j.id, j.status.as_str());
+                let mut statuses = Vec::new();
+                for id in &adopted {
+                    statuses.push((*id, exec.job_status(*id).await?));
+                }
+                if statuses.iter().all(|(_, s)| *s != JobStatus::Running) {
+                    for (id, status) in statuses {
+                        eprintln!("job {id}: {}", status.as_str());
                     }
                     return Ok(());
                 }
