@@ -251,7 +251,7 @@ fn a_layer_without_its_manifest_is_reported_to_library_users() {
         let restored = e.run("RESTORE DATABASE d FROM 'memory://b/full'").await;
         assert_eq!(restored.notices, show.notices);
         // Restored to the end of the last layer read: the time the notice names.
-        let inc1_end = inc1.rows.last().unwrap()[4].to_string();
+        let inc1_end = inc1.get(inc1.rows.len() - 1, "end_time_decimal").unwrap().to_string();
         assert_eq!(restored.get(0, "as_of").unwrap().to_string(), inc1_end);
         assert!(show.notices[0].ends_with(&format!("without it the chain ends at {inc1_end}")), "{:?}", show.notices);
     });

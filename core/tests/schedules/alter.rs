@@ -139,7 +139,7 @@ fn alter_refuses_what_cockroachdb_refuses_and_changes_nothing() {
 
 #[test]
 fn set_schedule_option_takes_the_retention_options_for_the_pair() {
-    let mut sim = Sim::new(at(2026, 8, 3, 9, 0));
+    let sim = Sim::new(at(2026, 8, 3, 9, 0));
     sim.sql(&format!("CREATE SCHEDULE s FOR BACKUP INTO '{URI}' RECURRING '@hourly' FULL BACKUP '@daily'"));
     sim.sql("ALTER BACKUP SCHEDULE 1 SET SCHEDULE OPTION keep_daily = 7, SET SCHEDULE OPTION keep_last = 3");
     let options = sim.schedule_column("schedule_options");
