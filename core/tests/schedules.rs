@@ -337,7 +337,7 @@ fn on_previous_running_wait_starts_when_the_previous_run_finishes() {
     let mut second = start_due(&sim, day2 + DAY + 3 * HOUR);
     assert_eq!(outcomes(&second), vec![&RunOutcome::Started]);
     finish(&sim, &mut second[0], day2 + DAY + 3 * HOUR);
-    assert_eq!(sim.schedule_column("next_run")[0].to_string(), "2026-05-04 00:00:00.000000");
+    assert_eq!(sim.schedule_column("next_run")[0].to_string(), "2026-05-04 00:00:00+00:00");
     assert_eq!(sim.show_backups().len(), 2);
 }
 
@@ -349,7 +349,7 @@ fn on_previous_running_skip_skips_to_the_next_time() {
     let mut first = start_due(&sim, day2);
     let skipped = start_due(&sim, day2 + DAY);
     assert!(matches!(outcomes(&skipped)[..], [RunOutcome::Skipped(_)]), "{skipped:?}");
-    assert_eq!(sim.schedule_column("next_run")[0].to_string(), "2026-05-04 00:00:00.000000");
+    assert_eq!(sim.schedule_column("next_run")[0].to_string(), "2026-05-04 00:00:00+00:00");
     assert!(start_due(&sim, day2 + DAY + HOUR).is_empty(), "skipped, not due again until the next day");
     finish(&sim, &mut first[0], day2 + DAY + 2 * HOUR);
     let mut third = start_due(&sim, day2 + 2 * DAY);
@@ -401,7 +401,7 @@ fn on_execution_failure_retry_tries_again_soon() {
     sim.fail.store(false, Ordering::SeqCst);
     let (ok, _) = sim.run(day2 + 2 * RETRY_AFTER_NANOS, day2 + 3 * RETRY_AFTER_NANOS, RETRY_AFTER_NANOS);
     assert_eq!(ok, vec![("2026-05-02 00:02".into(), BackupKind::Full)]);
-    assert_eq!(sim.schedule_column("next_run")[0].to_string(), "2026-05-03 00:00:00.000000");
+    assert_eq!(sim.schedule_column("next_run")[0].to_string(), "2026-05-03 00:00:00+00:00");
 }
 
 #[test]

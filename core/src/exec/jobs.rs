@@ -578,8 +578,8 @@ impl JobService {
                 format!("{:.3}", j.fraction).into(),
                 j.bytes.into(),
                 j.rows.into(),
-                Timestamp::from_nanos(j.created).to_civil_string().into(),
-                j.finished.map(|t| Timestamp::from_nanos(t).to_civil_string()).into(),
+                Timestamp::from_nanos(j.created).to_utc_string().into(),
+                j.finished.map(|t| Timestamp::from_nanos(t).to_utc_string()).into(),
                 j.error.clone().into(),
                 Value::Null,
             ]);

@@ -66,20 +66,7 @@ pub struct ScheduledRun {
 /// A time as CockroachDB prints a `TIMESTAMPTZ` in UTC: `2020-09-11 00:00:00+00:00`, with
 /// microseconds only when there are some (`2020-09-10 16:52:17.280821+00:00`).
 fn timestamptz(t: Option<u64>) -> Value {
-    t.map(|t| {
-        let c = Timestamp::from_nanos(t).civil();
-        let micros = c.nanos / 1000;
-        let fraction = if micros == 0 { String::new() } else { format!(".{micros:06}").trim_end_matches('0').into() };
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{fraction}+00:00",
-            c.year, c.month, c.day, c.hour, c.minute, c.second
-        )
-    })
-    .into()
-}
-
-fn civil(t: Option<u64>) -> Value {
-    t.map(|t| Timestamp::from_nanos(t).to_civil_string()).into()
+    t.map(|t| Timestamp::from_nanos(t).to_utc_string()).into()
 }
 
 /// Reads and writes schedules and decides their runs.
@@ -198,11 +185,11 @@ impl ScheduleService {
                 s.id.into(),
                 s.label.clone().into(),
                 s.state().into(),
-                civil(s.next_run),
+                timestamptz(s.next_run),
                 s.status_message.clone().into(),
                 s.recurrence().to_string().into(),
                 (s.running.len() as u64).into(),
-                civil(Some(s.created)),
+                timestamptz(Some(s.created)),
                 Statement::Backup(s.backup.clone()).to_string().into(),
                 s.options_text().into(),
             ]);

@@ -118,8 +118,8 @@ impl RunRecord {
             format!("{:.3}", self.fraction).into(),
             self.bytes.into(),
             self.rows.into(),
-            Timestamp::from_nanos(self.created).to_civil_string().into(),
-            self.finished.map(|t| Timestamp::from_nanos(t).to_civil_string()).into(),
+            Timestamp::from_nanos(self.created).to_utc_string().into(),
+            self.finished.map(|t| Timestamp::from_nanos(t).to_utc_string()).into(),
             self.error.clone().into(),
             schedule,
         ]
