@@ -1420,9 +1420,6 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
     #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
     impl KvSink for WithChanges {
-        async fn catalog(&self) -> Result<Catalog> {
-            self.0.catalog().await
-        }
         async fn allocate_ids(&self, count: u32) -> Result<DescId> {
             self.0.allocate_ids(count).await
         }
@@ -1502,9 +1499,6 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
     #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
     impl KvSink for NoTombstones {
-        async fn catalog(&self) -> Result<Catalog> {
-            self.0.catalog().await
-        }
         async fn allocate_ids(&self, count: u32) -> Result<DescId> {
             self.0.allocate_ids(count).await
         }

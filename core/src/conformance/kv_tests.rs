@@ -4,8 +4,8 @@
 /// that a failing check does not hide the others and each shows by name in `cargo test`.
 ///
 /// Arguments, in this order:
-/// - optionally, the attributes of each test: an async test attribute such as
-///   `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`; without one, each test is a
+/// - optionally, the attributes of each test: your async runtime's test attribute (a
+///   multi-threaded one, if the store needs its runtime's threads); without one, each test is a
 ///   plain `#[test]` that runs the check with `futures::executor::block_on`;
 /// - optionally, `let` statements (`let dir = tempfile::tempdir().unwrap();`) run at the start
 ///   of each test, whose bindings the next arguments may use and which live as long as the test;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::collisions::{exec, fill_source};
 use crate::common::{Call, Hook, HookedOpener};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,8 +19,8 @@ use futures::FutureExt;
 use strata_core::crypto::kdf::KdfParams;
 use strata_core::sql::BackupSource;
 use strata_core::{
-    keys, BackupOptions, Executor, ExternalStorageExt, KeyRequest, MemKv, MemoryOpener, Result, RunLease,
-    StorageOpener, LEASES_DIR, MANIFEST_NAME, PLAN_NAME,
+    BackupOptions, Executor, ExternalStorageExt, KeyRequest, MemKv, MemoryOpener, Result, RunLease, StorageOpener,
+    LEASES_DIR, MANIFEST_NAME, PLAN_NAME,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -78,30 +79,7 @@ impl Hook for Stops {
 /// A store on `clock`: database `d` with tables `a` and `b` of 300 rows, values `fill`.
 fn source(clock: &TestClock, fill: u8) -> MemKv {
     let c = clock.0.clone();
-    let kv = MemKv::with_clock(Arc::new(move || c.load(Ordering::SeqCst)));
-    let setup = Executor::new(Arc::new(kv.clone()), Arc::new(MemoryOpener::default()));
-    block_on(async {
-        setup.execute("CREATE DATABASE d").await.unwrap();
-        for t in ["a", "b"] {
-            setup.execute(&format!("CREATE TABLE d.{t}")).await.unwrap();
-            let id = setup.table_id("d", t, None).await.unwrap();
-            let rows = (0..300u32).map(|i| (keys::table_key(id, &i.to_be_bytes()), Some(vec![fill; 100]))).collect();
-            kv.write_sync(rows);
-        }
-    });
-    kv
-}
-
-/// An executor over `kv` (its own entropy `seed`), small files, storage `memory` behind `stops`.
-fn exec(kv: &MemKv, memory: &MemoryOpener, seed: u64, stops: Option<Arc<Stops>>) -> Executor {
-    let opener: Arc<dyn StorageOpener> = match stops {
-        Some(hook) => Arc::new(HookedOpener { inner: memory.clone(), hook }),
-        None => Arc::new(memory.clone()),
-    };
-    Executor::new(Arc::new(kv.clone()), opener)
-        .with_entropy(crate::collisions::entropy(seed))
-        .with_kdf_params(KdfParams::argon2id(256, 1, 1).unwrap())
-        .with_backup_options(BackupOptions::default().with_target_file_size(2048).with_page_bytes(1024))
+    fill_source(MemKv::with_clock(Arc::new(move || c.load(Ordering::SeqCst))), fill, 300)
 }
 
 /// Every file of the collection `memory://c` with its bytes.

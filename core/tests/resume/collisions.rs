@@ -78,14 +78,19 @@ impl Hook for Gate {
 /// Two sources made with different `fill`s have the same tables (same ids, same timestamps)
 /// and different rows.
 fn source(fill: u8) -> MemKv {
-    let kv = MemKv::new();
+    fill_source(MemKv::new(), fill, 400)
+}
+
+/// Fills `kv` with database `d`, tables `a` and `b` of `rows` rows each, every value 100 bytes
+/// of `fill`; returns it.
+pub(crate) fn fill_source(kv: MemKv, fill: u8, rows: u32) -> MemKv {
     let setup = Executor::new(Arc::new(kv.clone()), Arc::new(MemoryOpener::default()));
     block_on(async {
         setup.execute("CREATE DATABASE d").await.unwrap();
         for t in ["a", "b"] {
             setup.execute(&format!("CREATE TABLE d.{t}")).await.unwrap();
             let id = setup.table_id("d", t, None).await.unwrap();
-            let rows = (0..400u32).map(|i| (keys::table_key(id, &i.to_be_bytes()), Some(vec![fill; 100]))).collect();
+            let rows = (0..rows).map(|i| (keys::table_key(id, &i.to_be_bytes()), Some(vec![fill; 100]))).collect();
             kv.write_sync(rows);
         }
     });
@@ -94,7 +99,7 @@ fn source(fill: u8) -> MemKv {
 
 /// An executor over `kv` with its own entropy (seed), small files, and storage `memory`
 /// behind `hook`.
-fn exec(kv: &MemKv, memory: &MemoryOpener, seed: u64, hook: Option<Arc<Gate>>) -> Executor {
+pub(crate) fn exec(kv: &MemKv, memory: &MemoryOpener, seed: u64, hook: Option<Arc<dyn Hook>>) -> Executor {
     let opener: Arc<dyn StorageOpener> = match hook {
         Some(hook) => Arc::new(HookedOpener { inner: memory.clone(), hook }),
         None => Arc::new(memory.clone()),
