@@ -54,6 +54,13 @@ fn find_all(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Whether process `pid` is stopped (state `T` in `/proc/<pid>/stat`).
+fn stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command name, which is in parentheses.
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
 /// A file's identity and content: (inode, mtime in ns, bytes).
 type Fingerprint = (u64, i128, Vec<u8>);
 
@@ -66,32 +73,34 @@ fn fingerprint(path: &Path) -> Fingerprint {
 fn a_killed_backup_resumes_without_rewriting_finished_files() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("source");
-    strata(&store, &["workload", "init", "bank", "--rows", "300000"]);
+    strata(&store, &["workload", "init", "bank", "--rows", "100000"]);
     let statement = "BACKUP INTO 'nodelocal://1/c'";
     let collection = store.join("extern/c");
 
+    // The CLI's fault-injection hook freezes the process (SIGSTOP) once it has stored and
+    // recorded its first data file; it is killed there (SIGKILL), mid-backup, every time.
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .arg("--store")
         .arg(&store)
         .args(["sql", statement])
         .env_remove("STRATA_STORE")
+        .env("STRATA_BACKUP_STOP_AFTER_FILES", "1")
         .spawn()
         .unwrap();
-    // Wait until a done record names a finished file, then kill -9.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (dir, checkpoint) = loop {
-        assert!(Instant::now() < deadline, "no done record with a finished file appeared");
-        assert!(find(&collection, MANIFEST_NAME).is_empty(), "the backup finished before it could be killed");
-        let found = find(&collection, PLAN_NAME).into_iter().find_map(|p| {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !stopped(child.id()) {
+        assert!(child.try_wait().unwrap().is_none(), "the backup ended before its first file was recorded");
+        assert!(Instant::now() < deadline, "the backup did not stop after its first file");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (dir, checkpoint) = find(&collection, PLAN_NAME)
+        .into_iter()
+        .find_map(|p| {
             let dir = p.parent().unwrap().to_path_buf();
             let c = run_in(&dir)?;
             (c.files().count() > 0).then_some((dir, c))
-        });
-        if let Some(found) = found {
-            break found;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+        })
+        .expect("a done record names the finished file");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(find(&collection, MANIFEST_NAME).is_empty(), "killed before the manifest");

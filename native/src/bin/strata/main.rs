@@ -326,9 +326,16 @@ async fn open_location(cli: &Cli, location: &StoreLocation) -> anyhow::Result<Ex
     }
 }
 
+/// Fault injection for the process tests (the hooks in `progress` and `worker`): stops the
+/// whole process at once with `SIGSTOP`, so no other thread runs on past the hook's point.
+pub(crate) fn stop_self() {
+    #[cfg(unix)]
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
+}
+
 /// An executor on `store` whose `nodelocal://` root is `nodelocal`.
 fn executor(store: Arc<dyn strata_core::KvStore>, nodelocal: PathBuf) -> Executor {
-    let mut backup = strata_core::BackupOptions::default().with_progress(progress::bar("backup"));
+    let mut backup = strata_core::BackupOptions::default().with_progress(progress::backup());
     if let Some(pool) = TokioCpuPool::current() {
         backup = backup.with_cpu_pool(Arc::new(pool));
     }

@@ -8,6 +8,26 @@ use strata_core::{Progress, ProgressReporter};
 
 const STEPS: u64 = 1000;
 
+/// A fault-injection hook for the process tests: with `STRATA_BACKUP_STOP_AFTER_FILES=N` the
+/// process sends itself `SIGSTOP` once a backup has stored and recorded N data files, so a test
+/// kills it (`native/tests/resume.rs`) at a known point instead of racing a backup it polls.
+const STOP_AFTER_FILES: &str = "STRATA_BACKUP_STOP_AFTER_FILES";
+
+/// The backup's reporter: [`bar`], and the fault-injection hook when it is set.
+pub(crate) fn backup() -> ProgressReporter {
+    let bar = bar("backup");
+    let Some(stop_after) = std::env::var(STOP_AFTER_FILES).ok().and_then(|v| v.parse::<u64>().ok()) else {
+        return bar;
+    };
+    let stopped = std::sync::atomic::AtomicBool::new(false);
+    ProgressReporter::new(move |p: &Progress| {
+        bar.report(p);
+        if p.files >= stop_after && !stopped.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            crate::stop_self();
+        }
+    })
+}
+
 /// A reporter drawing a bar labelled `label`, or none when stderr is not a terminal.
 pub(crate) fn bar(label: &'static str) -> ProgressReporter {
     if !std::io::stderr().is_terminal() {

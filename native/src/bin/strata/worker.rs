@@ -61,7 +61,7 @@ pub(crate) async fn run(
             let n = claims.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             if stop_after == Some(n) {
                 // Fault injection for the process tests: freeze while holding this claim.
-                let _ = std::process::Command::new("kill").arg("-STOP").arg(std::process::id().to_string()).status();
+                crate::stop_self();
             }
         }
     };
