@@ -225,6 +225,14 @@ pub trait KvSource: MaybeSendSync {
         Ok(vec![WorkUnit { span: span.clone(), locality: None }])
     }
 
+    /// About how many bytes of keys and stored values `span` holds (every version), for progress
+    /// only: a backup weighs its work units by it, so its `fraction` follows the bytes it has
+    /// exported rather than the count of units done. Cheap (no scan) or `Ok(None)`, the
+    /// default: unknown, and units weigh the same. Never checked against what a scan returns.
+    async fn estimate_bytes(&self, _span: &Span) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// Optional fast path for incremental backups: the same page [`KvSource::scan`] returns for a
     /// request with `start > ZERO`, computed from an index of changes so that its cost follows
     /// what changed in `(start, end]`, not what exists. `Ok(None)` means the source keeps no such

@@ -4,7 +4,10 @@
 //! signal that stops it at its next step ([`crate::Executor::with_run_control`] sets both).
 //!
 //! A backup reports after each data file and each finished work unit: `fraction` is the share
-//! of work units finished, `storage_bytes` and `files` count the data files stored. A restore
+//! of its work done, each work unit weighed by the source's estimate of its bytes
+//! ([`crate::KvSource::estimate_bytes`]) and counted by the bytes of its stored files (a source
+//! without estimates: the share of units finished); `storage_bytes` and `files` count the data
+//! files stored. A restore
 //! reports after each ingested batch: `fraction` is the share of the chain's logical bytes
 //! ingested (an estimate: older versions in earlier layers are read but not ingested), and
 //! exactly 1 at the end; `storage_bytes` and `files` count what it read of the data files.

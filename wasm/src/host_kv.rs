@@ -100,6 +100,10 @@ impl KvSource for HostKv {
         Ok(units)
     }
 
+    async fn estimate_bytes(&self, span: &Span) -> Result<Option<u64>> {
+        self.inner.estimate_bytes(span).await
+    }
+
     async fn scan_changes(&self, request: ScanRequest) -> Result<Option<ScanPage>> {
         let page = self.inner.scan_changes(request).await?;
         if let Some(p) = &page {

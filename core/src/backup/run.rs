@@ -23,7 +23,7 @@ use crate::backup::resume::{
     best_records, encode_run_info, encode_unit_record, read_run, stored_run_info, RunInfo, UnitRecord,
     UNIT_RECORD_FORMAT,
 };
-use crate::backup::unit::{Counted, Tally, UnitWriter};
+use crate::backup::unit::{Tally, UnitWriter};
 use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
 use crate::format::datafile::DataFileOptions;
@@ -377,7 +377,15 @@ async fn execute(
 ) -> Result<Manifest> {
     let best = best_records(adopted.iter().map(|(_, r)| r));
     let mut from: Vec<Option<UnitRecord>> = vec![None; plan.units.len()];
-    let mut counted = Counted::default();
+    // The units' weights for the progress fraction: the source's estimates (asked only when
+    // someone listens; an estimate that fails is unknown, it must not fail the backup).
+    let mut estimates = vec![None; plan.units.len()];
+    if options.progress.is_set() {
+        for (estimate, unit) in estimates.iter_mut().zip(&plan.units) {
+            *estimate = source.estimate_bytes(&unit.unit.span).await.ok().flatten();
+        }
+    }
+    let tally = Tally::new(&estimates, options.progress.clone());
     // The records of other writers this run continues: they must outlive its commit.
     let own = format!("{run}-");
     let foreign = adopted
@@ -386,12 +394,10 @@ async fn execute(
         .map(|(path, _)| path.clone())
         .collect();
     for r in best {
-        counted.units_done += usize::from(r.done);
-        r.files.iter().for_each(|f| counted.add(f));
         let i = r.unit as usize;
+        tally.adopt(i, &r.files, r.done);
         from[i] = Some(r);
     }
-    let tally = Tally::new(counted, plan.units.len(), options.progress.clone());
     tally.report();
     let queue = MemQueue::new();
     queue.create_job(run, plan.units.len() as u32, Bytes::new()).await?;

@@ -34,8 +34,7 @@ use crate::storage::ExternalStorageExt;
 
 /// What a run's progress reports count.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Counted {
-    pub(crate) units_done: usize,
+struct Counted {
     rows: u64,
     bytes: u64,
     storage_bytes: u64,
@@ -43,7 +42,7 @@ pub(crate) struct Counted {
 }
 
 impl Counted {
-    pub(crate) fn add(&mut self, f: &FileInfo) {
+    fn add(&mut self, f: &FileInfo) {
         self.rows += f.rows;
         self.bytes += f.logical_bytes;
         self.storage_bytes += f.size;
@@ -52,35 +51,96 @@ impl Counted {
 }
 
 /// A run's progress: what is counted so far, reported as it grows.
+///
+/// `fraction` weighs each unit by its weight (the source's [`KvSource::estimate_bytes`] of its
+/// span, when known): a done unit counts whole, a unit in progress by the logical bytes of its
+/// stored files, up to 99% of its weight (an estimate may be low, or count versions a latest-only
+/// backup does not export). Units without an estimate weigh the mean of the others (1 if none
+/// has one) and count only when done.
 pub(crate) struct Tally {
-    counted: std::sync::Mutex<Counted>,
-    total: usize,
+    state: std::sync::Mutex<TallyState>,
+    /// Per unit: its weight, and whether it counts by bytes (it has an estimate).
+    weights: Vec<(f64, bool)>,
     progress: ProgressReporter,
 }
 
+struct TallyState {
+    counted: Counted,
+    /// Per unit: logical bytes of its stored files, and whether it is done.
+    units: Vec<(u64, bool)>,
+}
+
 impl Tally {
-    pub(crate) fn new(counted: Counted, total: usize, progress: ProgressReporter) -> Tally {
-        Tally { counted: std::sync::Mutex::new(counted), total, progress }
+    /// A tally of `estimates.len()` units, weighed by `estimates` (see [`Tally`]).
+    pub(crate) fn new(estimates: &[Option<u64>], progress: ProgressReporter) -> Tally {
+        let known: Vec<u64> = estimates.iter().flatten().copied().collect();
+        let total: u64 = known.iter().sum();
+        let mean = if total == 0 { 1.0 } else { total as f64 / known.len() as f64 };
+        let weights = estimates
+            .iter()
+            .map(|e| match e {
+                // A store whose estimates are all zero (stale, or empty spans) weighs units the same.
+                Some(bytes) if total > 0 => (*bytes as f64, true),
+                _ => (mean, false),
+            })
+            .collect();
+        let units = vec![(0, false); estimates.len()];
+        Tally { state: std::sync::Mutex::new(TallyState { counted: Counted::default(), units }), weights, progress }
     }
 
-    pub(crate) fn file(&self, info: &FileInfo, unit_done: bool) {
-        {
-            let mut c = self.counted.lock().unwrap_or_else(|e| e.into_inner());
-            c.units_done += usize::from(unit_done);
-            c.add(info);
+    fn state(&self) -> std::sync::MutexGuard<'_, TallyState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts what an earlier run of the plan did for `unit`: its files, and whether it is done.
+    pub(crate) fn adopt(&self, unit: usize, files: &[FileInfo], done: bool) {
+        let mut state = self.state();
+        for f in files {
+            state.counted.add(f);
+            if let Some(u) = state.units.get_mut(unit) {
+                u.0 += f.logical_bytes;
+            }
         }
+        if let Some(u) = state.units.get_mut(unit) {
+            u.1 |= done;
+        }
+    }
+
+    pub(crate) fn file(&self, unit: usize, info: &FileInfo, unit_done: bool) {
+        self.adopt(unit, std::slice::from_ref(info), unit_done);
         self.report();
     }
 
-    pub(crate) fn unit_done(&self) {
-        self.counted.lock().unwrap_or_else(|e| e.into_inner()).units_done += 1;
+    pub(crate) fn unit_done(&self, unit: usize) {
+        self.adopt(unit, &[], true);
         self.report();
+    }
+
+    /// The share of the run done, between 0 and 1.
+    fn fraction(&self, state: &TallyState) -> f64 {
+        let total: f64 = self.weights.iter().map(|w| w.0).sum();
+        if self.weights.is_empty() || total <= 0.0 {
+            return if state.units.iter().all(|u| u.1) { 1.0 } else { 0.0 };
+        }
+        let done: f64 = self
+            .weights
+            .iter()
+            .zip(&state.units)
+            .map(|(&(weight, by_bytes), &(bytes, done))| match (done, by_bytes) {
+                (true, _) => weight,
+                (false, true) => (bytes as f64).min(weight * 0.99),
+                (false, false) => 0.0,
+            })
+            .sum();
+        (done / total).clamp(0.0, 1.0)
     }
 
     pub(crate) fn report(&self) {
         if self.progress.is_set() {
-            let c = *self.counted.lock().unwrap_or_else(|e| e.into_inner());
-            let fraction = if self.total == 0 { 1.0 } else { c.units_done as f64 / self.total as f64 };
+            let (fraction, c) = {
+                let state = self.state();
+                (self.fraction(&state), state.counted)
+            };
             self.progress.report(&Progress {
                 operation: ProgressOperation::Backup,
                 fraction,
@@ -229,7 +289,7 @@ impl UnitWriter<'_> {
                         record.next_key = unit.span.end.clone();
                         self.write_record(&record).await?;
                         if let Some(t) = self.tally {
-                            t.unit_done();
+                            t.unit_done(unit_index);
                         }
                     }
                 }
@@ -251,7 +311,7 @@ impl UnitWriter<'_> {
         record.done = unit_done;
         self.write_record(record).await?;
         if let Some(t) = self.tally {
-            t.file(&info, unit_done);
+            t.file(self.unit, &info, unit_done);
         }
         Ok(())
     }
@@ -333,4 +393,63 @@ async fn next_page(
         }
     }
     Ok((source.scan(request).await?, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn file(logical_bytes: u64) -> FileInfo {
+        FileInfo {
+            path: String::new(),
+            span: Span::new(Vec::new(), Vec::new()),
+            size: 1,
+            sha256: [0; 32],
+            entries: 1,
+            rows: 1,
+            logical_bytes,
+            locality: None,
+        }
+    }
+
+    fn tally(estimates: &[Option<u64>]) -> (Tally, Arc<Mutex<Vec<f64>>>) {
+        let seen: Arc<Mutex<Vec<f64>>> = Arc::default();
+        let s = seen.clone();
+        (Tally::new(estimates, ProgressReporter::new(move |p: &Progress| s.lock().unwrap().push(p.fraction))), seen)
+    }
+
+    #[test]
+    fn units_weigh_their_estimates_and_count_their_bytes() {
+        let (t, seen) = tally(&[Some(100), Some(900)]);
+        t.file(1, &file(450), false);
+        t.unit_done(0);
+        t.file(1, &file(10_000), false);
+        t.file(1, &file(1), true);
+        assert_eq!(*seen.lock().unwrap(), vec![0.45, 0.55, 0.991, 1.0]);
+    }
+
+    #[test]
+    fn units_without_an_estimate_weigh_the_mean_and_count_when_done() {
+        let (t, seen) = tally(&[Some(100), None, Some(300)]);
+        t.file(1, &file(1_000), false);
+        t.unit_done(1);
+        t.adopt(0, &[file(50)], false);
+        t.report();
+        // Weights 100, 200 (the mean), 300.
+        assert_eq!(*seen.lock().unwrap(), vec![0.0, 200.0 / 600.0, 250.0 / 600.0]);
+        // No estimate at all, or only zeros: units count the same, when done.
+        for estimates in [vec![None, None], vec![Some(0), Some(0)]] {
+            let (t, seen) = tally(&estimates);
+            t.file(0, &file(10), false);
+            t.unit_done(0);
+            assert_eq!(*seen.lock().unwrap(), vec![0.0, 0.5]);
+        }
+        let (t, seen) = tally(&[]);
+        t.report();
+        assert_eq!(*seen.lock().unwrap(), vec![1.0]);
+    }
 }

@@ -10,6 +10,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use strata_core::{Result, Span, Timestamp};
 
 use super::layout::{encode_ts, version_ts, ChangeKey, CHANGES, GC_THRESHOLD_KEY, INGESTED, META, MVCC};
+use super::stats::ByteDeltas;
 use super::Inner;
 
 impl Inner {
@@ -21,6 +22,7 @@ impl Inner {
         let txn = self.db.begin_write().map_err(|e| self.err(OP, e))?;
         // Cached windows of changes may hold versions this removes.
         self.lock_changed_keys().clear();
+        let mut bytes = ByteDeltas::default();
         {
             let mut mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
             let mut changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
@@ -42,7 +44,8 @@ impl Inner {
                 let mut removed: Vec<(Vec<u8>, Timestamp)> = Vec::new();
                 mvcc.retain_in::<(&[u8], u64, u32), _>(
                     (Bound::Included(lower), Bound::Excluded(upper)),
-                    |(key, inverted_wall, inverted_logical), _| {
+                    |(key, inverted_wall, inverted_logical), value| {
+                        bytes.count(key, value.len(), -1);
                         let ts = version_ts(inverted_wall, inverted_logical);
                         if !ingests.contains(&ts) {
                             removed.push((key.to_vec(), ts));
@@ -56,6 +59,7 @@ impl Inner {
                 }
             }
         }
+        self.apply_byte_deltas(OP, &txn, bytes)?;
         txn.commit().map_err(|e| self.err(OP, e))
     }
 
@@ -66,6 +70,7 @@ impl Inner {
         let txn = self.db.begin_write().map_err(|e| self.err(OP, e))?;
         // Cached windows of changes may hold versions this removes.
         self.lock_changed_keys().clear();
+        let mut bytes = ByteDeltas::default();
         {
             let mut mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
             // Versions to drop: for each key, every version at or below the threshold except the
@@ -87,6 +92,7 @@ impl Inner {
                     let keep = !kept_one && self.decode_value(key, v.value())?.is_some();
                     kept_one = true;
                     if !keep {
+                        bytes.count(key, v.value().len(), -1);
                         doomed.push((key.to_vec(), inverted_wall, inverted_logical));
                     }
                 }
@@ -110,6 +116,7 @@ impl Inner {
             let old = self.read_meta_ts(&meta, GC_THRESHOLD_KEY)?;
             meta.insert(GC_THRESHOLD_KEY, encode_ts(old.max(threshold)).as_slice()).map_err(|e| self.err(OP, e))?;
         }
+        self.apply_byte_deltas(OP, &txn, bytes)?;
         txn.commit().map_err(|e| self.err(OP, e))
     }
 

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use strata_core::{Result, ScanRequest};
 
 use super::layout::{change_bounds, successor, version_key, ChangeKey, INGESTED, MVCC, TAG_VALUE};
+use super::stats::ByteDeltas;
 use super::{EmbeddedStore, Inner};
 
 impl Inner {
@@ -37,11 +38,13 @@ impl Inner {
         self.transact_at_fresh_ts(OP, redb::Durability::None, |txn, ts| {
             let mut mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
             let mut buf = vec![TAG_VALUE];
+            let mut bytes = ByteDeltas::default();
             let mut cursor =
                 mvcc.lower_bound_mut(Bound::Included(version_key(min, ts))).map_err(|e| self.err(OP, e))?;
             for (key, value) in pairs {
                 buf.truncate(1);
                 buf.extend_from_slice(value);
+                bytes.count(key, buf.len(), 1);
                 match cursor.insert_before(version_key(key, ts), buf.as_slice()) {
                     Ok(()) => continue,
                     Err(redb::CursorError::UnorderedKey) => {}
@@ -55,7 +58,8 @@ impl Inner {
             let mut ingested = txn.open_table(INGESTED).map_err(|e| self.err(OP, e))?;
             let end = successor(max);
             ingested.insert((ts.wall, ts.logical, min.as_slice()), end.as_slice()).map_err(|e| self.err(OP, e))?;
-            Ok(())
+            drop((mvcc, ingested));
+            self.apply_byte_deltas(OP, txn, bytes)
         })
         .map(drop)
     }

@@ -10,6 +10,7 @@ use std::ops::Bound;
 use redb::{ReadableTable, TableDefinition};
 use strata_core::{keys, Error, Result, Timestamp};
 
+use super::stats::{COUNTED_KEY, TABLE_BYTES};
 use super::Inner;
 
 /// `(key, u64::MAX - wall, u32::MAX - logical)`.
@@ -133,6 +134,9 @@ impl Inner {
                 None => {
                     meta.insert(LAYOUT_VERSION_KEY, LAYOUT_VERSION.to_be_bytes().as_slice())
                         .map_err(|e| self.err(OP, e))?;
+                    // A new store counts its tables' bytes from the start (see `stats`).
+                    txn.open_table(TABLE_BYTES).map_err(|e| self.err(OP, e))?;
+                    meta.insert(COUNTED_KEY, [1u8].as_slice()).map_err(|e| self.err(OP, e))?;
                 }
                 Some(v) if v == LAYOUT_VERSION.to_be_bytes() => {}
                 Some(v) if v == 2u32.to_be_bytes() || v == 3u32.to_be_bytes() => {

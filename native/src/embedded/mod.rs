@@ -42,6 +42,7 @@ mod gc;
 mod ingest;
 mod layout;
 mod scan;
+mod stats;
 mod worker;
 mod write;
 
@@ -125,6 +126,13 @@ use worker::{Workers, STORE_THREADS};
 /// as well, since every key of such a span changed. `discard` removes the rows of spans inside
 /// the spans it empties (a row that only overlaps one stays: a scan falling back to a full scan
 /// is never wrong); GC removes every row at or below its threshold.
+///
+/// `"table_bytes"` holds, per table id (and one row for the keys outside tables), the bytes of
+/// its stored versions (key and stored value), updated in the same transaction as every write,
+/// ingest, discard and GC, as CockroachDB keeps a range's MVCC statistics: it answers
+/// [`KvSource::estimate_bytes`] without a scan, which weighs a backup's work units for its
+/// progress. A store created before the table existed answers "unknown" (`"meta"` marks a store
+/// counted since its creation); the counts are estimates, used only for progress.
 ///
 /// Ingest commits are not durable on their own ([`redb::Durability::None`]): the next durable
 /// commit (every other write is one, and a restore ends with a publish) makes them durable. A
@@ -369,6 +377,11 @@ impl KvSource for EmbeddedStore {
 
     async fn gc_threshold(&self, _span: &Span) -> Result<Timestamp> {
         self.blocking(Inner::gc_threshold).await
+    }
+
+    async fn estimate_bytes(&self, span: &Span) -> Result<Option<u64>> {
+        let span = span.clone();
+        self.blocking(move |inner| inner.estimate_bytes(&span)).await
     }
 }
 

@@ -8,12 +8,15 @@ use strata_core::{keys, DescId, Error, Result, Status, Timestamp, FIRST_USER_ID}
 use super::layout::{
     encode_ts, version_key, ChangeKey, VersionKey, CHANGES, LAST_TIMESTAMP_KEY, META, MVCC, TAG_TOMBSTONE, TAG_VALUE,
 };
+use super::stats::ByteDeltas;
 use super::Inner;
 
 /// The tables a write transaction adds versions to.
 struct WriteTables<'t> {
     mvcc: redb::Table<'t, VersionKey, &'static [u8]>,
     changes: redb::Table<'t, ChangeKey, &'static [u8]>,
+    /// What the versions add to `"table_bytes"`, applied at the end of the transaction.
+    bytes: ByteDeltas,
 }
 
 impl Inner {
@@ -28,6 +31,7 @@ impl Inner {
     ) -> Result<()> {
         tables.mvcc.insert(version_key(key, ts), encoded).map_err(|e| self.err(op, e))?;
         tables.changes.insert((ts.wall, ts.logical, key), encoded).map_err(|e| self.err(op, e))?;
+        tables.bytes.count(key, encoded.len(), 1);
         Ok(())
     }
 
@@ -63,7 +67,11 @@ impl Inner {
         self.transact_at_fresh_ts(op, redb::Durability::Immediate, |txn, ts| {
             let mvcc = txn.open_table(MVCC).map_err(|e| self.err(op, e))?;
             let changes = txn.open_table(CHANGES).map_err(|e| self.err(op, e))?;
-            fill(&mut WriteTables { mvcc, changes }, ts)
+            let mut tables = WriteTables { mvcc, changes, bytes: ByteDeltas::default() };
+            fill(&mut tables, ts)?;
+            let WriteTables { mvcc, changes, bytes } = tables;
+            drop((mvcc, changes));
+            self.apply_byte_deltas(op, txn, bytes)
         })
     }
 
