@@ -85,11 +85,16 @@ async fn backup_progress_follows_the_bytes_exported() {
     let seen = seen.lock().unwrap().clone();
     let total = seen.last().unwrap().bytes as f64;
     assert_eq!(seen.last().unwrap().fraction, 1.0);
+    // The fraction follows the bytes read, which lead the bytes stored by at most, per unit, two
+    // files (one uploading, one being filled: 64 KiB and a page each) and a page (16 KiB) —
+    // 176 KiB for the big table, the small one's 21 KB. Equal weights would be at 0.5 here once
+    // the small table is stored (2% of the bytes).
     for p in &seen {
-        assert!(p.fraction <= p.bytes as f64 / total + 0.1, "fraction ahead of the bytes exported: {p:?}");
+        let read_at_most = (p.bytes + (176 << 10) + small) as f64 / total;
+        assert!(p.fraction <= read_at_most + 0.01, "fraction ahead of the bytes read: {p:?}");
     }
     let within = seen.iter().filter(|p| p.fraction > 0.05 && p.fraction < 0.95).count();
-    assert!(within >= 5, "the fraction moves within the big table: {seen:?}");
+    assert!(within >= 20, "the fraction moves within the big table, page by page: {seen:?}");
 
     // A restore ingests (counted), a discard and GC remove versions (uncounted).
     exec.execute("RESTORE DATABASE d FROM LATEST IN 'nodelocal://1/c' WITH new_db_name = 'e'").await.unwrap();

@@ -53,10 +53,13 @@ impl Counted {
 /// A run's progress: what is counted so far, reported as it grows.
 ///
 /// `fraction` weighs each unit by its weight (the source's [`KvSource::estimate_bytes`] of its
-/// span, when known): a done unit counts whole, a unit in progress by the logical bytes of its
-/// stored files, up to 99% of its weight (an estimate may be low, or count versions a latest-only
-/// backup does not export). Units without an estimate weigh the mean of the others (1 if none
-/// has one) and count only when done.
+/// span, when known): a done unit counts whole, a unit in progress by the logical bytes it has
+/// read (or, for a resumed unit, stored), up to 99% of its weight (an estimate may be low, or
+/// count versions a latest-only backup does not export). Units without an estimate weigh the
+/// mean of the others (1 if none has one) and count only when done.
+///
+/// It reports after each stored file and finished unit, and after a page read that moves the
+/// fraction by a thousandth or more (only units with an estimate move it between files).
 pub(crate) struct Tally {
     state: std::sync::Mutex<TallyState>,
     /// Per unit: its weight, and whether it counts by bytes (it has an estimate).
@@ -66,8 +69,17 @@ pub(crate) struct Tally {
 
 struct TallyState {
     counted: Counted,
-    /// Per unit: logical bytes of its stored files, and whether it is done.
-    units: Vec<(u64, bool)>,
+    /// Per unit: logical bytes of its stored files, of the pages it read, and whether it is done.
+    units: Vec<UnitCount>,
+    /// The fraction last reported.
+    reported: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct UnitCount {
+    stored: u64,
+    read: u64,
+    done: bool,
 }
 
 impl Tally {
@@ -84,8 +96,9 @@ impl Tally {
                 _ => (mean, false),
             })
             .collect();
-        let units = vec![(0, false); estimates.len()];
-        Tally { state: std::sync::Mutex::new(TallyState { counted: Counted::default(), units }), weights, progress }
+        let units = vec![UnitCount::default(); estimates.len()];
+        let state = TallyState { counted: Counted::default(), units, reported: 0.0 };
+        Tally { state: std::sync::Mutex::new(state), weights, progress }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, TallyState> {
@@ -98,11 +111,29 @@ impl Tally {
         for f in files {
             state.counted.add(f);
             if let Some(u) = state.units.get_mut(unit) {
-                u.0 += f.logical_bytes;
+                u.stored += f.logical_bytes;
             }
         }
         if let Some(u) = state.units.get_mut(unit) {
-            u.1 |= done;
+            u.done |= done;
+        }
+    }
+
+    /// Counts a page of `bytes` (keys and values) read for `unit`; reports if that moved the
+    /// fraction by a thousandth or more.
+    pub(crate) fn read(&self, unit: usize, bytes: u64) {
+        if !self.progress.is_set() || !self.weights.get(unit).is_some_and(|w| w.1) {
+            return;
+        }
+        let moved = {
+            let mut state = self.state();
+            if let Some(u) = state.units.get_mut(unit) {
+                u.read += bytes;
+            }
+            self.fraction(&state) >= state.reported + 0.001
+        };
+        if moved {
+            self.report();
         }
     }
 
@@ -120,15 +151,15 @@ impl Tally {
     fn fraction(&self, state: &TallyState) -> f64 {
         let total: f64 = self.weights.iter().map(|w| w.0).sum();
         if self.weights.is_empty() || total <= 0.0 {
-            return if state.units.iter().all(|u| u.1) { 1.0 } else { 0.0 };
+            return if state.units.iter().all(|u| u.done) { 1.0 } else { 0.0 };
         }
         let done: f64 = self
             .weights
             .iter()
             .zip(&state.units)
-            .map(|(&(weight, by_bytes), &(bytes, done))| match (done, by_bytes) {
+            .map(|(&(weight, by_bytes), u)| match (u.done, by_bytes) {
                 (true, _) => weight,
-                (false, true) => (bytes as f64).min(weight * 0.99),
+                (false, true) => (u.stored.max(u.read) as f64).min(weight * 0.99),
                 (false, false) => 0.0,
             })
             .sum();
@@ -138,8 +169,10 @@ impl Tally {
     pub(crate) fn report(&self) {
         if self.progress.is_set() {
             let (fraction, c) = {
-                let state = self.state();
-                (self.fraction(&state), state.counted)
+                let mut state = self.state();
+                let fraction = self.fraction(&state);
+                state.reported = fraction;
+                (fraction, state.counted)
             };
             self.progress.report(&Progress {
                 operation: ProgressOperation::Backup,
@@ -247,6 +280,11 @@ impl UnitWriter<'_> {
                     return Err(e);
                 }
             };
+            if let Some(t) = self.tally {
+                let bytes =
+                    page.entries.iter().map(|e| e.key.len() + e.value.as_ref().map_or(0, |v| v.len())).sum::<usize>();
+                t.read(unit_index, bytes as u64);
+            }
             let last = page.resume_key.is_none();
             if let Some(k) = &page.resume_key {
                 request.span.start.clone_from(k);
@@ -430,6 +468,18 @@ mod tests {
         t.file(1, &file(10_000), false);
         t.file(1, &file(1), true);
         assert_eq!(*seen.lock().unwrap(), vec![0.45, 0.55, 0.991, 1.0]);
+    }
+
+    #[test]
+    fn pages_read_move_units_with_an_estimate_between_files() {
+        let (t, seen) = tally(&[Some(1000), None]);
+        t.read(0, 500);
+        t.read(0, 0); // did not move: no report
+        t.read(1, 10_000); // no estimate: counts when done
+        t.file(0, &file(100), false); // stored less than read
+        t.read(0, 10_000);
+        t.file(0, &file(1), true);
+        assert_eq!(*seen.lock().unwrap(), vec![0.25, 0.25, 0.495, 0.5]);
     }
 
     #[test]
