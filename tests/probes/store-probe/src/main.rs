@@ -111,7 +111,12 @@ fn main() {
         }
         let txn = db.begin_write().unwrap();
         txn.commit().unwrap();
-        out.push(Row { what: "restore (ingest sorted)", engine: "redb", secs: t.elapsed().as_secs_f64(), bytes_on_disk: Some(dir_bytes_of_file(&path)) });
+        out.push(Row {
+            what: "restore (ingest sorted)",
+            engine: "redb",
+            secs: t.elapsed().as_secs_f64(),
+            bytes_on_disk: Some(dir_bytes_of_file(&path)),
+        });
 
         let t = Instant::now();
         let txn = db.begin_read().unwrap();
@@ -122,7 +127,12 @@ fn main() {
             bytes += k.value().0.len() + v.value().len();
         }
         assert!(bytes as u64 >= logical && mvcc.len().unwrap() == n);
-        out.push(Row { what: "backup read (full scan)", engine: "redb", secs: t.elapsed().as_secs_f64(), bytes_on_disk: None });
+        out.push(Row {
+            what: "backup read (full scan)",
+            engine: "redb",
+            secs: t.elapsed().as_secs_f64(),
+            bytes_on_disk: None,
+        });
     }
     {
         let dir = tmp.join("fjall-ingest");
@@ -142,7 +152,12 @@ fn main() {
         db.persist(fjall::PersistMode::SyncAll).unwrap();
         let secs = t.elapsed().as_secs_f64();
         out.push(Row { what: "restore (ingest sorted)", engine: "fjall", secs, bytes_on_disk: Some(dir_bytes(&dir)) });
-        println!("fjall after the ingests: {} tables, {} in L0, keyspace {:.1} MB on disk", ks.table_count(), ks.l0_table_count(), ks.disk_space() as f64 / 1e6);
+        println!(
+            "fjall after the ingests: {} tables, {} in L0, keyspace {:.1} MB on disk",
+            ks.table_count(),
+            ks.l0_table_count(),
+            ks.disk_space() as f64 / 1e6
+        );
 
         let t = Instant::now();
         let mut bytes = 0usize;
@@ -153,7 +168,12 @@ fn main() {
             count += 1;
         }
         assert!(bytes as u64 >= logical && count == n, "{bytes} {count}");
-        out.push(Row { what: "backup read (full scan)", engine: "fjall", secs: t.elapsed().as_secs_f64(), bytes_on_disk: None });
+        out.push(Row {
+            what: "backup read (full scan)",
+            engine: "fjall",
+            secs: t.elapsed().as_secs_f64(),
+            bytes_on_disk: None,
+        });
     }
 
     // --- plain writes: durable batches of 1,000 keys, each version also in a change log ----------
@@ -177,7 +197,12 @@ fn main() {
             txn.commit().unwrap();
         }
         let secs = t.elapsed().as_secs_f64();
-        out.push(Row { what: "plain writes (+ change log)", engine: "redb", secs, bytes_on_disk: Some(dir_bytes_of_file(&path)) });
+        out.push(Row {
+            what: "plain writes (+ change log)",
+            engine: "redb",
+            secs,
+            bytes_on_disk: Some(dir_bytes_of_file(&path)),
+        });
     }
     {
         let dir = tmp.join("fjall-writes");
@@ -204,7 +229,12 @@ fn main() {
         let secs = t.elapsed().as_secs_f64();
         drop((mvcc, changes));
         drop(db);
-        out.push(Row { what: "plain writes (+ change log)", engine: "fjall", secs, bytes_on_disk: Some(dir_bytes(&dir)) });
+        out.push(Row {
+            what: "plain writes (+ change log)",
+            engine: "fjall",
+            secs,
+            bytes_on_disk: Some(dir_bytes(&dir)),
+        });
     }
 
     // --- codecs of a backup's data blocks: 1 MiB of consecutive keys and values each -----------
@@ -227,15 +257,33 @@ fn main() {
         .sum();
     let zstd_secs = t.elapsed().as_secs_f64();
     println!("codecs on 1 MiB blocks of keys and values ({:.1} MB):", logical as f64 / 1e6);
-    println!("  lz4_flex      {:.1} MB ({:.2}×) at {:.0} MB/s", lz4 as f64 / 1e6, logical as f64 / lz4 as f64, logical as f64 / 1e6 / lz4_secs);
-    println!("  ruzstd fastest {:.1} MB ({:.2}×) at {:.0} MB/s", zstd as f64 / 1e6, logical as f64 / zstd as f64, logical as f64 / 1e6 / zstd_secs);
+    println!(
+        "  lz4_flex      {:.1} MB ({:.2}×) at {:.0} MB/s",
+        lz4 as f64 / 1e6,
+        logical as f64 / lz4 as f64,
+        logical as f64 / 1e6 / lz4_secs
+    );
+    println!(
+        "  ruzstd fastest {:.1} MB ({:.2}×) at {:.0} MB/s",
+        zstd as f64 / 1e6,
+        logical as f64 / zstd as f64,
+        logical as f64 / 1e6 / zstd_secs
+    );
 
     println!("| step | engine | s | MB/s (logical) | on disk | on disk / logical |");
     println!("|---|---|---|---|---|---|");
     for r in &out {
         let disk = r.bytes_on_disk.map_or(String::from("—"), |b| format!("{:.1} MB", b as f64 / 1e6));
         let ratio = r.bytes_on_disk.map_or(String::from("—"), |b| format!("{:.2}×", b as f64 / logical as f64));
-        println!("| {} | {} | {:.2} | {:.1} | {} | {} |", r.what, r.engine, r.secs, logical as f64 / 1e6 / r.secs, disk, ratio);
+        println!(
+            "| {} | {} | {:.2} | {:.1} | {} | {} |",
+            r.what,
+            r.engine,
+            r.secs,
+            logical as f64 / 1e6 / r.secs,
+            disk,
+            ratio
+        );
     }
 }
 
