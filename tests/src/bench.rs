@@ -85,6 +85,9 @@ pub const JSON_KEYS: &[&str] = &[
     "enc_over_limit",
     "restore_over_restic_restore",
     "restic_incr_over_full",
+    "write_mb_s",
+    "store_bytes",
+    "restore_store_bytes",
 ];
 
 /// How the benchmark runs.
@@ -260,6 +263,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
         }
     }
     let gen_s = started.elapsed().as_secs_f64();
+    let store_bytes = dir_allocated(&source_dir)?;
     phases.push(Phase {
         name: "generate (batched writes)".into(),
         rows: data.keys(),
@@ -496,6 +500,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
         stored_bytes: dir_size(&target_dir)?,
         rss_hwm_mib: rss,
     });
+    let restore_store_bytes = dir_allocated(&target_dir)?;
     drop(target);
 
     // 9. Restore one table into a fresh store.
@@ -605,6 +610,9 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
             .as_ref()
             .zip(restic_full)
             .and_then(|((incr, _, _), (full, _))| ratio(*incr, Some(full))),
+        write_mb_s: round(mb_s(logical_bytes, gen_s), 2),
+        store_bytes,
+        restore_store_bytes,
     };
     let restic = match (restic, restic_incr, restic_restore) {
         (Some(r), Some((_, _, summary)), Some((_, files))) => Some(ResticRun {
@@ -815,6 +823,33 @@ fn dir_size(dir: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// Bytes allocated on disk to the files under `dir` (blocks, not apparent sizes: an embedded
+/// store's file can be sparse). Apparent sizes where the platform has no block counts.
+fn dir_allocated(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    total += meta.blocks() * 512;
+                }
+                #[cfg(not(unix))]
+                {
+                    total += meta.len();
+                }
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Whether a file named `name` is anywhere under `dir`.
 fn find_file(dir: &Path, name: &str) -> anyhow::Result<bool> {
     let mut stack = vec![dir.to_path_buf()];
@@ -1018,6 +1053,8 @@ mod tests {
         assert!(u("incr_stored_bytes") > 0);
         assert!(u("incr_stored_bytes") < u("full_stored_bytes"));
         assert!(u("full_enc_stored_bytes") > 0);
+        assert!(u("store_bytes") > u("logical_bytes") / 4, "{}", u("store_bytes"));
+        assert!(u("restore_store_bytes") > u("logical_bytes") / 4, "{}", u("restore_store_bytes"));
         for k in [
             "full_mb_s",
             "full_enc_mb_s",
@@ -1028,6 +1065,7 @@ mod tests {
             "incr_over_full",
             "sha256_mb_s",
             "limit_mb_s",
+            "write_mb_s",
         ] {
             assert!(f(k) > 0.0, "{k} = {}", f(k));
         }

@@ -107,6 +107,12 @@ pub struct Figures {
     pub restore_over_restic_restore: Option<f64>,
     /// `restic_incr_s / restic_full_s`, restic's counterpart of `incr_over_full`.
     pub restic_incr_over_full: Option<f64>,
+    /// Plain write throughput of the store while generating (logical MB/s, batched writes).
+    pub write_mb_s: f64,
+    /// Bytes the source store's directory holds on disk after generating (allocated blocks).
+    pub store_bytes: u64,
+    /// Bytes the restore target's directory holds on disk after the restore (allocated blocks).
+    pub restore_store_bytes: u64,
 }
 
 /// What restic's part of a run saw, beyond its figures.
@@ -328,6 +334,15 @@ impl BenchReport {
             };
             let _ = writeln!(out, "   {:<wn$}  {:<wm$}  {status}", t.name, t.measured);
         }
+        let _ = writeln!(
+            out,
+            " embedded store            {:.1} MB/s plain writes; {:.1} MB on disk after them ({:.2}× the logical \
+             data), {:.1} MB after the restore (allocated blocks)",
+            f.write_mb_s,
+            f.store_bytes as f64 / 1e6,
+            f.store_bytes as f64 / f.logical_bytes.max(1) as f64,
+            f.restore_store_bytes as f64 / 1e6
+        );
         let _ = writeln!(out, " SHA-256, one core         {}", opt(f.sha256_mb_s, "MB/s"));
         let _ = writeln!(out, " AES-256-GCM, one core     {}", opt(f.aes256gcm_mb_s, "MB/s"));
         let _ = writeln!(
