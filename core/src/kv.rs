@@ -42,6 +42,11 @@ impl Entry {
     pub fn new(key: impl Into<Bytes>, ts: Timestamp, value: Option<impl Into<Bytes>>) -> Entry {
         Entry { key: key.into(), ts, value: value.map(Into::into) }
     }
+
+    /// Its key and value bytes: what a page's `target_bytes` and a backup's logical sizes count.
+    pub fn bytes(&self) -> u64 {
+        (self.key.len() + self.value.as_ref().map_or(0, |v| v.len())) as u64
+    }
 }
 
 /// Which versions a scan returns.

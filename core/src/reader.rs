@@ -285,7 +285,7 @@ impl BackupReader {
                     }
                 }
             }
-            bytes += (e.key.len() + e.value.as_ref().map_or(0, |v| v.len())) as u64;
+            bytes += e.bytes();
             last = Some((e.key.clone(), e.ts));
             if !emit(e) {
                 return Ok(None);

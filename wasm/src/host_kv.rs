@@ -56,7 +56,7 @@ impl HostKv {
 }
 
 fn page_bytes(page: &ScanPage) -> u64 {
-    page.entries.iter().map(|e| (e.key.len() + e.value.as_ref().map_or(0, |v| v.len())) as u64 + 16).sum()
+    page.entries.iter().map(|e| e.bytes() + 16).sum()
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]

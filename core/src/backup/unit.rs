@@ -23,7 +23,7 @@ use crate::backup::run::BackupOptions;
 use crate::error::{Error, Result, Status};
 use crate::format::datafile::DataFileWriter;
 use crate::format::manifest::{sha256, FileInfo};
-use crate::kv::{KvSource, ScanPage, ScanRequest};
+use crate::kv::{Entry, KvSource, ScanPage, ScanRequest};
 use crate::layout::{writer_data_file_path, writer_files_prefix, writer_record_path};
 use crate::locality::Locations;
 use crate::progress::{Cancel, Progress, ProgressOperation, ProgressReporter};
@@ -281,9 +281,7 @@ impl UnitWriter<'_> {
                 }
             };
             if let Some(t) = self.tally {
-                let bytes =
-                    page.entries.iter().map(|e| e.key.len() + e.value.as_ref().map_or(0, |v| v.len())).sum::<usize>();
-                t.read(unit_index, bytes as u64);
+                t.read(unit_index, page.entries.iter().map(Entry::bytes).sum());
             }
             let last = page.resume_key.is_none();
             if let Some(k) = &page.resume_key {
