@@ -502,9 +502,7 @@ pub async fn paging<S: KvStore + ?Sized>(store: &S) {
             let joined: Vec<Entry> = pages.iter().flat_map(|p| p.entries.clone()).collect();
             assert_entries(store, &format!("{what}: pages joined"), &joined, &whole);
             for (i, page) in pages.iter().enumerate() {
-                let size = |es: &[Entry]| -> u64 {
-                    es.iter().map(|e| (e.key.len() + e.value.as_ref().map_or(0, |v| v.len())) as u64).sum()
-                };
+                let size = |es: &[Entry]| -> u64 { es.iter().map(Entry::bytes).sum() };
                 let last_key = page.entries.last().map(|e| e.key.clone());
                 let without_last_key: Vec<Entry> =
                     page.entries.iter().filter(|e| Some(&e.key) != last_key.as_ref()).cloned().collect();
@@ -1394,63 +1392,86 @@ mod tests {
         });
     }
 
-    /// A MemKv that answers `scan_changes` (for `start > ZERO`) with its own `scan` page, passed
-    /// through `alter`: a correct change index when `alter` is the identity.
-    struct WithChanges(MemKv, fn(ScanPage) -> ScanPage);
+    /// A MemKv whose pages pass through `scan` (a plausible bug, or the identity), and which
+    /// answers `scan_changes` (for `start > ZERO`) with its own `scan` page passed through
+    /// `changes`, if set: a correct change index when `changes` is the identity.
+    struct Altered {
+        kv: MemKv,
+        scan: fn(ScanPage) -> ScanPage,
+        changes: Option<fn(ScanPage) -> ScanPage>,
+    }
+
+    fn identity(page: ScanPage) -> ScanPage {
+        page
+    }
+
+    /// A MemKv with a change index whose pages pass through `alter`.
+    fn with_changes(kv: MemKv, alter: fn(ScanPage) -> ScanPage) -> Altered {
+        Altered { kv, scan: identity, changes: Some(alter) }
+    }
+
+    /// A MemKv whose scans leave deletions out: a plausible bug.
+    fn no_tombstones() -> Altered {
+        let scan = |mut page: ScanPage| {
+            page.entries.retain(|e| e.value.is_some());
+            page
+        };
+        Altered { kv: MemKv::new(), scan, changes: None }
+    }
 
     #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
     #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-    impl KvSource for WithChanges {
+    impl KvSource for Altered {
         async fn now(&self) -> Result<Timestamp> {
-            self.0.now().await
+            self.kv.now().await
         }
         async fn scan(&self, request: ScanRequest) -> Result<ScanPage> {
-            self.0.scan(request).await
+            Ok((self.scan)(self.kv.scan(request).await?))
         }
         async fn gc_threshold(&self, span: &Span) -> Result<Timestamp> {
-            self.0.gc_threshold(span).await
+            self.kv.gc_threshold(span).await
         }
         async fn scan_changes(&self, request: ScanRequest) -> Result<Option<ScanPage>> {
-            if request.start.is_zero() {
-                return Ok(None);
+            match self.changes {
+                Some(alter) if !request.start.is_zero() => Ok(Some(alter(self.kv.scan(request).await?))),
+                _ => Ok(None),
             }
-            Ok(Some((self.1)(self.0.scan(request).await?)))
         }
     }
     #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
     #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-    impl KvSink for WithChanges {
+    impl KvSink for Altered {
         async fn allocate_ids(&self, count: u32) -> Result<DescId> {
-            self.0.allocate_ids(count).await
+            self.kv.allocate_ids(count).await
         }
         async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-            self.0.ingest(pairs).await
+            self.kv.ingest(pairs).await
         }
         async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
-            self.0.publish(changes).await
+            self.kv.publish(changes).await
         }
         async fn discard(&self, spans: &[Span]) -> Result<()> {
-            self.0.discard(spans).await
+            self.kv.discard(spans).await
         }
     }
     #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
     #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-    impl KvStore for WithChanges {
+    impl KvStore for Altered {
         async fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Timestamp> {
-            self.0.write(batch).await
+            self.kv.write(batch).await
         }
     }
 
     #[test]
     fn a_store_whose_scan_changes_equals_scan_passes() {
         block_on(async {
-            let store = WithChanges(MemKv::new(), |page| page);
+            let store = with_changes(MemKv::new(), |page| page);
             assert!(scan_changes_matches_scan(&store).await > 100, "the fast path answers most checks");
             for seed in 0..3 {
-                model(&WithChanges(MemKv::new(), |page| page), &ModelOptions::default().with_seed(seed)).await;
+                model(&with_changes(MemKv::new(), |page| page), &ModelOptions::default().with_seed(seed)).await;
             }
             let kv = MemKv::new();
-            let store = WithChanges(kv.clone(), |page| page);
+            let store = with_changes(kv.clone(), |page| page);
             let gc = |t| {
                 kv.gc(t);
                 std::future::ready(Ok(()))
@@ -1463,7 +1484,7 @@ mod tests {
     #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
     #[should_panic(expected = "differs from scan's")]
     fn the_suite_catches_scan_changes_that_ends_a_page_without_resume_key() {
-        let store = WithChanges(MemKv::new(), |mut page| {
+        let store = with_changes(MemKv::new(), |mut page| {
             page.resume_key = None;
             page
         });
@@ -1474,57 +1495,18 @@ mod tests {
     #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
     #[should_panic(expected = "differs from scan's")]
     fn the_model_catches_scan_changes_that_drops_tombstones() {
-        let store = WithChanges(MemKv::new(), |mut page| {
+        let store = with_changes(MemKv::new(), |mut page| {
             page.entries.retain(|e| e.value.is_some());
             page
         });
         block_on(model(&store, &ModelOptions::default()));
     }
 
-    /// A MemKv whose Latest scans leave deletions out: a plausible bug.
-    struct NoTombstones(MemKv);
-
-    #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-    #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-    impl KvSource for NoTombstones {
-        async fn now(&self) -> Result<Timestamp> {
-            self.0.now().await
-        }
-        async fn scan(&self, request: ScanRequest) -> Result<ScanPage> {
-            let mut page = self.0.scan(request).await?;
-            page.entries.retain(|e| e.value.is_some());
-            Ok(page)
-        }
-    }
-    #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-    #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-    impl KvSink for NoTombstones {
-        async fn allocate_ids(&self, count: u32) -> Result<DescId> {
-            self.0.allocate_ids(count).await
-        }
-        async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-            self.0.ingest(pairs).await
-        }
-        async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
-            self.0.publish(changes).await
-        }
-        async fn discard(&self, spans: &[Span]) -> Result<()> {
-            self.0.discard(spans).await
-        }
-    }
-    #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-    #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
-    impl KvStore for NoTombstones {
-        async fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Timestamp> {
-            self.0.write(batch).await
-        }
-    }
-
     #[test]
     #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
     #[should_panic(expected = "written by step")]
     fn the_model_catches_a_store_that_drops_tombstones() {
-        block_on(model(&NoTombstones(MemKv::new()), &ModelOptions::default()));
+        block_on(model(&no_tombstones(), &ModelOptions::default()));
     }
 
     /// A failure names the first differing version by its readable key, and the operation of the
@@ -1533,13 +1515,13 @@ mod tests {
     #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
     #[should_panic(expected = "expected /Table/200/\"b\" @ ")]
     fn a_failed_check_shows_the_first_difference_readably() {
-        block_on(scan_latest_and_revisions(&NoTombstones(MemKv::new())));
+        block_on(scan_latest_and_revisions(&no_tombstones()));
     }
 
     #[test]
     #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), ignore = "panics abort on wasm32")]
     #[should_panic(expected = "= (deleted); written by: write [delete /Table/200/\"b\"]")]
     fn a_failed_check_names_the_write_of_a_version() {
-        block_on(scan_latest_and_revisions(&NoTombstones(MemKv::new())));
+        block_on(scan_latest_and_revisions(&no_tombstones()));
     }
 }
