@@ -105,7 +105,8 @@ impl Tally {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts what an earlier run of the plan did for `unit`: its files, and whether it is done.
+    /// Counts files stored for `unit` (by this run, or by an earlier run it continues), and
+    /// whether the unit is done.
     pub(crate) fn adopt(&self, unit: usize, files: &[FileInfo], done: bool) {
         let mut state = self.state();
         for f in files {

@@ -58,7 +58,6 @@ impl Inner {
             let mut ingested = txn.open_table(INGESTED).map_err(|e| self.err(OP, e))?;
             let end = successor(max);
             ingested.insert((ts.wall, ts.logical, min.as_slice()), end.as_slice()).map_err(|e| self.err(OP, e))?;
-            drop((mvcc, ingested));
             self.apply_byte_deltas(OP, txn, bytes)
         })
         .map(drop)

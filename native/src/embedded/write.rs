@@ -69,9 +69,7 @@ impl Inner {
             let changes = txn.open_table(CHANGES).map_err(|e| self.err(op, e))?;
             let mut tables = WriteTables { mvcc, changes, bytes: ByteDeltas::default() };
             fill(&mut tables, ts)?;
-            let WriteTables { mvcc, changes, bytes } = tables;
-            drop((mvcc, changes));
-            self.apply_byte_deltas(op, txn, bytes)
+            self.apply_byte_deltas(op, txn, tables.bytes)
         })
     }
 
