@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::batch::IngestBatch;
 use crate::catalog::{Catalog, DescId, Descriptor, DescriptorChange, TableDescriptor};
 use crate::error::Result;
 use crate::keys;
@@ -277,7 +278,7 @@ pub trait KvSource: MaybeSendSync {
 ///   big-endian `u32`), or [`crate::catalog::FIRST_USER_ID`] when it is missing or deleted, writes
 ///   `counter + count` there as a new version (even for `count == 0`), and returns the old
 ///   counter, atomically: concurrent calls hand out disjoint ranges (`id_allocation`).
-/// - [`KvSink::ingest`] writes the pairs (sorted by key, in spans of descriptors not yet
+/// - [`KvSink::ingest`] writes the batch's pairs (sorted by key, no key twice, in spans of descriptors not yet
 ///   published, never in the system span) as one batch at one timestamp of the sink's choosing,
 ///   above every earlier write and at or below the next `now()`. The versions are ordinary
 ///   versions — scans return them right away; they are "invisible" to users only because no
@@ -306,8 +307,9 @@ pub trait KvSink: KvSource {
     /// Reserves `count` fresh descriptor ids; returns the first.
     async fn allocate_ids(&self, count: u32) -> Result<DescId>;
 
-    /// Writes sorted key/value pairs into unpublished spans.
-    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
+    /// Writes sorted key/value pairs into unpublished spans. A restore hands one sorted run of a
+    /// span per call, packed in one buffer: engines that build sorted tables can take it whole.
+    async fn ingest(&self, batch: IngestBatch) -> Result<()>;
 
     /// Applies descriptor changes atomically; returns the commit timestamp. Most engines write
     /// `changes.into_iter().map(DescriptorChange::into_write)` as one batch.

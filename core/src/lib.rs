@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod backup;
+mod batch;
 mod catalog;
 mod chain;
 #[cfg(any(test, feature = "conformance"))]
@@ -104,6 +105,7 @@ pub use exec::{
 };
 pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
 pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
+pub use batch::IngestBatch;
 pub use kv::{
     check_gc_threshold, decode_mvcc_key, mvcc_key, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync,
     MvccFilter, PageBuilder, ScanPage, ScanRequest, WorkUnit,

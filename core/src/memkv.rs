@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use crate::batch::IngestBatch;
 use crate::catalog::{DescId, DescriptorChange, FIRST_USER_ID};
 use crate::error::Result;
 use crate::keys;
@@ -191,8 +192,8 @@ impl KvSink for MemKv {
         Ok(current)
     }
 
-    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        self.write_sync(pairs.into_iter().map(|(k, v)| (k, Some(v))).collect());
+    async fn ingest(&self, batch: IngestBatch) -> Result<()> {
+        self.write_sync(batch.iter().map(|(k, v)| (k.to_vec(), Some(v.to_vec()))).collect());
         Ok(())
     }
 

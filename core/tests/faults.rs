@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use common::{Call, Hook, Hooked};
 use futures::executor::block_on;
 use strata_core::ExternalStorageExt;
-use strata_core::{
+use strata_core::{IngestBatch, 
     keys, Error, Executor, ExternalStorage, KvSink, KvSource, MemKv, MemoryOpener, MemoryStorage, Result, Status,
     StorageOpener, Timestamp, MANIFEST_NAME,
 };
@@ -188,9 +188,9 @@ impl KvSink for FlakySink {
     async fn allocate_ids(&self, count: u32) -> Result<strata_core::DescId> {
         self.inner.allocate_ids(count).await
     }
-    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    async fn ingest(&self, batch: IngestBatch) -> Result<()> {
         self.tick()?;
-        self.inner.ingest(pairs).await
+        self.inner.ingest(batch).await
     }
     async fn publish(&self, changes: Vec<strata_core::DescriptorChange>) -> Result<Timestamp> {
         self.tick()?;

@@ -26,7 +26,7 @@ mod backup_reader;
 mod common;
 use common::{Call, Hook, HookedOpener};
 
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+type Pairs = strata_core::IngestBatch;
 
 /// A MemKv whose ingests stay pending for `polls` polls after the first, and whose `fail_at`-th
 /// ingest fails.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use etcd_client::{CompactionOptions, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnResponse};
-use strata_core::{
+use strata_core::{IngestBatch, 
     check_gc_threshold, keys, Catalog, DescId, DescriptorChange, Error, KvSink, KvSource, KvStore, Result, ScanPage,
     ScanRequest, Span, Status, Timestamp, WorkUnit, FIRST_USER_ID,
 };
@@ -470,8 +470,8 @@ impl KvSink for EtcdKv {
         }
     }
 
-    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        let batch = pairs.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    async fn ingest(&self, batch: IngestBatch) -> Result<()> {
+        let batch = batch.iter().map(|(k, v)| (k.to_vec(), Some(v.to_vec()))).collect();
         self.write_batch("ingest", batch, vec![], false).await?;
         Ok(())
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use strata_core::conformance::kv;
-use strata_core::{
+use strata_core::{IngestBatch, 
     Catalog, DescId, DescriptorChange, KvSink, KvSource, KvStore, MemKv, Result, ScanPage, ScanRequest, Span, Timestamp,
 };
 
@@ -61,8 +61,8 @@ impl KvSink for CountingKv {
     async fn allocate_ids(&self, count: u32) -> Result<DescId> {
         self.inner.allocate_ids(count).await
     }
-    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        self.inner.ingest(pairs).await
+    async fn ingest(&self, batch: IngestBatch) -> Result<()> {
+        self.inner.ingest(batch).await
     }
     async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
         self.inner.publish(changes).await

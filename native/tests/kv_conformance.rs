@@ -179,7 +179,7 @@ async fn bulk_ingest_and_scan_of_a_million_rows() {
         let pairs = (batch * 50_000..(batch + 1) * 50_000)
             .map(|i| (keys::table_key(100, &i.to_be_bytes()), vec![b'v'; 64]))
             .collect();
-        store.ingest(pairs).await.unwrap();
+        store.ingest(pairs.into()).await.unwrap();
     }
     let ingested = started.elapsed();
     let end = store.now().await.unwrap();
@@ -402,7 +402,7 @@ async fn scan_changes_costs_what_changed() {
         let pairs = (batch * 50_000..(batch + 1) * 50_000)
             .map(|i| (keys::table_key(100, &i.to_be_bytes()), vec![b'v'; 16]))
             .collect();
-        store.ingest(pairs).await.unwrap();
+        store.ingest(pairs.into()).await.unwrap();
     }
     let t0 = store.now().await.unwrap();
     // 100 keys spread over the table, changed in 10 writes, a fifth of them deleted, some twice.
@@ -616,9 +616,9 @@ async fn gc_removes_the_ingest_records_below_its_threshold() {
     let t0 = {
         let store = open(dir.path());
         let t0 = store.put(keys::table_key(101, b"x"), b"x".to_vec()).await.unwrap();
-        store.ingest(vec![(keys::table_key(100, b"a"), b"1".to_vec())]).await.unwrap();
+        store.ingest(vec![(keys::table_key(100, b"a"), b"1".to_vec())].into()).await.unwrap();
         let t1 = store.put(keys::table_key(101, b"y"), b"y".to_vec()).await.unwrap();
-        store.ingest(vec![(keys::table_key(100, b"b"), b"2".to_vec())]).await.unwrap();
+        store.ingest(vec![(keys::table_key(100, b"b"), b"2".to_vec())].into()).await.unwrap();
         store.gc(t1).await.unwrap();
         let request = ScanRequest::new(keys::table_span(100), t1, Timestamp::MAX, MvccFilter::Latest);
         assert_eq!(store.scan_changes(request).await.unwrap(), None, "the ingest above the GC threshold");
@@ -643,7 +643,7 @@ async fn a_layout_version_2_store_gets_its_ingest_records_table_when_opened() {
     downgrade(dir.path(), 2);
     {
         let store = open(dir.path());
-        store.ingest(vec![(keys::table_key(100, b"b"), b"2".to_vec())]).await.unwrap();
+        store.ingest(vec![(keys::table_key(100, b"b"), b"2".to_vec())].into()).await.unwrap();
         let request = ScanRequest::new(keys::table_span(100), t0.prev(), Timestamp::MAX, MvccFilter::Latest);
         assert_eq!(store.scan_changes(request.clone()).await.unwrap(), None);
         assert_eq!(store.scan(request).await.unwrap().entries.len(), 2);
@@ -762,7 +762,7 @@ fn ingests_become_durable_with_the_next_durable_commit() {
                 _ => assert_eq!((ingested, published), (1000, true), "{step}: after the crash"),
             }
             // The store keeps working: a new ingest and write land above every surviving one.
-            store.ingest(vec![(keys::table_key(100, b"again"), b"1".to_vec())]).await.unwrap();
+            store.ingest(vec![(keys::table_key(100, b"again"), b"1".to_vec())].into()).await.unwrap();
             assert!(store.put(keys::table_key(101, b"z"), b"z".to_vec()).await.unwrap() > now);
         });
     }
@@ -780,7 +780,7 @@ async fn incremental_scan_of_a_million_keys_with_one_percent_changed() {
         let pairs = (batch * 50_000..(batch + 1) * 50_000)
             .map(|i| (keys::table_key(100, &i.to_be_bytes()), vec![b'v'; 64]))
             .collect();
-        store.ingest(pairs).await.unwrap();
+        store.ingest(pairs.into()).await.unwrap();
     }
     let t0 = store.now().await.unwrap();
     let changed = rows / 100;

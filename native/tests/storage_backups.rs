@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use strata_core::sql::{BackupSource, Subdir};
 use strata_core::ExternalStorageExt;
-use strata_core::{
+use strata_core::{IngestBatch, 
     keys, read_span, Catalog, DescId, DescriptorChange, Executor, ExternalStorage, KeyRequest, KvSink, KvSource,
     KvStore, MemKv, QueryResult, Result, ScanPage, ScanRequest, Span, StorageOpener, TableDescriptor, Timestamp,
     WorkUnit, MANIFEST_NAME,
@@ -76,8 +76,8 @@ impl KvSink for LocalityKv {
     async fn allocate_ids(&self, count: u32) -> Result<DescId> {
         self.inner.allocate_ids(count).await
     }
-    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        self.inner.ingest(pairs).await
+    async fn ingest(&self, batch: IngestBatch) -> Result<()> {
+        self.inner.ingest(batch).await
     }
     async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
         self.inner.publish(changes).await

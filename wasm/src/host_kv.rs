@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use strata_core::{
+use strata_core::{IngestBatch, 
     Catalog, DescId, DescriptorChange, KvSink, KvSource, KvStore, MvccFilter, Result, ScanPage, ScanRequest, Span,
     TableDescriptor, Timestamp, WorkUnit,
 };
@@ -128,9 +128,9 @@ impl KvSink for HostKv {
         self.inner.allocate_ids(count).await
     }
 
-    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        let bytes = pairs.iter().map(|(k, v)| (k.len() + v.len()) as u64 + 16).sum();
-        self.inner.ingest(pairs).await?;
+    async fn ingest(&self, batch: IngestBatch) -> Result<()> {
+        let bytes = (batch.bytes() + 16 * batch.len()) as u64;
+        self.inner.ingest(batch).await?;
         self.moved(bytes).await;
         Ok(())
     }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use futures::lock::Mutex;
 use js_sys::{Array, Object, Reflect};
-use strata_core::{
+use strata_core::{IngestBatch, 
     keys, Catalog, DescId, DescriptorChange, Entry, Error, KvSink, KvSource, KvStore, MvccFilter, Result, ScanPage,
     ScanRequest, Span, Status, Timestamp, FIRST_USER_ID,
 };
@@ -148,12 +148,12 @@ impl KvSink for JsKv {
         Ok(current)
     }
 
-    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    async fn ingest(&self, batch: IngestBatch) -> Result<()> {
         if !has_method(&self.plugin, "ingest") {
-            return self.write(pairs.into_iter().map(|(k, v)| (k, Some(v))).collect()).await.map(|_| ());
+            return self.write(batch.iter().map(|(k, v)| (k.to_vec(), Some(v.to_vec()))).collect()).await.map(|_| ());
         }
         let array: Array =
-            pairs.iter().map(|(k, v)| JsValue::from(Array::of2(&bytes_to_js(k), &bytes_to_js(v)))).collect();
+            batch.iter().map(|(k, v)| JsValue::from(Array::of2(&bytes_to_js(k), &bytes_to_js(v)))).collect();
         self.call("ingest", &[array.into()]).await.map(|_| ())
     }
 

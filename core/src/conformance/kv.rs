@@ -583,7 +583,7 @@ pub async fn scan_changes_matches_scan<S: KvStore + ?Sized>(store: &S) -> usize 
                     }
                     pairs.push((keys::table_key(T + 2, u.as_bytes()), rng.bytes(20)));
                 }
-                ok(store.ingest(pairs).await, || format!("ingest in round {round}"));
+                ok(store.ingest(pairs.into()).await, || format!("ingest in round {round}"));
                 now(store).await
             }
             _ => {
@@ -681,9 +681,9 @@ pub async fn concurrent_writes<S: KvStore + ?Sized>(store: &S) {
         (0..8).map(|i| store.write(vec![put(&key(&format!("w{i}")), "v"), put(&key("shared"), &format!("{i}"))])),
     );
     let ingests = join_all((0..8u32).map(|i| {
-        let pairs =
+        let batch =
             (0..10).map(|j| (keys::table_key(T + 1 + i, format!("{j:02}").as_bytes()), vec![i as u8; 8])).collect();
-        store.ingest(pairs)
+        store.ingest(batch)
     }));
     let ids = join_all((0..8).map(|_| store.allocate_ids(2)));
     let (writes, ingests, ids) = futures::join!(writes, ingests, ids);
@@ -735,7 +735,7 @@ pub async fn ingest<S: KvStore + ?Sized>(store: &S) {
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..100)
         .map(|i| (keys::table_key(T + 1, format!("{i:03}").as_bytes()), format!("row {i}").into_bytes()))
         .collect();
-    ok(store.ingest(pairs.clone()).await, || "ingest of 100 rows".into());
+    ok(store.ingest(pairs.clone().into()).await, || "ingest of 100 rows".into());
     let end = now(store).await;
     let rows = scan(store, keys::table_span(T + 1), Timestamp::ZERO, end, MvccFilter::AllRevisions).await;
     assert_eq!(rows.len(), 100, "versions after ingesting 100 rows");
@@ -756,7 +756,7 @@ pub async fn publish_is_atomic_and_visible<S: KvStore + ?Sized>(store: &S) {
     assert_eq!(ok(store.catalog().await, || "catalog()".into()), Catalog::default(), "a fresh store's catalog");
     assert!(ok(store.catalog().await, || "catalog()".into()).has_no_user_objects(), "a fresh store is empty");
     let descs = vec![database(100, "bank", 1), table(101, "accounts", 100, 1), table(102, "branches", 100, 1)];
-    ok(store.ingest(vec![(keys::table_key(101, b"alice"), b"10".to_vec())]).await, || "ingest".into());
+    ok(store.ingest(vec![(keys::table_key(101, b"alice"), b"10".to_vec())].into()).await, || "ingest".into());
     let ts = publish(store, descs.iter().cloned().map(DescriptorChange::Put).collect()).await;
     let at = |t: Timestamp| async move { ok(store.catalog_at(t).await, || format!("catalog_at({t})")) };
     assert_eq!(at(ts.prev()).await, Catalog::default(), "the catalog just before the publish");
@@ -1174,8 +1174,8 @@ where
             pairs.dedup_by(|a, b| a.0 == b.0);
             let shown: Vec<_> = pairs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
             let op = format!("ingest {}", show_batch(&shown));
-            ok(r.store.ingest(pairs.clone()).await, || format!("MemKv: {op}"));
-            ok(s.store.ingest(pairs).await, || format!("seed {seed} step {step}: {op}"));
+            ok(r.store.ingest(pairs.clone().into()).await, || format!("MemKv: {op}"));
+            ok(s.store.ingest(pairs.into()).await, || format!("seed {seed} step {step}: {op}"));
             (op, None, None)
         } else if roll < 70 {
             let changes: Vec<DescriptorChange> =
@@ -1373,6 +1373,7 @@ fn show_resume(key: Option<&[u8]>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::IngestBatch;
     use futures::executor::block_on;
     #[cfg(all(target_family = "wasm", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -1444,8 +1445,8 @@ mod tests {
         async fn allocate_ids(&self, count: u32) -> Result<DescId> {
             self.kv.allocate_ids(count).await
         }
-        async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-            self.kv.ingest(pairs).await
+        async fn ingest(&self, batch: IngestBatch) -> Result<()> {
+            self.kv.ingest(batch).await
         }
         async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
             self.kv.publish(changes).await

@@ -16,6 +16,7 @@ use crate::chain::Chain;
 use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::batch::IngestBatch;
 use crate::kv::{Entry, KvSink};
 use crate::locality::Locations;
 use crate::progress::{Cancel, ProgressReporter, RestoreCounter};
@@ -317,8 +318,8 @@ async fn merge_and_ingest<'s>(
         heads.push(None);
     }
     let mut decided: Option<Bytes> = None;
-    let mut batch: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut batch_bytes = 0usize;
+    let mut batch = IngestBatch::new();
+    let mut key = Vec::new();
     let (mut rows, mut bytes) = (0u64, 0u64);
     let mut merged = 0usize;
     // The file whose head comes next. A file's next entry that still comes before every entry in
@@ -391,48 +392,53 @@ async fn merge_and_ingest<'s>(
             decided = Some(old_key);
             continue;
         };
-        let mut key = old_key.to_vec();
-        decided = Some(old_key);
-        let value = match target.new_id {
-            Some(new_id) => {
-                keys::rewrite_table_key(&mut key, new_id);
-                value.to_vec()
+        let Some(new_id) = target.new_id else {
+            decided = Some(old_key.clone());
+            if !is_restorable_system_key(&old_key) {
+                continue;
             }
-            None if is_restorable_system_key(&key) => match restored_system_value(&key, value.to_vec()) {
-                Some(v) => v,
-                None => continue,
-            },
-            None => continue,
+            let Some(value) = restored_system_value(&old_key, value.to_vec()) else {
+                continue;
+            };
+            rows += 1;
+            bytes += (old_key.len() + value.len()) as u64;
+            counter.add(1, (old_key.len() + value.len()) as u64);
+            system_rows.lock().expect("system rows lock").push((old_key.to_vec(), value));
+            continue;
         };
+        // The key under its new table id, built in a buffer kept across rows; the batch copies
+        // it and the value once, into its own buffer.
+        key.clear();
+        key.extend_from_slice(&old_key);
+        keys::rewrite_table_key(&mut key, new_id);
+        decided = Some(old_key);
         rows += 1;
         bytes += (key.len() + value.len()) as u64;
-        if target.new_id.is_none() {
-            counter.add(1, (key.len() + value.len()) as u64);
-            system_rows.lock().expect("system rows lock").push((key, value));
-            continue;
-        }
-        batch_bytes += key.len() + value.len();
-        batch.push((key, value));
-        if batch_bytes >= options.batch_bytes {
+        batch.push(&key, &value);
+        if batch.bytes() >= options.batch_bytes {
             finish_ingest(in_flight, counter).await?;
             counter.check()?;
             if stop.load(Ordering::Relaxed) {
                 return Ok((rows, bytes));
             }
-            let n = batch.len() as u64;
-            let future = sink.ingest(std::mem::take(&mut batch));
-            *in_flight = Some(Ingest { future, rows: n, bytes: batch_bytes as u64 });
+            let (n, batch_bytes) = (batch.len(), batch.bytes());
+            // The next batch has room for as many pairs as this one and a little more than the
+            // batch size: no reallocation while it fills.
+            let next = IngestBatch::with_capacity(n, options.batch_bytes.saturating_add(options.batch_bytes / 8));
+            let full = std::mem::replace(&mut batch, next);
+            let (n, batch_bytes) = (n as u64, batch_bytes as u64);
+            let future = sink.ingest(full);
+            *in_flight = Some(Ingest { future, rows: n, bytes: batch_bytes });
             // The first poll starts it.
             poll_ingest(in_flight, counter).await?;
-            batch_bytes = 0;
         }
     }
     finish_ingest(in_flight, counter).await?;
     if !batch.is_empty() {
         counter.check()?;
-        let n = batch.len() as u64;
+        let (n, batch_bytes) = (batch.len() as u64, batch.bytes() as u64);
         sink.ingest(batch).await?;
-        counter.add(n, batch_bytes as u64);
+        counter.add(n, batch_bytes);
     }
     Ok((rows, bytes))
 }

@@ -8,7 +8,7 @@
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
-use strata_core::{Result, ScanRequest};
+use strata_core::{IngestBatch, Result, ScanRequest};
 
 use super::layout::{change_bounds, successor, version_key, ChangeKey, INGESTED, MVCC, TAG_VALUE};
 use super::stats::ByteDeltas;
@@ -30,9 +30,9 @@ impl Inner {
     ///
     /// [`KvSink::ingest`]: strata_core::KvSink::ingest
     /// [`KvSink::publish`]: strata_core::KvSink::publish
-    pub(super) fn ingest(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    pub(super) fn ingest(&self, batch: &IngestBatch) -> Result<()> {
         const OP: &str = "ingest";
-        let (Some(min), Some(max)) = (pairs.iter().map(|p| &p.0).min(), pairs.iter().map(|p| &p.0).max()) else {
+        let (Some(min), Some(max)) = (batch.iter().map(|p| p.0).min(), batch.iter().map(|p| p.0).max()) else {
             return Ok(());
         };
         self.transact_at_fresh_ts(OP, redb::Durability::None, |txn, ts| {
@@ -41,7 +41,7 @@ impl Inner {
             let mut bytes = ByteDeltas::default();
             let mut cursor =
                 mvcc.lower_bound_mut(Bound::Included(version_key(min, ts))).map_err(|e| self.err(OP, e))?;
-            for (key, value) in pairs {
+            for (key, value) in batch {
                 buf.truncate(1);
                 buf.extend_from_slice(value);
                 bytes.count(key, buf.len(), 1);
@@ -57,7 +57,7 @@ impl Inner {
             cursor.close().map_err(|e| self.err(OP, e))?;
             let mut ingested = txn.open_table(INGESTED).map_err(|e| self.err(OP, e))?;
             let end = successor(max);
-            ingested.insert((ts.wall, ts.logical, min.as_slice()), end.as_slice()).map_err(|e| self.err(OP, e))?;
+            ingested.insert((ts.wall, ts.logical, min), end.as_slice()).map_err(|e| self.err(OP, e))?;
             self.apply_byte_deltas(OP, txn, bytes)
         })
         .map(drop)

@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use redb::Database;
 use strata_core::{
-    Catalog, DescId, DescriptorChange, Error, KvSink, KvSource, KvStore, Result, ScanPage, ScanRequest, Span, Status,
+    Catalog, DescId, DescriptorChange, Error, IngestBatch, KvSink, KvSource, KvStore, Result, ScanPage, ScanRequest, Span, Status,
     Timestamp,
 };
 
@@ -396,11 +396,11 @@ impl KvSink for EmbeddedStore {
         self.blocking(move |inner| inner.allocate_ids(count)).await
     }
 
-    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        // The pairs come back to be freed by the caller, whose thread allocated them: freeing
-        // them is work off the store's threads, which are what bounds a restore.
-        let pairs = self.blocking(move |inner| inner.ingest(&pairs).map(|()| pairs)).await?;
-        drop(pairs);
+    async fn ingest(&self, batch: IngestBatch) -> Result<()> {
+        // The batch comes back to be freed by the caller, whose thread allocated it: freeing it
+        // is work off the store's threads, which are what bounds a restore.
+        let batch = self.blocking(move |inner| inner.ingest(&batch).map(|()| batch)).await?;
+        drop(batch);
         self.write_back();
         Ok(())
     }
