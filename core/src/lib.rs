@@ -103,7 +103,7 @@ pub use exec::{
     finish_queued_backup, queue_job_id, run_queued_unit, show_backup, Executor, Job, JobFuture, JobSpawner, JobStatus,
     QueuedBackup, RunOutcome, ScheduledRun,
 };
-pub use format::datafile::{self, DataFileOptions, DataFileStats, DataFileWriter};
+pub use format::datafile::{self, BlockCodec, DataFileOptions, DataFileStats, DataFileWriter};
 pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
 pub use batch::IngestBatch;
 pub use kv::{

@@ -14,7 +14,8 @@ mod job_runs;
 mod records;
 
 use strata_core::crypto::info::EncryptionInfo;
-use strata_core::datafile::{read_all, DataFileOptions, DataFileWriter};
+use strata_core::datafile::{decode_footer, decode_index, read_all, DataFileOptions, DataFileWriter};
+use strata_core::BlockCodec;
 use strata_core::manifest::{sha256, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
 use strata_core::verify::{decode_files_list, encode_files_list, FilesList, ListedFile};
 use strata_core::{
@@ -38,12 +39,25 @@ fn entries() -> Vec<Entry> {
         .collect()
 }
 
+/// The fixture's blocks are LZ4 (what every build wrote before zstd).
 fn v1_data_file() -> Vec<u8> {
-    let mut w = DataFileWriter::new(DataFileOptions::default().with_block_size(1024));
+    data_file(BlockCodec::Lz4)
+}
+
+fn data_file(codec: BlockCodec) -> Vec<u8> {
+    let mut w = DataFileWriter::new(DataFileOptions::default().with_block_size(1024).with_codec(codec));
     for e in entries() {
         w.add_entry(&e);
     }
     w.finish().0
+}
+
+/// The codec byte of every block of a data file.
+fn block_codecs(bytes: &[u8]) -> Vec<u8> {
+    let size = bytes.len();
+    let footer = decode_footer(&bytes[size - 36..], size as u64, "f").unwrap();
+    let index = decode_index(&bytes[footer.index_offset as usize..size - 36], &footer, "f").unwrap();
+    index.iter().map(|h| bytes[h.range().end as usize - 5]).collect()
 }
 
 fn v1_manifest(data_file: &[u8]) -> Manifest {
@@ -112,6 +126,19 @@ fn data_file_v1_fixture_still_reads() {
     let committed: &[u8] = include_bytes!("fixtures/datafile-v1.sst");
     fixture("datafile-v1.sst", &v1_data_file(), committed);
     assert_eq!(read_all(committed, "datafile-v1.sst").unwrap(), entries());
+    assert!(block_codecs(committed).iter().all(|&c| c == 1), "the LZ4 fixture's blocks are LZ4");
+}
+
+/// A data file of zstd blocks, as native builds write them since zstd became their default,
+/// reads in every build (the wasm build through ruzstd).
+#[test]
+fn data_file_zstd_fixture_still_reads() {
+    let committed: &[u8] = include_bytes!("fixtures/datafile-v1-zstd.sst");
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    fixture("datafile-v1-zstd.sst", &data_file(BlockCodec::Zstd { level: 1 }), committed);
+    assert_eq!(read_all(committed, "datafile-v1-zstd.sst").unwrap(), entries());
+    let codecs = block_codecs(committed);
+    assert!(codecs.len() > 3 && codecs.iter().all(|&c| c == 2), "{codecs:?}");
 }
 
 #[test]

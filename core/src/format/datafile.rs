@@ -4,6 +4,8 @@
 //! ```text
 //! block 0 | block 1 | … | index | footer (36 bytes)
 //! block  = payload | codec: u8 | crc32(payload ‖ codec): u32 LE
+//!          codec 0: payload as is; 1: LZ4 block = decompressed_len u32 LE ‖ LZ4 block format;
+//!          2: zstd = decompressed_len u32 LE ‖ one zstd frame with its content size
 //! payload (after decompression) = entry*
 //! entry  = key_len: u32 LE | key | wall: u64 LE | logical: u32 LE | kind: u8 (0 value, 1 tombstone)
 //!          | [value_len: u32 LE | value]      (value only for kind 0)
@@ -21,6 +23,9 @@ use std::ops::Range;
 use crate::envelope::DATA_FILE;
 use crate::error::{Error, Result};
 use crate::format::lz4::lz4_claimed_len;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+use crate::format::zstd::ZstdCompressor;
+use crate::format::zstd::{zstd_claimed_len, zstd_decompress};
 use crate::kv::Entry;
 use crate::span::Span;
 use crate::timestamp::Timestamp;
@@ -34,8 +39,9 @@ pub const FOOTER_LEN: u64 = 36;
 
 const CODEC_NONE: u8 = 0;
 const CODEC_LZ4: u8 = 1;
+const CODEC_ZSTD: u8 = 2;
 
-/// The most bytes an LZ4-compressed block decompresses to. The writer compresses a block only
+/// The most bytes a compressed (LZ4 or zstd) block decompresses to. The writer compresses a block only
 /// when its payload is at most this (a bigger one, which only a single huge value makes, is
 /// stored as it is), so a reader refuses an LZ4 block that claims more before allocating
 /// anything: a forged size header cannot make a restore allocate more than this per block.
@@ -51,19 +57,50 @@ pub fn decode_budget(logical_bytes: u64, entries: u64) -> u64 {
     logical_bytes.saturating_add(entries.saturating_mul(ENTRY_OVERHEAD))
 }
 
+/// How a data file's blocks are compressed. Every build reads every codec; which one a build
+/// writes by default ([`BlockCodec::DEFAULT`]) was chosen by measurement on the bench's rows
+/// (README, "Benchmark"): zstd natively, LZ4 in the wasm build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlockCodec {
+    /// Blocks stored as they are.
+    None,
+    /// LZ4 (lz4_flex): fast both ways (~750 MB/s to compress on the bench's rows, 3.4×).
+    Lz4,
+    /// zstd at this level (the reference library's levels, 1–22, or negative for faster ones).
+    /// Native builds only: the wasm build reads zstd blocks but cannot compile the C library,
+    /// and writes LZ4 when asked for zstd.
+    Zstd {
+        /// The compression level.
+        level: i32,
+    },
+}
+
+impl BlockCodec {
+    /// What data files are written with unless told otherwise.
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    pub const DEFAULT: BlockCodec = BlockCodec::Zstd { level: ZSTD_DEFAULT_LEVEL };
+    /// What data files are written with unless told otherwise.
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    pub const DEFAULT: BlockCodec = BlockCodec::Lz4;
+}
+
+/// The zstd level native builds write ([`BlockCodec::DEFAULT`]).
+pub const ZSTD_DEFAULT_LEVEL: i32 = 1;
+
 /// How data files are written.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DataFileOptions {
     /// Uncompressed bytes per block before it is closed.
     pub block_size: usize,
-    /// Whether to compress blocks with LZ4 (kept only where it saves at least 1/8).
-    pub compress: bool,
+    /// How blocks are compressed (a compressed block is kept only where it saves at least 1/8).
+    pub codec: BlockCodec,
 }
 
 impl Default for DataFileOptions {
     fn default() -> Self {
-        DataFileOptions { block_size: 128 << 10, compress: true }
+        DataFileOptions { block_size: 256 << 10, codec: BlockCodec::DEFAULT }
     }
 }
 
@@ -73,9 +110,14 @@ impl DataFileOptions {
         self.block_size = block_size.max(1);
         self
     }
-    /// Sets compression.
+    /// Compresses blocks with the default codec, or not at all.
     pub fn with_compress(mut self, compress: bool) -> Self {
-        self.compress = compress;
+        self.codec = if compress { BlockCodec::DEFAULT } else { BlockCodec::None };
+        self
+    }
+    /// Sets the codec.
+    pub fn with_codec(mut self, codec: BlockCodec) -> Self {
+        self.codec = codec;
         self
     }
 }
@@ -146,12 +188,20 @@ pub struct DataFileWriter {
     index: Vec<BlockHandle>,
     stats: DataFileStats,
     last_key: Option<(Vec<u8>, Timestamp)>,
+    /// The zstd context kept across blocks when the codec is zstd.
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    zstd: Option<ZstdCompressor>,
 }
 
 impl DataFileWriter {
     /// A writer with these options.
     pub fn new(options: DataFileOptions) -> DataFileWriter {
         DataFileWriter {
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            zstd: match options.codec {
+                BlockCodec::Zstd { level } => ZstdCompressor::new(level),
+                _ => None,
+            },
             block: Vec::with_capacity(options.block_size + 1024),
             options,
             out: Vec::new(),
@@ -229,7 +279,17 @@ impl DataFileWriter {
         }
         let offset = self.out.len() as u64;
         let mut codec = CODEC_NONE;
-        if self.options.compress && self.block.len() <= MAX_LZ4_BLOCK_LEN as usize {
+        let fits = self.block.len() <= MAX_LZ4_BLOCK_LEN as usize;
+        // zstd where this build can write it, else LZ4 (the wasm build, asked for zstd).
+        let mut lz4 = self.options.codec != BlockCodec::None;
+        #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+        if let Some(zstd) = &mut self.zstd {
+            lz4 = false;
+            if fits && zstd.compress_into(&self.block, &mut self.out, self.block.len() / 8) {
+                codec = CODEC_ZSTD;
+            }
+        }
+        if lz4 && fits {
             // LZ4 with the uncompressed size prepended (`decompress_size_prepended`'s input),
             // compressed straight into the file's buffer; kept only if it saves an eighth.
             let start = self.out.len();
@@ -424,6 +484,13 @@ pub fn decode_block_within(
     let payload = match codec[0] {
         CODEC_NONE if payload.len() as u64 > max_payload => return Err(too_big(payload.len() as u64)),
         CODEC_NONE => Bytes::copy_from_slice(payload),
+        CODEC_ZSTD => {
+            let claimed = zstd_claimed_len(payload, index, path)?;
+            if claimed as u64 > max_payload {
+                return Err(too_big(claimed as u64));
+            }
+            Bytes::from(zstd_decompress(&payload[4..], claimed, index, path)?)
+        }
         CODEC_LZ4 => {
             let claimed = lz4_claimed_len(payload, index, path)?;
             if claimed as u64 > max_payload {
@@ -601,7 +668,7 @@ mod tests {
         let es: Vec<Entry> = (0..200u32)
             .map(|i| Entry::new(i.to_be_bytes().to_vec(), Timestamp::new(9, 0), Some(vec![7; 100])))
             .collect();
-        let (bytes, _) = write(&es, DataFileOptions::default().with_block_size(4096));
+        let (bytes, _) = write(&es, DataFileOptions::default().with_block_size(4096).with_codec(BlockCodec::Lz4));
         let size = bytes.len();
         let footer = decode_footer(&bytes[size - 36..], size as u64, "f").unwrap();
         let index = decode_index(&bytes[footer.index_offset as usize..size - 36], &footer, "f").unwrap();
@@ -636,11 +703,12 @@ mod tests {
         #[test]
         fn arbitrary_entries_round_trip(mut raw in prop::collection::vec(
             (prop::collection::vec(any::<u8>(), 0..20), any::<u64>(), any::<u32>(), prop::option::of(prop::collection::vec(any::<u8>(), 0..300))),
-            0..200), block in 16usize..4096, compress: bool) {
+            0..200), block in 16usize..4096, codec in 0..4u8) {
             raw.sort_by(|a, b| (&a.0, std::cmp::Reverse((a.1, a.2))).cmp(&(&b.0, std::cmp::Reverse((b.1, b.2)))));
             raw.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1 && a.2 == b.2);
             let es: Vec<Entry> = raw.into_iter().map(|(key, w, l, value)| Entry::new(key, Timestamp::new(w, l), value)).collect();
-            let (bytes, _) = write(&es, DataFileOptions::default().with_block_size(block).with_compress(compress));
+            let codec = [BlockCodec::None, BlockCodec::Lz4, BlockCodec::Zstd { level: 1 }, BlockCodec::Zstd { level: -5 }][codec as usize];
+            let (bytes, _) = write(&es, DataFileOptions::default().with_block_size(block).with_codec(codec));
             prop_assert_eq!(read_all(&bytes, "f").unwrap(), es);
         }
     }

@@ -5,3 +5,4 @@ pub mod datafile;
 pub mod files_list;
 mod lz4;
 pub mod manifest;
+mod zstd;

@@ -256,7 +256,7 @@ impl Hook for Fetched {
     }
 }
 
-/// Four tables of 2,000 rows of 100 varied bytes, backed up in one layer, plain or encrypted;
+/// Four tables of 5,000 rows of 100 varied bytes, backed up in one layer, plain or encrypted;
 /// reading one table fetches its blocks, the index and footer of the files holding them, and
 /// (encrypted) the chunks around them, never the other tables' blocks.
 fn one_table_fetches_little_more_than_its_blocks(with: &str, keys: KeyRequest<'_>) {
@@ -264,7 +264,11 @@ fn one_table_fetches_little_more_than_its_blocks(with: &str, keys: KeyRequest<'_
         let memory = MemoryOpener::default();
         let fetched = Arc::new(Fetched::default());
         let hooked: Arc<dyn StorageOpener> = Arc::new(HookedOpener { inner: memory.clone(), hook: fetched.clone() });
-        let exec = executor(hooked);
+        // Blocks of 32 KiB (the default is 256 KiB): each table spans several, so that a get
+        // fetching one block fetches less than the table's.
+        let exec = executor(hooked).with_backup_options(
+            BackupOptions::default().with_data_file(DataFileOptions::default().with_block_size(32 << 10)),
+        );
         exec.execute("CREATE DATABASE d").await.unwrap();
         for t in ["a", "b", "c", "e"] {
             exec.execute(&format!("CREATE TABLE d.{t}")).await.unwrap();
@@ -275,7 +279,7 @@ fn one_table_fetches_little_more_than_its_blocks(with: &str, keys: KeyRequest<'_
                 state ^= state << 17;
                 state
             };
-            let rows: Vec<_> = (0..2000u32)
+            let rows: Vec<_> = (0..5000u32)
                 .map(|i| {
                     (i, Some(format!("{t}{i:05}-{}", (0..6).map(|_| format!("{:016x}", noise())).collect::<String>())))
                 })
@@ -309,7 +313,7 @@ fn one_table_fetches_little_more_than_its_blocks(with: &str, keys: KeyRequest<'_
         assert!(blocks > 0 && files > 0);
         fetched.0.lock().unwrap().clear();
         let rows = reader.scan_table("d", "b", None).await.unwrap();
-        assert_eq!(rows.rows.len(), 2000);
+        assert_eq!(rows.rows.len(), 5000);
         let reads = fetched.0.lock().unwrap().clone();
         let total: u64 = reads.iter().map(|(_, n)| *n).sum();
         let bound = if reader.chain().codec.is_encrypted() {

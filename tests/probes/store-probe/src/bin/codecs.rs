@@ -1,0 +1,140 @@
+//! Issue 14's codec question on a backup's real block format: data-file entries of the bench's
+//! `bank.accounts` rows (key_len, key, wall, logical, kind, value_len, value), in blocks of
+//! 128 KiB, 256 KiB and 1 MiB, compressed by lz4_flex and by zstd (C) at several levels, and
+//! decompressed by C zstd and by ruzstd (what the wasm build would use).
+//!
+//!     cargo run --release --bin codecs -- [KEYS]        (default 1000000)
+
+use std::time::Instant;
+
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The bench's account rows: `/Table/105/` ++ 10-digit id, a ~100-byte JSON value.
+fn row(i: u64, rows: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut key = vec![0x10, 0, 0, 0, 105];
+    key.extend_from_slice(format!("{i:010}").as_bytes());
+    let r = mix(i);
+    let value = format!(
+        "{{\"id\":{i},\"customer_id\":{},\"balance\":{}.{:02},\"currency\":\"{}\",\"status\":\"{}\",\"opened\":\"20{:02}-{:02}-{:02}\"}}",
+        r % (rows / 10).max(1),
+        (r >> 8) % 1_000_000,
+        (r >> 40) % 100,
+        ["USD", "EUR", "GBP", "JPY"][(r >> 20) as usize % 4],
+        ["open", "open", "open", "frozen", "closed"][(r >> 24) as usize % 5],
+        10 + (r >> 30) % 16,
+        1 + (r >> 34) % 12,
+        1 + (r >> 38) % 28
+    );
+    (key, value.into_bytes())
+}
+
+
+fn main() {
+    let n: u64 = std::env::args().nth(1).map_or(1_000_000, |a| a.parse().unwrap());
+    let layout = std::env::var("LAYOUT").unwrap_or_default();
+    let mut entries = Vec::new();
+    let mut logical = 0usize;
+    for i in 0..n {
+        let (k, v) = row(i, n);
+        logical += k.len() + v.len();
+        let mut e = Vec::with_capacity(k.len() + v.len() + 21);
+        if layout == "split" || layout == "lean" {
+            // headers go to one stream, values to another: stored as (header, value) and split per block below
+            let mut h = Vec::new();
+            if layout == "lean" {
+                h.push(k.len() as u8);
+                h.extend_from_slice(&k);
+                h.push(v.len() as u8);
+            } else {
+                h.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                h.extend_from_slice(&k);
+                h.extend_from_slice(&(1_765_000_000_000_000_000u64 + (i / 1000) * 1_000_000).to_le_bytes());
+                h.extend_from_slice(&0u32.to_le_bytes());
+                h.push(0);
+                h.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            }
+            e.extend_from_slice(&(h.len() as u32).to_le_bytes());
+            e.extend_from_slice(&h);
+            e.extend_from_slice(&v);
+            entries.push(e);
+            continue;
+        }
+        e.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        e.extend_from_slice(&k);
+        e.extend_from_slice(&(1_765_000_000_000_000_000u64 + (i / 1000) * 1_000_000).to_le_bytes());
+        e.extend_from_slice(&0u32.to_le_bytes());
+        e.push(0);
+        e.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        e.extend_from_slice(&v);
+        entries.push(e);
+    }
+    println!("{n} rows, {:.1} MB of keys and values", logical as f64 / 1e6);
+    println!("| block | codec | stored MB | ratio (logical/stored) | compress MB/s | decompress MB/s (C) | decompress MB/s (ruzstd) |");
+    println!("|---|---|---|---|---|---|---|");
+    for block_size in [256usize << 10] {
+        let mut blocks: Vec<Vec<u8>> = vec![Vec::new()];
+        if layout.is_empty() {
+            for e in &entries {
+                let last = blocks.last_mut().unwrap();
+                last.extend_from_slice(e);
+                if last.len() >= block_size {
+                    blocks.push(Vec::new());
+                }
+            }
+        } else {
+            let (mut heads, mut values) = (Vec::new(), Vec::new());
+            for e in &entries {
+                let hl = u32::from_le_bytes(e[..4].try_into().unwrap()) as usize;
+                heads.extend_from_slice(&e[4..4 + hl]);
+                values.extend_from_slice(&e[4 + hl..]);
+                if heads.len() + values.len() >= block_size {
+                    let last = blocks.last_mut().unwrap();
+                    last.append(&mut heads);
+                    last.append(&mut values);
+                    blocks.push(Vec::new());
+                }
+            }
+            let last = blocks.last_mut().unwrap();
+            last.append(&mut heads);
+            last.append(&mut values);
+        }
+        let raw: usize = blocks.iter().map(|b| b.len()).sum();
+        let t = Instant::now();
+        let lz: Vec<Vec<u8>> = blocks.iter().map(|b| lz4_flex::compress_prepend_size(b)).collect();
+        let cs = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for c in &lz {
+            std::hint::black_box(lz4_flex::decompress_size_prepended(c).unwrap());
+        }
+        let ds = t.elapsed().as_secs_f64();
+        let stored: usize = lz.iter().map(|c| c.len()).sum();
+        println!("| {} KiB | lz4 | {:.1} | {:.2} | {:.0} | {:.0} | — |", block_size >> 10, stored as f64 / 1e6, logical as f64 / stored as f64, raw as f64 / 1e6 / cs, raw as f64 / 1e6 / ds);
+        for level in [1, 3] {
+            let mut comp = zstd::bulk::Compressor::new(level).unwrap();
+            let t = Instant::now();
+            let zs: Vec<Vec<u8>> = blocks.iter().map(|b| comp.compress(b).unwrap()).collect();
+            let cs = t.elapsed().as_secs_f64();
+            let mut dec = zstd::bulk::Decompressor::new().unwrap();
+            let t = Instant::now();
+            for (c, b) in zs.iter().zip(&blocks) {
+                std::hint::black_box(dec.decompress(c, b.len()).unwrap());
+            }
+            let ds = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for (c, b) in zs.iter().zip(&blocks) {
+                let mut out = Vec::with_capacity(b.len());
+                let mut d = ruzstd::decoding::StreamingDecoder::new(c.as_slice()).unwrap();
+                std::io::Read::read_to_end(&mut d, &mut out).unwrap();
+                assert_eq!(out.len(), b.len());
+            }
+            let rs = t.elapsed().as_secs_f64();
+            let stored: usize = zs.iter().map(|c| c.len()).sum();
+            println!("| {} KiB | zstd {level} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} |", block_size >> 10, stored as f64 / 1e6, logical as f64 / stored as f64, raw as f64 / 1e6 / cs, raw as f64 / 1e6 / ds, raw as f64 / 1e6 / rs);
+        }
+    }
+}
