@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::format::manifest::{verify_manifest_checksum, Manifest};
 use crate::layout::{finished_layers, ENCRYPTION_INFO_NAME, MANIFEST_CHECKSUM_NAME, MANIFEST_NAME};
 use crate::locality::Locations;
+use crate::offload::Offload;
 use crate::storage::ExternalStorage;
 use crate::storage::ExternalStorageExt;
 use crate::timestamp::Timestamp;
@@ -151,39 +152,90 @@ pub async fn create_keys(
     keyring: &Keyring,
     request: KeyRequest<'_>,
 ) -> Result<(FileCodec, bool)> {
+    match prepare_keys(dir, keyring, request).await? {
+        NewKeys::Ready(codec) => Ok((codec, false)),
+        NewKeys::Generated(key) => {
+            let codec = keyring.codec(key.clone());
+            let created = write_keys(dir, keyring, request, &key, &Offload::inline()).await?;
+            let codec = match created {
+                KeysWritten::Ours => return Ok((codec, true)),
+                KeysWritten::Theirs(codec) => codec,
+            };
+            Ok((codec, false))
+        }
+    }
+}
+
+/// The data key of a new chain, as [`prepare_keys`] finds or makes it.
+pub(crate) enum NewKeys {
+    /// Plain, or the key of an `ENCRYPTION-INFO` an unfinished backup left (nothing to write).
+    Ready(FileCodec),
+    /// A fresh data key, not written anywhere yet: [`write_keys`] wraps and writes it.
+    Generated(DataKey),
+}
+
+/// Whose `ENCRYPTION-INFO` [`write_keys`] left in the directory.
+pub(crate) enum KeysWritten {
+    /// The one it wrote.
+    Ours,
+    /// Another run's, written first (its key opened with the same request): this codec.
+    Theirs(FileCodec),
+}
+
+/// The first half of [`create_keys`]: reuses the key of an `ENCRYPTION-INFO` left in `dir` (see
+/// there), or generates a fresh one, without wrapping it. A new backup encrypts with a fresh key
+/// while [`write_keys`] derives the passphrase's key-encryption key (argon2id, the slow part).
+pub(crate) async fn prepare_keys(dir: &dyn ExternalStorage, keyring: &Keyring, request: KeyRequest<'_>) -> Result<NewKeys> {
     request.check()?;
     let shown = dir.describe();
-    let stale = |why: String| {
-        Error::Precondition(format!(
-            "{shown}/{ENCRYPTION_INFO_NAME} was left by an unfinished backup ({why}); remove it, \
-             or back up with that backup's key"
-        ))
-    };
     let existing = read_info(dir).await?;
     if request.is_empty() {
         return match existing {
-            Some(_) => Err(stale("this backup is not encrypted".into())),
-            None => Ok((FileCodec::plain(), false)),
+            Some(_) => Err(stale_info(&shown, "this backup is not encrypted".into())),
+            None => Ok(NewKeys::Ready(FileCodec::plain())),
         };
     }
     let entropy = keyring.entropy()?;
     if let Some(info) = existing {
-        let key = keyring.unwrap(&info, request, &shown).await.map_err(|e| stale(e.to_string()))?;
-        return Ok((keyring.codec(key), false));
+        let key = keyring.unwrap(&info, request, &shown).await.map_err(|e| stale_info(&shown, e.to_string()))?;
+        return Ok(NewKeys::Ready(keyring.codec(key)));
     }
-    let key = DataKey::generate(entropy)?;
-    let mut info = EncryptionInfo::new(&key);
-    keyring.wrap_into(&mut info, &key, request).await?;
+    // What can be checked without the network fails here, before a backup scans anything.
+    for uri in request.kms {
+        keyring.kms_opener()?.open(uri)?;
+    }
+    Ok(NewKeys::Generated(DataKey::generate(entropy)?))
+}
+
+/// The second half of [`create_keys`]: wraps `key` with every key of `request` (the passphrase's
+/// derivation through `offload`) and writes the `ENCRYPTION-INFO` into `dir`, create-only.
+pub(crate) async fn write_keys(
+    dir: &dyn ExternalStorage,
+    keyring: &Keyring,
+    request: KeyRequest<'_>,
+    key: &DataKey,
+    offload: &Offload,
+) -> Result<KeysWritten> {
+    let shown = dir.describe();
+    let mut info = EncryptionInfo::new(key);
+    keyring.wrap_into(&mut info, key, request, offload).await?;
     match dir.put_if_absent(ENCRYPTION_INFO_NAME, Bytes::from(info.encode())).await {
-        Ok(()) => Ok((keyring.codec(key), true)),
+        Ok(()) => Ok(KeysWritten::Ours),
         Err(Error::AlreadyExists { .. }) => {
             // Another backup into the same directory raced us: use its key if ours opens it.
-            let info = read_info(dir).await?.ok_or_else(|| stale("it vanished".into()))?;
-            let key = keyring.unwrap(&info, request, &shown).await.map_err(|e| stale(e.to_string()))?;
-            Ok((keyring.codec(key), false))
+            let info = read_info(dir).await?.ok_or_else(|| stale_info(&shown, "it vanished".into()))?;
+            let key = keyring.unwrap(&info, request, &shown).await.map_err(|e| stale_info(&shown, e.to_string()))?;
+            Ok(KeysWritten::Theirs(keyring.codec(key)))
         }
         Err(e) => Err(e),
     }
+}
+
+fn stale_info(shown: &str, why: String) -> Error {
+    Error::Precondition(format!(
+        "{shown}/{ENCRYPTION_INFO_NAME} was left by an unfinished backup ({why}); remove it, \
+         or back up with that backup's key"
+    ))
 }
 
 /// Adds the keys `new` to the encrypted chain whose full backup is `root`, opened with `old`;

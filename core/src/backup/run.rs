@@ -25,6 +25,8 @@ use crate::backup::resume::{
 };
 use crate::backup::unit::{Tally, UnitWriter};
 use crate::crypto::FileCodec;
+use futures::channel::oneshot;
+use futures::future::{FutureExt, Shared};
 use crate::error::{Error, Result};
 use crate::format::datafile::DataFileOptions;
 use crate::format::manifest::{sha256, Manifest};
@@ -78,6 +80,32 @@ pub struct BackupOptions {
     /// before and after the manifest is written): an encrypted full backup's, which another run
     /// may remove with an abandoned run's files. The executor sets it for such backups.
     pub require_encryption_info: bool,
+    /// What must be done before the run commits: a new encrypted backup's `ENCRYPTION-INFO`,
+    /// written while the run scans (the executor's overlap of the passphrase's derivation).
+    pub(crate) commit_gate: Option<CommitGate>,
+}
+
+/// Waits for something the commit needs; its error fails the run before it commits.
+#[derive(Clone)]
+pub(crate) struct CommitGate(Shared<oneshot::Receiver<Result<()>>>);
+
+impl CommitGate {
+    /// A gate and what opens it (or fails the run, with an error; dropping it fails the run
+    /// as canceled).
+    pub(crate) fn new() -> (CommitGate, oneshot::Sender<Result<()>>) {
+        let (tx, rx) = oneshot::channel();
+        (CommitGate(rx.shared()), tx)
+    }
+
+    async fn wait(&self) -> Result<()> {
+        self.0.clone().await.unwrap_or_else(|_| Err(Error::Cancelled("the backup's key files were not written".into())))
+    }
+}
+
+impl std::fmt::Debug for CommitGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitGate")
+    }
 }
 
 impl Default for BackupOptions {
@@ -96,6 +124,7 @@ impl Default for BackupOptions {
             new_directory: false,
             stale_after: DEFAULT_STALE_AFTER,
             require_encryption_info: false,
+            commit_gate: None,
         }
     }
 }
@@ -161,6 +190,11 @@ impl BackupOptions {
     /// [`BackupOptions::require_encryption_info`]).
     pub fn with_require_encryption_info(mut self, required: bool) -> Self {
         self.require_encryption_info = required;
+        self
+    }
+    /// Makes the run wait for `gate` before it commits.
+    pub(crate) fn with_commit_gate(mut self, gate: CommitGate) -> Self {
+        self.commit_gate = Some(gate);
         self
     }
     /// Sets whether the directory must be new (see [`BackupOptions::new_directory`]).
@@ -434,6 +468,9 @@ async fn execute(
         }
     }
     let checks = CommitChecks { owner: Some((plan.id.clone(), String::new())), adopted: foreign };
+    if let Some(gate) = &options.commit_gate {
+        gate.wait().await?;
+    }
     commit(dir, plan, options, &records, run, &checks).await
 }
 

@@ -124,8 +124,21 @@ impl EncryptionInfo {
     /// Adds a copy of `key` wrapped with `passphrase` (a fresh salt, the given KDF parameters).
     pub fn add_passphrase(&mut self, key: &DataKey, passphrase: &str, kdf: KdfParams, entropy: &Entropy) -> Result<()> {
         let salt: [u8; SALT_LEN] = entropy.array()?;
-        let nonce: [u8; 12] = entropy.array()?;
         let kek = kdf.derive(passphrase, &salt)?;
+        self.add_derived(key, kdf, salt, &kek, entropy)
+    }
+
+    /// [`EncryptionInfo::add_passphrase`] with the key-encryption key already derived from the
+    /// passphrase with `kdf` and `salt` (by [`KdfParams::derive`], which may run elsewhere).
+    pub(crate) fn add_derived(
+        &mut self,
+        key: &DataKey,
+        kdf: KdfParams,
+        salt: [u8; SALT_LEN],
+        kek: &[u8; crate::crypto::KEY_LEN],
+        entropy: &Entropy,
+    ) -> Result<()> {
+        let nonce: [u8; 12] = entropy.array()?;
         let cipher = Aes256Gcm::new_from_slice(&kek[..]).expect("32-byte key");
         let aad = passphrase_aad(&kdf, &salt, &self.key_check);
         let ciphertext = cipher

@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use zeroize::Zeroizing;
 
 use crate::crypto::info::{EncryptionInfo, WrappedKey};
-use crate::crypto::kdf::KdfParams;
+use crate::crypto::kdf::{KdfParams, SALT_LEN};
 use crate::crypto::{DataKey, Entropy, FileCodec};
 use crate::error::{Error, Result};
 use crate::kv::MaybeSendSync;
+use crate::offload::Offload;
 use crate::redact::redact_uri;
 
 /// A key-encryption key held by a key management service (or a local key file): it wraps and
@@ -174,14 +175,22 @@ impl Keyring {
         })
     }
 
+    /// Adds `key` wrapped with every key of `request` to `info`. The passphrase's argon2id
+    /// derivation (a fraction of a second, the slow part) runs through `offload`, so that a new
+    /// encrypted backup can scan and encrypt with `key` meanwhile.
     pub(crate) async fn wrap_into(
         &self,
         info: &mut EncryptionInfo,
         key: &DataKey,
         request: KeyRequest<'_>,
+        offload: &Offload,
     ) -> Result<()> {
         if let Some(p) = request.passphrase {
-            info.add_passphrase(key, p, self.kdf, self.entropy()?)?;
+            let entropy = self.entropy()?;
+            let salt: [u8; SALT_LEN] = entropy.array()?;
+            let (kdf, passphrase) = (self.kdf, Zeroizing::new(p.to_string()));
+            let kek = offload.run(move || kdf.derive(&passphrase, &salt)).await??;
+            info.add_derived(key, kdf, salt, &kek, entropy)?;
         }
         for uri in request.kms {
             let provider = self.kms_opener()?.open(uri)?;

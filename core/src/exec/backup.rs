@@ -10,8 +10,8 @@ use crate::backup::identity::ensure_store_id;
 use crate::backup::lease::{remove_abandoned_runs, Heartbeat};
 use crate::backup::plan::{plan_backup, read_descriptor_history, split_units, BackupPlan, BackupSpec};
 use crate::backup::resume::{find_unfinished, superseded_runs, RunKeys};
-use crate::backup::run::{new_run_id, run_backup, BackupOptions};
-use crate::chain::{create_keys, Chain};
+use crate::backup::run::{new_run_id, run_backup, BackupOptions, CommitGate};
+use crate::chain::{prepare_keys, write_keys, Chain, KeysWritten, NewKeys};
 use crate::crypto::keyring::KeyRequest;
 use crate::error::{Error, Result};
 use crate::format::manifest::sha256;
@@ -200,9 +200,15 @@ impl BackupService {
                     .await?;
             }
         }
-        let (codec, created_info) = match &chain {
-            Some(chain) => (chain.codec.clone(), false),
-            None => create_keys(dir.storage().as_ref(), &cx.keyring, keys).await?,
+        // A new encrypted chain's fresh data key is wrapped (the passphrase's argon2id
+        // derivation: a fraction of a second on the CPU pool) and its ENCRYPTION-INFO written
+        // while the run already scans and encrypts with it; the run commits only once it is.
+        let (codec, new_key) = match &chain {
+            Some(chain) => (chain.codec.clone(), None),
+            None => match prepare_keys(dir.storage().as_ref(), &cx.keyring, keys).await? {
+                NewKeys::Ready(codec) => (codec, None),
+                NewKeys::Generated(key) => (cx.keyring.codec(key.clone()), Some(key)),
+            },
         };
         let key_check = codec.key().map(|k| k.check_value());
         let plan = if plan.key_check == key_check { plan } else { plan.with_key_check(key_check) };
@@ -216,10 +222,35 @@ impl BackupService {
         if let Some(run_id) = run_id {
             options = options.with_run_id(run_id);
         }
-        let manifest = match run_backup(cx.store.as_ref(), &dir, &plan, &options).await {
+        let (manifest, created_info) = match new_key {
+            None => (run_backup(cx.store.as_ref(), &dir, &plan, &options).await, Ok(false)),
+            Some(key) => {
+                let (gate, open) = CommitGate::new();
+                let options = options.clone().with_commit_gate(gate);
+                let write = async {
+                    let written = write_keys(dir.storage().as_ref(), &cx.keyring, keys, &key, &self.options.offload).await;
+                    let written = match written {
+                        Ok(KeysWritten::Ours) => Ok(true),
+                        // Another run wrote its key first: this run's files are sealed with
+                        // another key, so it must not commit.
+                        Ok(KeysWritten::Theirs(_)) => Err(Error::Precondition(format!(
+                            "another backup wrote {}/{ENCRYPTION_INFO_NAME} while this one started; run the backup again",
+                            dir.storage().describe()
+                        ))),
+                        Err(e) => Err(e),
+                    };
+                    let _ = open.send(written.clone().map(drop));
+                    written
+                };
+                // The key's half first: inline (no CPU pool) it is done before the run starts.
+                let (written, manifest) = futures::join!(write, run_backup(cx.store.as_ref(), &dir, &plan, &options));
+                (manifest.and_then(|m| written.clone().map(|_| m)), written)
+            }
+        };
+        let manifest = match manifest {
             Ok(m) => m,
             Err(e) => {
-                if created_info && !matches!(e, Error::AlreadyExists { .. }) {
+                if created_info == Ok(true) && !matches!(e, Error::AlreadyExists { .. }) {
                     // Best effort, like the data files: without a manifest this is no backup.
                     let _ = dir.storage().delete(ENCRYPTION_INFO_NAME).await;
                 }
