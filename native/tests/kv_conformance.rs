@@ -10,7 +10,7 @@ use std::path::Path;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use strata_core::conformance::kv::{self, ModelOptions};
 use strata_core::{
-    keys, Descriptor, DescriptorChange, Error, KvSink, KvSource, KvStore, MvccFilter, ScanPage, ScanRequest, Span,
+    keys, Descriptor, DescriptorChange, Error, IngestBatch, KvSink, KvSource, KvStore, MvccFilter, ScanPage, ScanRequest, Span,
     Timestamp,
 };
 use strata_native::EmbeddedStore;
@@ -176,10 +176,10 @@ async fn bulk_ingest_and_scan_of_a_million_rows() {
     let rows = 1_000_000u32;
     let started = std::time::Instant::now();
     for batch in 0..rows / 50_000 {
-        let pairs = (batch * 50_000..(batch + 1) * 50_000)
+        let pairs: IngestBatch = (batch * 50_000..(batch + 1) * 50_000)
             .map(|i| (keys::table_key(100, &i.to_be_bytes()), vec![b'v'; 64]))
             .collect();
-        store.ingest(pairs.into()).await.unwrap();
+        store.ingest(pairs).await.unwrap();
     }
     let ingested = started.elapsed();
     let end = store.now().await.unwrap();
@@ -399,10 +399,10 @@ async fn scan_changes_costs_what_changed() {
     let store = open(dir.path());
     let rows = 200_000u32;
     for batch in 0..rows / 50_000 {
-        let pairs = (batch * 50_000..(batch + 1) * 50_000)
+        let pairs: IngestBatch = (batch * 50_000..(batch + 1) * 50_000)
             .map(|i| (keys::table_key(100, &i.to_be_bytes()), vec![b'v'; 16]))
             .collect();
-        store.ingest(pairs.into()).await.unwrap();
+        store.ingest(pairs).await.unwrap();
     }
     let t0 = store.now().await.unwrap();
     // 100 keys spread over the table, changed in 10 writes, a fifth of them deleted, some twice.
@@ -777,10 +777,10 @@ async fn incremental_scan_of_a_million_keys_with_one_percent_changed() {
     let store = open(dir.path());
     let rows = 1_000_000u32;
     for batch in 0..rows / 50_000 {
-        let pairs = (batch * 50_000..(batch + 1) * 50_000)
+        let pairs: IngestBatch = (batch * 50_000..(batch + 1) * 50_000)
             .map(|i| (keys::table_key(100, &i.to_be_bytes()), vec![b'v'; 64]))
             .collect();
-        store.ingest(pairs.into()).await.unwrap();
+        store.ingest(pairs).await.unwrap();
     }
     let t0 = store.now().await.unwrap();
     let changed = rows / 100;
