@@ -5,12 +5,14 @@
 mod cpu;
 mod embedded;
 mod kms;
+mod lsm;
 mod secrets;
 mod storage;
 pub mod workload;
 
 pub use cpu::TokioCpuPool;
 pub use embedded::{EmbeddedStore, EmbeddedStoreOptions, StoreStats};
+pub use lsm::{LsmStore, LsmStoreOptions};
 /// Fuzzing entry points (see `fuzz/`); not part of the stable API.
 #[doc(hidden)]
 pub mod fuzzing {

@@ -30,11 +30,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use strata_core::KvStore;
 use strata_core::{
     keys, BackupOptions, Executor, MvccFilter, QueryResult, ScanRequest, Timestamp, Value, ENCRYPTION_INFO_NAME,
     REDACTED,
 };
-use strata_native::{os_entropy, workload, EmbeddedStore, NativeOpener, TokioCpuPool};
+use strata_native::{os_entropy, workload, EmbeddedStore, LsmStore, NativeOpener, TokioCpuPool};
 
 use restic::Restic;
 
@@ -88,6 +89,7 @@ pub const JSON_KEYS: &[&str] = &[
     "write_mb_s",
     "store_bytes",
     "restore_store_bytes",
+    "engine",
 ];
 
 /// How the benchmark runs.
@@ -106,6 +108,48 @@ pub struct BenchOptions {
     pub dir: Option<PathBuf>,
     /// Whether to run restic on the same data (`false` is `--no-restic`: its figures are null).
     pub restic: bool,
+    /// The embedded store the dataset is generated in and restored into.
+    pub engine: Engine,
+}
+
+/// The embedded store a bench runs on (`--engine`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// [`EmbeddedStore`], on redb (the default).
+    #[default]
+    Redb,
+    /// [`LsmStore`], on fjall.
+    Lsm,
+}
+
+impl Engine {
+    /// Its name, as `--engine` takes it and the JSON line's `"engine"` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Redb => "redb",
+            Engine::Lsm => "lsm",
+        }
+    }
+
+    /// Opens (or creates) this engine's store in `dir`.
+    fn open(self, dir: &Path) -> strata_core::Result<Arc<dyn KvStore>> {
+        Ok(match self {
+            Engine::Redb => Arc::new(EmbeddedStore::open(dir)?),
+            Engine::Lsm => Arc::new(LsmStore::open(dir)?),
+        })
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Engine, String> {
+        match s {
+            "redb" => Ok(Engine::Redb),
+            "lsm" => Ok(Engine::Lsm),
+            _ => Err(format!("unknown engine {s:?} (expected redb or lsm)")),
+        }
+    }
 }
 
 impl Default for BenchOptions {
@@ -117,6 +161,7 @@ impl Default for BenchOptions {
             crypto_time: Duration::from_secs(1),
             dir: None,
             restic: true,
+            engine: Engine::Redb,
         }
     }
 }
@@ -155,6 +200,12 @@ impl BenchOptions {
     /// Sets whether restic runs on the same data (`false` skips it, as `--no-restic` does).
     pub fn with_restic(mut self, restic: bool) -> Self {
         self.restic = restic;
+        self
+    }
+
+    /// Sets the embedded store the bench runs on.
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
         self
     }
 }
@@ -231,7 +282,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
     // 1. The dataset.
     let data = Dataset::new(options.keys);
     let source_dir = work.join("source");
-    let source = open(&source_dir)?;
+    let source = open(&source_dir, options.engine)?;
     say(format!("generating {} keys ({} customers, {} accounts)", data.keys(), data.customers, data.accounts));
     let started = Instant::now();
     for stmt in ["CREATE DATABASE bank", "CREATE TABLE bank.customers", "CREATE TABLE bank.accounts"] {
@@ -479,7 +530,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
     let restore = format!("RESTORE DATABASE bank FROM '{uri}'");
     say(restore.clone());
     let target_dir = work.join("restore-database");
-    let target = open(&target_dir)?;
+    let target = open(&target_dir, options.engine)?;
     reset_peak_rss();
     let started = Instant::now();
     target.execute(&restore).await.context("the database restore failed")?;
@@ -507,7 +558,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
     let restore = format!("RESTORE TABLE bank.customers FROM '{uri}'");
     say(restore.clone());
     let target_dir = work.join("restore-table");
-    let target = open(&target_dir)?;
+    let target = open(&target_dir, options.engine)?;
     target.execute("CREATE DATABASE bank").await?;
     reset_peak_rss();
     let started = Instant::now();
@@ -613,6 +664,7 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
         write_mb_s: round(mb_s(logical_bytes, gen_s), 2),
         store_bytes,
         restore_store_bytes,
+        engine: options.engine.name(),
     };
     let restic = match (restic, restic_incr, restic_restore) {
         (Some(r), Some((_, _, summary)), Some((_, files))) => Some(ResticRun {
@@ -628,15 +680,16 @@ pub async fn run(options: &BenchOptions, mut progress: impl FnMut(&str)) -> anyh
     Ok(BenchReport { keys: options.keys, seed: options.seed, phases, figures, restic })
 }
 
-/// Opens the embedded store in `dir` with an executor and the OS's randomness (as the CLI does).
-fn open(dir: &Path) -> anyhow::Result<Executor> {
-    let store = EmbeddedStore::open(dir).with_context(|| format!("cannot open the store at {}", dir.display()))?;
+/// Opens the embedded store of `engine` in `dir` with an executor and the OS's randomness (as the
+/// CLI does).
+fn open(dir: &Path, engine: Engine) -> anyhow::Result<Executor> {
+    let store = engine.open(dir).with_context(|| format!("cannot open the store at {}", dir.display()))?;
     // As the `strata` CLI: finished data files are sealed on tokio's blocking pool.
     let mut backup = BackupOptions::default();
     if let Some(pool) = TokioCpuPool::current() {
         backup = backup.with_cpu_pool(Arc::new(pool));
     }
-    Ok(Executor::new(Arc::new(store), Arc::new(NativeOpener::new(dir.join("extern"))))
+    Ok(Executor::new(store, Arc::new(NativeOpener::new(dir.join("extern"))))
         .with_backup_options(backup)
         .with_entropy(os_entropy()))
 }
@@ -1036,7 +1089,9 @@ mod tests {
 
         for k in JSON_KEYS {
             let v = &obj[*k];
-            if k.contains("restic") && !with_restic {
+            if *k == "engine" {
+                assert_eq!(v, "redb", "the default engine");
+            } else if k.contains("restic") && !with_restic {
                 assert!(v.is_null(), "{k} must be null when restic is skipped: {v}");
             } else {
                 assert!(v.as_f64().is_some_and(|x| x.is_finite() && x >= 0.0), "{k} = {v}");
@@ -1135,5 +1190,24 @@ mod tests {
         assert!(lines.iter().any(|l| l.ends_with("restic: skipped (--no-restic)")), "{lines:?}");
         assert!(report.render().contains("restic: skipped (--no-restic)"));
         assert!(report.restic.is_none() && !report.phases.iter().any(|p| p.name.starts_with("restic")));
+    }
+
+    /// `--engine lsm`: the same steps on the LSM store, which the table's header and the JSON line
+    /// name.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bench_runs_on_the_lsm_store() {
+        let options = BenchOptions::default()
+            .with_keys(2_000)
+            .with_crypto_time(Duration::from_millis(20))
+            .with_restic(false)
+            .with_engine("lsm".parse().unwrap());
+        let report = run(&options, |_| {}).await.unwrap();
+        let rendered = report.render();
+        assert!(rendered.lines().next().unwrap().ends_with(", engine lsm"), "{rendered}");
+        let json: serde_json::Value = serde_json::from_str(&report.json_line()).unwrap();
+        assert_eq!(json["engine"], "lsm");
+        assert_eq!(json["restore_rows"], 2_000);
+        assert_eq!(json["changed_keys"], 20);
+        assert!("rocksdb".parse::<Engine>().is_err());
     }
 }

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use strata_core::Timestamp;
 
 /// The hybrid logical clock over the system clock's wall nanoseconds.
-pub(super) struct Clock {
+pub(crate) struct Clock {
     state: Mutex<ClockState>,
 }
 
@@ -24,9 +24,9 @@ struct ClockState {
 
 /// A write transaction's timestamp; clears the clock's in-flight write when dropped, that is when
 /// the write transaction ends, committed or not.
-pub(super) struct PendingWrite<'a> {
+pub(crate) struct PendingWrite<'a> {
     clock: &'a Clock,
-    pub(super) ts: Timestamp,
+    pub(crate) ts: Timestamp,
 }
 
 impl Drop for PendingWrite<'_> {
@@ -45,7 +45,7 @@ fn wall_nanos() -> u64 {
 
 impl Clock {
     /// A clock that has issued nothing yet (see [`Clock::set_last`]).
-    pub(super) fn new() -> Clock {
+    pub(crate) fn new() -> Clock {
         Clock { state: Mutex::new(ClockState { last: Timestamp::ZERO, pending: None }) }
     }
 
@@ -55,13 +55,13 @@ impl Clock {
     }
 
     /// Sets the last timestamp issued: on open, the one a write of an earlier process persisted.
-    pub(super) fn set_last(&self, last: Timestamp) {
+    pub(crate) fn set_last(&self, last: Timestamp) {
         self.lock().last = last;
     }
 
     /// A new timestamp for a write transaction that has begun: above every timestamp issued so
     /// far. [`Clock::now`] answers below it until the returned guard is dropped.
-    pub(super) fn issue(&self) -> PendingWrite<'_> {
+    pub(crate) fn issue(&self) -> PendingWrite<'_> {
         let physical = wall_nanos();
         let mut state = self.lock();
         let ts = if physical > state.last.wall { Timestamp::from_nanos(physical) } else { state.last.next() };
@@ -71,7 +71,7 @@ impl Clock {
     }
 
     /// A timestamp at or above every committed write and below every write that commits later.
-    pub(super) fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         let physical = wall_nanos();
         let mut state = self.lock();
         if let Some(pending) = state.pending {

@@ -35,7 +35,7 @@
 //! - [`gc`]: discard, GC and the GC threshold.
 
 mod changes;
-mod clock;
+pub(crate) mod clock;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gc;

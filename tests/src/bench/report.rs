@@ -113,6 +113,8 @@ pub struct Figures {
     pub store_bytes: u64,
     /// Bytes the restore target's directory holds on disk after the restore (allocated blocks).
     pub restore_store_bytes: u64,
+    /// The embedded store the bench ran on: `"redb"` or `"lsm"` (`--engine`).
+    pub engine: &'static str,
 }
 
 /// What restic's part of a run saw, beyond its figures.
@@ -217,10 +219,11 @@ impl BenchReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "strata bench: {} keys, {:.2} MB logical (MB = 10^6 bytes), seed {:#x}",
+            "strata bench: {} keys, {:.2} MB logical (MB = 10^6 bytes), seed {:#x}, engine {}",
             f.n_keys,
             f.logical_bytes as f64 / 1e6,
-            self.seed
+            self.seed,
+            f.engine
         );
         match &self.restic {
             Some(r) => {

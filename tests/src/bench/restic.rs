@@ -382,7 +382,7 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::open;
+    use super::super::{open, Engine};
     use super::*;
     use strata_core::keys;
 
@@ -391,7 +391,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn export_format_and_restore_verification() {
         let tmp = tempfile::tempdir().unwrap();
-        let exec = open(&tmp.path().join("store")).unwrap();
+        let exec = open(&tmp.path().join("store"), Engine::Redb).unwrap();
         for stmt in ["CREATE DATABASE bank", "CREATE TABLE bank.customers", "CREATE TABLE bank.accounts"] {
             exec.execute(stmt).await.unwrap();
         }

@@ -1,4 +1,4 @@
-//! `cargo run --release -p strata-tests --bin bench -- [--keys N] [--quick] [--no-restic]`:
+//! `cargo run --release -p strata-tests --bin bench -- [--keys N] [--quick] [--no-restic] [--engine redb|lsm]`:
 //! strata's backup/restore benchmark on the embedded store, side by side with restic on the same
 //! data. Progress goes to stderr; stdout gets an aligned table, a summary with issue 8's targets
 //! and, as its last line, one JSON object with the figures.
@@ -35,6 +35,9 @@ struct Args {
     /// Skip the comparison with restic (its figures are null in the JSON line).
     #[arg(long)]
     no_restic: bool,
+    /// The embedded store to generate the dataset in and restore into: redb (the default) or lsm.
+    #[arg(long, default_value = "redb")]
+    engine: bench::Engine,
 }
 
 fn main() -> ExitCode {
@@ -43,7 +46,8 @@ fn main() -> ExitCode {
     let mut options = BenchOptions::default()
         .with_keys(args.keys.unwrap_or(default_keys))
         .with_crypto_time(Duration::from_millis(if args.quick { 250 } else { 1000 }))
-        .with_restic(!args.no_restic);
+        .with_restic(!args.no_restic)
+        .with_engine(args.engine);
     if let Some(seed) = args.seed {
         options = options.with_seed(seed);
     }
