@@ -185,7 +185,11 @@ pub(crate) enum KeysWritten {
 /// The first half of [`create_keys`]: reuses the key of an `ENCRYPTION-INFO` left in `dir` (see
 /// there), or generates a fresh one, without wrapping it. A new backup encrypts with a fresh key
 /// while [`write_keys`] derives the passphrase's key-encryption key (argon2id, the slow part).
-pub(crate) async fn prepare_keys(dir: &dyn ExternalStorage, keyring: &Keyring, request: KeyRequest<'_>) -> Result<NewKeys> {
+pub(crate) async fn prepare_keys(
+    dir: &dyn ExternalStorage,
+    keyring: &Keyring,
+    request: KeyRequest<'_>,
+) -> Result<NewKeys> {
     request.check()?;
     let shown = dir.describe();
     let existing = read_info(dir).await?;

@@ -89,6 +89,7 @@ pub use backup::resume::{
     UnitCheckpointV1, UnitRecord,
 };
 pub use backup::run::{claim_backup_dir, new_run_id, run_backup, BackupOptions};
+pub use batch::IngestBatch;
 pub use catalog::{
     Catalog, DatabaseDescriptor, DescId, Descriptor, DescriptorChange, IndexDescriptor, IndexState, TableDescriptor,
     FIRST_USER_ID,
@@ -105,7 +106,6 @@ pub use exec::{
 };
 pub use format::datafile::{self, BlockCodec, DataFileOptions, DataFileStats, DataFileWriter};
 pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
-pub use batch::IngestBatch;
 pub use kv::{
     check_gc_threshold, decode_mvcc_key, mvcc_key, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync,
     MvccFilter, PageBuilder, ScanPage, ScanRequest, WorkUnit,

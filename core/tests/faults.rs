@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use common::{Call, Hook, Hooked};
 use futures::executor::block_on;
 use strata_core::ExternalStorageExt;
-use strata_core::{IngestBatch, 
-    keys, Error, Executor, ExternalStorage, KvSink, KvSource, MemKv, MemoryOpener, MemoryStorage, Result, Status,
-    StorageOpener, Timestamp, MANIFEST_NAME,
+use strata_core::{
+    keys, Error, Executor, ExternalStorage, IngestBatch, KvSink, KvSource, MemKv, MemoryOpener, MemoryStorage, Result,
+    Status, StorageOpener, Timestamp, MANIFEST_NAME,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;

@@ -15,9 +15,9 @@ mod records;
 
 use strata_core::crypto::info::EncryptionInfo;
 use strata_core::datafile::{decode_footer, decode_index, read_all, DataFileOptions, DataFileWriter};
-use strata_core::BlockCodec;
 use strata_core::manifest::{sha256, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
 use strata_core::verify::{decode_files_list, encode_files_list, FilesList, ListedFile};
+use strata_core::BlockCodec;
 use strata_core::{
     keys, DatabaseDescriptor, Descriptor, Entry, IndexDescriptor, IndexState, MvccFilter, Span, TableDescriptor,
     Timestamp, ENCRYPTION_INFO_NAME, FILES_LIST_NAME,

@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use strata_core::conformance::kv;
-use strata_core::{IngestBatch, 
-    Catalog, DescId, DescriptorChange, KvSink, KvSource, KvStore, MemKv, Result, ScanPage, ScanRequest, Span, Timestamp,
+use strata_core::{
+    Catalog, DescId, DescriptorChange, IngestBatch, KvSink, KvSource, KvStore, MemKv, Result, ScanPage, ScanRequest,
+    Span, Timestamp,
 };
 
 /// An engine that counts the versions scanned from it.

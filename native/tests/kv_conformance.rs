@@ -10,8 +10,8 @@ use std::path::Path;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use strata_core::conformance::kv::{self, ModelOptions};
 use strata_core::{
-    keys, Descriptor, DescriptorChange, Error, IngestBatch, KvSink, KvSource, KvStore, MvccFilter, ScanPage, ScanRequest, Span,
-    Timestamp,
+    keys, Descriptor, DescriptorChange, Error, IngestBatch, KvSink, KvSource, KvStore, MvccFilter, ScanPage,
+    ScanRequest, Span, Timestamp,
 };
 use strata_native::EmbeddedStore;
 

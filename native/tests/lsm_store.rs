@@ -9,8 +9,8 @@ use std::path::Path;
 
 use strata_core::conformance::kv::{self, ModelOptions};
 use strata_core::{
-    decode_mvcc_key, keys, Descriptor, DescriptorChange, Error, KvSink, KvSource, KvStore, MvccFilter, ScanPage,
-    ScanRequest, Span, Timestamp,
+    decode_mvcc_key, keys, Descriptor, DescriptorChange, Error, IngestBatch, KvSink, KvSource, KvStore, MvccFilter,
+    ScanPage, ScanRequest, Span, Timestamp,
 };
 use strata_native::{EmbeddedStore, LsmStore};
 
@@ -97,7 +97,7 @@ async fn reopening_keeps_data_and_never_goes_back_in_time() {
         assert!(ts > last && ts > now, "round {round}: write at {ts} after reopening is not above {last} / {now}");
         last = ts;
         // An ingest moves the clock too, and it survives reopening.
-        store.ingest(vec![(keys::table_key(300, format!("{round}").as_bytes()), b"i".to_vec())]).await.unwrap();
+        store.ingest(vec![(keys::table_key(300, format!("{round}").as_bytes()), b"i".to_vec())].into()).await.unwrap();
         last = last.max(store.now().await.unwrap());
     }
     let store = open(dir.path());
@@ -335,7 +335,7 @@ async fn discard_and_gc_keep_the_change_index_consistent() {
             store.write(batch).await.unwrap();
         }
         // An ingest into table 201 too, whose versions have no index rows.
-        store.ingest(vec![(keys::table_key(201, b"ingested"), b"i".to_vec())]).await.unwrap();
+        store.ingest(vec![(keys::table_key(201, b"ingested"), b"i".to_vec())].into()).await.unwrap();
         let t1 = store.now().await.unwrap();
         store.discard(&[keys::table_span(201)]).await.unwrap();
         assert_eq!(store.estimate_bytes(&keys::table_span(201)).await.unwrap(), Some(0), "bytes after the discard");
@@ -435,7 +435,7 @@ async fn scan_changes_costs_what_changed() {
     let store = open(dir.path());
     let rows = 200_000u32;
     for batch in 0..rows / 50_000 {
-        let pairs = (batch * 50_000..(batch + 1) * 50_000)
+        let pairs: IngestBatch = (batch * 50_000..(batch + 1) * 50_000)
             .map(|i| (keys::table_key(100, &i.to_be_bytes()), vec![b'v'; 16]))
             .collect();
         store.ingest(pairs).await.unwrap();
@@ -529,7 +529,7 @@ fn crash_child() {
                 // A second, larger ingest still running when the process dies (wherever it got to).
                 let store = store.clone();
                 std::thread::spawn(move || {
-                    let pairs =
+                    let pairs: IngestBatch =
                         (0..200_000u32).map(|i| (keys::table_key(102, &i.to_be_bytes()), vec![9; 100])).collect();
                     let _ = futures::executor::block_on(store.ingest(pairs));
                 });
@@ -577,7 +577,7 @@ fn what_returned_ok_survives_a_crash() {
             let cut = count(102).await;
             assert!(cut == 0 || cut == 200_000, "{step}: an ingest cut short is all or nothing: {cut}");
             // The store keeps working: a new ingest and write land above every surviving one.
-            store.ingest(vec![(keys::table_key(100, b"again"), b"1".to_vec())]).await.unwrap();
+            store.ingest(vec![(keys::table_key(100, b"again"), b"1".to_vec())].into()).await.unwrap();
             assert!(store.put(keys::table_key(101, b"z"), b"z".to_vec()).await.unwrap() > now);
         });
     }

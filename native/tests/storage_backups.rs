@@ -13,10 +13,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use strata_core::sql::{BackupSource, Subdir};
 use strata_core::ExternalStorageExt;
-use strata_core::{IngestBatch, 
-    keys, read_span, Catalog, DescId, DescriptorChange, Executor, ExternalStorage, KeyRequest, KvSink, KvSource,
-    KvStore, MemKv, QueryResult, Result, ScanPage, ScanRequest, Span, StorageOpener, TableDescriptor, Timestamp,
-    WorkUnit, MANIFEST_NAME,
+use strata_core::{
+    keys, read_span, Catalog, DescId, DescriptorChange, Executor, ExternalStorage, IngestBatch, KeyRequest, KvSink,
+    KvSource, KvStore, MemKv, QueryResult, Result, ScanPage, ScanRequest, Span, StorageOpener, TableDescriptor,
+    Timestamp, WorkUnit, MANIFEST_NAME,
 };
 use strata_native::{os_entropy, NativeOpener};
 use support::*;

@@ -25,8 +25,6 @@ use crate::backup::resume::{
 };
 use crate::backup::unit::{Tally, UnitWriter};
 use crate::crypto::FileCodec;
-use futures::channel::oneshot;
-use futures::future::{FutureExt, Shared};
 use crate::error::{Error, Result};
 use crate::format::datafile::DataFileOptions;
 use crate::format::manifest::{sha256, Manifest};
@@ -39,6 +37,8 @@ use crate::locality::Locations;
 use crate::progress::{Cancel, ProgressReporter};
 use crate::storage::{ExternalStorage, ExternalStorageExt};
 use crate::workqueue::{MemQueue, UnitState, WorkQueue};
+use futures::channel::oneshot;
+use futures::future::{FutureExt, Shared};
 
 /// How a backup runs.
 #[derive(Debug, Clone)]

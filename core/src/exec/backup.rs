@@ -228,7 +228,8 @@ impl BackupService {
                 let (gate, open) = CommitGate::new();
                 let options = options.clone().with_commit_gate(gate);
                 let write = async {
-                    let written = write_keys(dir.storage().as_ref(), &cx.keyring, keys, &key, &self.options.offload).await;
+                    let written =
+                        write_keys(dir.storage().as_ref(), &cx.keyring, keys, &key, &self.options.offload).await;
                     let written = match written {
                         Ok(KeysWritten::Ours) => Ok(true),
                         // Another run wrote its key first: this run's files are sealed with

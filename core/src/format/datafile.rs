@@ -22,10 +22,10 @@ use std::ops::Range;
 
 use crate::envelope::DATA_FILE;
 use crate::error::{Error, Result};
-use crate::format::lz4::lz4_claimed_len;
-#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-use crate::format::zstd::ZstdCompressor;
-use crate::format::zstd::{zstd_claimed_len, zstd_decompress};
+#[cfg(test)]
+use crate::format::codec::CODEC_LZ4;
+use crate::format::codec::{decompress_block, BlockCompressor, CODEC_NONE};
+pub use crate::format::codec::{BlockCodec, ZSTD_DEFAULT_LEVEL};
 use crate::kv::Entry;
 use crate::span::Span;
 use crate::timestamp::Timestamp;
@@ -36,10 +36,6 @@ pub const DATA_FILE_MAGIC: &[u8; 8] = DATA_FILE.magic();
 pub const DATA_FILE_VERSION: u16 = DATA_FILE.version();
 /// Size of the fixed footer.
 pub const FOOTER_LEN: u64 = 36;
-
-const CODEC_NONE: u8 = 0;
-const CODEC_LZ4: u8 = 1;
-const CODEC_ZSTD: u8 = 2;
 
 /// The most bytes a compressed (LZ4 or zstd) block decompresses to. The writer compresses a block only
 /// when its payload is at most this (a bigger one, which only a single huge value makes, is
@@ -56,37 +52,6 @@ pub const ENTRY_OVERHEAD: u64 = 4 + 8 + 4 + 1 + 4;
 pub fn decode_budget(logical_bytes: u64, entries: u64) -> u64 {
     logical_bytes.saturating_add(entries.saturating_mul(ENTRY_OVERHEAD))
 }
-
-/// How a data file's blocks are compressed. Every build reads every codec; which one a build
-/// writes by default ([`BlockCodec::DEFAULT`]) was chosen by measurement on the bench's rows
-/// (README, "Benchmark"): zstd natively, LZ4 in the wasm build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BlockCodec {
-    /// Blocks stored as they are.
-    None,
-    /// LZ4 (lz4_flex): fast both ways (~750 MB/s to compress on the bench's rows, 3.4×).
-    Lz4,
-    /// zstd at this level (the reference library's levels, 1–22, or negative for faster ones).
-    /// Native builds only: the wasm build reads zstd blocks but cannot compile the C library,
-    /// and writes LZ4 when asked for zstd.
-    Zstd {
-        /// The compression level.
-        level: i32,
-    },
-}
-
-impl BlockCodec {
-    /// What data files are written with unless told otherwise.
-    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-    pub const DEFAULT: BlockCodec = BlockCodec::Zstd { level: ZSTD_DEFAULT_LEVEL };
-    /// What data files are written with unless told otherwise.
-    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
-    pub const DEFAULT: BlockCodec = BlockCodec::Lz4;
-}
-
-/// The zstd level native builds write ([`BlockCodec::DEFAULT`]).
-pub const ZSTD_DEFAULT_LEVEL: i32 = 1;
 
 /// How data files are written.
 #[derive(Debug, Clone)]
@@ -188,20 +153,14 @@ pub struct DataFileWriter {
     index: Vec<BlockHandle>,
     stats: DataFileStats,
     last_key: Option<(Vec<u8>, Timestamp)>,
-    /// The zstd context kept across blocks when the codec is zstd.
-    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-    zstd: Option<ZstdCompressor>,
+    compressor: BlockCompressor,
 }
 
 impl DataFileWriter {
     /// A writer with these options.
     pub fn new(options: DataFileOptions) -> DataFileWriter {
         DataFileWriter {
-            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            zstd: match options.codec {
-                BlockCodec::Zstd { level } => ZstdCompressor::new(level),
-                _ => None,
-            },
+            compressor: BlockCompressor::new(options.codec),
             block: Vec::with_capacity(options.block_size + 1024),
             options,
             out: Vec::new(),
@@ -278,32 +237,7 @@ impl DataFileWriter {
             return;
         }
         let offset = self.out.len() as u64;
-        let mut codec = CODEC_NONE;
-        let fits = self.block.len() <= MAX_LZ4_BLOCK_LEN as usize;
-        // zstd where this build can write it, else LZ4 (the wasm build, asked for zstd).
-        let mut lz4 = self.options.codec != BlockCodec::None;
-        #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-        if let Some(zstd) = &mut self.zstd {
-            lz4 = false;
-            if fits && zstd.compress_into(&self.block, &mut self.out, self.block.len() / 8) {
-                codec = CODEC_ZSTD;
-            }
-        }
-        if lz4 && fits {
-            // LZ4 with the uncompressed size prepended (`decompress_size_prepended`'s input),
-            // compressed straight into the file's buffer; kept only if it saves an eighth.
-            let start = self.out.len();
-            let max = lz4_flex::block::get_maximum_output_size(self.block.len());
-            self.out.resize(start + 4 + max, 0);
-            self.out[start..start + 4].copy_from_slice(&(self.block.len() as u32).to_le_bytes());
-            match lz4_flex::block::compress_into(&self.block, &mut self.out[start + 4..]) {
-                Ok(n) if 4 + n < self.block.len() - self.block.len() / 8 => {
-                    self.out.truncate(start + 4 + n);
-                    codec = CODEC_LZ4;
-                }
-                _ => self.out.truncate(start),
-            }
-        }
+        let codec = self.compressor.compress_into(&self.block, &mut self.out);
         if codec == CODEC_NONE {
             self.out.extend_from_slice(&self.block);
         }
@@ -474,35 +408,8 @@ pub fn decode_block_within(
         return Err(Error::corrupt(path, format!("block {index} checksum mismatch")));
     }
     let (payload, codec) = body.split_at(body.len() - 1);
-    let too_big = |n: u64| {
-        Error::corrupt(
-            path,
-            format!("block {index} decodes to {n} bytes, more than the {max_payload} the file's entries can hold"),
-        )
-    };
     // The entries are slices of one buffer per block: no allocation per entry.
-    let payload = match codec[0] {
-        CODEC_NONE if payload.len() as u64 > max_payload => return Err(too_big(payload.len() as u64)),
-        CODEC_NONE => Bytes::copy_from_slice(payload),
-        CODEC_ZSTD => {
-            let claimed = zstd_claimed_len(payload, index, path)?;
-            if claimed as u64 > max_payload {
-                return Err(too_big(claimed as u64));
-            }
-            Bytes::from(zstd_decompress(&payload[4..], claimed, index, path)?)
-        }
-        CODEC_LZ4 => {
-            let claimed = lz4_claimed_len(payload, index, path)?;
-            if claimed as u64 > max_payload {
-                return Err(too_big(claimed as u64));
-            }
-            Bytes::from(
-                lz4_flex::block::decompress(&payload[4..], claimed as usize)
-                    .map_err(|e| Error::corrupt(path, format!("block {index} does not decompress: {e}")))?,
-            )
-        }
-        other => return Err(Error::corrupt(path, format!("block {index} has unknown codec {other}"))),
-    };
+    let payload = decompress_block(codec[0], payload, index, path, max_payload)?;
     let what = format!("block {index}");
     let mut c = Cursor { data: &payload, pos: 0, path, what: &what };
     let mut n = 0u32;

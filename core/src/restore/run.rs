@@ -11,12 +11,12 @@ use std::task::Poll;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 
+use crate::batch::IngestBatch;
 use crate::catalog::{DescId, Descriptor, DescriptorChange};
 use crate::chain::Chain;
 use crate::crypto::FileCodec;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::batch::IngestBatch;
 use crate::kv::{Entry, KvSink};
 use crate::locality::Locations;
 use crate::progress::{Cancel, ProgressReporter, RestoreCounter};

@@ -53,8 +53,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use redb::Database;
 use strata_core::{
-    Catalog, DescId, DescriptorChange, Error, IngestBatch, KvSink, KvSource, KvStore, Result, ScanPage, ScanRequest, Span, Status,
-    Timestamp,
+    Catalog, DescId, DescriptorChange, Error, IngestBatch, KvSink, KvSource, KvStore, Result, ScanPage, ScanRequest,
+    Span, Status, Timestamp,
 };
 
 use changes::{ChangedKeys, CHANGED_KEYS_PER_PASS, MAX_MERGED_RUNS};

@@ -36,8 +36,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use strata_core::{
-    Catalog, DescId, DescriptorChange, Error, KvSink, KvSource, KvStore, Result, ScanPage, ScanRequest, Span, Status,
-    Timestamp,
+    Catalog, DescId, DescriptorChange, Error, IngestBatch, KvSink, KvSource, KvStore, Result, ScanPage, ScanRequest,
+    Span, Status, Timestamp,
 };
 
 use crate::embedded::clock::Clock;
@@ -396,14 +396,10 @@ impl KvSink for LsmStore {
         self.blocking(move |inner| inner.allocate_ids(count)).await
     }
 
-    async fn ingest(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        // The pairs come back to be freed by the caller, whose thread allocated them.
-        let pairs = self
-            .blocking(move |inner| {
-                inner.ingest(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).map(|()| pairs)
-            })
-            .await?;
-        drop(pairs);
+    async fn ingest(&self, batch: IngestBatch) -> Result<()> {
+        // The batch comes back to be freed by the caller, whose thread allocated it.
+        let batch = self.blocking(move |inner| inner.ingest(batch.iter()).map(|()| batch)).await?;
+        drop(batch);
         Ok(())
     }
 
