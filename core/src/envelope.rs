@@ -50,7 +50,8 @@ pub const DESCRIPTOR: Envelope = Envelope::new(b"STRATADS", "descriptor", 2);
 /// The header of an encrypted file (`crypto::aead`): magic and version only, its own fields follow.
 pub const ENCRYPTED_FILE: Envelope = Envelope::new(b"STRATAEN", "encrypted file", 1).named("encryption");
 /// The data file's footer (`format::datafile`): magic and version only, at the end of the file.
-pub const DATA_FILE: Envelope = Envelope::new(b"STRATADF", "data file", 1);
+/// Version 2 keeps each block's heads (keys, timestamps, lengths) apart from its values.
+pub const DATA_FILE: Envelope = Envelope::new(b"STRATADF", "data file", 2);
 /// `BACKUP-PLAN`, the plan of a backup run in progress (`backup::resume`). Version 2 added the
 /// source store's id and the id of the run that claimed the directory.
 pub const BACKUP_PLAN: Envelope = Envelope::new(b"STRATAPL", "backup plan", 2);

@@ -15,8 +15,9 @@ use futures::executor::block_on;
 use futures::FutureExt;
 use strata_core::ExternalStorageExt;
 use strata_core::{
-    datafile, keys, Catalog, DescId, DescriptorChange, Error, Executor, KvSink, KvSource, KvStore, MemKv, MemoryOpener,
-    RestoreRunOptions, Result, ScanPage, ScanRequest, Span, Status, StorageOpener, Timestamp,
+    datafile, keys, BackupOptions, BlockCodec, Catalog, DataFileOptions, DescId, DescriptorChange, Error, Executor,
+    KvSink, KvSource, KvStore, MemKv, MemoryOpener, RestoreRunOptions, Result, ScanPage, ScanRequest, Span, Status,
+    StorageOpener, Timestamp,
 };
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -238,7 +239,10 @@ impl Hook for DataReads {
 /// One table `d.t` of 4,000 rows of 200 incompressible bytes (about 0.8 MB, in blocks of 128 KiB
 /// stored as they are), backed up to `memory://r` of `opener`.
 async fn incompressible_backup(opener: &MemoryOpener) {
-    let exec = Executor::new(Arc::new(MemKv::new()), Arc::new(opener.clone()));
+    // Blocks of 128 KiB stored as they are (random values; the heads alone would compress).
+    let data_file = DataFileOptions::default().with_block_size(128 << 10).with_codec(BlockCodec::None);
+    let exec = Executor::new(Arc::new(MemKv::new()), Arc::new(opener.clone()))
+        .with_backup_options(BackupOptions::default().with_data_file(data_file));
     exec.execute("CREATE DATABASE d").await.unwrap();
     exec.execute("CREATE TABLE d.t").await.unwrap();
     let id = exec.table_id("d", "t", None).await.unwrap();

@@ -1143,7 +1143,7 @@ mod tests {
         let incremental = report.phases.iter().find(|p| p.name == "incremental backup").unwrap();
         assert_eq!(incremental.rows, 20, "the incremental exports exactly the changed rows");
         let targets = report.targets();
-        assert_eq!(targets.len(), 5);
+        assert_eq!(targets.len(), 7);
         for t in &targets {
             assert!(rendered.contains(t.name) && rendered.contains(&t.measured), "{rendered}");
         }
@@ -1163,7 +1163,7 @@ mod tests {
             assert!(report.restic.is_none());
             assert!(rendered.contains("restic: skipped (--no-restic)"), "{rendered}");
             assert!(!restic_rows.iter().any(|r| rendered.contains(r)), "{rendered}");
-            assert!(report.targets().iter().filter(|t| t.met.is_none()).count() == 2);
+            assert!(report.targets().iter().filter(|t| t.met.is_none()).count() == 3);
             return;
         }
         for k in JSON_KEYS.iter().filter(|k| k.contains("restic")) {

@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use futures::executor::block_on;
 use strata_core::crypto::info::{EncryptionInfo, WrappedKey};
-use strata_core::datafile::{decode_footer, decode_index, BlockHandle, DataFileOptions, DataFileWriter, FOOTER_LEN};
+use strata_core::datafile::{
+    decode_footer, decode_index, BlockCodec, BlockHandle, DataFileOptions, DataFileWriter, FOOTER_LEN,
+};
 use strata_core::manifest::{manifest_checksum, sha256};
 use strata_core::{
     keys, Descriptor, Entropy, Executor, ExternalStorage, ExternalStorageExt, KdfParams, Manifest, MemKv, MemoryOpener,
@@ -222,18 +224,20 @@ fn write_index(bytes: &mut Vec<u8>, index_offset: u64, handles: &[BlockHandle]) 
     bytes.extend_from_slice(&index_len.to_le_bytes());
     bytes.extend_from_slice(&crc.to_le_bytes());
     bytes.extend_from_slice(&total.to_le_bytes());
-    bytes.extend_from_slice(&1u16.to_le_bytes());
+    // The format version the blocks were written in (a forger's raw blocks are version 1).
+    bytes.extend_from_slice(&handles.first().map_or(1, |h| h.version).to_le_bytes());
     bytes.extend_from_slice(&0u16.to_le_bytes());
     bytes.extend_from_slice(b"STRATADF");
     total
 }
 
-/// Sets the size the LZ4 header of the first block claims, and fixes the block's CRC.
-fn claim_lz4_size(bytes: &mut [u8], claimed: u32) {
+/// Sets the size the header of the first block (LZ4 or zstd: both start with the size they
+/// decompress to) claims, and fixes the block's CRC.
+fn claim_size(bytes: &mut [u8], claimed: u32) {
     let (_, handles) = parse(bytes);
     let r = handles[0].range();
     let (start, end) = (r.start as usize, r.end as usize);
-    assert_eq!(bytes[end - 5], 1, "the first block is LZ4-compressed");
+    assert!([1, 2].contains(&bytes[end - 5]), "the first block is compressed");
     bytes[start..start + 4].copy_from_slice(&claimed.to_le_bytes());
     let crc = crc32(&bytes[start..end - 4]);
     bytes[end - 4..end].copy_from_slice(&crc.to_le_bytes());
@@ -285,6 +289,7 @@ fn raw_data_file(entries: &[RawEntry]) -> Vec<u8> {
         offset: 0,
         len: block.len() as u32,
         entries: entries.len() as u32,
+        version: 1,
     };
     let at = block.len() as u64;
     write_index(&mut block, at, &[handle]);
@@ -336,26 +341,24 @@ fn forged_plain_backups_fail_cleanly_within_twice_the_honest_memory() {
     let data = backup.manifest().files[0].path.clone();
     let forgeries: Vec<Forgery> = vec![
         (
-            "an LZ4 block claiming 4 GiB",
+            "a compressed block claiming 4 GiB",
             &data,
-            Box::new(|b| drop(b.forge_file(|bytes, _| claim_lz4_size(bytes, u32::MAX - 15)))),
+            Box::new(|b| drop(b.forge_file(|bytes, _| claim_size(bytes, u32::MAX - 15)))),
         ),
         (
-            "an LZ4 block claiming the most a block may hold",
+            "a compressed block claiming the most a block may hold",
             &data,
-            Box::new(|b| {
-                drop(b.forge_file(|bytes, _| claim_lz4_size(bytes, strata_core::datafile::MAX_LZ4_BLOCK_LEN)))
-            }),
+            Box::new(|b| drop(b.forge_file(|bytes, _| claim_size(bytes, strata_core::datafile::MAX_LZ4_BLOCK_LEN)))),
         ),
         (
-            "an LZ4 block claiming 1 MiB more than it holds",
+            "a compressed block claiming 1 MiB more than it holds",
             &data,
             Box::new(|b| {
                 drop(b.forge_file(|bytes, _| {
                     let (_, handles) = parse(bytes);
                     let at = handles[0].offset as usize;
                     let real = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-                    claim_lz4_size(bytes, real + (1 << 20));
+                    claim_size(bytes, real + (1 << 20));
                 }))
             }),
         ),
@@ -729,14 +732,16 @@ fn write_seed_corpora() {
             write_seed(&mut corpus, target, &format!("written-{}", hex(&sha256(&v)[..4])), &v);
         }
     });
-    // A data file of several LZ4 blocks, versions and tombstones.
-    let mut w = DataFileWriter::new(DataFileOptions::default().with_block_size(256));
-    for i in 0..40u32 {
-        let key = keys::table_key(100, &(i / 2).to_be_bytes());
-        let value = (i % 5 != 0).then(|| vec![b'x' + (i % 3) as u8; 100]);
-        w.add(&key, Timestamp::new(100 - (i % 2) as u64, 0), value.as_deref());
+    // Data files of several LZ4 and zstd blocks, versions and tombstones.
+    for (name, codec) in [("lz4-blocks", BlockCodec::Lz4), ("zstd-blocks", BlockCodec::Zstd { level: 1 })] {
+        let mut w = DataFileWriter::new(DataFileOptions::default().with_block_size(256).with_codec(codec));
+        for i in 0..40u32 {
+            let key = keys::table_key(100, &(i / 2).to_be_bytes());
+            let value = (i % 5 != 0).then(|| vec![b'x' + (i % 3) as u8; 100]);
+            w.add(&key, Timestamp::new(100 - (i % 2) as u64, 0), value.as_deref());
+        }
+        write_seed(&mut corpus, "data_file", name, &w.finish().0);
     }
-    write_seed(&mut corpus, "data_file", "lz4-blocks", &w.finish().0);
     // Sealed files the encrypted_file target opens, around chunk boundaries.
     for (plain, chunk) in [(0usize, 64u32), (100, 64), (128, 64), (1000, 256)] {
         let text: Vec<u8> = (0..plain).map(|i| i as u8).collect();

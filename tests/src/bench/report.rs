@@ -1,5 +1,5 @@
 //! What a run measured, and how the `bench` binary prints it: the table, the strata/restic
-//! summary with issue 8's targets, and the JSON line.
+//! summary with issue 14's targets, and the JSON line.
 
 use std::fmt::Write as _;
 
@@ -99,11 +99,11 @@ pub struct Figures {
     pub restic_peak_rss_mib: Option<f64>,
     /// `full_mb_s / restic_full_mb_s`.
     pub full_over_restic_full: Option<f64>,
-    /// `full_enc_mb_s / restic_full_mb_s` (issue 8's target: ≥ 3).
+    /// `full_enc_mb_s / restic_full_mb_s` (issue 14's target: ≥ 2).
     pub enc_over_restic_full: Option<f64>,
     /// `full_enc_mb_s / limit_mb_s` (issue 8's target: ≥ 0.5).
     pub enc_over_limit: Option<f64>,
-    /// `restore_mb_s / restic_restore_mb_s` (issue 8's target: ≥ 3).
+    /// `restore_mb_s / restic_restore_mb_s` (issue 14's target: ≥ 2).
     pub restore_over_restic_restore: Option<f64>,
     /// `restic_incr_s / restic_full_s`, restic's counterpart of `incr_over_full`.
     pub restic_incr_over_full: Option<f64>,
@@ -134,7 +134,7 @@ pub struct ResticRun {
     pub restore_verified_files: u64,
 }
 
-/// One of issue 8's targets and what a run measured for it.
+/// One of issue 14's targets and what a run measured for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// The target, as the issue states it.
@@ -166,7 +166,8 @@ impl BenchReport {
         serde_json::to_string(&self.figures).expect("figures serialize")
     }
 
-    /// Issue 8's targets with this run's values.
+    /// Issue 14's targets with this run's values (but its plain writes at 2x an earlier build's:
+    /// see the `write_mb_s` figure).
     pub fn targets(&self) -> Vec<Target> {
         let f = &self.figures;
         let no_restic = if self.restic.is_none() { "not measured (restic skipped)" } else { "not measured" };
@@ -177,10 +178,10 @@ impl BenchReport {
         let enc = f.full_enc_mb_s.unwrap_or(0.0);
         vec![
             target(
-                "full encrypted ≥ 3× restic's full backup throughput",
+                "full encrypted ≥ 2× restic's full backup throughput",
                 f.enc_over_restic_full
                     .zip(f.restic_full_mb_s)
-                    .map(|(r, restic)| (format!("{r:.2}× ({enc:.1} vs {restic:.1} MB/s)"), r >= 3.0)),
+                    .map(|(r, restic)| (format!("{r:.2}× ({enc:.1} vs {restic:.1} MB/s)"), r >= 2.0)),
                 no_restic,
             ),
             target(
@@ -191,6 +192,15 @@ impl BenchReport {
                 "not measured (no crypto measurement)",
             ),
             target(
+                "backup no larger than restic's repository growth",
+                f.restic_full_stored_bytes.map(|restic| {
+                    let ours = f.full_enc_stored_bytes;
+                    let (mb, rmb) = (ours as f64 / 1e6, restic as f64 / 1e6);
+                    (format!("{mb:.2} MB vs {rmb:.2} MB ({:.3}×)", ours as f64 / restic as f64), ours <= restic)
+                }),
+                no_restic,
+            ),
+            target(
                 "incremental (1% changed) ≤ 3% of the full backup's time",
                 Some((
                     format!("{:.2}% ({:.3} s of {:.3} s)", f.incr_over_full * 100.0, f.incr_s, f.full_s),
@@ -199,11 +209,19 @@ impl BenchReport {
                 "",
             ),
             target(
-                "restore ≥ 3× restic's restore throughput",
+                "restore ≥ 2× restic's restore throughput",
                 f.restore_over_restic_restore
                     .zip(f.restic_restore_mb_s)
-                    .map(|(r, restic)| (format!("{r:.2}× ({:.1} vs {restic:.1} MB/s)", f.restore_mb_s), r >= 3.0)),
+                    .map(|(r, restic)| (format!("{r:.2}× ({:.1} vs {restic:.1} MB/s)", f.restore_mb_s), r >= 2.0)),
                 no_restic,
+            ),
+            target(
+                "embedded store ≤ 1.5× the logical data",
+                Some({
+                    let r = f.store_bytes as f64 / f.logical_bytes.max(1) as f64;
+                    (format!("{r:.2}× ({:.1} MB after the writes, allocated)", f.store_bytes as f64 / 1e6), r <= 1.5)
+                }),
+                "",
             ),
             target(
                 "peak RSS ≤ 256 MiB",
@@ -328,7 +346,7 @@ impl BenchReport {
         let targets = self.targets();
         let (wn, wm) =
             targets.iter().fold((0, 0), |(n, m), t| (n.max(t.name.chars().count()), m.max(t.measured.chars().count())));
-        let _ = writeln!(out, " issue 8's targets");
+        let _ = writeln!(out, " issue 14's targets");
         for t in &targets {
             let status = match t.met {
                 Some(true) => "met",
