@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use etcd_client::{CompactionOptions, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnResponse};
-use strata_core::{IngestBatch, 
-    check_gc_threshold, keys, Catalog, DescId, DescriptorChange, Error, KvSink, KvSource, KvStore, Result, ScanPage,
-    ScanRequest, Span, Status, Timestamp, WorkUnit, FIRST_USER_ID,
+use strata_core::{
+    check_gc_threshold, keys, Catalog, DescId, DescriptorChange, Error, IngestBatch, KvSink, KvSource, KvStore, Result,
+    ScanPage, ScanRequest, Span, Status, Timestamp, WorkUnit, FIRST_USER_ID,
 };
 
 use crate::client::{parse_endpoints, EtcdConn};

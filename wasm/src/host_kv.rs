@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use strata_core::{IngestBatch, 
-    Catalog, DescId, DescriptorChange, KvSink, KvSource, KvStore, MvccFilter, Result, ScanPage, ScanRequest, Span,
-    TableDescriptor, Timestamp, WorkUnit,
+use strata_core::{
+    Catalog, DescId, DescriptorChange, IngestBatch, KvSink, KvSource, KvStore, MvccFilter, Result, ScanPage,
+    ScanRequest, Span, TableDescriptor, Timestamp, WorkUnit,
 };
 
 /// Key and value bytes moved between two yields to the event loop.

@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 use futures::lock::Mutex;
 use js_sys::{Array, Object, Reflect};
-use strata_core::{IngestBatch, 
-    keys, Catalog, DescId, DescriptorChange, Entry, Error, KvSink, KvSource, KvStore, MvccFilter, Result, ScanPage,
-    ScanRequest, Span, Status, Timestamp, FIRST_USER_ID,
+use strata_core::{
+    keys, Catalog, DescId, DescriptorChange, Entry, Error, IngestBatch, KvSink, KvSource, KvStore, MvccFilter, Result,
+    ScanPage, ScanRequest, Span, Status, Timestamp, FIRST_USER_ID,
 };
 use wasm_bindgen::JsValue;
 
