@@ -155,6 +155,33 @@ impl ZstdCompressor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// A block's claimed size and a zstd frame header of single-segment form declaring
+    /// `content` bytes (4-byte content size), with no blocks after it.
+    fn header(claimed: u32, content: u32) -> Vec<u8> {
+        let mut out = claimed.to_le_bytes().to_vec();
+        out.extend_from_slice(&MAGIC);
+        out.push(0xa0); // content size: 4 bytes; single segment
+        out.extend_from_slice(&content.to_le_bytes());
+        out
+    }
+
+    /// The header checks are the same code on every build (the wasm build included).
+    #[test]
+    fn headers_are_checked_before_anything_is_allocated() {
+        assert_eq!(zstd_claimed_len(&header(70_000, 70_000), 0, "f"), Ok(70_000));
+        let refused = |p: &[u8]| zstd_claimed_len(p, 3, "f").unwrap_err().to_string();
+        assert!(refused(&header(70_000, 70_001)).contains("its zstd frame says 70001"));
+        assert!(refused(&header(MAX_LZ4_BLOCK_LEN + 1, MAX_LZ4_BLOCK_LEN + 1)).contains("more than a block holds"));
+        let mut dictionary = header(10, 10);
+        dictionary[8] |= 0x01;
+        assert!(refused(&dictionary).contains("dictionary"));
+        // A frame whose blocks are missing decodes to nothing: refused after the header.
+        let frame = header(300, 300);
+        assert!(zstd_decompress(&frame[4..], 300, 0, "f").is_err());
+    }
 
     fn block(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8 ^ (i / 1000) as u8).collect()
