@@ -386,6 +386,13 @@ pub fn check_gc_threshold(request: &ScanRequest, threshold: Timestamp) -> Result
 /// and a span `[start, end)` in `[mvcc_key(start, Timestamp::MAX), mvcc_key(end, Timestamp::MAX))`.
 pub fn mvcc_key(key: &[u8], ts: Timestamp) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len() + 14);
+    push_mvcc_key(&mut out, key, ts);
+    out
+}
+
+/// Appends [`mvcc_key`]`(key, ts)` to `out` (an engine's key buffer, reused across keys).
+pub fn push_mvcc_key(out: &mut Vec<u8>, key: &[u8], ts: Timestamp) {
+    out.reserve(key.len() + 14);
     for &b in key {
         out.push(b);
         if b == 0 {
@@ -395,7 +402,6 @@ pub fn mvcc_key(key: &[u8], ts: Timestamp) -> Vec<u8> {
     out.extend_from_slice(&[0x00, 0x01]);
     out.extend_from_slice(&(!ts.wall).to_be_bytes());
     out.extend_from_slice(&(!ts.logical).to_be_bytes());
-    out
 }
 
 /// The key and timestamp of an encoding made by [`mvcc_key`], or `None` if `encoded` is not one.

@@ -107,8 +107,8 @@ pub use exec::{
 pub use format::datafile::{self, BlockCodec, DataFileOptions, DataFileStats, DataFileWriter};
 pub use format::manifest::{self, BackupScope, DescriptorRevision, FileInfo, Manifest, Origin};
 pub use kv::{
-    check_gc_threshold, decode_mvcc_key, mvcc_key, read_span, Entry, KvSink, KvSource, KvStore, MaybeSendSync,
-    MvccFilter, PageBuilder, ScanPage, ScanRequest, WorkUnit,
+    check_gc_threshold, decode_mvcc_key, mvcc_key, push_mvcc_key, read_span, Entry, KvSink, KvSource, KvStore,
+    MaybeSendSync, MvccFilter, PageBuilder, ScanPage, ScanRequest, WorkUnit,
 };
 pub use layout::{
     dated_subdir, is_dated_subdir, layer_dir, layer_subdir, skipped_layers, SkipReason, SkippedLayer, CHECKPOINT_NAME,

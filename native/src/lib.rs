@@ -8,6 +8,7 @@ mod kms;
 mod lsm;
 mod secrets;
 mod storage;
+mod store_threads;
 pub mod workload;
 
 pub use cpu::TokioCpuPool;

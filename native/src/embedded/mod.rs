@@ -3,7 +3,7 @@
 //!
 //! The on-disk layout, the clock and how blocking calls are run are documented on
 //! [`EmbeddedStore`]. This file holds the store's types, opening, and the trait impls; each call
-//! is handed to the store's threads ([`worker`]) and runs one operation of a submodule on the
+//! is handed to the store's threads ([`crate::store_threads`]) and runs one operation of a submodule on the
 //! shared state ([`Inner`]). Which submodule touches which table of `strata.redb`:
 //!
 //! ```text
@@ -19,13 +19,11 @@
 //!              convert layouts 1, 2, 3 to 4
 //!
 //!  clock.rs    the timestamp of every write and ingest transaction (write.rs), and now()
-//!  worker.rs   the store's two threads, on which every operation above runs
 //! ```
 //!
 //! - [`layout`]: table definitions, key and value encodings, the layout version and its
 //!   conversions when a store opens.
 //! - [`clock`]: the hybrid logical clock (timestamps of writes, `now()`).
-//! - [`worker`]: the store's own threads and [`EmbeddedStore::blocking`].
 //! - [`write`](mod@write): write transactions at a fresh timestamp (writes, publishes, id allocation).
 //! - [`ingest`]: ingests (`"ingested"` instead of change-log rows, no sync, the background
 //!   write-back) and whether a window of changes holds one.
@@ -43,7 +41,6 @@ mod ingest;
 mod layout;
 mod scan;
 mod stats;
-mod worker;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -57,9 +54,9 @@ use strata_core::{
     Span, Status, Timestamp,
 };
 
+use crate::store_threads::{Workers, STORE_THREADS};
 use changes::{ChangedKeys, CHANGED_KEYS_PER_PASS, MAX_MERGED_RUNS};
 use clock::Clock;
-use worker::{Workers, STORE_THREADS};
 
 /// An embedded, persistent MVCC key-value store on redb, implementing [`KvSource`], [`KvSink`]
 /// and [`KvStore`] with the same semantics as [`strata_core::MemKv`].
@@ -264,7 +261,7 @@ impl EmbeddedStore {
         })?;
         let inner = Inner {
             db,
-            workers: Workers::start(STORE_THREADS)?,
+            workers: Workers::start(STORE_THREADS, "strata-store")?,
             path,
             clock: Clock::new(),
             changed_keys: Mutex::new(Vec::new()),
@@ -428,3 +425,15 @@ const _: fn() = || {
     fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
     assert_shareable::<EmbeddedStore>();
 };
+
+impl EmbeddedStore {
+    /// Runs `f` on one of the store's threads ([`crate::store_threads`]) and awaits its result
+    /// (a panic in `f` resumes here).
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        self.inner.workers.run(self.inner.clone(), &self.inner.path, f).await
+    }
+}

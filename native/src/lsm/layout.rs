@@ -50,16 +50,7 @@ pub(super) fn range_keyspace() -> KeyspaceCreateOptions {
 /// Appends `mvcc_key(key, ts)` ([`strata_core::mvcc_key`]) to `out`, without allocating.
 #[inline]
 pub(super) fn push_version_key(out: &mut Vec<u8>, key: &[u8], ts: Timestamp) {
-    out.reserve(key.len() + VERSION_SUFFIX + 2);
-    for &b in key {
-        out.push(b);
-        if b == 0 {
-            out.push(0xff);
-        }
-    }
-    out.extend_from_slice(&[0x00, 0x01]);
-    out.extend_from_slice(&(!ts.wall).to_be_bytes());
-    out.extend_from_slice(&(!ts.logical).to_be_bytes());
+    strata_core::push_mvcc_key(out, key, ts);
 }
 
 /// `mvcc_key(key, ts)`.

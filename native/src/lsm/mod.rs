@@ -4,7 +4,7 @@
 //!
 //! The on-disk layout, the clock, durability and how blocking calls are run are documented on
 //! [`LsmStore`]. This file holds the store's types, opening, and the trait impls; each call is
-//! handed to the store's threads ([`worker`]) and runs one operation of a submodule on the shared
+//! handed to the store's threads ([`crate::store_threads`]) and runs one operation of a submodule on the shared
 //! state ([`Inner`]). Which submodule touches which keyspace:
 //!
 //! ```text
@@ -18,7 +18,6 @@
 //!  layout.rs   open: keyspaces, layout version                                  RW
 //!
 //!  embedded/clock.rs  the timestamp of every write and ingest (write.rs), and now()
-//!  worker.rs          the store's threads, on which every operation above runs
 //! ```
 
 mod changes;
@@ -26,7 +25,6 @@ mod gc;
 mod ingest;
 mod layout;
 mod scan;
-mod worker;
 mod write;
 
 use std::collections::BTreeMap;
@@ -41,9 +39,9 @@ use strata_core::{
 };
 
 use crate::embedded::clock::Clock;
+use crate::store_threads::{Workers, STORE_THREADS};
 use crate::{EmbeddedStore, StoreStats};
 use changes::{ChangedKeys, CHANGED_KEYS_PER_PASS, MAX_MERGED_RUNS};
-use worker::{Workers, STORE_THREADS};
 
 /// An embedded, persistent MVCC key-value store on fjall (an LSM tree), implementing
 /// [`KvSource`], [`KvSink`] and [`KvStore`] with the same semantics as [`strata_core::MemKv`]
@@ -252,7 +250,7 @@ impl LsmStore {
             meta: keyspace(layout::META, fjall::KeyspaceCreateOptions::default)?,
             table_bytes: keyspace(layout::TABLE_BYTES, fjall::KeyspaceCreateOptions::default)?,
             db,
-            workers: Workers::start(STORE_THREADS)?,
+            workers: Workers::start(STORE_THREADS, "strata-lsm")?,
             path,
             clock: Clock::new(),
             commit: Mutex::new(()),
@@ -426,3 +424,15 @@ const _: fn() = || {
     fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
     assert_shareable::<LsmStore>();
 };
+
+impl LsmStore {
+    /// Runs `f` on one of the store's threads ([`crate::store_threads`]) and awaits its result
+    /// (a panic in `f` resumes here).
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        self.inner.workers.run(self.inner.clone(), &self.inner.path, f).await
+    }
+}
