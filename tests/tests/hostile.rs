@@ -732,8 +732,9 @@ fn write_seed_corpora() {
             write_seed(&mut corpus, target, &format!("written-{}", hex(&sha256(&v)[..4])), &v);
         }
     });
-    // Data files of several LZ4 and zstd blocks, versions and tombstones.
-    for (name, codec) in [("lz4-blocks", BlockCodec::Lz4), ("zstd-blocks", BlockCodec::Zstd { level: 1 })] {
+    // Data files (version 2) of several LZ4 and zstd blocks, versions and tombstones; the
+    // version 1 seed `lz4-blocks` stays as it was written.
+    for (name, codec) in [("lz4-blocks-v2", BlockCodec::Lz4), ("zstd-blocks-v2", BlockCodec::Zstd { level: 1 })] {
         let mut w = DataFileWriter::new(DataFileOptions::default().with_block_size(256).with_codec(codec));
         for i in 0..40u32 {
             let key = keys::table_key(100, &(i / 2).to_be_bytes());
