@@ -17,8 +17,8 @@ use redb::ReadableDatabase;
 use strata_core::{check_gc_threshold, MvccFilter, PageBuilder, Result, ScanPage, ScanRequest, Timestamp};
 
 use super::layout::{change_bounds, successor, ChangeKey, CHANGES, GC_THRESHOLD_KEY, LAST_TIMESTAMP_KEY, META, MVCC};
-use super::scan::{page_capacity, RowCount};
 use super::Inner;
+use crate::store_common::{page_capacity, RowCount};
 
 /// How many changed keys one pass over the change log collects at most (see
 /// [`EmbeddedStore::set_changed_keys_per_pass`](super::EmbeddedStore::set_changed_keys_per_pass)).

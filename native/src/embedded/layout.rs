@@ -12,6 +12,7 @@ use strata_core::{keys, Error, Result, Timestamp};
 
 use super::stats::{COUNTED_KEY, TABLE_BYTES};
 use super::Inner;
+use crate::store_common::decode_stored;
 
 /// `(key, u64::MAX - wall, u32::MAX - logical)`.
 pub(super) type VersionKey = (&'static [u8], u64, u32);
@@ -40,11 +41,8 @@ pub(super) const GC_THRESHOLD_KEY: &str = "gc_threshold";
 /// scan of changes no longer looks each changed key up in `"mvcc"` (converted on open).
 const LAYOUT_VERSION: u32 = 4;
 
-/// The first byte of a stored version (in `"mvcc"` and `"change_log"`): a deletion, nothing
-/// follows.
-pub(super) const TAG_TOMBSTONE: u8 = 0;
-/// The first byte of a stored version: the value follows.
-pub(super) const TAG_VALUE: u8 = 1;
+/// The first byte of a stored version (in `"mvcc"` and `"change_log"`): a deletion or a value.
+pub(super) use crate::store_common::{TAG_TOMBSTONE, TAG_VALUE};
 
 #[inline]
 pub(super) fn version_key(key: &[u8], ts: Timestamp) -> (&[u8], u64, u32) {
@@ -99,12 +97,7 @@ impl Inner {
     /// The value of a stored version: `None` for a tombstone.
     #[inline]
     pub(super) fn decode_value<'v>(&self, key: &[u8], bytes: &'v [u8]) -> Result<Option<&'v [u8]>> {
-        match bytes.split_first() {
-            Some((&TAG_VALUE, value)) => Ok(Some(value)),
-            Some((&TAG_TOMBSTONE, [])) => Ok(None),
-            Some((tag, _)) => Err(self.corrupt(format!("version of {} has unknown tag {tag}", keys::pretty_key(key)))),
-            None => Err(self.corrupt(format!("version of {} is empty", keys::pretty_key(key)))),
-        }
+        decode_stored(bytes).map_err(|why| self.corrupt(format!("version of {} {why}", keys::pretty_key(key))))
     }
 
     /// A timestamp stored in `"meta"` under `name`, [`Timestamp::ZERO`] if there is none.

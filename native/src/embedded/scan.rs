@@ -1,40 +1,14 @@
 //! Reads of `"mvcc"`: [`KvSource::scan`](strata_core::KvSource::scan) and point reads; the page
 //! buffer sizing and the row counters every scan (also of changes) uses.
 
+use crate::store_common::{page_capacity, RowCount};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::ReadableDatabase;
 use strata_core::{check_gc_threshold, MvccFilter, PageBuilder, Result, ScanPage, ScanRequest, Span, Timestamp};
 
 use super::layout::{successor, version_key, version_ts, GC_THRESHOLD_KEY, META, MVCC};
 use super::Inner;
-
-/// Adds the rows an operation read to a counter when it ends, whichever way it ends.
-pub(super) struct RowCount<'a> {
-    counter: &'a AtomicU64,
-    pub(super) rows: u64,
-}
-
-impl<'a> RowCount<'a> {
-    pub(super) fn new(counter: &'a AtomicU64) -> Self {
-        RowCount { counter, rows: 0 }
-    }
-}
-
-impl Drop for RowCount<'_> {
-    fn drop(&mut self) {
-        self.counter.fetch_add(self.rows, Ordering::Relaxed);
-    }
-}
-
-/// Bytes to reserve up front for a scan page's keys and values: the target and room for the key
-/// that crosses it, so a page is built without reallocating (and copying) its buffer. At most
-/// 16 MiB; a reservation that large is mapped lazily, so a small scan with a huge target costs
-/// no memory it does not fill.
-pub(super) fn page_capacity(request: &ScanRequest) -> usize {
-    usize::try_from(request.target_bytes).unwrap_or(usize::MAX).saturating_add(64 << 10).min(16 << 20)
-}
 
 impl Inner {
     /// [`KvSource::scan`](strata_core::KvSource::scan): one range of `"mvcc"`, keys ascending

@@ -18,8 +18,8 @@ use strata_core::{check_gc_threshold, PageBuilder, Result, ScanPage, ScanRequest
 use super::layout::{
     change_bounds, change_key, encode_ts, split_change_key, successor, GC_THRESHOLD_KEY, LAST_TIMESTAMP_KEY,
 };
-use super::scan::{page_capacity, RowCount};
 use super::Inner;
+use crate::store_common::{page_capacity, RowCount};
 
 /// How many changed keys one pass over the change index collects at most.
 pub(super) const CHANGED_KEYS_PER_PASS: usize = 1 << 15;

@@ -13,6 +13,7 @@ use fjall::{CompressionType, KeyspaceCreateOptions, PersistMode, Readable};
 use strata_core::{keys, Error, Result, Timestamp};
 
 use super::Inner;
+use crate::store_common::decode_stored;
 
 pub(super) const VERSIONS: &str = "versions";
 pub(super) const CHANGES: &str = "changes";
@@ -26,10 +27,8 @@ pub(super) const GC_THRESHOLD_KEY: &str = "gc_threshold";
 /// 1: `"versions"`, `"changes"` (keys only), `"ingested"`, `"meta"`, `"table_bytes"`.
 pub(super) const LAYOUT_VERSION: u32 = 1;
 
-/// The first byte of a stored version: a deletion, nothing follows.
-pub(super) const TAG_TOMBSTONE: u8 = 0;
-/// The first byte of a stored version: the value follows.
-pub(super) const TAG_VALUE: u8 = 1;
+/// The first byte of a stored version: a deletion or a value.
+pub(super) use crate::store_common::{TAG_TOMBSTONE, TAG_VALUE};
 
 /// The bytes of a version's timestamp that follow its escaped key in `"versions"`: the
 /// terminator `0x00 0x01` and the inverted timestamp.
@@ -132,14 +131,8 @@ pub(super) fn successor(key: &[u8]) -> Vec<u8> {
     [key, &[0]].concat()
 }
 
-/// The row of `"table_bytes"` a key counts in: its table id, or [`OTHER`] outside tables.
-#[inline]
-pub(super) fn bucket(key: &[u8]) -> u32 {
-    keys::decode_table_key(key).map_or(OTHER, |(id, _)| id)
-}
-
 /// The row of `"table_bytes"` of keys outside every table.
-pub(super) const OTHER: u32 = u32::MAX;
+pub(super) use crate::store_common::OTHER;
 
 /// Checks that `path` can be an LSM store's database: absent, an empty directory, or a directory
 /// with fjall's `version` marker. The error says why not.
@@ -169,12 +162,7 @@ impl Inner {
     /// The value of a stored version: `None` for a tombstone.
     #[inline]
     pub(super) fn decode_value<'v>(&self, key: &[u8], bytes: &'v [u8]) -> Result<Option<&'v [u8]>> {
-        match bytes.split_first() {
-            Some((&TAG_VALUE, value)) => Ok(Some(value)),
-            Some((&TAG_TOMBSTONE, [])) => Ok(None),
-            Some((tag, _)) => Err(self.corrupt(format!("version of {} has unknown tag {tag}", keys::pretty_key(key)))),
-            None => Err(self.corrupt(format!("version of {} is empty", keys::pretty_key(key)))),
-        }
+        decode_stored(bytes).map_err(|why| self.corrupt(format!("version of {} {why}", keys::pretty_key(key))))
     }
 
     /// A timestamp stored in `"meta"` under `name` (read from `from`, a snapshot or the live

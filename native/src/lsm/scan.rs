@@ -2,37 +2,13 @@
 //! key's versions in a window (what a scan of changes reads per changed key); the page buffer
 //! sizing and the row counters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::store_common::{page_capacity, RowCount};
 
 use fjall::{Readable, Snapshot};
 use strata_core::{check_gc_threshold, MvccFilter, PageBuilder, Result, ScanPage, ScanRequest, Span, Timestamp};
 
 use super::layout::{split_version, successor, unescape, version_key, GC_THRESHOLD_KEY};
 use super::Inner;
-
-/// Adds the rows an operation read to a counter when it ends, whichever way it ends.
-pub(super) struct RowCount<'a> {
-    counter: &'a AtomicU64,
-    pub(super) rows: u64,
-}
-
-impl<'a> RowCount<'a> {
-    pub(super) fn new(counter: &'a AtomicU64) -> Self {
-        RowCount { counter, rows: 0 }
-    }
-}
-
-impl Drop for RowCount<'_> {
-    fn drop(&mut self) {
-        self.counter.fetch_add(self.rows, Ordering::Relaxed);
-    }
-}
-
-/// Bytes to reserve up front for a scan page's keys and values: the target and room for the key
-/// that crosses it, at most 16 MiB (see the redb store's `page_capacity`).
-pub(super) fn page_capacity(request: &ScanRequest) -> usize {
-    usize::try_from(request.target_bytes).unwrap_or(usize::MAX).saturating_add(64 << 10).min(16 << 20)
-}
 
 impl Inner {
     /// [`KvSource::scan`](strata_core::KvSource::scan): one range of `"versions"`, keys ascending

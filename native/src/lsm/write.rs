@@ -8,41 +8,12 @@ use std::collections::BTreeMap;
 use fjall::{OwnedWriteBatch, PersistMode};
 use strata_core::{keys, DescId, Error, Result, Status, Timestamp, FIRST_USER_ID};
 
-use super::layout::{bucket, change_key, encode_ts, version_key, LAST_TIMESTAMP_KEY, TAG_TOMBSTONE, TAG_VALUE};
+use super::layout::{change_key, encode_ts, version_key, LAST_TIMESTAMP_KEY, TAG_TOMBSTONE, TAG_VALUE};
 use super::Inner;
+use crate::store_common::apply_delta;
 
 /// What one commit adds to (or removes from) the byte counts, per table.
-#[derive(Default)]
-pub(super) struct ByteDeltas {
-    /// The table of the last version counted and its sum (versions come in key order, so runs of
-    /// one table are summed without a lookup).
-    current: Option<(u32, i64)>,
-    done: BTreeMap<u32, i64>,
-}
-
-impl ByteDeltas {
-    /// Counts a version of `key` whose stored value is `stored` bytes long, added (`sign` 1) or
-    /// removed (-1).
-    #[inline]
-    pub(super) fn count(&mut self, key: &[u8], stored: usize, sign: i64) {
-        let (id, bytes) = (bucket(key), sign * (key.len() + stored) as i64);
-        match &mut self.current {
-            Some((current, sum)) if *current == id => *sum += bytes,
-            current => {
-                if let Some((id, sum)) = current.replace((id, bytes)) {
-                    *self.done.entry(id).or_default() += sum;
-                }
-            }
-        }
-    }
-
-    fn into_sums(mut self) -> BTreeMap<u32, i64> {
-        if let Some((id, sum)) = self.current.take() {
-            *self.done.entry(id).or_default() += sum;
-        }
-        self.done
-    }
-}
+pub(super) use crate::store_common::ByteDeltas;
 
 impl Inner {
     /// Adds the rows of `"table_bytes"` that `deltas` change to `batch`, and returns the new
@@ -53,7 +24,7 @@ impl Inner {
         let mut new = Vec::new();
         for (id, sum) in deltas.into_sums() {
             let old = counts.get(&id).copied().unwrap_or(0);
-            let count = if sum >= 0 { old.saturating_add(sum as u64) } else { old.saturating_sub(sum.unsigned_abs()) };
+            let count = apply_delta(old, sum);
             batch.insert(&self.table_bytes, id.to_be_bytes().as_slice(), count.to_be_bytes().as_slice());
             new.push((id, count));
         }
