@@ -154,15 +154,10 @@ pub async fn create_keys(
 ) -> Result<(FileCodec, bool)> {
     match prepare_keys(dir, keyring, request).await? {
         NewKeys::Ready(codec) => Ok((codec, false)),
-        NewKeys::Generated(key) => {
-            let codec = keyring.codec(key.clone());
-            let created = write_keys(dir, keyring, request, &key, &Offload::inline()).await?;
-            let codec = match created {
-                KeysWritten::Ours => return Ok((codec, true)),
-                KeysWritten::Theirs(codec) => codec,
-            };
-            Ok((codec, false))
-        }
+        NewKeys::Generated(key) => match write_keys(dir, keyring, request, &key, &Offload::inline()).await? {
+            KeysWritten::Ours => Ok((keyring.codec(key), true)),
+            KeysWritten::Theirs(codec) => Ok((codec, false)),
+        },
     }
 }
 

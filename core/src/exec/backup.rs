@@ -222,16 +222,17 @@ impl BackupService {
         if let Some(run_id) = run_id {
             options = options.with_run_id(run_id);
         }
+        // Whether this run wrote the directory's ENCRYPTION-INFO (removed again if it fails).
         let (manifest, created_info) = match new_key {
-            None => (run_backup(cx.store.as_ref(), &dir, &plan, &options).await, Ok(false)),
+            None => (run_backup(cx.store.as_ref(), &dir, &plan, &options).await, false),
             Some(key) => {
                 let (gate, open) = CommitGate::new();
-                let options = options.clone().with_commit_gate(gate);
+                let options = options.with_commit_gate(gate);
                 let write = async {
-                    let written =
-                        write_keys(dir.storage().as_ref(), &cx.keyring, keys, &key, &self.options.offload).await;
-                    let written = match written {
-                        Ok(KeysWritten::Ours) => Ok(true),
+                    let written = match write_keys(dir.storage().as_ref(), &cx.keyring, keys, &key, &self.options.offload)
+                        .await
+                    {
+                        Ok(KeysWritten::Ours) => Ok(()),
                         // Another run wrote its key first: this run's files are sealed with
                         // another key, so it must not commit.
                         Ok(KeysWritten::Theirs(_)) => Err(Error::Precondition(format!(
@@ -240,18 +241,19 @@ impl BackupService {
                         ))),
                         Err(e) => Err(e),
                     };
-                    let _ = open.send(written.clone().map(drop));
+                    let _ = open.send(written.clone());
                     written
                 };
                 // The key's half first: inline (no CPU pool) it is done before the run starts.
                 let (written, manifest) = futures::join!(write, run_backup(cx.store.as_ref(), &dir, &plan, &options));
-                (manifest.and_then(|m| written.clone().map(|_| m)), written)
+                let created = written.is_ok();
+                (manifest.and_then(|m| written.map(|()| m)), created)
             }
         };
         let manifest = match manifest {
             Ok(m) => m,
             Err(e) => {
-                if created_info == Ok(true) && !matches!(e, Error::AlreadyExists { .. }) {
+                if created_info && !matches!(e, Error::AlreadyExists { .. }) {
                     // Best effort, like the data files: without a manifest this is no backup.
                     let _ = dir.storage().delete(ENCRYPTION_INFO_NAME).await;
                 }
