@@ -7,32 +7,9 @@
 
 use std::time::Instant;
 
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// The bench's account rows: `/Table/105/` ++ 10-digit id, a ~100-byte JSON value.
-fn row(i: u64, rows: u64) -> (Vec<u8>, Vec<u8>) {
-    let mut key = vec![0x10, 0, 0, 0, 105];
-    key.extend_from_slice(format!("{i:010}").as_bytes());
-    let r = mix(i);
-    let value = format!(
-        "{{\"id\":{i},\"customer_id\":{},\"balance\":{}.{:02},\"currency\":\"{}\",\"status\":\"{}\",\"opened\":\"20{:02}-{:02}-{:02}\"}}",
-        r % (rows / 10).max(1),
-        (r >> 8) % 1_000_000,
-        (r >> 40) % 100,
-        ["USD", "EUR", "GBP", "JPY"][(r >> 20) as usize % 4],
-        ["open", "open", "open", "frozen", "closed"][(r >> 24) as usize % 5],
-        10 + (r >> 30) % 16,
-        1 + (r >> 34) % 12,
-        1 + (r >> 38) % 28
-    );
-    (key, value.into_bytes())
-}
-
+#[path = "../rows.rs"]
+mod rows;
+use rows::row;
 
 fn main() {
     let n: u64 = std::env::args().nth(1).map_or(1_000_000, |a| a.parse().unwrap());
@@ -113,7 +90,14 @@ fn main() {
         }
         let ds = t.elapsed().as_secs_f64();
         let stored: usize = lz.iter().map(|c| c.len()).sum();
-        println!("| {} KiB | lz4 | {:.1} | {:.2} | {:.0} | {:.0} | — |", block_size >> 10, stored as f64 / 1e6, logical as f64 / stored as f64, raw as f64 / 1e6 / cs, raw as f64 / 1e6 / ds);
+        println!(
+            "| {} KiB | lz4 | {:.1} | {:.2} | {:.0} | {:.0} | — |",
+            block_size >> 10,
+            stored as f64 / 1e6,
+            logical as f64 / stored as f64,
+            raw as f64 / 1e6 / cs,
+            raw as f64 / 1e6 / ds
+        );
         for level in [1, 3] {
             let mut comp = zstd::bulk::Compressor::new(level).unwrap();
             let t = Instant::now();
@@ -134,7 +118,15 @@ fn main() {
             }
             let rs = t.elapsed().as_secs_f64();
             let stored: usize = zs.iter().map(|c| c.len()).sum();
-            println!("| {} KiB | zstd {level} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} |", block_size >> 10, stored as f64 / 1e6, logical as f64 / stored as f64, raw as f64 / 1e6 / cs, raw as f64 / 1e6 / ds, raw as f64 / 1e6 / rs);
+            println!(
+                "| {} KiB | zstd {level} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} |",
+                block_size >> 10,
+                stored as f64 / 1e6,
+                logical as f64 / stored as f64,
+                raw as f64 / 1e6 / cs,
+                raw as f64 / 1e6 / ds,
+                raw as f64 / 1e6 / rs
+            );
         }
     }
 }
