@@ -152,7 +152,12 @@ install_etcd() {
     echo "$(etcd --version | head -1); $(protoc --version)"
 }
 
-step_test() { install_restic && STRATA_REQUIRE_RESTIC=1 STRATA_REQUIRE_ETCD=1 cargo test --workspace; }
+# `cargo test --workspace`, with several test binaries at a time (scripts/run-tests.py): most of
+# them wait on servers, child processes and fsyncs, and one at a time left a core idle for half
+# the step.
+step_test() {
+    install_restic && STRATA_REQUIRE_RESTIC=1 STRATA_REQUIRE_ETCD=1 scripts/run-tests.py
+}
 
 step_wasm-build() { cargo build --target "$WASM_TARGET" -p strata-core -p strata-wasm; }
 
@@ -186,14 +191,14 @@ step_wasm-parity() {
 # The core's unit and integration tests, compiled for wasm32 and run under Node.
 step_wasm-test-core() {
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-        cargo test -p strata-core --target "$WASM_TARGET"
+        cargo test -p strata-core --target "$WASM_TARGET" --lib --tests
 }
 
 # The wasm crate's own tests (its unit tests and wasm/tests/*.rs), under Node; the browser-only
 # suite (wasm/tests/browser_adapters.rs) runs in step wasm-test-chromium.
 step_wasm-test-wasm() {
     WASM_BINDGEN_TEST_ONLY_NODE=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-        cargo test -p strata-wasm --target "$WASM_TARGET"
+        cargo test -p strata-wasm --target "$WASM_TARGET" --lib --tests
 }
 
 # ---- LATER STEPS GO HERE ---------------------------------------------------------------------
@@ -369,7 +374,7 @@ EOF
     CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_TEST_WEBDRIVER_JSON="$dir/webdriver.json" \
         WASM_BINDGEN_USE_BROWSER=1 WASM_BINDGEN_TEST_ONLY_WEB=1 WASM_BINDGEN_TEST_TIMEOUT=900 \
         CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-        cargo test -p strata-wasm --target "$WASM_TARGET" --no-fail-fast || status=$?
+        cargo test -p strata-wasm --target "$WASM_TARGET" --lib --tests --no-fail-fast || status=$?
     rm -rf "$dir"
     return "$status"
 }
@@ -378,8 +383,12 @@ EOF
 # has compiled it already, while a release build would compile every dependency again for
 # wasm32 (about 80 s of the 12-minute CI budget). The release build is what users get
 # (`npm run build`) and what the benchmark measures; it is the same code.
+# The interop tests run the CLI, target/debug/strata: the test step's build (`cargo test
+# --workspace --no-run`, a no-op after it) has made it. `cargo build -p strata-native --bin
+# strata` would build it again with fewer features unified and recompile a dozen crates for it
+# (about 30 s of the 12-minute CI budget).
 step_js() {
-    ensure_wasm_npm && wasm/build.sh --dev && cargo build -p strata-native --bin strata || return 1
+    ensure_wasm_npm && wasm/build.sh --dev && cargo test --workspace --no-run --quiet || return 1
     (cd wasm && npx --no-install tsc -p tests/types && npx --no-install tsc -p tests/types/tsconfig.es2023.json &&
         echo "TypeScript types: ok (also with lib es2023 only)" && node --test tests/js/*.test.js)
 }

@@ -73,7 +73,7 @@ fn fingerprint(path: &Path) -> Fingerprint {
 fn a_killed_backup_resumes_without_rewriting_finished_files() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("source");
-    strata(&store, &["workload", "init", "bank", "--rows", "100000"]);
+    strata(&store, &["workload", "init", "bank", "--rows", "20000"]);
     let statement = "BACKUP INTO 'nodelocal://1/c'";
     let collection = store.join("extern/c");
 
@@ -129,6 +129,12 @@ fn a_killed_backup_resumes_without_rewriting_finished_files() {
         "so are the done records"
     );
     assert_eq!(find(&collection, MANIFEST_NAME).len(), 1);
+    let written = find_all(&dir.join("data")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "sst")).count();
+    assert!(
+        written > finished.len(),
+        "the resumed run wrote files too ({written} in all, {} before the kill)",
+        finished.len()
+    );
 
     // It restores exactly: a fresh store sharing the collection.
     let target = tmp.path().join("target");

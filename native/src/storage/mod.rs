@@ -17,6 +17,7 @@ mod cloud;
 mod local;
 mod object;
 mod opener;
+mod tls;
 mod uri;
 mod webdav;
 

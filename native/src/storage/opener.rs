@@ -221,6 +221,7 @@ impl NativeOpener {
 
 impl StorageOpener for NativeOpener {
     fn open(&self, uri: &str) -> Result<Arc<dyn ExternalStorage>> {
+        super::tls::install_default_provider();
         let parsed = StorageUri::parse(uri, SCHEMES, &["http", "https"], &["http", "https"])?;
         match parsed.scheme.as_str() {
             "nodelocal" => {
