@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""Runs the workspace's tests like `cargo test --workspace`, but several test binaries at a time.
+"""Runs tests like `cargo test CARGO_ARGS`, but several test binaries at a time.
 
-    scripts/run-tests.py [--jobs N] [-- ARGS...]
+    scripts/run-tests.py [--jobs N] [--runner PROGRAM] [--doc] CARGO_ARGS...
+
+    scripts/run-tests.py --doc --workspace          the test step: every native test
+    scripts/run-tests.py --runner wasm-bindgen-test-runner -p strata-core \
+        --target wasm32-unknown-unknown --lib --tests   the core's tests under Node
 
 `cargo test` runs its test binaries one after another. Many of strata's wait more than they
-compute (real etcd clusters, S3/Azure/WebDAV servers, fsyncs, child CLI processes), so on a
-2-core CI machine one binary at a time leaves a core idle for much of the step. This script
-builds every test binary (`cargo test --workspace --no-run`), runs N of them at once (default 3),
-each in its package's directory as cargo would, and prints each binary's whole output when it
-ends, so outputs never interleave. Then it runs the doc tests (`cargo test --workspace --doc`).
-ARGS go to every test binary (a name filter, `--nocapture`, ...).
+compute (real etcd clusters, S3/Azure/WebDAV servers, fsyncs, child CLI processes, a
+single-threaded Node), so on a 2-core CI machine one binary at a time leaves a core idle for
+much of a step. This script builds every test binary (`cargo test CARGO_ARGS --no-run`), runs N
+of them at once (default 3, or STRATA_TEST_JOBS), each in its package's directory as cargo would
+(through PROGRAM, as cargo's target runner, if given), and prints each binary's whole output when
+it ends, so outputs never interleave. With --doc it then runs the doc tests (`cargo test
+CARGO_ARGS --doc`).
 
 Exits non-zero if a build, a binary or the doc tests failed, after running everything else,
 and names what failed. The slowest binaries are listed at the end.
@@ -37,12 +42,16 @@ SLOW_FIRST = [
     "kv_conformance",
     "strata_tests",
     "etcd_cli",
+    # the core's tests on wasm32 (wasm-test-core)
+    "strata_core",
+    "incremental_model",
+    "restore_pipeline",
 ]
 
 
-def test_binaries():
+def test_binaries(cargo_args):
     """Builds the test binaries; returns (name, src_path, executable, package dir) for each."""
-    cmd = ["cargo", "test", "--workspace", "--no-run", "--message-format=json-render-diagnostics"]
+    cmd = ["cargo", "test", *cargo_args, "--no-run", "--message-format=json-render-diagnostics"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     found = []
     for line in proc.stdout:
@@ -70,10 +79,12 @@ def order(binaries):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("STRATA_TEST_JOBS", "3")))
-    parser.add_argument("args", nargs="*")
-    opts = parser.parse_args()
+    parser.add_argument("--runner", help="runs each test binary (as cargo's target runner)")
+    parser.add_argument("--doc", action="store_true", help="then run the doc tests")
+    opts, cargo_args = parser.parse_known_args()
+    runner = [opts.runner] if opts.runner else []
 
-    binaries = order(test_binaries())
+    binaries = order(test_binaries(cargo_args))
     print(f"running {len(binaries)} test binaries, {opts.jobs} at a time", flush=True)
     lock = threading.Lock()
     results = []
@@ -81,7 +92,7 @@ def main():
     def run(binary):
         name, src, exe, cwd = binary
         started = time.monotonic()
-        proc = subprocess.run([exe, *opts.args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        proc = subprocess.run([*runner, exe], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL)
         seconds = time.monotonic() - started
         rel = os.path.relpath(src, cwd)
@@ -98,14 +109,16 @@ def main():
         list(pool.map(run, binaries))
     print(f"test binaries: {time.monotonic() - started:.1f}s of wall time", flush=True)
 
-    print("   Doc-tests (cargo test --workspace --doc)", flush=True)
-    doc = subprocess.run(["cargo", "test", "--workspace", "--doc"], stdin=subprocess.DEVNULL)
+    doc = None
+    if opts.doc:
+        print(f"   Doc-tests (cargo test {' '.join(cargo_args)} --doc)", flush=True)
+        doc = subprocess.run(["cargo", "test", *cargo_args, "--doc"], stdin=subprocess.DEVNULL)
 
     print("slowest test binaries:")
     for seconds, what, _ in sorted(results, reverse=True)[:8]:
         print(f"  {seconds:6.1f}s  {what}")
     failed = [what for _, what, code in results if code != 0]
-    if doc.returncode != 0:
+    if doc is not None and doc.returncode != 0:
         failed.append("the doc tests")
     if failed:
         print("error: failed: " + ", ".join(failed), file=sys.stderr)

@@ -156,7 +156,7 @@ install_etcd() {
 # them wait on servers, child processes and fsyncs, and one at a time left a core idle for half
 # the step.
 step_test() {
-    install_restic && STRATA_REQUIRE_RESTIC=1 STRATA_REQUIRE_ETCD=1 scripts/run-tests.py
+    install_restic && STRATA_REQUIRE_RESTIC=1 STRATA_REQUIRE_ETCD=1 scripts/run-tests.py --doc --workspace
 }
 
 step_wasm-build() { cargo build --target "$WASM_TARGET" -p strata-core -p strata-wasm; }
@@ -188,17 +188,17 @@ step_wasm-parity() {
     [[ -z "$missing$bad" ]] && echo "every core test file runs under wasm-bindgen-test; should_panic tests are native-only"
 }
 
-# The core's unit and integration tests, compiled for wasm32 and run under Node.
+# The core's unit and integration tests, compiled for wasm32 and run under Node, several
+# binaries at a time (scripts/run-tests.py: Node runs each on one core).
 step_wasm-test-core() {
-    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-        cargo test -p strata-core --target "$WASM_TARGET" --lib --tests
+    scripts/run-tests.py --runner wasm-bindgen-test-runner -p strata-core --target "$WASM_TARGET" --lib --tests
 }
 
 # The wasm crate's own tests (its unit tests and wasm/tests/*.rs), under Node; the browser-only
 # suite (wasm/tests/browser_adapters.rs) runs in step wasm-test-chromium.
 step_wasm-test-wasm() {
-    WASM_BINDGEN_TEST_ONLY_NODE=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-        cargo test -p strata-wasm --target "$WASM_TARGET" --lib --tests
+    WASM_BINDGEN_TEST_ONLY_NODE=1 scripts/run-tests.py --runner wasm-bindgen-test-runner \
+        -p strata-wasm --target "$WASM_TARGET" --lib --tests
 }
 
 # ---- LATER STEPS GO HERE ---------------------------------------------------------------------
