@@ -8,6 +8,7 @@ mod kms;
 mod lsm;
 mod secrets;
 mod storage;
+mod store_changes;
 mod store_common;
 mod store_threads;
 pub mod workload;

@@ -8,65 +8,32 @@
 //! ingest into the span is not answered here (the ingest wrote no change-log rows, see
 //! `ingest.rs`): the caller scans.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
 
 use redb::ReadableDatabase;
-use strata_core::{check_gc_threshold, MvccFilter, PageBuilder, Result, ScanPage, ScanRequest, Timestamp};
+use strata_core::{check_gc_threshold, keys, Error, PageBuilder, Result, ScanPage, ScanRequest, Timestamp};
 
 use super::layout::{change_bounds, successor, ChangeKey, CHANGES, GC_THRESHOLD_KEY, LAST_TIMESTAMP_KEY, META, MVCC};
 use super::Inner;
+use crate::store_changes::{self, ChangeRow, ChangedKeys};
 use crate::store_common::{page_capacity, RowCount};
 
-/// How many changed keys one pass over the change log collects at most (see
-/// [`EmbeddedStore::set_changed_keys_per_pass`](super::EmbeddedStore::set_changed_keys_per_pass)).
-pub(super) const CHANGED_KEYS_PER_PASS: usize = 1 << 15;
-/// How many bytes of changed keys and values one pass over the change log collects at most
-/// (past the first key): what a window of changes holds in memory.
-const CHANGED_BYTES_PER_PASS: usize = 8 << 20;
-/// A window of at most this many writes is read by merging their runs of the change log (one
-/// cursor each); a window of more, by passes that collect its changed keys ([`ChangedKeys`]).
-pub(super) const MAX_MERGED_RUNS: usize = 64;
-/// How many windows of changed keys are kept between pages (one per unit a backup exports at
-/// once, by default four): with [`CHANGED_BYTES_PER_PASS`], what they hold at most.
-const CHANGED_KEYS_CACHED: usize = 4;
+type ChangeTable = redb::ReadOnlyTable<ChangeKey, &'static [u8]>;
 
-/// A key's versions from the change log: timestamp, and the stored value (tag byte and value).
-type Versions = Vec<(Timestamp, Vec<u8>)>;
+/// A row of `"change_log"`, as redb reads it.
+struct LogRow<'a>(redb::AccessGuard<'a, ChangeKey>, redb::AccessGuard<'a, &'static [u8]>);
 
-/// The smallest distinct keys in `[lower, span_end)` with a version in `(start, end]`, and those
-/// versions, collected from the change log for the pages of one `scan_changes`.
-///
-/// Valid while `generation` (the snapshot's `"last_timestamp"`) is unchanged: every write that
-/// adds versions moves it. `discard` and GC, which remove versions without moving it, clear the
-/// cache.
-pub(super) struct ChangedKeys {
-    generation: Timestamp,
-    start: Timestamp,
-    end: Timestamp,
-    filter: MvccFilter,
-    span_end: Vec<u8>,
-    lower: Vec<u8>,
-    /// Sorted ascending by key, distinct; each key's versions in `(start, end]` newest first
-    /// (only the newest with [`MvccFilter::Latest`]), as stored: tag byte and value.
-    keys: Vec<(Vec<u8>, Versions)>,
-    /// Whether every changed key in `[lower, span_end)` is in `keys` (else `keys` holds the
-    /// smallest of them, and the rest are all above its last).
-    complete: bool,
-}
-
-impl ChangedKeys {
-    /// Whether these keys answer which keys at or after `lower` changed, up to the last of them.
-    fn covers(&self, generation: Timestamp, request: &ScanRequest, lower: &[u8]) -> bool {
-        self.generation == generation
-            && self.start == request.start
-            && self.end == request.end
-            && self.filter == request.filter
-            && self.span_end == request.span.end
-            && self.lower.as_slice() <= lower
-            && (self.complete || self.keys.last().is_some_and(|(k, _)| k.as_slice() >= lower))
+impl ChangeRow for LogRow<'_> {
+    fn ts(&self) -> Timestamp {
+        let (wall, logical, _) = self.0.value();
+        Timestamp::new(wall, logical)
+    }
+    fn key(&self) -> &[u8] {
+        self.0.value().2
+    }
+    fn stored(&self) -> &[u8] {
+        self.1.value()
     }
 }
 
@@ -98,7 +65,7 @@ impl Inner {
             return Ok(None);
         }
         let generation = self.read_meta_ts(&meta, LAST_TIMESTAMP_KEY)?;
-        let changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
+        let changes: ChangeTable = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
         let mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
         let mut rows = RowCount::new(&self.mvcc_rows_read);
         let mut out = PageBuilder::with_capacity(page_capacity(request));
@@ -124,12 +91,8 @@ impl Inner {
     }
 
     /// The timestamps of the writes in `request`'s window (each one run of the change log, its
-    /// keys sorted), or `None` when there are more than [`MAX_MERGED_RUNS`]: one seek per write.
-    fn change_runs(
-        &self,
-        changes: &redb::ReadOnlyTable<ChangeKey, &'static [u8]>,
-        request: &ScanRequest,
-    ) -> Result<Option<Vec<Timestamp>>> {
+    /// keys sorted), or `None` when there are more than [`MAX_MERGED_RUNS`](store_changes::MAX_MERGED_RUNS): one seek per write.
+    fn change_runs(&self, changes: &ChangeTable, request: &ScanRequest) -> Result<Option<Vec<Timestamp>>> {
         const OP: &str = "read of the change log";
         let max = self.max_merged_runs.load(Ordering::Relaxed);
         if max == 0 {
@@ -158,12 +121,11 @@ impl Inner {
     }
 
     /// Fills `out` from the change log's `runs` (writes in the window, oldest first) by merging
-    /// their rows in `request`'s span, key by key, up to the page's target; returns its bytes.
-    /// Each run's rows of one span are one range of the log, sorted by key, so this reads only
-    /// the rows it returns and holds nothing but one cursor per run.
+    /// their rows in `request`'s span, key by key, up to the page's target; returns its bytes
+    /// ([`store_changes::merge_runs`]).
     fn merge_runs(
         &self,
-        changes: &redb::ReadOnlyTable<ChangeKey, &'static [u8]>,
+        changes: &ChangeTable,
         request: &ScanRequest,
         runs: &[Timestamp],
         out: &mut PageBuilder,
@@ -172,173 +134,38 @@ impl Inner {
         let mut rows = RowCount::new(&self.change_rows_read);
         let (start, end) = (request.span.start.as_slice(), request.span.end.as_slice());
         let mut cursors = Vec::with_capacity(runs.len());
-        let mut heads = Vec::with_capacity(runs.len());
         for ts in runs {
-            let mut range = changes
+            let range = changes
                 .range::<(u64, u32, &[u8])>((ts.wall, ts.logical, start)..(ts.wall, ts.logical, end))
                 .map_err(|e| self.err(OP, e))?;
-            let head = range.next().transpose().map_err(|e| self.err(OP, e))?;
-            rows.rows += u64::from(head.is_some());
-            cursors.push(range);
-            heads.push(head);
+            cursors.push(range.map(|row| row.map(|(k, v)| LogRow(k, v)).map_err(|e| self.err(OP, e))));
         }
-        let mut bytes = 0u64;
-        let mut versions: Vec<usize> = Vec::with_capacity(runs.len());
-        loop {
-            // The smallest key among the heads, and the runs holding it (oldest first).
-            versions.clear();
-            let mut smallest: Option<&[u8]> = None;
-            for (i, head) in heads.iter().enumerate() {
-                let Some((k, _)) = head else { continue };
-                let key = k.value().2;
-                match smallest.map(|s| key.cmp(s)) {
-                    None | Some(std::cmp::Ordering::Less) => {
-                        smallest = Some(key);
-                        versions.clear();
-                        versions.push(i);
-                    }
-                    Some(std::cmp::Ordering::Equal) => versions.push(i),
-                    Some(std::cmp::Ordering::Greater) => {}
-                }
-            }
-            let Some(key) = smallest else { return Ok(bytes) };
-            if bytes >= request.target_bytes {
-                return Ok(bytes);
-            }
-            // Newest first; with `Latest`, only the newest.
-            let take = if request.filter == MvccFilter::Latest { 1 } else { versions.len() };
-            for &i in versions.iter().rev().take(take) {
-                let (k, v) = heads[i].as_ref().expect("a run holding the key has a head");
-                let (wall, logical, _) = k.value();
-                let value = self.decode_value(key, v.value())?;
-                bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
-                out.push(key, Timestamp::new(wall, logical), value);
-            }
-            for &i in &versions {
-                heads[i] = cursors[i].next().transpose().map_err(|e| self.err(OP, e))?;
-                rows.rows += u64::from(heads[i].is_some());
-            }
-        }
+        store_changes::merge_runs(&mut cursors, request, out, &mut rows.rows, |key, why| self.bad_version(key, why))
     }
 
     /// Fills `out` from passes over the window's rows of the change log (see [`ChangedKeys`]),
     /// for windows of many writes; returns the page's bytes.
     fn page_from_passes(
         &self,
-        changes: &redb::ReadOnlyTable<ChangeKey, &'static [u8]>,
+        changes: &ChangeTable,
         generation: Timestamp,
         request: &ScanRequest,
         out: &mut PageBuilder,
     ) -> Result<u64> {
-        let mut bytes = 0u64;
-        let mut lower = request.span.start.clone();
-        'keys: loop {
-            let chunk = self.changed_keys(changes, generation, request, &lower)?;
-            let first = chunk.keys.partition_point(|(k, _)| *k < lower);
-            for (key, versions) in &chunk.keys[first..] {
-                if bytes >= request.target_bytes {
-                    break 'keys;
-                }
-                for (ts, stored) in versions {
-                    let value = self.decode_value(key, stored)?;
-                    bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
-                    out.push(key, *ts, value);
-                }
-            }
-            match (chunk.complete, chunk.keys.last()) {
-                (false, Some((last, _))) => lower = successor(last),
-                _ => break,
-            }
-        }
-        Ok(bytes)
+        const OP: &str = "read of the change log";
+        let max = self.changed_keys_per_pass.load(Ordering::Relaxed);
+        let collect = |lower: &[u8]| {
+            let mut rows = RowCount::new(&self.change_rows_read);
+            let range =
+                changes.range::<ChangeKey>(change_bounds(request.start, request.end)).map_err(|e| self.err(OP, e))?;
+            let range = range.map(|row| row.map(|(k, v)| LogRow(k, v)).map_err(|e| self.err(OP, e)));
+            ChangedKeys::collect(range, generation, request, lower, max, &mut rows.rows)
+        };
+        self.changed_keys.page_from_passes(generation, request, out, collect, |key, why| self.bad_version(key, why))
     }
 
-    /// The changed keys of `request`'s window and span at or after `lower`, with their versions,
-    /// from the cache or from one pass over the window's rows of the change log.
-    fn changed_keys(
-        &self,
-        changes: &redb::ReadOnlyTable<ChangeKey, &'static [u8]>,
-        generation: Timestamp,
-        request: &ScanRequest,
-        lower: &[u8],
-    ) -> Result<Arc<ChangedKeys>> {
-        const OP: &str = "read of the change index";
-        {
-            let mut cache = self.lock_changed_keys();
-            if let Some(i) = cache.iter().position(|c| c.covers(generation, request, lower)) {
-                let hit = cache.remove(i);
-                cache.push(hit.clone());
-                return Ok(hit);
-            }
-        }
-        let max = self.changed_keys_per_pass.load(Ordering::Relaxed).max(1);
-        let span_end = request.span.end.as_slice();
-        // Rows come oldest first: a key's versions are pushed in that order, reversed below.
-        let mut keys: BTreeMap<Vec<u8>, Versions> = BTreeMap::new();
-        let mut held = 0usize;
-        let mut complete = true;
-        let mut rows = RowCount::new(&self.change_rows_read);
-        let range =
-            changes.range::<ChangeKey>(change_bounds(request.start, request.end)).map_err(|e| self.err(OP, e))?;
-        for row in range {
-            let (k, v) = row.map_err(|e| self.err(OP, e))?;
-            rows.rows += 1;
-            let (wall, logical, key) = k.value();
-            if key < lower || key >= span_end {
-                continue;
-            }
-            let version = (Timestamp::new(wall, logical), v.value().to_vec());
-            if let Some(versions) = keys.get_mut(key) {
-                if request.filter == MvccFilter::Latest {
-                    held = held - versions[0].1.len() + version.1.len();
-                    versions[0] = version;
-                } else {
-                    held += version.1.len();
-                    versions.push(version);
-                }
-                continue;
-            }
-            let full = keys.len() >= max || held >= CHANGED_BYTES_PER_PASS;
-            if full && keys.last_key_value().is_some_and(|(last, _)| key > last.as_slice()) {
-                complete = false;
-                continue;
-            }
-            held += key.len() + version.1.len();
-            keys.insert(key.to_vec(), vec![version]);
-            // Keep the smallest keys: drop the largest while over a bound (never the only one).
-            while keys.len() > 1 && (keys.len() > max || held > CHANGED_BYTES_PER_PASS) {
-                let (k, versions) = keys.pop_last().expect("more than one key");
-                held -= k.len() + versions.iter().map(|(_, v)| v.len()).sum::<usize>();
-                complete = false;
-            }
-        }
-        let chunk = Arc::new(ChangedKeys {
-            generation,
-            start: request.start,
-            end: request.end,
-            filter: request.filter,
-            span_end: span_end.to_vec(),
-            lower: lower.to_vec(),
-            keys: keys
-                .into_iter()
-                .map(|(k, mut versions)| {
-                    versions.reverse();
-                    (k, versions)
-                })
-                .collect(),
-            complete,
-        });
-        let mut cache = self.lock_changed_keys();
-        cache.push(chunk.clone());
-        if cache.len() > CHANGED_KEYS_CACHED {
-            cache.remove(0);
-        }
-        Ok(chunk)
-    }
-
-    /// The cache of windows of changed keys, newest last.
-    pub(super) fn lock_changed_keys(&self) -> MutexGuard<'_, Vec<Arc<ChangedKeys>>> {
-        // A list of immutable entries, consistent after any panic.
-        self.changed_keys.lock().unwrap_or_else(|e| e.into_inner())
+    /// The error of a stored version of `key` that does not decode.
+    fn bad_version(&self, key: &[u8], why: String) -> Error {
+        self.corrupt(format!("version of {} {why}", keys::pretty_key(key)))
     }
 }

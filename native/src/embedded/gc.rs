@@ -21,7 +21,7 @@ impl Inner {
         const OP: &str = "discard";
         let txn = self.db.begin_write().map_err(|e| self.err(OP, e))?;
         // Cached windows of changes may hold versions this removes.
-        self.lock_changed_keys().clear();
+        self.changed_keys.clear();
         let mut bytes = ByteDeltas::default();
         {
             let mut mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
@@ -69,7 +69,7 @@ impl Inner {
         const OP: &str = "garbage collection";
         let txn = self.db.begin_write().map_err(|e| self.err(OP, e))?;
         // Cached windows of changes may hold versions this removes.
-        self.lock_changed_keys().clear();
+        self.changed_keys.clear();
         let mut bytes = ByteDeltas::default();
         {
             let mut mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;

@@ -45,7 +45,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::Database;
@@ -54,8 +54,8 @@ use strata_core::{
     Span, Status, Timestamp,
 };
 
+use crate::store_changes::{ChangedKeysCache, CHANGED_KEYS_PER_PASS, MAX_MERGED_RUNS};
 use crate::store_threads::{Workers, STORE_THREADS};
-use changes::{ChangedKeys, CHANGED_KEYS_PER_PASS, MAX_MERGED_RUNS};
 use clock::Clock;
 
 /// An embedded, persistent MVCC key-value store on redb, implementing [`KvSource`], [`KvSink`]
@@ -181,7 +181,7 @@ struct Inner {
     path: PathBuf,
     clock: Clock,
     /// Windows of changed keys recently collected from the change log, newest last.
-    changed_keys: Mutex<Vec<Arc<ChangedKeys>>>,
+    changed_keys: ChangedKeysCache,
     /// See [`EmbeddedStore::set_changed_keys_per_pass`].
     changed_keys_per_pass: AtomicUsize,
     /// See [`MAX_MERGED_RUNS`] and [`EmbeddedStore::set_max_merged_runs`].
@@ -264,7 +264,7 @@ impl EmbeddedStore {
             workers: Workers::start(STORE_THREADS, "strata-store")?,
             path,
             clock: Clock::new(),
-            changed_keys: Mutex::new(Vec::new()),
+            changed_keys: ChangedKeysCache::default(),
             changed_keys_per_pass: AtomicUsize::new(CHANGED_KEYS_PER_PASS),
             max_merged_runs: AtomicUsize::new(MAX_MERGED_RUNS),
             writing_back: Arc::new(AtomicBool::new(false)),
@@ -295,7 +295,7 @@ impl EmbeddedStore {
     #[doc(hidden)]
     pub fn set_changed_keys_per_pass(&self, keys: usize) {
         self.inner.changed_keys_per_pass.store(keys.max(1), Ordering::Relaxed);
-        self.inner.lock_changed_keys().clear();
+        self.inner.changed_keys.clear();
     }
 
     /// For tests: a window of at most this many writes is read by merging their runs of the

@@ -46,7 +46,7 @@ impl Inner {
         const OP: &str = "discard";
         let _commit = self.lock_commit();
         // Cached windows may hold keys whose versions this removes (harmless, but stale).
-        self.lock_changed_keys().clear();
+        self.changed_keys.clear();
         let snapshot = self.db.snapshot();
         let mut batch = self.db.batch();
         let mut deltas = ByteDeltas::default();
@@ -92,7 +92,7 @@ impl Inner {
     pub(super) fn gc(&self, threshold: Timestamp) -> Result<()> {
         const OP: &str = "garbage collection";
         let _commit = self.lock_commit();
-        self.lock_changed_keys().clear();
+        self.changed_keys.clear();
         let old = self.read_meta_ts(&self.db.snapshot(), GC_THRESHOLD_KEY)?;
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
         batch.insert(&self.meta, GC_THRESHOLD_KEY, encode_ts(old.max(threshold)).as_slice());

@@ -25,7 +25,11 @@ const LAYOUT_VERSION_KEY: &str = "layout_version";
 pub(super) const LAST_TIMESTAMP_KEY: &str = "last_timestamp";
 pub(super) const GC_THRESHOLD_KEY: &str = "gc_threshold";
 /// 1: `"versions"`, `"changes"` (keys only), `"ingested"`, `"meta"`, `"table_bytes"`.
-pub(super) const LAYOUT_VERSION: u32 = 1;
+/// 2: the rows of `"changes"` hold the version they record (a scan of changes reads the index
+///    alone: in layout 1 it looked each changed key up in `"versions"`, one fjall range per key,
+///    which made a 1% incremental cost 18-28% of a full backup). Layout 1 stores are refused;
+///    the store was never the default.
+pub(super) const LAYOUT_VERSION: u32 = 2;
 
 /// The first byte of a stored version: a deletion or a value.
 pub(super) use crate::store_common::{TAG_TOMBSTONE, TAG_VALUE};

@@ -39,9 +39,9 @@ use strata_core::{
 };
 
 use crate::embedded::clock::Clock;
+use crate::store_changes::{ChangedKeysCache, CHANGED_KEYS_PER_PASS, MAX_MERGED_RUNS};
 use crate::store_threads::{Workers, STORE_THREADS};
 use crate::{EmbeddedStore, StoreStats};
-use changes::{ChangedKeys, CHANGED_KEYS_PER_PASS, MAX_MERGED_RUNS};
 
 /// An embedded, persistent MVCC key-value store on fjall (an LSM tree), implementing
 /// [`KvSource`], [`KvSink`] and [`KvStore`] with the same semantics as [`strata_core::MemKv`]
@@ -73,11 +73,11 @@ use changes::{ChangedKeys, CHANGED_KEYS_PER_PASS, MAX_MERGED_RUNS};
 ///                                           then 0x00 0x01, then !wall u64 ++ !logical u32)
 ///               value: tag: u8 (0 = tombstone, 1 = value) ++ value bytes
 ///
-/// "changes"     key:   wall ++ logical ++ key      value: empty
+/// "changes"     key:   wall ++ logical ++ key      value: tag ++ value bytes, as in "versions"
 ///
 /// "ingested"    key:   wall ++ logical ++ span start   value: span end
 ///
-/// "meta"        "layout_version"   u32, currently 1
+/// "meta"        "layout_version"   u32, currently 2 (a store of layout 1 is refused)
 ///               "last_timestamp"   the last timestamp issued to a write or ingest
 ///               "gc_threshold"     reads below it are refused
 ///
@@ -89,15 +89,15 @@ use changes::{ChangedKeys, CHANGED_KEYS_PER_PASS, MAX_MERGED_RUNS};
 /// LZ4-compressed at every level; they have no bloom filters (every read is a range).
 ///
 /// `"changes"` is the change index: every version a write adds to `"versions"` (not an ingest,
-/// see below) also gets a row here, keyed by timestamp first, *without* its value (the redb
-/// store keeps the value twice; here a changed key is looked up in `"versions"`).
+/// see below) also gets a row here, keyed by timestamp first, with its value (as CockroachDB's
+/// time-bound iteration reads only the SSTs of a window, a scan of changes reads only the index:
+/// written values are stored twice, compressed).
 /// [`KvSource::scan_changes`] reads the rows of its window `(start, end]`: for a window of up to
 /// 64 writes by merging their runs (each write's rows are one range sorted by key), else in
-/// passes that collect up to 32,768 changed keys of the span at a time. For each changed key it
-/// reads the key's versions in the window from `"versions"` (one seek), and one more seek finds
-/// where the next page resumes. So an incremental backup costs what changed, not what exists.
-/// `discard` removes the rows of the versions it removes; GC removes every row at or below its
-/// threshold. A row whose version is gone costs a seek and returns nothing: never wrong.
+/// passes that collect up to 32,768 changed keys (and about 8 MiB) of the span at a time. One
+/// seek of `"versions"` per full page finds where the next page resumes. So an incremental backup
+/// costs what changed, not what exists. `discard` removes the rows of the versions it removes;
+/// GC removes every row at or below its threshold, so every row's version exists.
 ///
 /// `"ingested"` replaces the change index for [`KvSink::ingest`]: one row per ingest, its
 /// timestamp and the span `[start, end)` its keys lie in. A scan of changes whose window holds
@@ -171,7 +171,7 @@ struct Inner {
     /// Bytes per table id (see `"table_bytes"`), changed only under `commit`.
     counts: Mutex<BTreeMap<u32, u64>>,
     /// Windows of changed keys recently collected from the change index, newest last.
-    changed_keys: Mutex<Vec<Arc<ChangedKeys>>>,
+    changed_keys: ChangedKeysCache,
     changed_keys_per_pass: AtomicUsize,
     max_merged_runs: AtomicUsize,
     versions_read: AtomicU64,
@@ -255,7 +255,7 @@ impl LsmStore {
             clock: Clock::new(),
             commit: Mutex::new(()),
             counts: Mutex::new(BTreeMap::new()),
-            changed_keys: Mutex::new(Vec::new()),
+            changed_keys: ChangedKeysCache::default(),
             changed_keys_per_pass: AtomicUsize::new(CHANGED_KEYS_PER_PASS),
             max_merged_runs: AtomicUsize::new(MAX_MERGED_RUNS),
             versions_read: AtomicU64::new(0),
@@ -286,7 +286,7 @@ impl LsmStore {
     #[doc(hidden)]
     pub fn set_changed_keys_per_pass(&self, keys: usize) {
         self.inner.changed_keys_per_pass.store(keys.max(1), Ordering::Relaxed);
-        self.inner.lock_changed_keys().clear();
+        self.inner.changed_keys.clear();
     }
 
     /// For tests: a window of at most this many writes is read by merging their runs of the

@@ -63,39 +63,10 @@ impl Inner {
         Ok(out.finish(resume_key))
     }
 
-    /// Adds `key`'s versions in `(request.start, request.end]` (only the newest with
-    /// [`MvccFilter::Latest`]) to `out`, read from `snapshot`; returns their bytes.
-    pub(super) fn push_versions_of(
-        &self,
-        snapshot: &Snapshot,
-        request: &ScanRequest,
-        key: &[u8],
-        out: &mut PageBuilder,
-    ) -> Result<u64> {
-        const OP: &str = "read of a changed key";
-        let mut rows = RowCount::new(&self.versions_read);
-        let mut bytes = 0;
-        // Versions newest first: from the newest at or below `end` to the newest at or below
-        // `start`, exclusive.
-        let range = version_key(key, request.end)..version_key(key, request.start);
-        for row in snapshot.range(&self.versions, range) {
-            let (k, v) = row.into_inner().map_err(|e| self.err(OP, e))?;
-            rows.rows += 1;
-            let (_, ts) = split_version(&k).ok_or_else(|| self.bad_version_key(&k))?;
-            let value = self.decode_value(key, &v)?;
-            bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
-            out.push(key, ts, value);
-            if request.filter == MvccFilter::Latest {
-                break;
-            }
-        }
-        Ok(bytes)
-    }
-
-    /// The first stored key after `key` and before `end`, read from `snapshot`.
-    pub(super) fn next_key_after(&self, snapshot: &Snapshot, key: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>> {
+    /// The first stored key at or after `from` and before `end`, read from `snapshot`.
+    pub(super) fn first_key_from(&self, snapshot: &Snapshot, from: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>> {
         const OP: &str = "seek of the next key";
-        let lower = version_key(&successor(key), Timestamp::MAX);
+        let lower = version_key(from, Timestamp::MAX);
         let upper = version_key(end, Timestamp::MAX);
         if lower >= upper {
             return Ok(None);

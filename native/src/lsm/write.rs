@@ -67,7 +67,7 @@ impl Inner {
         encoded: &[u8],
     ) {
         batch.insert(&self.versions, version_key(key, ts), encoded);
-        batch.insert(&self.changes, change_key(ts, key), &[][..]);
+        batch.insert(&self.changes, change_key(ts, key), encoded);
         deltas.count(key, encoded.len(), 1);
     }
 
