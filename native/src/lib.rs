@@ -23,4 +23,4 @@ pub mod fuzzing {
 }
 pub use kms::{generate_key_file, os_entropy, FileKmsOpener, FILE_KMS_SCHEME};
 pub use secrets::HostSecrets;
-pub use storage::{NativeOpener, ObjectStorage, WebDavStorage};
+pub use storage::{install_tls_provider, NativeOpener, ObjectStorage, WebDavStorage};

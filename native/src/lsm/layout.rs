@@ -44,7 +44,7 @@ const VERSION_SUFFIX: usize = 14;
 /// flushed beside each, 64 MiB ones put the process above 400 MiB resident).
 pub(super) fn range_keyspace() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
-        .max_memtable_size(16 << 20)
+        .max_memtable_size(8 << 20)
         .data_block_size_policy(BlockSizePolicy::all(16 << 10))
         .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
         .filter_policy(FilterPolicy::disabled())

@@ -23,4 +23,5 @@ mod webdav;
 
 pub use object::ObjectStorage;
 pub use opener::NativeOpener;
+pub use tls::install_tls_provider;
 pub use webdav::WebDavStorage;

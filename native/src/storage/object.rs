@@ -84,6 +84,10 @@ impl ObjectStorage {
     /// [`redact_uri`]; it should point at the same place as the storage's root (see
     /// [`ObjectStorage::with_root`]). Secret values in it are remembered only to scrub them from
     /// the store's error messages.
+    ///
+    /// Call [`install_tls_provider`](crate::install_tls_provider) before building an HTTPS
+    /// `object_store` client yourself (the [`NativeOpener`](crate::NativeOpener) does it for the
+    /// clients it builds).
     pub fn new(store: Arc<dyn ObjectStore>, uri: &str) -> ObjectStorage {
         let redacted = redact_uri(uri);
         let without_query = redacted.split('?').next().unwrap_or_default();

@@ -221,7 +221,7 @@ impl NativeOpener {
 
 impl StorageOpener for NativeOpener {
     fn open(&self, uri: &str) -> Result<Arc<dyn ExternalStorage>> {
-        super::tls::install_default_provider();
+        super::tls::install_tls_provider();
         let parsed = StorageUri::parse(uri, SCHEMES, &["http", "https"], &["http", "https"])?;
         match parsed.scheme.as_str() {
             "nodelocal" => {

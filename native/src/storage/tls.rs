@@ -7,8 +7,13 @@
 
 use std::sync::Once;
 
-/// Installs ring's provider as the process default, unless one is installed already.
-pub(crate) fn install_default_provider() {
+/// Installs ring's provider as rustls' process default, unless one is installed already.
+///
+/// [`NativeOpener`](crate::NativeOpener) calls it before building any client. A program that
+/// builds its own `object_store` client (for [`ObjectStorage::new`](crate::ObjectStorage::new))
+/// calls it first: with strata's build of rustls, reqwest panics when it builds an HTTPS client
+/// and no provider is installed.
+pub fn install_tls_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Err: another provider was installed first (by the program); it stays the default.
@@ -22,7 +27,7 @@ mod tests {
 
     #[test]
     fn a_provider_is_installed_and_https_clients_build() {
-        install_default_provider();
+        install_tls_provider();
         assert!(rustls::crypto::CryptoProvider::get_default().is_some());
         // reqwest panics while building a client when no provider is installed.
         reqwest::Client::builder().build().expect("an HTTPS client builds");

@@ -410,7 +410,7 @@ impl Backoff {
 
 /// The WebDAV client of an opener: one connection pool for every `http(s)://` storage.
 pub(crate) fn client(options: &WebDavClientOptions) -> Result<reqwest::Client> {
-    super::tls::install_default_provider();
+    super::tls::install_tls_provider();
     reqwest::Client::builder()
         .connect_timeout(options.connect_timeout)
         .read_timeout(options.read_timeout)
