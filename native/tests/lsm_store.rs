@@ -14,6 +14,9 @@ use strata_core::{
 };
 use strata_native::{EmbeddedStore, LsmStore};
 
+mod store_support;
+use store_support::pages;
+
 fn open(dir: &Path) -> LsmStore {
     LsmStore::open(dir).unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
 }
@@ -268,24 +271,6 @@ fn assert_change_index_consistent(dir: &Path) -> (usize, usize) {
     (actual.len(), ingested_versions)
 }
 
-/// Every page of a scan, through `scan` or through `scan_changes` (which must answer).
-async fn pages(store: &LsmStore, mut request: ScanRequest, changes: bool) -> Vec<ScanPage> {
-    let mut out = Vec::new();
-    loop {
-        let page = if changes {
-            store.scan_changes(request.clone()).await.unwrap().expect("the LSM store answers scan_changes")
-        } else {
-            store.scan(request.clone()).await.unwrap()
-        };
-        let resume = page.resume_key.clone();
-        out.push(page);
-        match resume {
-            Some(k) => request.span.start = k,
-            None => return out,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_changes_equals_scan() {
     let root = tempfile::tempdir().unwrap();
@@ -429,77 +414,11 @@ async fn an_ingest_records_its_span_once_and_scan_changes_leaves_it_to_a_scan() 
     assert_eq!((rows, ingested), (1, 100), "index rows above the threshold: the write of key 7; one ingest left");
 }
 
-/// The cost claim, counted rather than timed: over a table of 200,000 ingested keys of which 100
-/// changed (101 versions in 11 writes), `scan_changes` reads of `"changes"`: merging, one row per
-/// write to find it plus the rows it returns; by passes, the window's 101 rows once (later pages
-/// reuse the keys collected); and of `"versions"` only the versions it returns plus one row per
-/// full page for its resume key. `scan` reads every row of the table. The pages are the same.
+/// The cost claim, counted ([`store_support::scan_changes_costs_what_changed`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_changes_costs_what_changed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    // 20,000 rows (debug builds scan them eight times below); 100 of them change.
-    let rows = 20_000u32;
-    for batch in 0..rows / 10_000 {
-        let pairs: IngestBatch = (batch * 10_000..(batch + 1) * 10_000)
-            .map(|i| (keys::table_key(100, &i.to_be_bytes()), vec![b'v'; 16]))
-            .collect();
-        store.ingest(pairs).await.unwrap();
-    }
-    let t0 = store.now().await.unwrap();
-    for w in 0..10u32 {
-        let batch = (0..10u32)
-            .map(|j| {
-                let i = (j * 10 + w) * 199;
-                (keys::table_key(100, &i.to_be_bytes()), (i % 5 != 0).then(|| format!("w{w}").into_bytes()))
-            })
-            .collect();
-        store.write(batch).await.unwrap();
-    }
-    store.write(vec![(keys::table_key(100, &199u32.to_be_bytes()), Some(b"again".to_vec()))]).await.unwrap();
-    let t1 = store.now().await.unwrap();
-    let span = keys::table_span(100);
-    for (filter, merged) in [
-        (MvccFilter::Latest, true),
-        (MvccFilter::AllRevisions, true),
-        (MvccFilter::Latest, false),
-        (MvccFilter::AllRevisions, false),
-    ] {
-        store.set_max_merged_runs(if merged { 64 } else { 0 });
-        let request = ScanRequest::new(span.clone(), t0, t1, filter);
-        let before = store.stats();
-        let fast = pages(&store, request.clone(), true).await;
-        let cost = store.stats();
-        let slow = pages(&store, request.clone(), false).await;
-        let full = store.stats();
-        assert_eq!(fast, slow, "{filter:?}: scan_changes and scan");
-        let versions = if filter == MvccFilter::Latest { 100 } else { 101 };
-        assert_eq!(fast.iter().map(|p| p.entries.len()).sum::<usize>(), versions, "{filter:?}: versions");
-        // Merged: 11 writes found, 101 rows read. Passes: one per filter (the versions kept
-        // differ); later pages and scans reuse it. The index holds the versions (layout 2).
-        let index_rows = if merged { 11 + 101 } else { 101 };
-        assert_eq!(cost.change_rows_read - before.change_rows_read, index_rows, "{filter:?}: index rows read");
-        assert_eq!(cost.mvcc_rows_read - before.mvcc_rows_read, 0, "{filter:?}: version rows read (one page)");
-        assert!(full.mvcc_rows_read - cost.mvcc_rows_read > u64::from(rows), "{filter:?}: scan reads every row");
-
-        let mut small = request;
-        small.target_bytes = 100;
-        let before = store.stats();
-        let fast = pages(&store, small.clone(), true).await;
-        let cost = store.stats();
-        assert_eq!(fast, pages(&store, small, false).await, "{filter:?}: pages of 100 bytes");
-        assert!(fast.len() > 10, "{filter:?}: {} pages", fast.len());
-        let read = cost.change_rows_read - before.change_rows_read;
-        let n = fast.len() as u64;
-        if merged {
-            assert!(read <= 101 + n * 2 * 11, "{filter:?}: index rows read in {n} small pages: {read}");
-        } else {
-            assert_eq!(read, 0, "{filter:?}: index rows, small pages");
-        }
-        // One seek of "versions" per page, for its resume key.
-        let version_rows = cost.mvcc_rows_read - before.mvcc_rows_read;
-        assert!(version_rows <= n, "{filter:?}: version rows read in {n} small pages: {version_rows}");
-    }
+    store_support::scan_changes_costs_what_changed(&open(dir.path())).await;
 }
 
 /// The child half of [`what_returned_ok_survives_a_crash`]: writes into the store named by
