@@ -14,14 +14,22 @@ use bytes::Bytes;
 use strata_core::sql::{BackupSource, Subdir};
 use strata_core::ExternalStorageExt;
 use strata_core::{
-    keys, read_span, Catalog, DescId, DescriptorChange, Executor, ExternalStorage, IngestBatch, KeyRequest, KvSink,
-    KvSource, KvStore, MemKv, QueryResult, Result, ScanPage, ScanRequest, Span, StorageOpener, TableDescriptor,
+    keys, read_span, Catalog, DescId, DescriptorChange, Executor, ExternalStorage, IngestBatch, KdfParams, KeyRequest,
+    KvSink, KvSource, KvStore, MemKv, QueryResult, Result, ScanPage, ScanRequest, Span, StorageOpener, TableDescriptor,
     Timestamp, WorkUnit, MANIFEST_NAME,
 };
 use strata_native::{os_entropy, NativeOpener};
 use support::*;
 
 const PASSPHRASE: &str = "correct horse battery staple";
+
+/// The passphrase KDF of the backups written here: argon2id with 256 KiB, not the default 64 MiB.
+/// These tests are about storage servers; each encrypted statement derives the key again, and
+/// the default cost made the derivations most of this file's CPU time. Restores read the
+/// parameters from the backup's ENCRYPTION-INFO, as they always do.
+fn cheap_kdf() -> KdfParams {
+    KdfParams::argon2id(256, 1, 1).unwrap()
+}
 
 fn opener() -> Arc<NativeOpener> {
     Arc::new(NativeOpener::new(std::env::temp_dir().join("strata-storage-backups")))
@@ -170,7 +178,8 @@ async fn round_trip(uri: &str, encrypted: bool, secrets: &[&str]) {
     let opener = opener();
     let shown = Shown::default();
     let with = if encrypted { format!(" WITH encryption_passphrase = '{PASSPHRASE}'") } else { String::new() };
-    let exec = Executor::new(Arc::new(MemKv::new()), opener.clone()).with_entropy(os_entropy());
+    let exec =
+        Executor::new(Arc::new(MemKv::new()), opener.clone()).with_entropy(os_entropy()).with_kdf_params(cheap_kdf());
     shown.run(&exec, "CREATE DATABASE bank").await;
     shown.run(&exec, "CREATE TABLE bank.accounts").await;
     shown.run(&exec, "CREATE TABLE bank.branches").await;
@@ -263,7 +272,7 @@ async fn locality_aware_backup_to_two_buckets_and_webdav() {
 
     let opener = opener();
     let source = Arc::new(LocalityKv::new());
-    let exec = Executor::new(source.clone(), opener.clone()).with_entropy(os_entropy());
+    let exec = Executor::new(source.clone(), opener.clone()).with_entropy(os_entropy()).with_kdf_params(cheap_kdf());
     for stmt in ["CREATE DATABASE bank", "CREATE TABLE bank.west", "CREATE TABLE bank.east", "CREATE TABLE bank.other"]
     {
         shown.run(&exec, stmt).await;
