@@ -39,6 +39,37 @@ header() { printf '\n==== %s\n' "$*"; }
 # Installs
 # ---------------------------------------------------------------------------------------------
 
+# Package installs that only download and unpack (pip, npm; never apt, whose locks the steps'
+# own installs take) start in the background when the script starts, and the step that needs
+# one waits for it: they then cost no wall time beside clippy's compile. Their output is shown
+# when they are waited for.
+declare -A PREFETCH=()
+
+prefetch() {
+    local name=$1 log
+    shift
+    log=$(mktemp)
+    ("$@") </dev/null >"$log" 2>&1 &
+    PREFETCH[$name]="$!:$log"
+}
+
+# Waits for the prefetch `name` and shows its output; runs "$@" itself if none was started.
+await_prefetch() {
+    local name=$1 entry status=0
+    shift
+    entry=${PREFETCH[$name]:-}
+    if [[ -z "$entry" ]]; then
+        "$@"
+        return
+    fi
+    unset "PREFETCH[$name]"
+    wait "${entry%%:*}" || status=$?
+    cat "${entry#*:}"
+    rm -f "${entry#*:}"
+    ((status == 0)) || echo "error: $name (in the background) failed: exit status $status" >&2
+    return "$status"
+}
+
 install_rust_parts() {
     if ! rustup target list --installed | grep -qx "$WASM_TARGET"; then
         rustup target add "$WASM_TARGET"
@@ -224,15 +255,20 @@ step_wasm-test-wasm() {
 STORAGE_SERVERS_DIR=""
 STORAGE_SERVER_PIDS=()
 
-install_storage_servers() {
+# The servers' pip and npm packages: no apt, so it can run in the background (see prefetch).
+install_server_packages() {
     if ! command -v moto_server >/dev/null || ! python3 -c 'import moto, flask_cors, azure.storage.blob' 2>/dev/null; then
         python3 -m pip install --quiet 'moto[server]' azure-storage-blob
     fi
-    if ! command -v rclone >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 rclone >/dev/null
-    fi
     if [[ ! -x tests/servers/node_modules/.bin/azurite-blob ]]; then
         (cd tests/servers && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
+
+install_storage_servers() {
+    await_prefetch server-packages install_server_packages || return 1
+    if ! command -v rclone >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=600 rclone >/dev/null
     fi
     echo "moto $(python3 -c 'import moto; print(moto.__version__)'), azurite $(tests/servers/node_modules/.bin/azurite-blob --version), $(rclone version | head -1)"
 }
@@ -388,13 +424,13 @@ EOF
 # strata` would build it again with fewer features unified and recompile a dozen crates for it
 # (about 30 s of the 12-minute CI budget).
 step_js() {
-    ensure_wasm_npm && wasm/build.sh --dev && cargo test --workspace --no-run --quiet || return 1
+    await_prefetch wasm-npm ensure_wasm_npm && wasm/build.sh --dev && cargo test --workspace --no-run --quiet || return 1
     (cd wasm && npx --no-install tsc -p tests/types && npx --no-install tsc -p tests/types/tsconfig.es2023.json &&
-        echo "TypeScript types: ok (also with lib es2023 only)" && node --test tests/js/*.test.js)
+        echo "TypeScript types: ok (also with lib es2023 only)" && node --test --test-concurrency=3 tests/js/*.test.js)
 }
 
 step_wasm-example() {
-    ensure_chromium && ensure_wasm_npm && wasm/build.sh --dev || return 1
+    ensure_chromium && await_prefetch wasm-npm ensure_wasm_npm && wasm/build.sh --dev || return 1
     (cd wasm && CHROMIUM_BIN="$(command -v chromium)" node --test tests/browser/*.test.js)
 }
 
@@ -435,6 +471,13 @@ main() {
     echo "---- install etcd: $(elapsed "$t0")"
     header "check: node"
     check_node
+    local wanted=" ${selected[*]} "
+    if [[ "$wanted" == *" storage-servers "* ]]; then
+        prefetch server-packages install_server_packages
+    fi
+    if [[ "$wanted" == *" js "* || "$wanted" == *" wasm-example "* ]]; then
+        prefetch wasm-npm ensure_wasm_npm
+    fi
 
     local summary=() failed=()
     for name in "${selected[@]}"; do
