@@ -45,9 +45,8 @@ SLOW_FIRST = [
     "strata_tests",
     "etcd_cli",
     # the core's tests on wasm32 (wasm-test-core)
+    "integration",
     "strata_core",
-    "incremental_model",
-    "restore_pipeline",
 ]
 
 

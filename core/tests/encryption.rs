@@ -4,7 +4,7 @@
 //! parameters differ from today's default.
 //!
 //! Regenerate the fixture (only when adding a new format version, never to make a test pass):
-//! `STRATA_WRITE_FIXTURES=1 cargo test -p strata-core --test encryption`
+//! `STRATA_WRITE_FIXTURES=1 cargo test -p strata-core --test integration encryption::`
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

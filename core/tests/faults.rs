@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-mod common;
+use crate::common;
 
 use async_trait::async_trait;
 use common::{Call, Hook, Hooked};

@@ -2,7 +2,7 @@
 //! each format version and compare them with the values that produced them.
 //!
 //! Regenerate (only when adding a new version, never to make a failing test pass):
-//! `STRATA_WRITE_FIXTURES=1 cargo test -p strata-core --test format_fixtures`
+//! `STRATA_WRITE_FIXTURES=1 cargo test -p strata-core --test integration format_fixtures::`
 
 // More fixture tests, in this one test binary (each binary costs a link and, on wasm32, a
 // browser session): the legacy checkpoint, and job and schedule records.

@@ -5,10 +5,11 @@
 //! every restorable time must equal the reference store's view at that time; restoring at a
 //! time the chain cannot serve must fail with the right error.
 //!
-//! Seeded and reproducible: `STRATA_SEED=<n> cargo test -p strata-core --test incremental_model`
+//! Seeded and reproducible: `STRATA_SEED=<n> cargo test -p strata-core --test integration incremental_model::`
 //! replays one seed; `STRATA_MODEL_STEPS` sets the steps per seed.
 
-mod common;
+use crate::common;
+#[path = "manage/mod.rs"]
 mod manage;
 
 use std::collections::BTreeMap;

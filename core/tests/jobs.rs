@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-mod common;
+use crate::common;
 #[path = "jobs/restores_and_runs.rs"]
 mod restores_and_runs;
 

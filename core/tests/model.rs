@@ -2,7 +2,7 @@
 //! dropped) in the reference store, a full backup at a random time, a restore into an empty
 //! store — the restored data must equal the source's view at the backup time, key for key.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -24,7 +24,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 #[path = "restore_pipeline/backup_reader.rs"]
 mod backup_reader;
-mod common;
+use crate::common;
 use common::{Call, Hook, HookedOpener};
 
 type Pairs = strata_core::IngestBatch;

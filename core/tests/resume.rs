@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-mod common;
+use crate::common;
 // Plans as data and the runs that execute them, driven without the executor (in this test binary:
 // each binary costs a link and, on wasm32, a browser session).
 #[path = "resume/plan_runs.rs"]

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 #[path = "schedules/alter.rs"]
 mod alter;
-mod common;
+use crate::common;
+#[path = "schedule_retention/mod.rs"]
 mod schedule_retention;
 
 use async_trait::async_trait;

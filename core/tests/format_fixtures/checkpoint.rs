@@ -4,7 +4,7 @@
 //! resumes after an upgrade.
 //!
 //! Regenerate (only when adding a new version, never to make a failing test pass):
-//! `STRATA_WRITE_FIXTURES=1 cargo test -p strata-core --test format_fixtures`
+//! `STRATA_WRITE_FIXTURES=1 cargo test -p strata-core --test integration format_fixtures::`
 
 use strata_core::manifest::{BackupScope, FileInfo};
 use strata_core::{keys, BackupPlanV1, CheckpointV1, ExportTask, MvccFilter, Timestamp, UnitCheckpointV1, WorkUnit};

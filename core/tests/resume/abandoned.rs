@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::collisions::{exec, fill_source};
+use super::collisions::{exec, fill_source};
 use crate::common::{Call, Hook, HookedOpener};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -339,7 +339,7 @@ fn a_backup_that_cannot_remove_an_abandoned_run_still_succeeds_and_says_so() {
     clock.advance_minutes(31);
     let opener = Arc::new(HookedOpener { inner: memory.clone(), hook: Arc::new(FailDeletes("/data/")) });
     let e2 = Executor::new(Arc::new(s2.clone()), opener)
-        .with_entropy(crate::collisions::entropy(2))
+        .with_entropy(super::collisions::entropy(2))
         .with_backup_options(BackupOptions::default().with_target_file_size(2048).with_page_bytes(1024));
     let r = block_on(e2.execute("BACKUP TABLE d.a INTO 'memory://c'")).expect("the backup itself succeeded");
     assert_eq!(r.get(0, "status").unwrap().to_string(), "succeeded");
@@ -383,7 +383,7 @@ fn a_run_killed_right_after_its_key_file_is_removed_past_the_threshold() {
     block_on(e2.execute(b)).unwrap();
     let hook = Arc::new(StopAfterKeyFile(std::sync::atomic::AtomicBool::new(false)));
     let e1 = Executor::new(Arc::new(s1.clone()), Arc::new(HookedOpener { inner: memory.clone(), hook }))
-        .with_entropy(crate::collisions::entropy(1))
+        .with_entropy(super::collisions::entropy(1))
         .with_kdf_params(KdfParams::argon2id(256, 1, 1).unwrap());
     kill_at_fourth_file(&e1, "BACKUP DATABASE d INTO 'memory://c' WITH encryption_passphrase = 'K1-secret'");
     drop(e1);
