@@ -42,7 +42,8 @@ const VERSION_SUFFIX: usize = 14;
 /// filters (they answer point reads of whole keys, which these keyspaces never get), and
 /// memtables of 8 MiB instead of fjall's 64 (two keyspaces take writes, each with a memtable
 /// being flushed beside the one written: 64 MiB ones put the process above 400 MiB resident, and
-/// 16 MiB ones kept a backup of the bench's million keys at 290 MiB; 8 MiB: 246 MiB).
+/// with a 32 MiB block cache, 16 MiB ones kept an encrypted backup of the bench's million keys
+/// at 290 MiB, 8 MiB ones at 262 MiB).
 pub(super) fn range_keyspace() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
         .max_memtable_size(8 << 20)
