@@ -91,7 +91,8 @@ impl Inner {
     }
 
     /// The timestamps of the writes in `request`'s window (each one run of the change log, its
-    /// keys sorted), or `None` when there are more than [`MAX_MERGED_RUNS`](store_changes::MAX_MERGED_RUNS): one seek per write.
+    /// keys sorted), or `None` when there are more than
+    /// [`MAX_MERGED_RUNS`](store_changes::MAX_MERGED_RUNS): one seek per write.
     fn change_runs(&self, changes: &ChangeTable, request: &ScanRequest) -> Result<Option<Vec<Timestamp>>> {
         const OP: &str = "read of the change log";
         let max = self.max_merged_runs.load(Ordering::Relaxed);
