@@ -98,7 +98,8 @@ def main():
         output = proc.stdout.read()
         # wait4: the binary's CPU time too (with the child processes it waited for).
         _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        code = os.waitstatus_to_exitcode(status)
+        proc.returncode = code  # reaped by wait4: Popen must not wait for it again
         seconds, cpu = time.monotonic() - started, usage.ru_utime + usage.ru_stime
         rel = os.path.relpath(src, cwd)
         with lock:

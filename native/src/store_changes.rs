@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use strata_core::{Error, MvccFilter, PageBuilder, Result, ScanRequest, Timestamp};
 
-use crate::store_common::decode_stored;
+use crate::store_common::{decode_version, successor};
 
 /// How many changed keys one pass over a change log collects at most (see
 /// [`EmbeddedStore::set_changed_keys_per_pass`](crate::EmbeddedStore::set_changed_keys_per_pass)).
@@ -37,22 +37,17 @@ pub(crate) trait ChangeRow {
     fn stored(&self) -> &[u8];
 }
 
-/// The value of a stored version of `key` from a change log (`None` for a tombstone), or the
-/// engine's corruption error (`corrupt`) saying what is wrong with it.
-fn decode<'v>(key: &[u8], stored: &'v [u8], corrupt: &impl Fn(&[u8], String) -> Error) -> Result<Option<&'v [u8]>> {
-    decode_stored(stored).map_err(|why| corrupt(key, why))
-}
-
 /// Fills `out` from the runs of a window of writes (`cursors`: one per write, oldest first, each
 /// over that write's rows in the request's span, sorted by key) by merging them key by key, up to
 /// the page's target; returns the page's bytes. Holds nothing but the cursors' heads.
-/// `rows_read` counts the rows read.
+/// `rows_read` counts the rows read; `corrupt` is the store's error for a version that does not
+/// decode.
 pub(crate) fn merge_runs<R: ChangeRow>(
     cursors: &mut [impl Iterator<Item = Result<R>>],
     request: &ScanRequest,
     out: &mut PageBuilder,
     rows_read: &mut u64,
-    corrupt: impl Fn(&[u8], String) -> Error,
+    corrupt: impl Fn(String) -> Error,
 ) -> Result<u64> {
     let mut heads = Vec::with_capacity(cursors.len());
     for cursor in cursors.iter_mut() {
@@ -87,7 +82,7 @@ pub(crate) fn merge_runs<R: ChangeRow>(
         let take = if request.filter == MvccFilter::Latest { 1 } else { versions.len() };
         for &i in versions.iter().rev().take(take) {
             let row = heads[i].as_ref().expect("a run holding the key has a head");
-            let value = decode(key, row.stored(), &corrupt)?;
+            let value = decode_version(key, row.stored(), &corrupt)?;
             bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
             out.push(key, row.ts(), value);
         }
@@ -251,7 +246,7 @@ impl ChangedKeysCache {
         request: &ScanRequest,
         out: &mut PageBuilder,
         mut collect: impl FnMut(&[u8]) -> Result<ChangedKeys>,
-        corrupt: impl Fn(&[u8], String) -> Error,
+        corrupt: impl Fn(String) -> Error,
     ) -> Result<u64> {
         let mut bytes = 0u64;
         let mut lower = request.span.start.clone();
@@ -263,13 +258,13 @@ impl ChangedKeysCache {
                     break 'keys;
                 }
                 for (ts, stored) in versions {
-                    let value = decode(key, stored, &corrupt)?;
+                    let value = decode_version(key, stored, &corrupt)?;
                     bytes += (key.len() + value.map_or(0, <[u8]>::len)) as u64;
                     out.push(key, *ts, value);
                 }
             }
             match (chunk.complete, chunk.keys.last()) {
-                (false, Some((last, _))) => lower = [last.as_slice(), &[0]].concat(),
+                (false, Some((last, _))) => lower = successor(last),
                 _ => break,
             }
         }

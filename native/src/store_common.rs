@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use strata_core::{keys, ScanRequest};
+use strata_core::{keys, Error, Result, ScanRequest};
 
 /// The first byte of a stored version: a deletion, nothing follows.
 pub(crate) const TAG_TOMBSTONE: u8 = 0;
@@ -22,6 +22,22 @@ pub(crate) fn decode_stored(bytes: &[u8]) -> std::result::Result<Option<&[u8]>, 
         Some((tag, _)) => Err(format!("has unknown tag {tag}")),
         None => Err("is empty".to_string()),
     }
+}
+
+/// The value of a stored version of `key` (`None` for a tombstone), or `corrupt`'s error (the
+/// store's, naming its file) saying what is wrong with it.
+#[inline]
+pub(crate) fn decode_version<'v>(
+    key: &[u8],
+    bytes: &'v [u8],
+    corrupt: impl FnOnce(String) -> Error,
+) -> Result<Option<&'v [u8]>> {
+    decode_stored(bytes).map_err(|why| corrupt(format!("version of {} {why}", keys::pretty_key(key))))
+}
+
+/// The smallest key above `key`.
+pub(crate) fn successor(key: &[u8]) -> Vec<u8> {
+    [key, &[0]].concat()
 }
 
 /// The row of the byte counts (`"table_bytes"`) of keys outside every table.

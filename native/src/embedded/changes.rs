@@ -12,7 +12,7 @@ use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
 use redb::ReadableDatabase;
-use strata_core::{check_gc_threshold, keys, Error, PageBuilder, Result, ScanPage, ScanRequest, Timestamp};
+use strata_core::{check_gc_threshold, PageBuilder, Result, ScanPage, ScanRequest, Timestamp};
 
 use super::layout::{change_bounds, successor, ChangeKey, CHANGES, GC_THRESHOLD_KEY, LAST_TIMESTAMP_KEY, META, MVCC};
 use super::Inner;
@@ -141,7 +141,7 @@ impl Inner {
                 .map_err(|e| self.err(OP, e))?;
             cursors.push(range.map(|row| row.map(|(k, v)| LogRow(k, v)).map_err(|e| self.err(OP, e))));
         }
-        store_changes::merge_runs(&mut cursors, request, out, &mut rows.rows, |key, why| self.bad_version(key, why))
+        store_changes::merge_runs(&mut cursors, request, out, &mut rows.rows, |message| self.corrupt(message))
     }
 
     /// Fills `out` from passes over the window's rows of the change log (see [`ChangedKeys`]),
@@ -162,11 +162,6 @@ impl Inner {
             let range = range.map(|row| row.map(|(k, v)| LogRow(k, v)).map_err(|e| self.err(OP, e)));
             ChangedKeys::collect(range, generation, request, lower, max, &mut rows.rows)
         };
-        self.changed_keys.page_from_passes(generation, request, out, collect, |key, why| self.bad_version(key, why))
-    }
-
-    /// The error of a stored version of `key` that does not decode.
-    fn bad_version(&self, key: &[u8], why: String) -> Error {
-        self.corrupt(format!("version of {} {why}", keys::pretty_key(key)))
+        self.changed_keys.page_from_passes(generation, request, out, collect, |message| self.corrupt(message))
     }
 }

@@ -8,11 +8,11 @@
 use std::ops::Bound;
 
 use redb::{ReadableTable, TableDefinition};
-use strata_core::{keys, Error, Result, Timestamp};
+use strata_core::{Error, Result, Timestamp};
 
 use super::stats::{COUNTED_KEY, TABLE_BYTES};
 use super::Inner;
-use crate::store_common::decode_stored;
+use crate::store_common::decode_version;
 
 /// `(key, u64::MAX - wall, u32::MAX - logical)`.
 pub(super) type VersionKey = (&'static [u8], u64, u32);
@@ -54,10 +54,7 @@ pub(super) fn version_ts(inverted_wall: u64, inverted_logical: u32) -> Timestamp
     Timestamp::new(u64::MAX - inverted_wall, u32::MAX - inverted_logical)
 }
 
-/// The smallest key above `key`.
-pub(super) fn successor(key: &[u8]) -> Vec<u8> {
-    [key, &[0]].concat()
-}
+pub(super) use crate::store_common::successor;
 
 /// Bounds of the change-log (or `"ingested"`) rows with a timestamp in `(start, end]`, for
 /// `start < end`.
@@ -97,7 +94,7 @@ impl Inner {
     /// The value of a stored version: `None` for a tombstone.
     #[inline]
     pub(super) fn decode_value<'v>(&self, key: &[u8], bytes: &'v [u8]) -> Result<Option<&'v [u8]>> {
-        decode_stored(bytes).map_err(|why| self.corrupt(format!("version of {} {why}", keys::pretty_key(key))))
+        decode_version(key, bytes, |message| self.corrupt(message))
     }
 
     /// A timestamp stored in `"meta"` under `name`, [`Timestamp::ZERO`] if there is none.

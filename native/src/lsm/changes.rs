@@ -12,7 +12,7 @@
 use std::sync::atomic::Ordering;
 
 use fjall::{Readable, Snapshot};
-use strata_core::{check_gc_threshold, keys, Error, PageBuilder, Result, ScanPage, ScanRequest, Timestamp};
+use strata_core::{check_gc_threshold, PageBuilder, Result, ScanPage, ScanRequest, Timestamp};
 
 use super::layout::{
     change_bounds, change_key, encode_ts, split_change_key, successor, GC_THRESHOLD_KEY, LAST_TIMESTAMP_KEY,
@@ -130,7 +130,7 @@ impl Inner {
                 snapshot.range(&self.changes, range).map(|row| self.index_row(row))
             })
             .collect();
-        store_changes::merge_runs(&mut cursors, request, out, &mut rows.rows, |key, why| self.bad_version(key, why))
+        store_changes::merge_runs(&mut cursors, request, out, &mut rows.rows, |message| self.corrupt(message))
     }
 
     /// Fills `out` from passes over the window's rows of the index (see [`ChangedKeys`]), for
@@ -148,11 +148,6 @@ impl Inner {
             let range = snapshot.range(&self.changes, change_bounds(request.start, request.end));
             ChangedKeys::collect(range.map(|row| self.index_row(row)), generation, request, lower, max, &mut rows.rows)
         };
-        self.changed_keys.page_from_passes(generation, request, out, collect, |key, why| self.bad_version(key, why))
-    }
-
-    /// The error of a stored version of `key` that does not decode.
-    fn bad_version(&self, key: &[u8], why: String) -> Error {
-        self.corrupt(format!("version of {} {why}", keys::pretty_key(key)))
+        self.changed_keys.page_from_passes(generation, request, out, collect, |message| self.corrupt(message))
     }
 }

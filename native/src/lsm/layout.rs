@@ -10,10 +10,10 @@ use std::path::Path;
 
 use fjall::config::{BlockSizePolicy, CompressionPolicy, FilterPolicy};
 use fjall::{CompressionType, KeyspaceCreateOptions, PersistMode, Readable};
-use strata_core::{keys, Error, Result, Timestamp};
+use strata_core::{Error, Result, Timestamp};
 
 use super::Inner;
-use crate::store_common::decode_stored;
+use crate::store_common::decode_version;
 
 pub(super) const VERSIONS: &str = "versions";
 pub(super) const CHANGES: &str = "changes";
@@ -132,10 +132,7 @@ pub(super) fn change_bounds(start: Timestamp, end: Timestamp) -> (Bound<Vec<u8>>
     (lower, upper)
 }
 
-/// The smallest key above `key`.
-pub(super) fn successor(key: &[u8]) -> Vec<u8> {
-    [key, &[0]].concat()
-}
+pub(super) use crate::store_common::successor;
 
 /// The row of `"table_bytes"` of keys outside every table.
 pub(super) use crate::store_common::OTHER;
@@ -168,7 +165,7 @@ impl Inner {
     /// The value of a stored version: `None` for a tombstone.
     #[inline]
     pub(super) fn decode_value<'v>(&self, key: &[u8], bytes: &'v [u8]) -> Result<Option<&'v [u8]>> {
-        decode_stored(bytes).map_err(|why| self.corrupt(format!("version of {} {why}", keys::pretty_key(key))))
+        decode_version(key, bytes, |message| self.corrupt(message))
     }
 
     /// A timestamp stored in `"meta"` under `name` (read from `from`, a snapshot or the live
