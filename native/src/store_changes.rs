@@ -37,6 +37,34 @@ pub(crate) trait ChangeRow {
     fn stored(&self) -> &[u8];
 }
 
+/// The timestamps of the writes in a window `(start, end]`, oldest first (each write's rows are
+/// one run of the change log), or `None` when there are more than `max` (or `max` is 0: the
+/// window is read by passes). `first_from(ts)` is the store's seek: the timestamp of the first
+/// row at or after `ts` and in the window. One seek per write.
+pub(crate) fn change_runs(
+    max: usize,
+    start: Timestamp,
+    mut first_from: impl FnMut(Timestamp) -> Result<Option<Timestamp>>,
+) -> Result<Option<Vec<Timestamp>>> {
+    if max == 0 {
+        return Ok(None);
+    }
+    let mut runs = Vec::new();
+    // The window is not empty (`start < end`), so `start.next()` does not overflow.
+    let mut from = start.next();
+    while let Some(ts) = first_from(from)? {
+        if runs.len() >= max {
+            return Ok(None);
+        }
+        runs.push(ts);
+        if ts == Timestamp::MAX {
+            break;
+        }
+        from = ts.next();
+    }
+    Ok(Some(runs))
+}
+
 /// Fills `out` from the runs of a window of writes (`cursors`: one per write, oldest first, each
 /// over that write's rows in the request's span, sorted by key) by merging them key by key, up to
 /// the page's target; returns the page's bytes. Holds nothing but the cursors' heads.

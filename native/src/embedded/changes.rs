@@ -95,30 +95,18 @@ impl Inner {
     /// [`MAX_MERGED_RUNS`](store_changes::MAX_MERGED_RUNS): one seek per write.
     fn change_runs(&self, changes: &ChangeTable, request: &ScanRequest) -> Result<Option<Vec<Timestamp>>> {
         const OP: &str = "read of the change log";
-        let max = self.max_merged_runs.load(Ordering::Relaxed);
-        if max == 0 {
-            return Ok(None);
-        }
-        let (mut lower, upper) = change_bounds(request.start, request.end);
-        let mut runs = Vec::new();
+        let (_, upper) = change_bounds(request.start, request.end);
         let mut rows = RowCount::new(&self.change_rows_read);
-        loop {
+        let max = self.max_merged_runs.load(Ordering::Relaxed);
+        store_changes::change_runs(max, request.start, |from| {
+            let lower = Bound::Included((from.wall, from.logical, &[][..]));
             let first = changes.range::<ChangeKey>((lower, upper)).map_err(|e| self.err(OP, e))?.next();
-            let Some(row) = first else { return Ok(Some(runs)) };
+            let Some(row) = first else { return Ok(None) };
             let (k, _) = row.map_err(|e| self.err(OP, e))?;
             rows.rows += 1;
             let (wall, logical, _) = k.value();
-            let ts = Timestamp::new(wall, logical);
-            if runs.len() >= max {
-                return Ok(None);
-            }
-            runs.push(ts);
-            if ts == Timestamp::MAX {
-                return Ok(Some(runs));
-            }
-            let after = ts.next();
-            lower = Bound::Included((after.wall, after.logical, &[][..]));
-        }
+            Ok(Some(Timestamp::new(wall, logical)))
+        })
     }
 
     /// Fills `out` from the change log's `runs` (writes in the window, oldest first) by merging

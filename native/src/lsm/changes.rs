@@ -88,29 +88,17 @@ impl Inner {
     /// [`MAX_MERGED_RUNS`](store_changes::MAX_MERGED_RUNS): one seek per write.
     fn change_runs(&self, snapshot: &Snapshot, request: &ScanRequest) -> Result<Option<Vec<Timestamp>>> {
         const OP: &str = "read of the change index";
-        let max = self.max_merged_runs.load(Ordering::Relaxed);
-        if max == 0 {
-            return Ok(None);
-        }
         let (_, upper) = change_bounds(request.start, request.end);
-        let mut from = request.start.next();
-        let mut runs = Vec::new();
         let mut rows = RowCount::new(&self.changes_read);
-        loop {
+        let max = self.max_merged_runs.load(Ordering::Relaxed);
+        store_changes::change_runs(max, request.start, |from| {
             let lower = std::ops::Bound::Included(encode_ts(from).to_vec());
-            let Some(row) = snapshot.range(&self.changes, (lower, upper.clone())).next() else { return Ok(Some(runs)) };
+            let Some(row) = snapshot.range(&self.changes, (lower, upper.clone())).next() else { return Ok(None) };
             let k = row.key().map_err(|e| self.err(OP, e))?;
             rows.rows += 1;
             let (ts, _) = split_change_key(&k).ok_or_else(|| self.corrupt("a row of \"changes\" is too short"))?;
-            if runs.len() >= max {
-                return Ok(None);
-            }
-            runs.push(ts);
-            if ts == Timestamp::MAX {
-                return Ok(Some(runs));
-            }
-            from = ts.next();
-        }
+            Ok(Some(ts))
+        })
     }
 
     /// Fills `out` from the index's `runs` (writes in the window, oldest first) by merging their
