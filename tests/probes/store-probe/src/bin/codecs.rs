@@ -90,14 +90,7 @@ fn main() {
         }
         let ds = t.elapsed().as_secs_f64();
         let stored: usize = lz.iter().map(|c| c.len()).sum();
-        println!(
-            "| {} KiB | lz4 | {:.1} | {:.2} | {:.0} | {:.0} | — |",
-            block_size >> 10,
-            stored as f64 / 1e6,
-            logical as f64 / stored as f64,
-            raw as f64 / 1e6 / cs,
-            raw as f64 / 1e6 / ds
-        );
+        print_row(block_size, "lz4", stored, logical, raw, [cs, ds, f64::NAN]);
         for level in [1, 3] {
             let mut comp = zstd::bulk::Compressor::new(level).unwrap();
             let t = Instant::now();
@@ -118,15 +111,21 @@ fn main() {
             }
             let rs = t.elapsed().as_secs_f64();
             let stored: usize = zs.iter().map(|c| c.len()).sum();
-            println!(
-                "| {} KiB | zstd {level} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} |",
-                block_size >> 10,
-                stored as f64 / 1e6,
-                logical as f64 / stored as f64,
-                raw as f64 / 1e6 / cs,
-                raw as f64 / 1e6 / ds,
-                raw as f64 / 1e6 / rs
-            );
+            print_row(block_size, &format!("zstd {level}"), stored, logical, raw, [cs, ds, rs]);
         }
     }
+}
+
+/// One row of the table: block size, codec, stored MB, ratio, and MB/s of `raw` bytes for each
+/// of compression, decompression and ruzstd decompression (`NaN`: not measured, shown as —).
+fn print_row(block_size: usize, codec: &str, stored: usize, logical: usize, raw: usize, seconds: [f64; 3]) {
+    let speeds: Vec<String> =
+        seconds.iter().map(|s| if s.is_nan() { "—".into() } else { format!("{:.0}", raw as f64 / 1e6 / s) }).collect();
+    println!(
+        "| {} KiB | {codec} | {:.1} | {:.2} | {} |",
+        block_size >> 10,
+        stored as f64 / 1e6,
+        logical as f64 / stored as f64,
+        speeds.join(" | ")
+    );
 }
