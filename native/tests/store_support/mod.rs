@@ -136,3 +136,97 @@ pub async fn scan_changes_costs_what_changed<S: CountedStore>(store: &S) {
     assert_eq!(fast, pages(store, request, false).await, "a new span in pages of 100 bytes");
     assert_eq!(cost.change_rows_read - before.change_rows_read, 101, "index rows read for {} pages", fast.len());
 }
+
+/// The environment variable that names the directory of a killed restore's child process (see
+/// [`killed_restore_child`]).
+const KILLED_RESTORE_DIR: &str = "STRATA_KILLED_RESTORE_DIR";
+/// Accounts in the killed restore's backup (and about a tenth as many customers).
+const KILLED_RESTORE_ROWS: u64 = 20_000;
+const KILLED_RESTORE_BACKUP: &str = "'nodelocal://1/killed'";
+/// The signal [`std::process::abort`] ends a process with (on Linux and macOS).
+const SIGABRT: i32 = 6;
+
+/// An executor on `store` whose `nodelocal://` URIs resolve under `root`.
+fn executor(store: std::sync::Arc<dyn KvStore>, root: &std::path::Path) -> strata_core::Executor {
+    strata_core::Executor::new(store, std::sync::Arc::new(strata_native::NativeOpener::new(root.join("extern"))))
+}
+
+/// The child half of [`a_killed_restore_leaves_nothing_and_runs_again`]: restores the backup
+/// into the store `open` opens in `$STRATA_KILLED_RESTORE_DIR/target`, 16 KiB per ingest, one
+/// table at a time, and aborts the process (no clean close) from the restore's progress once
+/// half the rows are ingested. Does nothing when the variable is not set (an ordinary test run).
+pub fn killed_restore_child<S: KvStore + 'static>(open: impl Fn(&std::path::Path) -> S) {
+    let Some(root) = std::env::var_os(KILLED_RESTORE_DIR).map(std::path::PathBuf::from) else { return };
+    let store = std::sync::Arc::new(open(&root.join("target")));
+    let half = KILLED_RESTORE_ROWS / 2;
+    let progress = strata_core::ProgressReporter::new(move |p: &strata_core::Progress| {
+        if p.rows >= half {
+            std::process::abort();
+        }
+    });
+    let options = strata_core::RestoreRunOptions::default()
+        .with_batch_bytes(16 << 10)
+        .with_concurrency(1)
+        .with_progress(progress);
+    let exec = executor(store, &root).with_restore_options(options);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(exec.execute(&format!("RESTORE DATABASE bank FROM {KILLED_RESTORE_BACKUP}"))).unwrap();
+    panic!("the restore ended without reporting half its rows");
+}
+
+/// The rows of `db.table` at `ts`, each key without its table prefix.
+async fn table_rows(exec: &strata_core::Executor, store: &dyn KvStore, table: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let id = exec.table_id("bank", table, None).await.unwrap();
+    let mut request = ScanRequest::new(
+        keys::table_span(id),
+        strata_core::Timestamp::ZERO,
+        store.now().await.unwrap(),
+        MvccFilter::Latest,
+    );
+    request.target_bytes = u64::MAX;
+    let page = store.scan(request).await.unwrap();
+    assert!(page.resume_key.is_none());
+    page.entries
+        .into_iter()
+        .map(|e| {
+            let (_, user_key) = keys::decode_table_key(&e.key).expect("a table key");
+            (user_key.to_vec(), e.value.expect("the latest version of a row is a value").to_vec())
+        })
+        .collect()
+}
+
+/// A restore into the store `open` opens, killed in the middle of its ingests (the process
+/// aborts, see [`killed_restore_child`], which `child` names in this test binary): the store opens
+/// again with nothing of the restore in its catalog, and the same RESTORE run again succeeds with
+/// exactly the backed-up rows.
+pub async fn a_killed_restore_leaves_nothing_and_runs_again<S: KvStore + 'static>(
+    open: impl Fn(&std::path::Path) -> S,
+    child: &str,
+) {
+    use std::os::unix::process::ExitStatusExt;
+
+    let root = tempfile::tempdir().unwrap();
+    let source: std::sync::Arc<dyn KvStore> =
+        std::sync::Arc::new(EmbeddedStore::open(&root.path().join("source")).unwrap());
+    let source_exec = executor(source.clone(), root.path());
+    strata_native::workload::init_bank(&source_exec, KILLED_RESTORE_ROWS, |_| {}).await.unwrap();
+    source_exec.execute(&format!("BACKUP DATABASE bank TO {KILLED_RESTORE_BACKUP}")).await.unwrap();
+
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", child, "--nocapture", "--test-threads=1"])
+        .env(KILLED_RESTORE_DIR, root.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), Some(SIGABRT), "the child aborts from the restore's progress: {status}");
+
+    let target: std::sync::Arc<dyn KvStore> = std::sync::Arc::new(open(&root.path().join("target")));
+    assert!(target.catalog().await.unwrap().database("bank").is_none(), "nothing of the killed restore is visible");
+    let exec = executor(target.clone(), root.path());
+    exec.execute(&format!("RESTORE DATABASE bank FROM {KILLED_RESTORE_BACKUP}")).await.unwrap();
+    for table in ["customers", "accounts"] {
+        let restored = table_rows(&exec, target.as_ref(), table).await;
+        assert!(!restored.is_empty(), "{table}");
+        assert!(restored == table_rows(&source_exec, source.as_ref(), table).await, "{table}: the rows restored again");
+    }
+}
