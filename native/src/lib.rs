@@ -2,6 +2,7 @@
 //! `object_store`, and the `strata` CLI.
 #![warn(missing_docs)]
 
+pub mod allocator;
 mod cpu;
 mod embedded;
 mod kms;

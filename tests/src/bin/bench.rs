@@ -41,6 +41,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // The CLI's allocator settings (mimalloc returns freed memory after 250 ms).
+    strata_native::allocator::return_freed_memory_promptly();
     let args = Args::parse();
     let default_keys = if args.quick { bench::QUICK_KEYS } else { bench::DEFAULT_KEYS };
     let mut options = BenchOptions::default()

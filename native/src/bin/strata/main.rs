@@ -22,7 +22,8 @@ use strata_native::{
 
 /// mimalloc instead of the system allocator: a backup allocates its 16 MiB data files on one
 /// thread and frees them on another (after sealing and upload), which glibc's per-thread arenas
-/// keep as resident memory; mimalloc returns it.
+/// keep as resident memory; mimalloc returns it (within 250 ms: `main` sets its purge delay, see
+/// `strata_native::allocator`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -199,6 +200,7 @@ enum WorkloadCommand {
 }
 
 fn main() -> ExitCode {
+    strata_native::allocator::return_freed_memory_promptly();
     let cli = Cli::parse();
     let nodelocal =
         cli.store.as_deref().map(|store| NativeOpener::new(nodelocal_root(&cli, &StoreLocation::parse(store))));
