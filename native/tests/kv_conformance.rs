@@ -734,15 +734,4 @@ fn the_kv_plugin_example_passes_the_kv_suite() {
     assert_eq!(store.scanned(), 1);
 }
 
-/// The child half of [`a_killed_restore_leaves_nothing_and_runs_again`].
-#[test]
-fn killed_restore_child() {
-    store_support::killed_restore_child(open);
-}
-
-/// A restore killed in the middle of its ingests leaves nothing visible, and runs again to the
-/// end (see [`store_support::a_killed_restore_leaves_nothing_and_runs_again`]).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_restore_leaves_nothing_and_runs_again() {
-    store_support::a_killed_restore_leaves_nothing_and_runs_again(open, "killed_restore_child").await;
-}
+store_support::killed_restore_tests!(open);

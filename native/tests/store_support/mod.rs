@@ -195,6 +195,27 @@ async fn table_rows(exec: &strata_core::Executor, store: &dyn KvStore, table: &s
         .collect()
 }
 
+/// Declares, in the test binary that uses it, the two tests of a killed restore on the store
+/// `$open` opens: `killed_restore_child` (the child process, an ordinary test that does nothing
+/// unless it is the child) and `a_killed_restore_leaves_nothing_and_runs_again`, which starts it.
+macro_rules! killed_restore_tests {
+    ($open:expr) => {
+        /// The child half of [`a_killed_restore_leaves_nothing_and_runs_again`].
+        #[test]
+        fn killed_restore_child() {
+            store_support::killed_restore_child($open);
+        }
+
+        /// A restore killed in the middle of its ingests leaves nothing visible, and runs again
+        /// to the end (see [`store_support::a_killed_restore_leaves_nothing_and_runs_again`]).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_killed_restore_leaves_nothing_and_runs_again() {
+            store_support::a_killed_restore_leaves_nothing_and_runs_again($open, "killed_restore_child").await;
+        }
+    };
+}
+pub(crate) use killed_restore_tests;
+
 /// A restore into the store `open` opens, killed in the middle of its ingests (the process
 /// aborts, see [`killed_restore_child`], which `child` names in this test binary): the store opens
 /// again with nothing of the restore in its catalog, and the same RESTORE run again succeeds with
