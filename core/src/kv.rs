@@ -284,6 +284,8 @@ pub trait KvSource: MaybeSendSync {
 ///   versions — scans return them right away; they are "invisible" to users only because no
 ///   published descriptor owns their span yet. Calls may come concurrently for disjoint spans
 ///   (`ingest`, `concurrent_writes`).
+/// - [`KvSink::prepare_ingest`] succeeds on the spans a restore names, before its ingests and
+///   publish, which then behave as below (`publish_is_atomic_and_visible`).
 /// - [`KvSink::publish`] applies all changes as one atomic write of their
 ///   [`DescriptorChange::into_write`] forms (the descriptor keys, encodings and tombstones) and
 ///   returns its commit timestamp: every restored object appears at once, or none does
@@ -306,6 +308,20 @@ pub trait KvSink: KvSource {
 
     /// Reserves `count` fresh descriptor ids; returns the first.
     async fn allocate_ids(&self, count: u32) -> Result<DescId>;
+
+    /// Called by a restore once, before its first ingest, with the spans it will ingest into
+    /// (the new tables' spans, whose descriptors its publish writes).
+    ///
+    /// An engine whose ingests survive a crash may record the spans durably, drop a span's record
+    /// when [`KvSink::publish`] writes a table descriptor owning the span (in the same atomic
+    /// write) or [`KvSink::discard`] removes the span, and, when it opens while no restore can be
+    /// running (an engine one process opens at a time), discard the spans still recorded that no
+    /// descriptor owns: what a restore killed before its publish ingested. Both embedded stores
+    /// do. The default records nothing: what a killed restore ingested then stays, invisible
+    /// (no descriptor owns its spans), until something discards those spans.
+    async fn prepare_ingest(&self, _spans: &[Span]) -> Result<()> {
+        Ok(())
+    }
 
     /// Writes sorted key/value pairs into unpublished spans. A restore hands one sorted run of a
     /// span per call, packed in one buffer: engines that build sorted tables can take it whole.

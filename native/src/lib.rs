@@ -11,6 +11,7 @@ mod secrets;
 mod storage;
 mod store_changes;
 mod store_common;
+mod store_pending;
 mod store_threads;
 pub mod workload;
 

@@ -756,6 +756,9 @@ pub async fn publish_is_atomic_and_visible<S: KvStore + ?Sized>(store: &S) {
     assert_eq!(ok(store.catalog().await, || "catalog()".into()), Catalog::default(), "a fresh store's catalog");
     assert!(ok(store.catalog().await, || "catalog()".into()).has_no_user_objects(), "a fresh store is empty");
     let descs = vec![database(100, "bank", 1), table(101, "accounts", 100, 1), table(102, "branches", 100, 1)];
+    // As a restore does: the spans first, then the ingests, then the publish.
+    let spans = [keys::table_span(101), keys::table_span(102)];
+    ok(store.prepare_ingest(&spans).await, || "prepare_ingest of the tables' spans".into());
     ok(store.ingest(vec![(keys::table_key(101, b"alice"), b"10".to_vec())].into()).await, || "ingest".into());
     let ts = publish(store, descs.iter().cloned().map(DescriptorChange::Put).collect()).await;
     let at = |t: Timestamp| async move { ok(store.catalog_at(t).await, || format!("catalog_at({t})")) };

@@ -130,6 +130,11 @@ pub async fn run_restore(
     let mut options = options.clone();
     options.codec = chain.codec.clone();
     let spans = plan.target_spans();
+    // A restore killed from here on leaves its ingests in these spans: the sink may record them,
+    // to discard what no publish claimed when it opens again.
+    if !spans.is_empty() {
+        sink.prepare_ingest(&spans).await?;
+    }
     match ingest_and_publish(sink, &dirs, plan, &options).await {
         Ok(summary) => Ok(summary),
         Err(e) => {

@@ -9,9 +9,12 @@ use std::ops::Bound;
 use redb::{ReadableDatabase, ReadableTable};
 use strata_core::{Result, Span, Timestamp};
 
-use super::layout::{encode_ts, version_ts, ChangeKey, CHANGES, GC_THRESHOLD_KEY, INGESTED, META, MVCC};
+use super::layout::{
+    encode_ts, version_ts, ChangeKey, CHANGES, GC_THRESHOLD_KEY, INGESTED, META, MVCC, PENDING_INGESTS,
+};
 use super::stats::ByteDeltas;
 use super::Inner;
+use crate::store_pending;
 
 impl Inner {
     /// [`KvSink::discard`](strata_core::KvSink::discard): removes every version in `spans` with
@@ -27,6 +30,11 @@ impl Inner {
             let mut mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
             let mut changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
             let mut ingested = txn.open_table(INGESTED).map_err(|e| self.err(OP, e))?;
+            // The records of restores' ingests into these spans go with them.
+            let mut pending = txn.open_table(PENDING_INGESTS).map_err(|e| self.err(OP, e))?;
+            pending
+                .retain(|start, end| !store_pending::discarded_by(&Span::new(start.to_vec(), end.to_vec()), spans))
+                .map_err(|e| self.err(OP, e))?;
             for span in spans.iter().filter(|s| !s.is_empty()) {
                 // The ingests into the span: their versions have no change-log rows to remove,
                 // and the rows of those wholly inside the span go with their versions.

@@ -29,6 +29,11 @@ const OLD_CHANGES: TableDefinition<'static, ChangeKey, ()> = TableDefinition::ne
 /// rows in `"change_log"`.
 pub(super) const INGESTED: TableDefinition<'static, ChangeKey, &'static [u8]> = TableDefinition::new("ingested");
 pub(super) const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
+/// span start -> span end: the spans a restore ingests into, from before its first ingest until
+/// its publish or a discard (see `crate::store_pending`). Created on open; a store of an earlier
+/// strata has none, and an earlier strata ignores it.
+pub(super) const PENDING_INGESTS: TableDefinition<'static, &'static [u8], &'static [u8]> =
+    TableDefinition::new("pending_ingests");
 
 const LAYOUT_VERSION_KEY: &str = "layout_version";
 pub(super) const LAST_TIMESTAMP_KEY: &str = "last_timestamp";
@@ -118,6 +123,7 @@ impl Inner {
             let mvcc = txn.open_table(MVCC).map_err(|e| self.err(OP, e))?;
             let mut changes = txn.open_table(CHANGES).map_err(|e| self.err(OP, e))?;
             txn.open_table(INGESTED).map_err(|e| self.err(OP, e))?;
+            txn.open_table(PENDING_INGESTS).map_err(|e| self.err(OP, e))?;
             let mut meta = txn.open_table(META).map_err(|e| self.err(OP, e))?;
             let version = meta.get(LAYOUT_VERSION_KEY).map_err(|e| self.err(OP, e))?.map(|v| v.value().to_vec());
             match version {

@@ -21,6 +21,10 @@
 //!  clock.rs    the timestamp of every write and ingest transaction (write.rs), and now()
 //! ```
 //!
+//! `"pending_ingests"` (the spans a restore ingests into) is written by pending.rs
+//! (`prepare_ingest`, and the cleanup on open after a killed restore), and its rows are dropped
+//! by write.rs (`publish`) and gc.rs (`discard`).
+//!
 //! - [`layout`]: table definitions, key and value encodings, the layout version and its
 //!   conversions when a store opens.
 //! - [`clock`]: the hybrid logical clock (timestamps of writes, `now()`).
@@ -31,6 +35,8 @@
 //! - [`changes`]: scans of changes from the change log (merged runs, or collecting passes with
 //!   their cache of windows).
 //! - [`gc`]: discard, GC and the GC threshold.
+//! - [`pending`]: the spans a restore ingests into (`"pending_ingests"`), and the cleanup on open
+//!   after a restore killed before its publish.
 
 mod changes;
 pub(crate) mod clock;
@@ -39,6 +45,7 @@ pub mod fuzzing;
 mod gc;
 mod ingest;
 mod layout;
+mod pending;
 mod scan;
 mod stats;
 mod write;
@@ -78,7 +85,7 @@ use clock::Clock;
 ///
 /// # On-disk layout
 ///
-/// `dir/strata.redb` is a redb database holding four tables:
+/// `dir/strata.redb` is a redb database holding these tables:
 ///
 /// ```text
 /// table "mvcc"    key:   (key: &[u8], u64::MAX - wall: u64, u32::MAX - logical: u32)   (a redb tuple)
@@ -89,6 +96,8 @@ use clock::Clock;
 ///
 /// table "ingested" key:  (wall: u64, logical: u32, span start: &[u8])                   (a redb tuple)
 ///                 value: span end                                                      (&[u8])
+///
+/// table "pending_ingests" key: span start (&[u8])   value: span end (&[u8])
 ///
 /// table "meta"   key: &str           value: &[u8]
 ///                "layout_version"    u32 BE, currently 4
@@ -135,10 +144,19 @@ use clock::Clock;
 /// commit (every other write is one, and a restore ends with a publish) makes them durable. A
 /// crash before it loses them; they were invisible anyway, written to spans no descriptor names
 /// until the publish. A crash after a durable commit but before the publish leaves the versions
-/// ingested so far in those unpublished spans, invisible and never scanned (as before: nothing
-/// removes them yet; the restore's ids are not reused). So that the publish's sync does not have
+/// ingested so far in those unpublished spans, invisible; `"pending_ingests"` removes them (below).
+/// So that the publish's sync does not have
 /// to write every ingested page while the restore waits, each ingest starts a background sync of
 /// the file from a second handle (one at a time, on tokio's blocking pool).
+///
+/// `"pending_ingests"` holds the spans a restore is ingesting into
+/// ([`KvSink::prepare_ingest`], one durable commit before its first ingest). The publish that
+/// writes a table's descriptor drops its span's row in the same transaction, and `discard` the
+/// rows of the spans it empties. A row left when the store opens (a store is open in one process
+/// at a time, so no restore is running) is a restore killed before its publish: the store
+/// discards its span, unless a table of the catalog owns it (then only the row goes). The table
+/// is created when a store opens: a store of an earlier strata has none, and an earlier strata
+/// ignores it (the layout version stays 4).
 ///
 /// Opening a store of an older layout moves it to version 4 in one write transaction: version 1
 /// had no change index (the change log is built in one pass over `"mvcc"`); versions 2 and 3 had
@@ -273,6 +291,7 @@ impl EmbeddedStore {
         };
         let last = inner.init()?;
         inner.clock.set_last(last);
+        inner.discard_abandoned_ingests(last)?;
         Ok(EmbeddedStore { inner: Arc::new(inner) })
     }
 
@@ -402,9 +421,13 @@ impl KvSink for EmbeddedStore {
         Ok(())
     }
 
+    async fn prepare_ingest(&self, spans: &[Span]) -> Result<()> {
+        let spans = spans.to_vec();
+        self.blocking(move |inner| inner.prepare_ingest(&spans)).await
+    }
+
     async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
-        let batch = changes.into_iter().map(DescriptorChange::into_write).collect();
-        self.blocking(move |inner| inner.write("publish of descriptors", batch)).await
+        self.blocking(move |inner| inner.publish(changes)).await
     }
 
     async fn discard(&self, spans: &[Span]) -> Result<()> {

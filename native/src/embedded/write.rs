@@ -3,13 +3,15 @@
 //! and descriptor id allocation.
 
 use redb::ReadableTable;
-use strata_core::{keys, DescId, Error, Result, Status, Timestamp, FIRST_USER_ID};
+use strata_core::{keys, DescId, DescriptorChange, Error, Result, Span, Status, Timestamp, FIRST_USER_ID};
 
 use super::layout::{
-    encode_ts, version_key, ChangeKey, VersionKey, CHANGES, LAST_TIMESTAMP_KEY, META, MVCC, TAG_TOMBSTONE, TAG_VALUE,
+    encode_ts, version_key, ChangeKey, VersionKey, CHANGES, LAST_TIMESTAMP_KEY, META, MVCC, PENDING_INGESTS,
+    TAG_TOMBSTONE, TAG_VALUE,
 };
 use super::stats::ByteDeltas;
 use super::Inner;
+use crate::store_pending;
 
 /// The tables a write transaction adds versions to.
 struct WriteTables<'t> {
@@ -59,9 +61,12 @@ impl Inner {
 
     /// Runs `fill` in one durable write transaction at a fresh timestamp (see
     /// [`Inner::transact_at_fresh_ts`]). `fill` writes versions with [`Inner::put_version`].
+    /// The records of the restores' ingests into `published` (spans of tables the transaction
+    /// publishes) go in the same transaction.
     fn write_at_fresh_ts(
         &self,
         op: &str,
+        published: &[Span],
         fill: impl FnOnce(&mut WriteTables<'_>, Timestamp) -> Result<()>,
     ) -> Result<Timestamp> {
         self.transact_at_fresh_ts(op, redb::Durability::Immediate, |txn, ts| {
@@ -69,15 +74,37 @@ impl Inner {
             let changes = txn.open_table(CHANGES).map_err(|e| self.err(op, e))?;
             let mut tables = WriteTables { mvcc, changes, bytes: ByteDeltas::default() };
             fill(&mut tables, ts)?;
+            if !published.is_empty() {
+                let mut pending = txn.open_table(PENDING_INGESTS).map_err(|e| self.err(op, e))?;
+                for span in published {
+                    pending.remove(span.start.as_slice()).map_err(|e| self.err(op, e))?;
+                }
+            }
             self.apply_byte_deltas(op, txn, tables.bytes)
         })
     }
 
     /// Writes `batch` (a value, or `None` for a deletion, per key) at one fresh timestamp:
-    /// [`KvStore::write`](strata_core::KvStore::write), `put`, `delete` and
-    /// [`KvSink::publish`](strata_core::KvSink::publish).
+    /// [`KvStore::write`](strata_core::KvStore::write), `put` and `delete`.
     pub(super) fn write(&self, op: &str, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Timestamp> {
-        self.write_at_fresh_ts(op, |tables, ts| {
+        self.write_publishing(op, batch, &[])
+    }
+
+    /// [`KvSink::publish`](strata_core::KvSink::publish): the descriptors' writes, which drop the
+    /// records of the ingests into the tables they publish.
+    pub(super) fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
+        let (writes, published) = store_pending::publish_writes(changes);
+        self.write_publishing("publish of descriptors", writes, &published)
+    }
+
+    /// [`Inner::write`] of `batch`, dropping the ingest records of `published`.
+    fn write_publishing(
+        &self,
+        op: &str,
+        batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        published: &[Span],
+    ) -> Result<Timestamp> {
+        self.write_at_fresh_ts(op, published, |tables, ts| {
             let mut buf = Vec::new();
             for (key, value) in &batch {
                 buf.clear();
@@ -100,7 +127,7 @@ impl Inner {
     pub(super) fn allocate_ids(&self, count: u32) -> Result<DescId> {
         const OP: &str = "id allocation";
         let mut first = FIRST_USER_ID;
-        self.write_at_fresh_ts(OP, |tables, ts| {
+        self.write_at_fresh_ts(OP, &[], |tables, ts| {
             // The newest version of the counter, whatever its timestamp.
             {
                 let newest = tables

@@ -12,6 +12,7 @@ use strata_core::{Result, Span, Timestamp};
 use super::layout::{change_key, encode_ts, split_change_key, split_version, unescape, version_key, GC_THRESHOLD_KEY};
 use super::write::ByteDeltas;
 use super::Inner;
+use crate::store_pending;
 
 /// Removals per write batch: what a discard or GC holds in memory at once.
 const BATCH_ROWS: usize = 1 << 16;
@@ -79,6 +80,14 @@ impl Inner {
                     batch.remove(&self.changes, change_key(ts, &key));
                 }
                 self.commit_if_full(OP, &mut batch)?;
+            }
+        }
+        // The records of restores' ingests into these spans go in the last batch, once every
+        // version before it is removed.
+        for row in snapshot.iter(&self.pending_ingests) {
+            let (start, end) = row.into_inner().map_err(|e| self.err(OP, e))?;
+            if store_pending::discarded_by(&Span::new(start.to_vec(), end.to_vec()), spans) {
+                batch.remove(&self.pending_ingests, start);
             }
         }
         self.commit_last(OP, batch, deltas)

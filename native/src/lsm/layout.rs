@@ -20,6 +20,10 @@ pub(super) const CHANGES: &str = "changes";
 pub(super) const INGESTED: &str = "ingested";
 pub(super) const META: &str = "meta";
 pub(super) const TABLE_BYTES: &str = "table_bytes";
+/// span start -> span end: the spans a restore ingests into, from before its first ingest until
+/// its publish or a discard (see `crate::store_pending`). Created on open; a store of an earlier
+/// strata has none, and an earlier strata ignores it.
+pub(super) const PENDING_INGESTS: &str = "pending_ingests";
 
 const LAYOUT_VERSION_KEY: &str = "layout_version";
 pub(super) const LAST_TIMESTAMP_KEY: &str = "last_timestamp";

@@ -19,11 +19,16 @@
 //!
 //!  embedded/clock.rs  the timestamp of every write and ingest (write.rs), and now()
 //! ```
+//!
+//! `"pending_ingests"` (the spans a restore ingests into) is written by pending.rs
+//! (`prepare_ingest`, and the cleanup on open after a killed restore), and its rows are dropped
+//! by write.rs (`publish`) and gc.rs (`discard`).
 
 mod changes;
 mod gc;
 mod ingest;
 mod layout;
+mod pending;
 mod scan;
 mod write;
 
@@ -65,7 +70,7 @@ use crate::{EmbeddedStore, StoreStats};
 /// # On-disk layout
 ///
 /// `dir/strata.lsm/` is a fjall database (its journal, its `keyspaces/` of tables, its `version`
-/// marker and `lock` file) holding five keyspaces. Keys and values are bytes; integers are
+/// marker and `lock` file) holding six keyspaces. Keys and values are bytes; integers are
 /// big-endian; a timestamp is wall u64 ++ logical u32 (12 bytes).
 ///
 /// ```text
@@ -76,6 +81,8 @@ use crate::{EmbeddedStore, StoreStats};
 /// "changes"     key:   wall ++ logical ++ key      value: tag ++ value bytes, as in "versions"
 ///
 /// "ingested"    key:   wall ++ logical ++ span start   value: span end
+///
+/// "pending_ingests"  key: span start   value: span end
 ///
 /// "meta"        "layout_version"   u32, currently 2 (a store of layout 1 is refused)
 ///               "last_timestamp"   the last timestamp issued to a write or ingest
@@ -125,8 +132,17 @@ use crate::{EmbeddedStore, StoreStats};
 /// records the ingest in `"ingested"` and `"last_timestamp"`; so when `ingest` returns, the
 /// versions, their record and the clock are all durable, and a crash before it returns leaves at
 /// most a record without versions (a scan of changes then falls back to a scan: never wrong) or
-/// table files fjall never registered (it ignores them). Versions of an ingest that no publish
-/// followed stay in their unpublished spans, invisible (see [`KvSink`]).
+/// table files fjall never registered (it ignores them).
+///
+/// Versions of an ingest that no publish followed would stay in their unpublished spans,
+/// invisible, for good: `"pending_ingests"` holds the spans a restore is ingesting into
+/// ([`KvSink::prepare_ingest`], one synced batch before its first ingest). The publish that writes
+/// a table's descriptor drops its span's row in the same batch, and `discard` the rows of the
+/// spans it empties. A row left when the store opens (fjall's lock file keeps it to one open at
+/// a time, so no restore is running) is a restore killed before its publish: the store discards
+/// its span, unless a table of the catalog owns it (then only the row goes). The keyspace is
+/// created when a store opens: a store of an earlier strata has none, and an earlier strata
+/// ignores it (the layout version stays 2).
 ///
 /// # Timestamps
 ///
@@ -160,6 +176,7 @@ struct Inner {
     ingested: fjall::Keyspace,
     meta: fjall::Keyspace,
     table_bytes: fjall::Keyspace,
+    pending_ingests: fjall::Keyspace,
     /// The store's own threads, which run every fjall operation (see [`LsmStore::blocking`]).
     workers: Workers,
     /// The database directory, for error messages.
@@ -255,6 +272,7 @@ impl LsmStore {
             ingested: keyspace(layout::INGESTED, fjall::KeyspaceCreateOptions::default)?,
             meta: keyspace(layout::META, fjall::KeyspaceCreateOptions::default)?,
             table_bytes: keyspace(layout::TABLE_BYTES, fjall::KeyspaceCreateOptions::default)?,
+            pending_ingests: keyspace(layout::PENDING_INGESTS, fjall::KeyspaceCreateOptions::default)?,
             db,
             workers: Workers::start(STORE_THREADS, "strata-lsm")?,
             path,
@@ -269,6 +287,7 @@ impl LsmStore {
         };
         let last = inner.init()?;
         inner.clock.set_last(last);
+        inner.discard_abandoned_ingests(last)?;
         Ok(LsmStore { inner: Arc::new(inner) })
     }
 
@@ -407,9 +426,13 @@ impl KvSink for LsmStore {
         Ok(())
     }
 
+    async fn prepare_ingest(&self, spans: &[Span]) -> Result<()> {
+        let spans = spans.to_vec();
+        self.blocking(move |inner| inner.prepare_ingest(&spans)).await
+    }
+
     async fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
-        let batch = changes.into_iter().map(DescriptorChange::into_write).collect();
-        self.blocking(move |inner| inner.write("publish of descriptors", batch)).await
+        self.blocking(move |inner| inner.publish(changes)).await
     }
 
     async fn discard(&self, spans: &[Span]) -> Result<()> {

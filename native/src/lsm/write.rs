@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 
 use fjall::{OwnedWriteBatch, PersistMode};
-use strata_core::{keys, DescId, Error, Result, Status, Timestamp, FIRST_USER_ID};
+use strata_core::{keys, DescId, DescriptorChange, Error, Result, Span, Status, Timestamp, FIRST_USER_ID};
 
 use super::layout::{change_key, encode_ts, version_key, LAST_TIMESTAMP_KEY, TAG_TOMBSTONE, TAG_VALUE};
 use super::Inner;
 use crate::store_common::apply_delta;
+use crate::store_pending;
 
 /// What one commit adds to (or removes from) the byte counts, per table.
 pub(super) use crate::store_common::ByteDeltas;
@@ -75,9 +76,30 @@ impl Inner {
     /// at one fresh timestamp: [`KvStore::write`](strata_core::KvStore::write), `put`, `delete`
     /// and [`KvSink::publish`](strata_core::KvSink::publish).
     pub(super) fn write(&self, op: &str, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<Timestamp> {
+        self.write_publishing(op, batch, &[])
+    }
+
+    /// [`KvSink::publish`](strata_core::KvSink::publish): the descriptors' writes, which drop the
+    /// records of the ingests into the tables they publish.
+    pub(super) fn publish(&self, changes: Vec<DescriptorChange>) -> Result<Timestamp> {
+        let (writes, published) = store_pending::publish_writes(changes);
+        self.write_publishing("publish of descriptors", writes, &published)
+    }
+
+    /// [`Inner::write`] of `batch`, dropping the ingest records of `published` (spans of tables
+    /// the batch publishes) in the same commit.
+    fn write_publishing(
+        &self,
+        op: &str,
+        batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        published: &[Span],
+    ) -> Result<Timestamp> {
         // One version per key: fjall's batch holds every item at one sequence number.
         let last: BTreeMap<&[u8], Option<&[u8]>> = batch.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
         self.commit_at_fresh_ts(op, |out, ts, deltas| {
+            for span in published {
+                out.remove(&self.pending_ingests, span.start.as_slice());
+            }
             let mut buf = Vec::new();
             for (key, value) in last {
                 buf.clear();

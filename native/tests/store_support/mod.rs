@@ -174,6 +174,27 @@ pub fn killed_restore_child<S: KvStore + 'static>(open: impl Fn(&std::path::Path
     panic!("the restore ended without reporting half its rows");
 }
 
+/// How many versions the store holds, at any time, in the key space of user tables.
+async fn user_versions(store: &dyn KvStore) -> usize {
+    versions_in(store, Span::new(keys::table_span(strata_core::FIRST_USER_ID).start, vec![keys::TABLE_PREFIX + 1]))
+        .await
+}
+
+/// How many versions the store holds in `span`, at any time.
+async fn versions_in(store: &(impl KvStore + ?Sized), span: Span) -> usize {
+    let mut request =
+        ScanRequest::new(span, strata_core::Timestamp::ZERO, store.now().await.unwrap(), MvccFilter::AllRevisions);
+    let mut versions = 0;
+    loop {
+        let page = store.scan(request.clone()).await.unwrap();
+        versions += page.entries.len();
+        match page.resume_key {
+            Some(k) => request.span.start = k,
+            None => return versions,
+        }
+    }
+}
+
 /// The rows of `db.table` at `ts`, each key without its table prefix.
 async fn table_rows(exec: &strata_core::Executor, store: &dyn KvStore, table: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     let id = exec.table_id("bank", table, None).await.unwrap();
@@ -195,9 +216,10 @@ async fn table_rows(exec: &strata_core::Executor, store: &dyn KvStore, table: &s
         .collect()
 }
 
-/// Declares, in the test binary that uses it, the two tests of a killed restore on the store
-/// `$open` opens: `killed_restore_child` (the child process, an ordinary test that does nothing
-/// unless it is the child) and `a_killed_restore_leaves_nothing_and_runs_again`, which starts it.
+/// Declares, in the test binary that uses it, the tests of a killed restore on the store `$open`
+/// opens: `killed_restore_child` (the child process, an ordinary test that does nothing unless it
+/// is the child), `a_killed_restore_leaves_nothing_and_runs_again`, which starts it, and
+/// `unpublished_ingests_go_when_the_store_opens`.
 macro_rules! killed_restore_tests {
     ($open:expr) => {
         /// The child half of [`a_killed_restore_leaves_nothing_and_runs_again`].
@@ -211,6 +233,13 @@ macro_rules! killed_restore_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_killed_restore_leaves_nothing_and_runs_again() {
             store_support::a_killed_restore_leaves_nothing_and_runs_again($open, "killed_restore_child").await;
+        }
+
+        /// What a restore ingested goes when the store opens again unless it was published
+        /// (see [`store_support::unpublished_ingests_go_when_the_store_opens`]).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn unpublished_ingests_go_when_the_store_opens() {
+            store_support::unpublished_ingests_go_when_the_store_opens($open).await;
         }
     };
 }
@@ -243,11 +272,76 @@ pub async fn a_killed_restore_leaves_nothing_and_runs_again<S: KvStore + 'static
 
     let target: std::sync::Arc<dyn KvStore> = std::sync::Arc::new(open(&root.path().join("target")));
     assert!(target.catalog().await.unwrap().database("bank").is_none(), "nothing of the killed restore is visible");
+    // Nor kept: the store discarded, when it opened, what the restore had ingested.
+    assert_eq!(user_versions(target.as_ref()).await, 0, "versions the killed restore left in the tables' key space");
     let exec = executor(target.clone(), root.path());
     exec.execute(&format!("RESTORE DATABASE bank FROM {KILLED_RESTORE_BACKUP}")).await.unwrap();
     for table in ["customers", "accounts"] {
         let restored = table_rows(&exec, target.as_ref(), table).await;
         assert!(!restored.is_empty(), "{table}");
         assert!(restored == table_rows(&source_exec, source.as_ref(), table).await, "{table}: the rows restored again");
+    }
+    // What the second restore published stays when the store opens again.
+    drop((exec, target));
+    let target: std::sync::Arc<dyn KvStore> = std::sync::Arc::new(open(&root.path().join("target")));
+    let exec = executor(target.clone(), root.path());
+    for table in ["customers", "accounts"] {
+        let reopened = table_rows(&exec, target.as_ref(), table).await;
+        assert!(reopened == table_rows(&source_exec, source.as_ref(), table).await, "{table}: reopened");
+    }
+}
+
+/// Spans a restore recorded ([`KvSink::prepare_ingest`]) and ingested into: one it published
+/// keeps its rows when the store opens again, one it discarded and one it never published (its
+/// process gone after a later durable write, so the ingest is on disk) hold nothing then.
+pub async fn unpublished_ingests_go_when_the_store_opens<S: KvStore + 'static>(open: impl Fn(&std::path::Path) -> S) {
+    use strata_core::{DatabaseDescriptor, Descriptor, DescriptorChange, TableDescriptor, Timestamp};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (published, discarded, killed) = (501, 502, 503);
+    let ingest = |id: u32| {
+        let mut batch = IngestBatch::new();
+        for i in 0..100u32 {
+            batch.push(&keys::table_key(id, format!("{i:04}").as_bytes()), b"value");
+        }
+        batch
+    };
+    {
+        let store = open(dir.path());
+        let spans: Vec<Span> = [published, discarded, killed].map(keys::table_span).into();
+        store.prepare_ingest(&spans).await.unwrap();
+        for id in [published, discarded, killed] {
+            store.ingest(ingest(id)).await.unwrap();
+        }
+        let table = TableDescriptor {
+            id: published,
+            name: "t".into(),
+            parent_id: 500,
+            version: 1,
+            modification_time: Timestamp::new(1, 0),
+            indexes: Vec::new(),
+        };
+        let database =
+            DatabaseDescriptor { id: 500, name: "d".into(), version: 1, modification_time: Timestamp::new(1, 0) };
+        store
+            .publish(vec![
+                DescriptorChange::Put(Descriptor::Database(database)),
+                DescriptorChange::Put(Descriptor::Table(table)),
+            ])
+            .await
+            .unwrap();
+        store.discard(&[keys::table_span(discarded)]).await.unwrap();
+        // A durable write after the ingests: redb's ingests are durable from here on too.
+        store.write(vec![(keys::table_key(600, b"k"), Some(b"v".to_vec()))]).await.unwrap();
+        for id in [published, killed] {
+            assert_eq!(versions_in(&store, keys::table_span(id)).await, 100, "table {id} before the store closes");
+        }
+    }
+    for round in ["first", "second"] {
+        let store = open(dir.path());
+        assert_eq!(versions_in(&store, keys::table_span(published)).await, 100, "{round} open: the published table");
+        assert_eq!(versions_in(&store, keys::table_span(discarded)).await, 0, "{round} open: the discarded span");
+        assert_eq!(versions_in(&store, keys::table_span(killed)).await, 0, "{round} open: the unpublished span");
+        assert_eq!(versions_in(&store, keys::table_span(600)).await, 1, "{round} open: the write beside them");
     }
 }
