@@ -10,10 +10,14 @@ use super::Inner;
 use crate::store_pending;
 
 impl Inner {
-    /// Records `spans` durably, before the restore's first ingest into them.
+    /// Records `spans`, before the restore's first ingest into them. The commit is not durable
+    /// on its own, as the ingests are not ([`redb::Durability::None`]): redb makes commits
+    /// durable in order, so any ingest that reaches the disk finds the record there too, and no
+    /// restore waits for a sync here.
     pub(super) fn prepare_ingest(&self, spans: &[Span]) -> Result<()> {
         const OP: &str = "record of a restore's spans";
-        let txn = self.db.begin_write().map_err(|e| self.err(OP, e))?;
+        let mut txn = self.db.begin_write().map_err(|e| self.err(OP, e))?;
+        txn.set_durability(redb::Durability::None).map_err(|e| self.err(OP, e))?;
         {
             let mut pending = txn.open_table(PENDING_INGESTS).map_err(|e| self.err(OP, e))?;
             for span in spans.iter().filter(|s| !s.is_empty()) {

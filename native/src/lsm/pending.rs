@@ -9,10 +9,12 @@ use super::Inner;
 use crate::store_pending;
 
 impl Inner {
-    /// Records `spans` durably, before the restore's first ingest into them.
+    /// Records `spans`, before the restore's first ingest into them. The batch is not synced on
+    /// its own: each ingest first syncs the journal (its record in `"ingested"`), which persists
+    /// this earlier batch too, before any of its tables is written.
     pub(super) fn prepare_ingest(&self, spans: &[Span]) -> Result<()> {
         const OP: &str = "record of a restore's spans";
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut batch = self.db.batch();
         for span in spans.iter().filter(|s| !s.is_empty()) {
             batch.insert(&self.pending_ingests, span.start.as_slice(), span.end.as_slice());
         }
