@@ -177,7 +177,7 @@ pub struct WorkUnit {
 ///
 /// # Contract
 /// This is exactly what the conformance suite (`strata_core::conformance::kv`, feature
-/// `conformance`; one `#[test]` per check with [`crate::kv_conformance_tests!`]) checks.
+/// `conformance`; one `#[test]` per check with `kv_conformance_tests!`) checks.
 ///
 /// - **Time.** Timestamps come from the engine's own clock. [`KvSource::now`] is never
 ///   [`Timestamp::ZERO`] (the suite tells versions apart by the `now()` readings around the

@@ -255,7 +255,7 @@ pub async fn run_backup(
 }
 
 /// Claims `dir` for a backup of `plan` (read from `source`) run as a shared job
-/// ([`crate::backup::job`]): writes the job's lease (refreshed by its workers as they export
+/// (`backup::job`): writes the job's lease (refreshed by its workers as they export
 /// units: a job no worker works on for longer than [`BackupOptions::stale_after`] is taken for
 /// abandoned by later runs into the collection) and its `BACKUP-PLAN` (create-only, with
 /// `options`' source store and run id — give the job's, [`crate::job_run_id`]), so a
