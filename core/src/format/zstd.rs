@@ -183,6 +183,7 @@ mod tests {
         assert!(zstd_decompress(&frame[4..], 300, 0, "f").is_err());
     }
 
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
     fn block(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8 ^ (i / 1000) as u8).collect()
     }
