@@ -6,7 +6,8 @@
 //! and a restore that fails discards them. One that is killed cannot, and what it ingested and
 //! synced (the LSM store syncs each ingest's tables; redb's ingests become durable with the next
 //! durable commit, whoever makes it) would stay on disk for good, in spans no descriptor will
-//! ever own. So each store records the spans durably before the first ingest, drops a span's
+//! ever own. So each store records the spans before the first ingest (a commit that reaches the
+//! disk before any ingest it covers does, without a sync of its own), drops a span's
 //! record in the commit of the publish that writes its table's descriptor (or in a discard of
 //! the span), and, when it opens (a store is open in one process at a time: no restore can be
 //! running then), discards the spans still recorded that no table owns.

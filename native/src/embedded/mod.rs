@@ -150,7 +150,8 @@ use clock::Clock;
 /// the file from a second handle (one at a time, on tokio's blocking pool).
 ///
 /// `"pending_ingests"` holds the spans a restore is ingesting into
-/// ([`KvSink::prepare_ingest`], one durable commit before its first ingest). The publish that
+/// ([`KvSink::prepare_ingest`], one commit before its first ingest, not durable on its own: redb
+/// makes commits durable in order, so no ingest reaches the disk without it). The publish that
 /// writes a table's descriptor drops its span's row in the same transaction, and `discard` the
 /// rows of the spans it empties. A row left when the store opens (a store is open in one process
 /// at a time, so no restore is running) is a restore killed before its publish: the store

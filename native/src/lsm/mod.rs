@@ -136,7 +136,8 @@ use crate::{EmbeddedStore, StoreStats};
 ///
 /// Versions of an ingest that no publish followed would stay in their unpublished spans,
 /// invisible, for good: `"pending_ingests"` holds the spans a restore is ingesting into
-/// ([`KvSink::prepare_ingest`], one synced batch before its first ingest). The publish that writes
+/// ([`KvSink::prepare_ingest`], one batch before its first ingest, not synced on its own: the
+/// ingest's synced record in `"ingested"` persists it before any table is written). The publish that writes
 /// a table's descriptor drops its span's row in the same batch, and `discard` the rows of the
 /// spans it empties. A row left when the store opens (fjall's lock file keeps it to one open at
 /// a time, so no restore is running) is a restore killed before its publish: the store discards

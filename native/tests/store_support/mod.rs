@@ -29,7 +29,7 @@ impl CountedStore for LsmStore {
 }
 
 /// Every page of a scan, through `scan` or through `scan_changes` (which must answer).
-pub async fn pages(store: &impl KvSource, mut request: ScanRequest, changes: bool) -> Vec<ScanPage> {
+pub async fn pages(store: &(impl KvSource + ?Sized), mut request: ScanRequest, changes: bool) -> Vec<ScanPage> {
     let mut out = Vec::new();
     loop {
         let page = if changes {
@@ -182,17 +182,9 @@ async fn user_versions(store: &dyn KvStore) -> usize {
 
 /// How many versions the store holds in `span`, at any time.
 async fn versions_in(store: &(impl KvStore + ?Sized), span: Span) -> usize {
-    let mut request =
-        ScanRequest::new(span, strata_core::Timestamp::ZERO, store.now().await.unwrap(), MvccFilter::AllRevisions);
-    let mut versions = 0;
-    loop {
-        let page = store.scan(request.clone()).await.unwrap();
-        versions += page.entries.len();
-        match page.resume_key {
-            Some(k) => request.span.start = k,
-            None => return versions,
-        }
-    }
+    let now = store.now().await.unwrap();
+    let request = ScanRequest::new(span, strata_core::Timestamp::ZERO, now, MvccFilter::AllRevisions);
+    pages(store, request, false).await.iter().map(|p| p.entries.len()).sum()
 }
 
 /// The rows of `db.table` at `ts`, each key without its table prefix.
